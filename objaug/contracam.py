@@ -1,0 +1,210 @@
+"""ContraCAM: a class activation map for a contrastive model, for a whole batch, on its device.
+
+Implements method.md §1 (Mo et al., NeurIPS 2021) with objaug's decisions: the per-sample score
+(not the reference code's batch-pooled positive), self terms excluded from the denominator, an
+optional temperature and an optional external bank of negatives.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from typing import Literal, overload
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from objaug._checks import check_finite, check_image_batch
+from objaug.functional.cam import contrastive_score, fill_masked, gradcam_map, minmax_normalize, upsample_maps
+from objaug.split import EncoderHead, expanded_resolution, module_device, preserve_model_state, split_model
+
+__all__ = ["ContraCAM"]
+
+
+class ContraCAM:
+    """Contrastive class activation maps, batched, with iterative refinement.
+
+    For each image, the map highlights what makes its embedding closer to itself than to the other
+    images of the batch (and to an optional external bank of negatives). With ``iters > 1`` the found
+    regions are painted with the batch's mean colour and the model is asked again, so further objects
+    and whole shapes are found; the maps of all iterations are merged by a pixel-wise max.
+
+    Cost per iteration: one forward of the encoder without autograd and one backward through the head
+    only (no weight gradients). No host synchronisation except the optional finiteness check.
+
+    Args:
+        model: the contrastive model; split into encoder and head by :func:`objaug.split_model`
+            (torchvision ResNets, lightly ``nn.Sequential`` backbones, timm models, objects with a
+            ``backbone`` (+ ``projector``) such as solo-learn methods). Leave ``None`` when passing
+            ``encoder`` and ``head``.
+        encoder: explicit encoder, images (B, C, H, W) -> feature map (B, C', h, w).
+        head: explicit head, feature map -> embedding (B, D) (pooling, projector; L2 normalisation is
+            applied by ContraCAM).
+        projector: a projector appended to the head found in ``model`` (e.g. solo-learn's
+            ``method.projector`` with ``model=method.backbone``).
+        iters: number of refinement iterations T >= 1 (the reference uses 10 for boxes, 1 for the
+            background-mixup masks).
+        temperature: softmax temperature of the contrastive score (> 0; the reference uses 1).
+        expand_res: run the last spatial stage with stride 1 (14x14 instead of 7x7 maps at 224 px for a
+            ResNet); the strides are restored afterwards.
+        interpolation: upsampling mode of the maps to the image size ("bicubic" like the reference,
+            "bilinear", "nearest").
+        check_finite: check the inputs for NaN/inf before any work (one host synchronisation). Turn
+            off in training loops that have their own checks.
+
+    Example:
+        >>> cam = ContraCAM(model, iters=10)
+        >>> maps = cam(images)                 # (B, 1, H, W) float32 in [0, 1]
+        >>> boxes, valid = objaug.boxes_from_cam(maps)
+
+    The model is put in eval mode for the call (BatchNorm uses its running statistics and is not
+    updated) and left exactly as found afterwards: train/eval mode of every module, ``requires_grad``,
+    strides and hooks, also when an exception is raised.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        *,
+        encoder: nn.Module | None = None,
+        head: nn.Module | None = None,
+        projector: nn.Module | None = None,
+        iters: int = 1,
+        temperature: float = 1.0,
+        expand_res: bool = False,
+        interpolation: str = "bicubic",
+        check_finite: bool = True,
+    ) -> None:
+        if model is None and (encoder is None or head is None):
+            raise TypeError("ContraCAM needs a model, or both encoder= and head=.")
+        if model is not None and (encoder is not None or head is not None):
+            raise TypeError("Pass either model or encoder=/head=, not both.")
+        if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+            raise ValueError(f"iters must be an integer >= 1, got {iters!r}.")
+        if not (isinstance(temperature, (int, float)) and temperature > 0):
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
+        if interpolation not in ("bicubic", "bilinear", "nearest"):
+            raise ValueError(f"interpolation must be 'bicubic', 'bilinear' or 'nearest', got {interpolation!r}.")
+        if model is not None:
+            self.split = split_model(model, projector=projector)
+        else:
+            assert encoder is not None and head is not None
+            self.split = EncoderHead(encoder, head if projector is None else nn.Sequential(head, projector))
+        self.iters = iters
+        self.temperature = float(temperature)
+        self.expand_res = bool(expand_res)
+        self.interpolation = interpolation
+        self.check_finite = bool(check_finite)
+
+    def __repr__(self) -> str:
+        return (f"ContraCAM(iters={self.iters}, temperature={self.temperature}, expand_res={self.expand_res}, "
+                f"interpolation={self.interpolation!r})")
+
+    @overload
+    def __call__(self, images: Tensor, negatives: Tensor | None = ...,
+                 *, return_steps: Literal[False] = ...) -> Tensor: ...
+
+    @overload
+    def __call__(self, images: Tensor, negatives: Tensor | None = ...,
+                 *, return_steps: Literal[True]) -> tuple[Tensor, list[Tensor]]: ...
+
+    def __call__(
+        self, images: Tensor, negatives: Tensor | None = None, *, return_steps: bool = False
+    ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """Compute the maps of a batch.
+
+        Args:
+            images: (B, C, H, W) floating images, normalised as the model expects, on the model's
+                device. Any memory format (channels_last works). May be called under
+                ``torch.autocast`` (bf16/fp16) and under ``torch.no_grad``.
+            negatives: optional (N, D) external negatives (a MoCo queue, a lightly memory bank;
+                re-normalised here), on the same device. Required when B == 1.
+            return_steps: also return the list of the T per-iteration maps (each min-max normalised).
+
+        Returns:
+            (B, 1, H, W) float32 maps in [0, 1] on the images' device (the union over iterations);
+            with ``return_steps`` a tuple ``(maps, steps)``.
+
+        Raises:
+            TypeError / ValueError: bad input (not 4-D, not floating point, B < 2 without negatives,
+                non-finite values, negatives of the wrong shape, a device mismatch, inference mode).
+        """
+        images = check_image_batch(images)
+        b, _, h, w = images.shape
+        if negatives is not None:
+            if not isinstance(negatives, Tensor) or negatives.ndim != 2 or not negatives.is_floating_point():
+                raise ValueError("negatives must be a floating (N, D) tensor of embeddings, got "
+                                 f"{getattr(negatives, 'shape', type(negatives).__name__)}.")
+            if negatives.shape[0] == 0:
+                negatives = None
+        if b < 2 and negatives is None:
+            raise ValueError(
+                "ContraCAM needs negatives: a batch of 1 image has no other image to contrast with, so its "
+                "map would be meaningless. Pass at least 2 images, or external negatives=(N, D) embeddings "
+                "(e.g. a MoCo queue)."
+            )
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError("ContraCAM differentiates the head and cannot run under torch.inference_mode(); "
+                               "use torch.no_grad() or no context.")
+        device = module_device(self.split)
+        if device is not None and device != images.device:
+            raise ValueError(f"images are on {images.device} but the model is on {device}; move one of them.")
+        if negatives is not None and negatives.device != images.device:
+            raise ValueError(f"negatives are on {negatives.device} but images on {images.device}.")
+        if self.check_finite:
+            check_finite(images, "images")
+            if negatives is not None:
+                check_finite(negatives, "negatives")
+
+        with ExitStack() as stack:
+            stack.enter_context(preserve_model_state(self.split))
+            stack.enter_context(torch.enable_grad())  # the head is differentiated even under no_grad
+            if self.expand_res:
+                convs = self.split.last_stage_convs(images)
+                stack.enter_context(expanded_resolution(convs))
+            return self._run(images, negatives, (h, w), return_steps)
+
+    def _embed(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.no_grad():
+            feats = self.split.encoder(x)
+        if feats.ndim != 4:
+            raise TypeError(
+                f"The encoder returned shape {tuple(feats.shape)}, not a spatial map (B, C, h, w). Pass an "
+                "encoder that stops at the last spatial stage: ContraCAM(encoder=..., head=...)."
+            )
+        feats = feats.detach().requires_grad_(True)
+        z = self.split.head(feats)
+        if z.ndim != 2:
+            raise TypeError(f"The head returned shape {tuple(z.shape)}; it must return embeddings (B, D).")
+        return feats, F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)
+
+    def _run(
+        self, images: Tensor, negatives: Tensor | None, size: tuple[int, int], return_steps: bool
+    ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        work = torch.promote_types(images.dtype, torch.float32)
+        bank = None if negatives is None else F.normalize(negatives.detach().to(work), dim=1)
+        mean_colour = images.mean(dim=(0, 2, 3), keepdim=True)
+        x = images
+        keys: Tensor | None = None
+        in_batch: list[Tensor] = []
+        union: Tensor | None = None
+        steps: list[Tensor] = []
+        for _ in range(self.iters):
+            feats, z = self._embed(x)
+            if bank is not None and bank.shape[1] != z.shape[1]:
+                hint = " (transposed? pass negatives.T)" if bank.shape[0] == z.shape[1] else ""
+                raise ValueError(f"negatives have dimension {bank.shape[1]} but the model's embeddings have "
+                                 f"{z.shape[1]}{hint}.")
+            if keys is None:
+                keys = z.detach()
+            in_batch.append(z.detach())
+            score = contrastive_score(z, keys, in_batch, bank=bank, temperature=self.temperature)
+            (grads,) = torch.autograd.grad(score.sum(), feats)
+            cam = minmax_normalize(upsample_maps(gradcam_map(feats.detach(), grads), size, mode=self.interpolation))
+            steps.append(cam)
+            union = cam if union is None else torch.maximum(union, cam)
+            if len(steps) < self.iters:
+                x = fill_masked(images, union, mean_colour)
+        assert union is not None
+        union = union.clamp(0.0, 1.0).float()
+        return (union, [s.float() for s in steps]) if return_steps else union
