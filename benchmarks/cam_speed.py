@@ -1,0 +1,167 @@
+"""CAM speed: ContraCAM vs pytorch-grad-cam, captum and a plain inference forward, in one run.
+
+Usage (CPU target setting of issue 2; also ``--device cuda --amp --channels-last``)::
+
+    .venv/bin/python benchmarks/cam_speed.py --arch resnet18 --batch-size 32 --image-size 224
+
+All rows run on the same model, batch and device, in this process. The anchor is the inference
+forward of the whole model (encoder + head, ``torch.no_grad``, eval mode): the performance limit
+of a CAM that needs one forward. Times are medians over ``--repeats`` runs after a warm-up.
+
+Baselines:
+
+* pytorch-grad-cam ``GradCAM`` on ``layer4[-1]`` with a per-image embedding-similarity target
+  (cosine similarity of each image's embedding to its own detached embedding, computed once
+  outside the timed region): its standard usage for an embedding model; output numpy, resized.
+* captum ``LayerGradCam`` on ``layer4`` with the same similarity as a scalar forward function;
+  then upsampled with ``LayerAttribution.interpolate`` (captum does not upsample by itself).
+
+Both libraries differentiate a similarity score; ContraCAM differentiates the contrastive score,
+which is what makes its maps meaningful for an SSL model. Speed is what is compared here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from objaug.contracam import ContraCAM
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _build(arch: str) -> nn.Module:
+    model = getattr(torchvision.models, arch)(weights=None)
+    dim = model.fc.in_features
+    model.fc = nn.Sequential(nn.Linear(dim, 2048), nn.ReLU(inplace=True), nn.Linear(2048, 128))  # MoCo v2 head
+    return model.eval()
+
+
+class _SimilarityTarget:
+    """pytorch-grad-cam target: cosine similarity of the model output to a fixed embedding."""
+
+    def __init__(self, key: torch.Tensor) -> None:
+        self.key = key
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        return F.cosine_similarity(output, self.key, dim=0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="resnet18", help="torchvision ResNet name (random weights)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast (all rows)")
+    parser.add_argument("--channels-last", action="store_true", help="channels_last model and input (all rows)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--iters", type=int, nargs="+", default=[1, 10], help="ContraCAM iterations to time")
+    parser.add_argument("--no-baselines", action="store_true", help="skip pytorch-grad-cam and captum")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = _build(args.arch).to(device)
+    images = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+
+    def autocast() -> torch.autocast:
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp)
+
+    rows: list[tuple[str, float]] = []
+
+    def forward() -> object:
+        with torch.no_grad(), autocast():
+            return model(images)
+
+    rows.append(("inference forward (anchor)", _time(forward, device, args.repeats, args.warmup)))
+
+    for iters in args.iters:
+        cam = ContraCAM(model, iters=iters, check_finite=False)
+
+        def run_cam(cam: ContraCAM = cam) -> object:
+            with autocast():
+                return cam(images)
+
+        reps = args.repeats if iters <= 2 else max(1, args.repeats // 2)
+        rows.append((f"objaug ContraCAM iters={iters}", _time(run_cam, device, reps, min(args.warmup, 1))))
+
+    if not args.no_baselines:
+        with torch.no_grad(), autocast():
+            keys = F.normalize(model(images).float(), dim=1)
+        try:
+            from pytorch_grad_cam import GradCAM
+
+            targets = [_SimilarityTarget(k) for k in keys]
+
+            def run_gradcam() -> object:
+                with GradCAM(model=model, target_layers=[model.layer4[-1]]) as gc, autocast():
+                    return gc(input_tensor=images, targets=targets)
+
+            rows.append(("pytorch-grad-cam GradCAM", _time(run_gradcam, device, args.repeats, args.warmup)))
+        except ImportError:
+            print("pytorch-grad-cam not installed: pip install grad-cam", file=sys.stderr)
+        try:
+            from captum.attr import LayerAttribution, LayerGradCam
+
+            def score(x: torch.Tensor) -> torch.Tensor:
+                return (F.normalize(model(x).float(), dim=1) * keys).sum(dim=1)
+
+            lgc = LayerGradCam(score, model.layer4)
+
+            def run_captum() -> object:
+                with autocast():
+                    attr = lgc.attribute(images, relu_attributions=True)
+                    return LayerAttribution.interpolate(attr, (args.image_size, args.image_size))
+
+            rows.append(("captum LayerGradCam", _time(run_captum, device, args.repeats, args.warmup)))
+        except ImportError:
+            print("captum not installed: pip install captum", file=sys.stderr)
+
+    anchor = rows[0][1]
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"\n{args.arch}, batch {args.batch_size}, {args.image_size} px, {name}, amp={args.amp}, "
+          f"channels_last={args.channels_last}, torch {torch.__version__}")
+    print(f"{'method':34s} {'ms/batch':>10s} {'images/s':>10s} {'x forward':>10s}")
+    for label, t in rows:
+        print(f"{label:34s} {t * 1e3:10.1f} {args.batch_size / t:10.1f} {t / anchor:10.2f}")
+    by_name = dict(rows)
+    if "objaug ContraCAM iters=1" in by_name and "pytorch-grad-cam GradCAM" in by_name:
+        print(f"ContraCAM iters=1 / pytorch-grad-cam: "
+              f"{by_name['objaug ContraCAM iters=1'] / by_name['pytorch-grad-cam GradCAM']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
