@@ -1,0 +1,31 @@
+"""Packaging facts: every package is shipped, and optional dependencies stay optional."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_package_folder_is_listed_in_pyproject():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "objaug").rglob("__init__.py")}
+    found |= {"objaug." + ".".join(p.parent.relative_to(ROOT).parts)
+              for p in (ROOT / "integrations").rglob("__init__.py")}
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
+    assert (ROOT / "objaug" / "py.typed").exists()
+
+
+def test_import_objaug_does_not_import_optional_dependencies():
+    code = (
+        "import sys, objaug, objaug.integrations\n"
+        "bad = [m for m in ('lightly', 'lightning', 'pytorch_lightning', 'hydra', 'omegaconf', 'timm')"
+        " if m in sys.modules]\n"
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"importing objaug imported optional packages: {out.stdout}"
