@@ -1,0 +1,192 @@
+"""From CAM maps to object boxes, for the whole batch on the maps' device.
+
+:func:`boxes_from_cam` turns ContraCAM maps into up to ``max_boxes`` boxes per image: binarise,
+label the connected components (several objects per image), measure each component (pixel
+count, tight bounding box), drop the small ones, keep the largest, pad by a margin and clip.
+Everything is batched tensor work with no per-image loop and no host synchronisation except the
+connected-components convergence checks (see :mod:`objaug.functional.components`).
+
+Differences from the reference code (alinlab/object-aware-contrastive, ``utils/box_utils.py``),
+on purpose: the threshold is applied to the map itself (no 8-bit image round trip that turns it
+into ``p >= 1/255``), no component is dropped as "background", boxes come from the components
+(pixel sets), never from hole contours, and the minimum area is the component's pixel count,
+not its bounding-box area.
+
+Box format used across objaug: ``(x1, y1, x2, y2)`` normalised to ``[0, 1]`` by the image width
+and height, with the pixel-edge convention: pixel column ``c`` spans ``[c / W, (c + 1) / W]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from objaug._checks import check_image_batch
+from objaug.functional.components import connected_components
+from objaug.masks import _size_pair
+
+__all__ = ["boxes_from_cam", "boxes_to_pixels"]
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check_box_args(
+    threshold: object, min_area: object, margin: object, max_boxes: object, connectivity: object, relative: object
+) -> None:
+    if not _is_number(threshold) or not 0.0 < threshold <= 1.0:  # type: ignore[operator]
+        raise ValueError(
+            f"threshold must be a number in (0, 1] (maps are min-max normalised to [0, 1]), got {threshold!r}."
+        )
+    if not _is_number(min_area) or not 0.0 <= min_area < 1.0:  # type: ignore[operator]
+        raise ValueError(
+            f"min_area must be a fraction of the image area in [0, 1), got {min_area!r} (the paper uses 0.01)."
+        )
+    if not _is_number(margin) or margin < 0:  # type: ignore[operator]
+        raise ValueError(f"margin must be a finite number >= 0 (fraction of the box size), got {margin!r}.")
+    if not isinstance(max_boxes, int) or isinstance(max_boxes, bool) or max_boxes < 1:
+        raise ValueError(f"max_boxes must be an int >= 1, got {max_boxes!r}.")
+    if isinstance(connectivity, bool) or connectivity not in (4, 8):
+        raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}.")
+    if not isinstance(relative, bool):
+        raise TypeError(f"relative must be a bool, got {type(relative).__name__}.")
+
+
+def boxes_from_cam(
+    maps: Tensor,
+    *,
+    threshold: float = 0.5,
+    min_area: float = 0.01,
+    margin: float = 0.2,
+    max_boxes: int = 4,
+    connectivity: int = 4,
+    relative: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Extract up to ``max_boxes`` object boxes per image from CAM maps.
+
+    Steps, for all images at once on ``maps``' device: foreground = ``maps >= threshold``
+    (or ``maps >= threshold * max(map)`` and ``maps > 0`` with ``relative=True``); connected
+    components (:func:`objaug.functional.components.connected_components`); per component its
+    pixel count (a ``scatter_add``) and its tight bounding box; components with fewer than
+    ``ceil(min_area * H * W)`` pixels (and at least 1) are dropped; the ``max_boxes`` largest are kept, largest first
+    (ties: the component whose first pixel in row-major order comes first); each box is padded
+    by ``margin`` times its own width (left and right) and height (top and bottom) and clipped
+    to the image.
+
+    Args:
+        maps: (B, 1, H, W) floating tensor on any device, values in [0, 1] (ContraCAM output,
+            min-max normalised per image). Values are not checked (that would synchronise);
+            NaN counts as background.
+        threshold: binarisation threshold in (0, 1]; a pixel is foreground if its value is
+            ``>= threshold``. Default 0.5 (the paper's).
+        min_area: the smallest component kept, as a fraction of the image area (pixel count
+            ``>= min_area * H * W``), in [0, 1). Default 0.01 (the paper's 1 %). With 0,
+            every component counts, down to single pixels.
+        margin: padding on every side as a fraction of the box's own width/height, ``>= 0``.
+            Default 0.2 (the paper's 20 %).
+        max_boxes: K, the number of box slots per image, ``>= 1``.
+        connectivity: 4 (the paper's) or 8.
+        relative: if True, ``threshold`` is a fraction of each image's maximum (for maps that
+            are not min-max normalised); an all-zero map then has no foreground.
+
+    Returns:
+        ``(boxes, valid)`` on ``maps``' device:
+
+        - boxes: (B, K, 4) float32, normalised ``(x1, y1, x2, y2)`` in [0, 1] with the
+          pixel-edge convention (a component spanning pixel columns ``c0..c1`` has
+          ``x1 = c0 / W`` and ``x2 = (c1 + 1) / W`` before the margin), sorted by component
+          area, largest first. Unused slots are all zeros.
+        - valid: (B, K) bool, True for the slots that hold a component's box.
+
+        Fallback: an image with no qualifying component gets the whole-image box
+        ``[0, 0, 1, 1]`` in slot 0 while its ``valid`` row stays all False. So
+        ``~valid.any(1)`` flags "nothing found, slot 0 is the whole-image fallback", and
+        ``boxes[:, 0]`` is always a usable box (the largest object, or the whole image).
+
+    Raises:
+        TypeError: ``maps`` not a floating tensor, ``relative`` not a bool.
+        ValueError: ``maps`` not (B, 1, H, W) or empty, or an argument out of range.
+    """
+    check_image_batch(maps, "maps", channels=1)
+    _check_box_args(threshold, min_area, margin, max_boxes, connectivity, relative)
+    b, _, h, w = maps.shape
+    n = h * w
+    device = maps.device
+
+    if relative:
+        peak = maps.amax(dim=(2, 3), keepdim=True)
+        binary = (maps >= threshold * peak) & (maps > 0)
+    else:
+        binary = maps >= threshold
+    labels = connected_components(binary, connectivity=connectivity).view(b, n)  # 0 = background
+
+    # Rank the components by pixel count, ties by label (smaller label = earlier first pixel), in
+    # one int64 key per label slot: key = count * (n + 1) + (n - label), built as a descending
+    # ramp plus a scatter_add of (n + 1) per pixel; slot 0 (background) is zeroed. The tie term
+    # is < n + 1, so "count >= c_min" is "key >= c_min * (n + 1)". Max key < (n + 1) ** 2.
+    key = torch.arange(n, -1, -1, device=device, dtype=torch.int64).repeat(b, 1)  # (B, n + 1)
+    key.scatter_add_(1, labels, torch.full((1, 1), n + 1, device=device, dtype=torch.int64).expand(b, n))
+    key[:, 0] = 0
+    c_min = max(1, math.ceil(min_area * n))
+    k_top = min(max_boxes, n + 1)
+    top_key, top_label = torch.topk(key, k_top, dim=1)  # (B, k_top), sorted, largest first
+    valid = top_key >= c_min * (n + 1)
+
+    # Tight boxes of the selected components: membership masks (B, k, H, W), then the first and
+    # last row/column that contain a member (argmax returns the first maximal index). Slots that
+    # are not valid get garbage here and are zeroed below.
+    member = (labels.view(b, 1, h, w) == top_label.view(b, k_top, 1, 1)).view(torch.uint8)
+    rows = member.amax(dim=3)  # (B, k, H)
+    cols = member.amax(dim=2)  # (B, k, W)
+    y0 = rows.argmax(dim=2)
+    y1 = h - rows.flip(2).argmax(dim=2)  # exclusive end: last row + 1
+    x0 = cols.argmax(dim=2)
+    x1 = w - cols.flip(2).argmax(dim=2)
+    pix = torch.stack((x0, y0, x1, y1), dim=2).to(torch.float32)  # pixel edges (B, k, 4)
+    size = (pix[..., 2:] - pix[..., :2]).repeat(1, 1, 2)
+    sign = torch.tensor([-1.0, -1.0, 1.0, 1.0], device=device)
+    scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=device)
+    boxes = ((pix + sign * margin * size) / scale).clamp_(0.0, 1.0)
+    boxes = boxes * valid.unsqueeze(2)
+
+    if k_top < max_boxes:  # tiny images: fewer possible components than slots
+        boxes = torch.cat([boxes, boxes.new_zeros((b, max_boxes - k_top, 4))], dim=1)
+        valid = torch.cat([valid, valid.new_zeros((b, max_boxes - k_top))], dim=1)
+    # Fallback: the whole image in slot 0 where nothing qualified (valid stays False).
+    found = valid.any(dim=1, keepdim=True)
+    whole = torch.tensor([0.0, 0.0, 1.0, 1.0], device=device)
+    boxes[:, 0] = torch.where(found, boxes[:, 0], whole)
+    return boxes, valid
+
+
+def boxes_to_pixels(boxes: Tensor, size: int | tuple[int, int], *, integer: bool = False) -> Tensor:
+    """Convert normalised ``(x1, y1, x2, y2)`` boxes to pixel-edge coordinates of an image.
+
+    Args:
+        boxes: (..., 4) floating tensor of normalised boxes (any leading shape, any device).
+        size: the image size, ``S`` for S x S or ``(H, W)``.
+        integer: if True, round every coordinate to the nearest pixel edge and return int64
+            (so a box from :func:`boxes_from_cam` with ``margin=0`` gives back exactly the
+            component's pixel extent: columns ``x1 .. x2 - 1``). Otherwise return float32
+            coordinates in pixel units.
+
+    Returns:
+        (..., 4) tensor ``(x1 * W, y1 * H, x2 * W, y2 * H)``, float32 or int64, on ``boxes``'
+        device; values in ``[0, W]`` / ``[0, H]`` for boxes in [0, 1].
+
+    Raises:
+        TypeError: ``boxes`` not a floating tensor.
+        ValueError: last dimension not 4, or a bad ``size``.
+    """
+    if not isinstance(boxes, Tensor) or not boxes.is_floating_point():
+        raise TypeError("boxes must be a floating torch.Tensor of normalised (x1, y1, x2, y2) boxes.")
+    if boxes.ndim == 0 or boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must have shape (..., 4), got {tuple(boxes.shape)}.")
+    h, w = _size_pair(size)
+    scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=boxes.device)
+    out = boxes.to(torch.float32) * scale
+    return out.round().to(torch.int64) if integer else out
+

@@ -1,0 +1,175 @@
+"""Mask helpers: resize, binarise and store the soft object masks that ContraCAM produces.
+
+All masks in objaug are (B, 1, H, W) floating tensors with values in [0, 1] (1 = object),
+on any device; every function here works on the whole batch on the input's device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from objaug._checks import check_image_batch
+
+__all__ = ["masks_from_uint8", "masks_to_uint8", "resize_masks", "soft_masks", "threshold_masks"]
+
+_MODES = ("bilinear", "area", "nearest", "bicubic")
+
+
+def _size_pair(size: object, name: str = "size") -> tuple[int, int]:
+    """``S`` or ``(H, W)`` -> ``(H, W)``, checking for positive ints."""
+    if isinstance(size, int) and not isinstance(size, bool):
+        pair: tuple[object, ...] = (size, size)
+    elif isinstance(size, tuple | list | torch.Size) and len(size) == 2:
+        pair = tuple(size)
+    else:
+        raise ValueError(f"{name} must be an int S (for S x S) or a pair (H, W) of ints, got {size!r}.")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in pair):
+        raise ValueError(f"{name} must hold positive ints, got {size!r}.")
+    return int(pair[0]), int(pair[1])  # type: ignore[call-overload]
+
+
+def _check_threshold(threshold: object) -> float:
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
+        raise ValueError(f"threshold must be a number in (0, 1], got {threshold!r}.")
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1] (masks are in [0, 1]), got {threshold!r}.")
+    return float(threshold)
+
+
+def resize_masks(
+    masks: Tensor,
+    size: int | tuple[int, int],
+    *,
+    mode: str = "bilinear",
+    antialias: bool = False,
+) -> Tensor:
+    """Resize a batch of soft masks, keeping values in [0, 1].
+
+    Args:
+        masks: (B, 1, h, w) floating tensor, values in [0, 1], any device. Half precision and
+            float64 are computed in float32.
+        size: the output size, ``S`` for S x S or ``(H, W)``.
+        mode: ``"bilinear"`` (default; ``align_corners=False``), ``"area"`` (box averaging,
+            the right choice for downsampling), ``"nearest"`` (PyTorch's ``"nearest-exact"``:
+            the pixel whose centre is nearest, no half-pixel shift), or ``"bicubic"``
+            (``align_corners=False``, as the reference upsamples its CAMs; bicubic overshoots,
+            so the output is clamped).
+        antialias: passed to ``F.interpolate`` for ``"bilinear"`` and ``"bicubic"`` (smoother
+            downsampling; ignored by the other modes).
+
+    Returns:
+        (B, 1, H, W) float32 tensor on ``masks``' device, clamped to [0, 1]. A new tensor even
+        when the size is unchanged.
+
+    Raises:
+        TypeError: ``masks`` not a floating tensor.
+        ValueError: ``masks`` not (B, 1, h, w), bad ``size`` or ``mode``.
+    """
+    check_image_batch(masks, "masks", channels=1)
+    out_size = _size_pair(size)
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}.")
+    x = masks.to(torch.float32)
+    if tuple(x.shape[-2:]) != out_size:
+        if mode == "nearest":
+            x = F.interpolate(x, size=out_size, mode="nearest-exact")
+        elif mode == "area":
+            x = F.interpolate(x, size=out_size, mode="area")
+        else:
+            x = F.interpolate(x, size=out_size, mode=mode, align_corners=False, antialias=antialias)
+    return x.clamp(0.0, 1.0)
+
+
+def soft_masks(maps: Tensor, *, size: int | tuple[int, int] | None = None, mode: str = "bilinear") -> Tensor:
+    """The soft masks themselves: ``maps`` resized (if ``size`` is given) and clamped to [0, 1].
+
+    This is the background-mixup mask of the paper (the soft T=1 ContraCAM map is the mixing
+    ratio; no threshold).
+
+    Args:
+        maps: (B, 1, h, w) floating tensor (CAM maps, nominally in [0, 1]), any device.
+        size: output size ``S`` or ``(H, W)``; ``None`` keeps ``(h, w)``.
+        mode: resize mode, see :func:`resize_masks`.
+
+    Returns:
+        (B, 1, H, W) float32 tensor in [0, 1] on ``maps``' device (a new tensor).
+
+    Raises:
+        TypeError, ValueError: as :func:`resize_masks`.
+    """
+    check_image_batch(maps, "maps", channels=1)
+    out_size = (maps.shape[-2], maps.shape[-1]) if size is None else size
+    return resize_masks(maps, out_size, mode=mode)
+
+
+def threshold_masks(
+    maps: Tensor,
+    threshold: float = 0.5,
+    *,
+    size: int | tuple[int, int] | None = None,
+    mode: str = "bilinear",
+) -> Tensor:
+    """Binary masks ``maps >= threshold``, after resizing the soft maps to ``size`` if given.
+
+    Resizing the soft map first and thresholding after gives smooth object outlines at the
+    output resolution (thresholding first and resizing a binary mask gives blocky ones).
+
+    Args:
+        maps: (B, 1, h, w) floating tensor (CAM maps in [0, 1]), any device.
+        threshold: in (0, 1]; a pixel is 1 if its (resized) value is ``>= threshold``.
+        size: output size ``S`` or ``(H, W)``; ``None`` keeps ``(h, w)``.
+        mode: resize mode, see :func:`resize_masks`.
+
+    Returns:
+        (B, 1, H, W) float32 tensor with values in {0, 1} on ``maps``' device.
+
+    Raises:
+        TypeError, ValueError: as :func:`resize_masks`, or ``threshold`` outside (0, 1].
+    """
+    t = _check_threshold(threshold)
+    soft = soft_masks(maps, size=size, mode=mode)
+    return (soft >= t).to(torch.float32)
+
+
+def masks_to_uint8(masks: Tensor) -> Tensor:
+    """Pack soft masks in [0, 1] into uint8 0..255 for compact storage.
+
+    ``q = round(clamp(m, 0, 1) * 255)`` with round-half-to-even (``torch.round``); so
+    ``masks_from_uint8(masks_to_uint8(m))`` is within ``0.5 / 255`` of ``clamp(m, 0, 1)``,
+    and 0 and 1 are exact.
+
+    Args:
+        masks: floating tensor of any shape (usually (B, 1, H, W)), any device.
+
+    Returns:
+        uint8 tensor of the same shape on the same device.
+
+    Raises:
+        TypeError: ``masks`` not a floating tensor.
+    """
+    if not isinstance(masks, Tensor) or not masks.is_floating_point():
+        got = masks.dtype if isinstance(masks, Tensor) else type(masks).__name__
+        raise TypeError(f"masks must be a floating torch.Tensor with values in [0, 1], got {got}.")
+    return (masks.to(torch.float32).clamp(0.0, 1.0) * 255.0).round_().to(torch.uint8)
+
+
+def masks_from_uint8(masks: Tensor) -> Tensor:
+    """Unpack uint8 masks (0..255) into float32 masks ``q / 255`` in [0, 1].
+
+    Args:
+        masks: uint8 tensor of any shape, any device (as written by :func:`masks_to_uint8`).
+
+    Returns:
+        float32 tensor of the same shape on the same device.
+
+    Raises:
+        TypeError: ``masks`` not a uint8 tensor.
+    """
+    if not isinstance(masks, Tensor) or masks.dtype != torch.uint8:
+        got = masks.dtype if isinstance(masks, Tensor) else type(masks).__name__
+        raise TypeError(f"masks must be a uint8 torch.Tensor (0..255), got {got}. Use masks_to_uint8 first.")
+    return masks.to(torch.float32) / 255.0
