@@ -1,0 +1,301 @@
+"""Batched object-aware random-resized-crop kernels (pure functions, no state).
+
+Coordinate convention: boxes are normalised ``(x1, y1, x2, y2)`` in ``[0, 1]`` with the pixel-edge
+convention: ``(0, 0, 1, 1)`` is the whole image from the left edge of its first pixel to the right edge
+of its last one, so a box maps to exactly that region of an image of any resolution (the semantics of
+``align_corners=False``). Crop sizes are continuous (sub-pixel), not rounded to whole pixels as
+torchvision does.
+
+Everything here is vectorised over the batch and runs on the input's device without host
+synchronisation; random draws use torch's global generators (seed with ``torch.manual_seed``), and the
+number of draws does not depend on the data, so a seeded call is reproducible.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "apply_crop",
+    "crop_and_resize",
+    "crop_matrix",
+    "effective_valid",
+    "full_image_boxes",
+    "sample_box_index",
+    "sample_resized_crop_boxes",
+]
+
+# A candidate crop may exceed its region by this relative amount (float round-off, e.g. scale=(1, 1)
+# with the region's own aspect ratio) and is then clamped to the region.
+_FIT_TOLERANCE = 1e-5
+
+
+def _size2(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return (size, size)
+    h, w = size
+    return (int(h), int(w))
+
+
+def full_image_boxes(batch: int, *, device: torch.device | str | None = None,
+                     dtype: torch.dtype = torch.float32) -> Tensor:
+    """Return ``(batch, 4)`` boxes ``(0, 0, 1, 1)`` covering whole images."""
+    return torch.tensor([0.0, 0.0, 1.0, 1.0], device=device, dtype=dtype).expand(batch, 4).clone()
+
+
+def effective_valid(boxes: Tensor, valid: Tensor) -> Tensor:
+    """Boxes that can be cropped: flagged valid and with positive width and height.
+
+    Args:
+        boxes: ``(B, K, 4)`` normalised xyxy.
+        valid: ``(B, K)`` bool.
+
+    Returns:
+        ``(B, K)`` bool; a valid box of zero width or height (or NaN coordinates) counts as missing.
+    """
+    return valid & (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])
+
+
+def sample_box_index(boxes: Tensor, valid: Tensor, *, mode: str = "uniform",
+                     same_on_batch: bool = False) -> tuple[Tensor, Tensor]:
+    """Choose one usable box per image, uniformly or with probability proportional to its area.
+
+    Args:
+        boxes: ``(B, K, 4)`` normalised xyxy boxes (values of unusable boxes are never read, NaN allowed).
+        valid: ``(B, K)`` bool; only boxes that are valid and have positive area (see
+            :func:`effective_valid`) can be chosen.
+        mode: ``"uniform"`` (each usable box equally likely, as in Mo et al.) or ``"area"`` (probability
+            proportional to the box area).
+        same_on_batch: share the one uniform draw across the batch.
+
+    Returns:
+        ``(index, has_box)``: ``(B,)`` long indices into ``K`` (``-1`` where the image has no usable box)
+        and ``(B,)`` bool. One uniform draw per image (inverse CDF), no host synchronisation.
+    """
+    if mode not in ("uniform", "area"):
+        raise ValueError(f"mode must be 'uniform' or 'area', got {mode!r}.")
+    b, k = valid.shape
+    device = boxes.device
+    u = torch.rand(1 if same_on_batch else b, 1, device=device).expand(b, 1)
+    if k == 0:
+        return torch.full((b,), -1, dtype=torch.long, device=device), torch.zeros(b, dtype=torch.bool,
+                                                                                   device=device)
+    ok = effective_valid(boxes, valid)
+    if mode == "uniform":
+        weights = ok.to(torch.float32)
+    else:
+        area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+        weights = torch.where(ok, area.float(), torch.zeros((), device=device))
+    cdf = weights.cumsum(1)
+    total = cdf[:, -1:]
+    index = torch.searchsorted(cdf, u * total, right=True).squeeze(1)
+    # u * total can round up to total: never step past the last usable box.
+    last_ok = (k - 1) - ok.flip(1).to(torch.uint8).argmax(1)
+    index = torch.minimum(index, last_ok)
+    has_box = total.squeeze(1) > 0
+    index = torch.where(has_box, index, torch.full_like(index, -1))
+    return index, has_box
+
+
+def sample_resized_crop_boxes(
+    regions: Tensor,
+    image_size: tuple[int, int],
+    *,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
+    attempts: int = 10,
+    center_suppressed: bool = False,
+    alpha: float = 0.6,
+    same_on_batch: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Draw one RandomResizedCrop box inside each region, for the whole batch at once.
+
+    torchvision's ``RandomResizedCrop.get_params`` applied to the region as if it were the image: up to
+    ``attempts`` candidates (area fraction uniform in ``scale`` relative to the region's area, aspect
+    ratio ``w / h`` in pixels log-uniform in ``ratio``); the first candidate that fits inside the
+    region wins, placed uniformly inside it; if none fits, the centre crop of the region clipped to
+    ``ratio`` (torchvision's fallback). Vectorised: ``(B, attempts)`` candidates are drawn at once
+    and the first fit is taken with ``argmax`` on the fit mask.
+
+    Args:
+        regions: ``(B, 4)`` normalised xyxy regions of positive area (chosen boxes, or
+            ``(0, 0, 1, 1)`` for the whole image).
+        image_size: ``(H, W)`` of the images in pixels (aspect ratios are in pixels).
+        scale: ``(min, max)`` area fraction of the region, ``0 < min <= max <= 1``.
+        ratio: ``(min, max)`` crop width / height in pixels.
+        attempts: candidates per image (torchvision: 10).
+        center_suppressed: place the crop with ContrastiveCrop's centre-suppressed distribution
+            (Peng et al., CVPR 2022): its offset inside the region along each axis is
+            ``Beta(alpha, alpha)`` instead of uniform, so with ``alpha < 1`` crop centres cluster
+            near the region's borders rather than its middle. The crop still lies inside the region.
+        alpha: the Beta parameter (ContrastiveCrop's configs use 0.6; 1.0 is uniform).
+        same_on_batch: share the random draws across the batch (the crops are then the same relative
+            to each region).
+
+    Returns:
+        ``(crop_boxes, fallback)``: ``(B, 4)`` normalised xyxy crops inside their regions (float32 or the
+        regions' dtype if float64) and ``(B,)`` bool, True where no candidate fitted and the centre
+        fallback was used.
+    """
+    b = regions.shape[0]
+    device = regions.device
+    dtype = torch.float64 if regions.dtype == torch.float64 else torch.float32
+    regions = regions.to(dtype)
+    h_img, w_img = image_size
+    nb = 1 if same_on_batch else b
+
+    rx1, ry1, rx2, ry2 = regions.unbind(-1)
+    rw = (rx2 - rx1) * w_img  # region size in pixels
+    rh = (ry2 - ry1) * h_img
+    area = rw * rh
+
+    u = torch.rand(nb, attempts, 2, device=device, dtype=dtype).expand(b, attempts, 2)
+    target = area[:, None] * (scale[0] + (scale[1] - scale[0]) * u[..., 0])
+    log_r0, log_r1 = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(log_r0 + (log_r1 - log_r0) * u[..., 1])
+    w = torch.sqrt(target * aspect)
+    h = torch.sqrt(target / aspect)
+    tol = 1.0 + _FIT_TOLERANCE
+    fits = (w > 0) & (h > 0) & (w <= rw[:, None] * tol) & (h <= rh[:, None] * tol)
+    first = fits.to(torch.uint8).argmax(1, keepdim=True)
+    found = fits.any(1)
+    w_c = w.gather(1, first).squeeze(1)
+    h_c = h.gather(1, first).squeeze(1)
+
+    # torchvision's fallback: the whole region clipped to the ratio range, centred.
+    in_ratio = rw / rh
+    too_narrow = in_ratio < ratio[0]
+    too_wide = in_ratio > ratio[1]
+    w_f = torch.where(too_wide, rh * ratio[1], rw)
+    h_f = torch.where(too_narrow, rw / ratio[0], rh)
+    w_c = torch.where(found, w_c, w_f).minimum(rw)
+    h_c = torch.where(found, h_c, h_f).minimum(rh)
+
+    if center_suppressed:
+        conc = torch.full((nb, 2), float(alpha), device=device, dtype=dtype)
+        t = torch.distributions.Beta(conc, conc, validate_args=False).sample()
+    else:
+        t = torch.rand(nb, 2, device=device, dtype=dtype)
+    t = torch.where(found[:, None], t.expand(b, 2), torch.full((), 0.5, device=device, dtype=dtype))
+
+    x1 = rx1 + t[:, 0] * (rw - w_c) / w_img
+    y1 = ry1 + t[:, 1] * (rh - h_c) / h_img
+    x2 = torch.minimum(x1 + w_c / w_img, rx2)
+    y2 = torch.minimum(y1 + h_c / h_img, ry2)
+    crop = torch.stack([torch.maximum(x1, rx1), torch.maximum(y1, ry1), x2, y2], dim=-1)
+    return crop, ~found
+
+
+def crop_and_resize(
+    images: Tensor,
+    crop_boxes: Tensor,
+    size: int | tuple[int, int],
+    *,
+    mode: str = "bilinear",
+    antialias: bool = True,
+    flip: Tensor | None = None,
+) -> Tensor:
+    """Crop one box per image and resize it to ``size``, the whole batch in one resampling kernel.
+
+    Args:
+        images: ``(B, C, H, W)`` floating tensor (any range), any device.
+        crop_boxes: ``(B, 4)`` normalised xyxy boxes (pixel-edge convention: the box maps exactly to
+            the output frame, ``align_corners=False`` semantics). Boxes may extend past the image;
+            outside samples repeat the border.
+        size: output ``(h, w)`` or an int for a square.
+        mode: ``"bilinear"`` or ``"nearest"`` (label masks).
+        antialias: bilinear only. ``True``: ``torchvision.ops.roi_align(aligned=True)`` with adaptive
+            sampling: each output pixel averages ``ceil(s_y) * ceil(s_x)`` bilinear samples spread over
+            its footprint, ``s`` being that image's downscale factor (an area / box filter, close to
+            OpenCV's ``INTER_AREA``), and is exactly bilinear where the crop is upscaled. This removes
+            the aliasing (moire, shimmering thin structures) of plain bilinear when a large box is
+            shrunk to 224 px; its cost grows with ``ceil(s)**2`` for downscaled crops. It is softer
+            than torchvision/PIL's antialias (a triangle filter of support ``2 s``) but the two agree
+            closely on natural images. ``False``: one ``grid_sample`` (bilinear, no prefilter, like
+            kornia's crops), cheapest.
+        flip: optional ``(B,)`` bool, mirror those outputs horizontally (folded into the sampling grid
+            on the ``grid_sample`` path).
+
+    Returns:
+        ``(B, C, h, w)`` tensor with the images' dtype and device.
+    """
+    out_h, out_w = _size2(size)
+    b, c, h, w = images.shape
+    if mode not in ("bilinear", "nearest"):
+        raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}.")
+    out_dtype = images.dtype
+    work = images
+    if images.dtype not in (torch.float32, torch.float64) and not (images.is_cuda and
+                                                                  images.dtype == torch.float16):
+        work = images.float()
+    boxes = crop_boxes.to(device=images.device, dtype=work.dtype)
+
+    if mode == "bilinear" and antialias:
+        from torchvision.ops import roi_align
+
+        scale = torch.tensor([w, h, w, h], device=images.device, dtype=work.dtype)
+        idx = torch.arange(b, device=images.device, dtype=work.dtype)[:, None]
+        rois = torch.cat([idx, boxes * scale], dim=1)
+        out = roi_align(work, rois, (out_h, out_w), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+        if flip is not None:
+            out = torch.where(flip.to(images.device).view(b, 1, 1, 1), out.flip(-1), out)
+    else:
+        x1, y1, x2, y2 = boxes.unbind(-1)
+        if flip is not None:
+            f = flip.to(images.device)
+            x1, x2 = torch.where(f, x2, x1), torch.where(f, x1, x2)
+        jx = (torch.arange(out_w, device=images.device, dtype=work.dtype) + 0.5) / out_w
+        jy = (torch.arange(out_h, device=images.device, dtype=work.dtype) + 0.5) / out_h
+        gx = 2 * (x1[:, None] + jx[None] * (x2 - x1)[:, None]) - 1  # (B, out_w), normalised [-1, 1]
+        gy = 2 * (y1[:, None] + jy[None] * (y2 - y1)[:, None]) - 1  # (B, out_h)
+        grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)
+        out = F.grid_sample(work, grid, mode=mode, padding_mode="border", align_corners=False)
+    return out.to(out_dtype)
+
+
+def crop_matrix(crop_boxes: Tensor, input_size: tuple[int, int], size: int | tuple[int, int], *,
+                flip: Tensor | None = None) -> Tensor:
+    """The ``(B, 3, 3)`` matrices of :func:`crop_and_resize` in kornia's pixel convention.
+
+    They map input pixel coordinates (pixel centres at integers, ``(0, 0)`` to ``(W - 1, H - 1)``) to
+    output pixel coordinates: ``x' = (x + 0.5 - x1 * W) * w_out / ((x2 - x1) * W) - 0.5``, likewise for
+    ``y``, then ``x'' = w_out - 1 - x'`` where ``flip``.
+    """
+    out_h, out_w = _size2(size)
+    h, w = input_size
+    dtype = torch.float64 if crop_boxes.dtype == torch.float64 else torch.float32
+    x1, y1, x2, y2 = crop_boxes.to(dtype).unbind(-1)
+    sx = out_w / ((x2 - x1) * w)
+    sy = out_h / ((y2 - y1) * h)
+    tx = (0.5 - x1 * w) * sx - 0.5
+    ty = (0.5 - y1 * h) * sy - 0.5
+    if flip is not None:
+        f = flip.to(crop_boxes.device)
+        sx = torch.where(f, -sx, sx)
+        tx = torch.where(f, out_w - 1 - tx, tx)
+    zero = torch.zeros_like(sx)
+    one = torch.ones_like(sx)
+    return torch.stack([sx, zero, tx, zero, sy, ty, zero, zero, one], dim=-1).view(-1, 3, 3)
+
+
+def apply_crop(x: Tensor, params: Mapping[str, Tensor], size: int | tuple[int, int], *,
+               mode: str = "bilinear", antialias: bool = True) -> Tensor:
+    """Replay drawn crop parameters on another tensor (a mask, a second image of any resolution).
+
+    Args:
+        x: ``(B, C, H, W)`` floating tensor.
+        params: a dict with ``"crop_boxes"`` ``(B, 4)`` and optionally ``"flip"`` ``(B,)`` bool, e.g.
+            ``ObjectAwareRandomResizedCrop._params`` or one view's params from ``ObjectAwareAugment``.
+        size: output size.
+        mode, antialias: as in :func:`crop_and_resize`.
+    """
+    if "crop_boxes" not in params:
+        raise ValueError("params must contain 'crop_boxes' (B, 4); pass the dict an objaug crop returned "
+                         f"(crop._params), got keys {sorted(params)}.")
+    return crop_and_resize(x, params["crop_boxes"], size, mode=mode, antialias=antialias,
+                           flip=params.get("flip"))
