@@ -1,0 +1,404 @@
+"""Batched multi-view augmentation on the device: object-aware crop, flip, colour, normalise, mixup.
+
+Replaces lightly's per-image ``MultiViewTransform`` (PIL/torchvision in DataLoader workers) by one
+batched pass over full frames on the training device, with the object-aware crop of Mo et al.
+(method.md section 3) and background mixup (section 4).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, overload
+
+import kornia.augmentation as K
+import torch
+from torch import Tensor, nn
+
+from objaug._checks import (
+    check_boxes,
+    check_image_batch,
+    check_mask_batch,
+    check_range,
+    check_same_device,
+)
+from objaug.augment.crop import _check_pair, _check_prob, _check_size, check_box_values
+from objaug.functional.crop import (
+    crop_and_resize,
+    full_image_boxes,
+    sample_box_index,
+    sample_resized_crop_boxes,
+)
+
+__all__ = ["IMAGENET_NORMALIZE", "ObjectAwareAugment", "ViewConfig"]
+
+#: ImageNet statistics, as ``lightly.transforms.utils.IMAGENET_NORMALIZE``.
+IMAGENET_NORMALIZE: dict[str, tuple[float, float, float]] = {
+    "mean": (0.485, 0.456, 0.406),
+    "std": (0.229, 0.224, 0.225),
+}
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    """Augmentation settings of one view, with lightly's parameter names and SimCLR's defaults.
+
+    The defaults are those of ``lightly.transforms.SimCLRViewTransform`` (lightly 1.6); see
+    :mod:`objaug.augment.presets` for the MoCo v2 and BYOL views. Order of operations, as lightly:
+    random resized crop (object-aware), horizontal flip, colour jitter (applied with ``cj_prob``),
+    random grayscale, Gaussian blur, solarisation, normalisation, then background mixup if ``mixup``.
+
+    Attributes:
+        input_size: output size (int or (height, width)).
+        min_scale: minimum crop area fraction (of the chosen box, or of the image).
+        max_scale: maximum crop area fraction (lightly: always 1.0).
+        ratio: crop width / height range (torchvision's default).
+        cj_prob: probability of applying colour jitter.
+        cj_strength: multiplies the four jitter strengths.
+        cj_bright, cj_contrast, cj_sat, cj_hue: jitter strengths (torchvision ``ColorJitter`` semantics).
+        random_gray_scale: probability of converting to grayscale (3 channels kept).
+        gaussian_blur: probability of a Gaussian blur.
+        sigmas: (min, max) of the uniformly drawn blur sigma, in output pixels.
+        kernel_size: blur kernel size; ``None`` = ``2 * ceil(3 * sigmas[1]) + 1`` (13 for sigma 2), which
+            covers +-3 sigma as PIL's ``GaussianBlur`` (lightly's) effectively does.
+        solarization_prob: probability of solarising (pixels >= 0.5 become 1 - value).
+        hf_prob: probability of a horizontal flip.
+        normalize: ``{"mean": ..., "std": ...}`` or ``None`` for no normalisation.
+        mixup: apply background mixup to this view (after normalisation, as the reference code;
+            needs soft masks).
+        object_crop: crop inside the image's chosen box; ``False`` gives a plain whole-image crop
+            for this view (e.g. a global view).
+    """
+
+    input_size: int | tuple[int, int] = 224
+    min_scale: float = 0.08
+    max_scale: float = 1.0
+    ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
+    cj_prob: float = 0.8
+    cj_strength: float = 1.0
+    cj_bright: float = 0.8
+    cj_contrast: float = 0.8
+    cj_sat: float = 0.8
+    cj_hue: float = 0.2
+    random_gray_scale: float = 0.2
+    gaussian_blur: float = 0.5
+    sigmas: tuple[float, float] = (0.1, 2.0)
+    kernel_size: int | None = None
+    solarization_prob: float = 0.0
+    hf_prob: float = 0.5
+    normalize: Mapping[str, Sequence[float]] | None = field(default_factory=lambda: dict(IMAGENET_NORMALIZE))
+    mixup: bool = False
+    object_crop: bool = True
+
+    def __post_init__(self) -> None:
+        _check_size(self.input_size)
+        _check_pair((self.min_scale, self.max_scale), "(min_scale, max_scale)", 0.0, 1.0,
+                    fix="lightly uses min_scale=0.08 (SimCLR, BYOL) or 0.2 (MoCo v2) and max_scale=1.")
+        _check_pair(self.ratio, "ratio", 0.0, math.inf, fix="Use e.g. ratio=(3/4, 4/3).")
+        for name in ("cj_prob", "random_gray_scale", "gaussian_blur", "solarization_prob", "hf_prob"):
+            _check_prob(getattr(self, name), name)
+        for name in ("cj_strength", "cj_bright", "cj_contrast", "cj_sat", "cj_hue"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{name} must be a float >= 0, got {value!r}.")
+        if self.cj_strength * self.cj_hue > 0.5:
+            raise ValueError(f"cj_strength * cj_hue must be <= 0.5 (hue is a fraction of a turn), got "
+                             f"{self.cj_strength * self.cj_hue}.")
+        _check_pair(self.sigmas, "sigmas", 0.0, math.inf, fix="lightly uses sigmas=(0.1, 2).")
+        if self.kernel_size is not None and (isinstance(self.kernel_size, bool) or not isinstance(
+                self.kernel_size, int) or self.kernel_size < 1 or self.kernel_size % 2 == 0):
+            raise ValueError(f"kernel_size must be an odd int >= 1 or None, got {self.kernel_size!r}.")
+        if self.normalize is not None:
+            if not isinstance(self.normalize, Mapping) or set(self.normalize) != {"mean", "std"}:
+                raise ValueError(f"normalize must be None or a dict with keys 'mean' and 'std', got "
+                                 f"{self.normalize!r}.")
+            if len(self.normalize["mean"]) != 3 or len(self.normalize["std"]) != 3 or \
+                    any(s <= 0 for s in self.normalize["std"]):
+                raise ValueError(f"normalize needs 3 means and 3 positive stds, got {self.normalize!r}.")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Output (height, width)."""
+        return _check_size(self.input_size)
+
+    @property
+    def blur_kernel_size(self) -> int:
+        """The blur kernel size used (``kernel_size`` or the +-3 sigma default)."""
+        if self.kernel_size is not None:
+            return self.kernel_size
+        return 2 * math.ceil(3 * self.sigmas[1]) + 1
+
+
+class _ViewOps(nn.Module):
+    """The photometric part of one view (kornia modules), built once."""
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(self, cfg: ViewConfig) -> None:
+        super().__init__()
+        s = cfg.cj_strength
+        ops: list[nn.Module] = []
+        if cfg.cj_prob > 0 and s * max(cfg.cj_bright, cfg.cj_contrast, cfg.cj_sat, cfg.cj_hue) > 0:
+            ops.append(K.ColorJitter(brightness=s * cfg.cj_bright, contrast=s * cfg.cj_contrast,
+                                     saturation=s * cfg.cj_sat, hue=s * cfg.cj_hue, p=cfg.cj_prob))
+        if cfg.random_gray_scale > 0:
+            ops.append(K.RandomGrayscale(p=cfg.random_gray_scale))
+        if cfg.gaussian_blur > 0:
+            k = cfg.blur_kernel_size
+            sigma = (float(cfg.sigmas[0]), float(cfg.sigmas[1]))
+            ops.append(K.RandomGaussianBlur((k, k), sigma=sigma, border_type="replicate", p=cfg.gaussian_blur))
+        if cfg.solarization_prob > 0:
+            ops.append(K.RandomSolarize(thresholds=0.0, additions=0.0, p=cfg.solarization_prob))
+        self.ops = nn.ModuleList(ops)
+        norm = cfg.normalize
+        self.normalizes = norm is not None
+        mean = norm["mean"] if norm is not None else (0.0, 0.0, 0.0)
+        std = norm["std"] if norm is not None else (1.0, 1.0, 1.0)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for op in self.ops:
+            x = op(x)
+        if self.normalizes:
+            x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        return x
+
+
+class ObjectAwareAugment(nn.Module):
+    """Produce N augmented views of a batch of full frames on its device, object-aware.
+
+    Per image, one box is chosen (uniformly among the usable boxes, or ``"area"``-weighted) with
+    probability ``p`` and shared by all views (as the reference code: "both views come from the same
+    box"); images without a usable box use the whole frame. Then, per view (:class:`ViewConfig`):
+    a RandomResizedCrop inside that box (scale relative to the box), a horizontal flip folded into the
+    same resampling, kornia colour jitter / grayscale / Gaussian blur / solarisation, normalisation, and
+    optionally background mixup (:class:`objaug.augment.mixup.BackgroundMixup`) with the view's soft mask,
+    which was cropped and flipped together with the view.
+
+    Boxes and masks: pass ``boxes``/``valid`` (normalised xyxy, e.g. precomputed CAM boxes) and/or soft
+    ``masks`` ``(B, 1, H, W)`` in [0, 1]. If boxes are missing they are derived from the masks with
+    :func:`objaug.boxes.boxes_from_cam` (``box_kwargs``); if masks are needed (missing boxes, or a view
+    with ``mixup=True``) and missing, they are computed by ``cam`` (a :class:`objaug.contracam.ContraCAM`)
+    on the images normalised with ``cam_normalize``. The same ContraCAM (and its ``iters``) serves both;
+    the paper uses T=10 for boxes and T=1 for mixup masks: precompute one of them to follow it exactly.
+    With neither boxes, masks nor cam, every view is a plain whole-image crop (a batched lightly
+    transform).
+
+    Differences to lightly's per-image torchvision/PIL pipeline, all documented where they occur:
+    crops are sub-pixel and antialiased with an area filter (:func:`objaug.functional.crop.crop_and_resize`);
+    kornia's ``ColorJitter`` uses torchvision's formulas and ranges but draws one random order of the
+    four adjustments per call (shared by the batch) instead of one per image; the Gaussian blur is a
+    truncated (+-3 sigma) kernel with replicated borders instead of PIL's box-blur approximation;
+    solarisation uses the threshold 0.5 where PIL uses 128/255 (identical on 8-bit data).
+
+    Randomness comes from torch's global generators (``torch.manual_seed`` makes a call reproducible;
+    kornia draws its parameters on the CPU generator, objaug on the images' device).
+
+    Args:
+        views: one :class:`ViewConfig` per view (default: :func:`objaug.augment.presets.simclr_views`).
+        p: probability of cropping inside a box for an image that has one.
+        box_sampling: ``"uniform"`` or ``"area"``.
+        center_suppressed, alpha: ContrastiveCrop's Beta(alpha, alpha) crop placement inside the box.
+        antialias: area-filter downscaled crops (see :class:`objaug.augment.crop.ObjectAwareRandomResizedCrop`).
+        cam: a ContraCAM-like callable ``cam(normalized_images, negatives=None) -> (B, 1, H, W)``.
+        cam_normalize: normalisation applied to the images before ``cam``.
+        box_kwargs: keyword arguments of ``boxes_from_cam`` (threshold, min_area, margin, max_boxes).
+        mixup: the background-mixup module used by views with ``mixup=True`` (default: a new
+            ``BackgroundMixup()``; its queue persists across calls).
+        attempts: RandomResizedCrop candidates per image.
+        check_inputs: check value ranges of images, masks and boxes (device syncs); False on hot paths.
+
+    Example:
+        >>> aug = ObjectAwareAugment(simclr_views()).to("cuda")
+        >>> v1, v2 = aug(images, boxes, valid)   # images (B, 3, H, W) in [0, 1]
+    """
+
+    cam_mean: Tensor
+    cam_std: Tensor
+    cam: Any
+
+    def __init__(
+        self,
+        views: Sequence[ViewConfig] | None = None,
+        *,
+        p: float = 1.0,
+        box_sampling: Literal["uniform", "area"] = "uniform",
+        center_suppressed: bool = False,
+        alpha: float = 0.6,
+        antialias: bool = True,
+        cam: Any = None,
+        cam_normalize: Mapping[str, Sequence[float]] | None = None,
+        box_kwargs: Mapping[str, Any] | None = None,
+        mixup: nn.Module | None = None,
+        attempts: int = 10,
+        check_inputs: bool = True,
+    ) -> None:
+        super().__init__()
+        if views is None:
+            from objaug.augment.presets import simclr_views
+
+            views = simclr_views()
+        views = list(views)
+        if not views or not all(isinstance(v, ViewConfig) for v in views):
+            raise TypeError("views must be a non-empty sequence of ViewConfig (e.g. objaug.augment.presets."
+                            f"simclr_views()), got {views!r}.")
+        if box_sampling not in ("uniform", "area"):
+            raise ValueError(f"box_sampling must be 'uniform' or 'area', got {box_sampling!r}.")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
+            raise ValueError(f"alpha must be a float > 0, got {alpha!r}.")
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise ValueError(f"attempts must be an int >= 1, got {attempts!r}.")
+        if cam is not None and not callable(cam):
+            raise TypeError(f"cam must be callable as cam(images, negatives=None), got {type(cam).__name__}.")
+        self.views = views
+        self.p = _check_prob(p, "p")
+        self.box_sampling = box_sampling
+        self.center_suppressed = bool(center_suppressed)
+        self.alpha = float(alpha)
+        self.antialias = bool(antialias)
+        self.attempts = attempts
+        self.check_inputs = bool(check_inputs)
+        self.box_kwargs = dict(box_kwargs or {})
+        # The CAM (and its model) is not a submodule: .to()/state_dict of the augmenter leave it alone.
+        object.__setattr__(self, "cam", cam)
+        norm = cam_normalize if cam_normalize is not None else IMAGENET_NORMALIZE
+        self.register_buffer("cam_mean", torch.tensor(norm["mean"], dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("cam_std", torch.tensor(norm["std"], dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+        self.ops = nn.ModuleList(_ViewOps(v) for v in views)
+        if mixup is None and any(v.mixup for v in views):
+            from objaug.augment.mixup import BackgroundMixup
+
+            mixup = BackgroundMixup()
+        self.mixup = mixup
+        self._params: list[dict[str, Tensor]] = []
+
+    def extra_repr(self) -> str:
+        return (f"views={len(self.views)}, p={self.p}, box_sampling={self.box_sampling!r}, "
+                f"center_suppressed={self.center_suppressed}, antialias={self.antialias}, "
+                f"cam={type(self.cam).__name__ if self.cam is not None else None}")
+
+    def _masks_from_cam(self, images: Tensor) -> Tensor:
+        normalized = (images - self.cam_mean.to(images)) / self.cam_std.to(images)
+        maps = self.cam(normalized, negatives=None)
+        return check_mask_batch(maps, "cam(images) output", like=images).to(images.dtype)
+
+    @overload
+    def forward(self, images: Tensor, boxes: Tensor | None = ..., valid: Tensor | None = ...,
+                masks: Tensor | None = ..., *, return_params: Literal[False] = ...) -> list[Tensor]: ...
+
+    @overload
+    def forward(self, images: Tensor, boxes: Tensor | None = ..., valid: Tensor | None = ...,
+                masks: Tensor | None = ..., *, return_params: Literal[True]
+                ) -> tuple[list[Tensor], list[dict[str, Tensor]]]: ...
+
+    def forward(
+        self,
+        images: Tensor,
+        boxes: Tensor | None = None,
+        valid: Tensor | None = None,
+        masks: Tensor | None = None,
+        *,
+        return_params: bool = False,
+    ) -> list[Tensor] | tuple[list[Tensor], list[dict[str, Tensor]]]:
+        """Augment a batch into ``len(views)`` views.
+
+        Args:
+            images: ``(B, 3, H, W)`` float in [0, 1], full frames, on the training device.
+            boxes: ``(B, K, 4)`` normalised xyxy object boxes (optional, see the class docs).
+            valid: ``(B, K)`` bool (default: all boxes valid).
+            masks: ``(B, 1, H, W)`` float soft object masks in [0, 1] (optional).
+            return_params: also return one dict per view: ``crop_boxes`` ``(B, 4)``, ``flip`` ``(B,)``,
+                ``box_index``, ``object``, ``fallback``, ``regions``, and where available ``masks``
+                (the view's cropped+flipped masks, ``(B, 1, h, w)``) and ``mixed`` ``(B,)`` bool.
+
+        Returns:
+            The list of views, each ``(B, 3, h, w)`` with the images' dtype, normalised per its config
+            (and the params list if ``return_params``).
+        """
+        check_image_batch(images, "images", channels=3)
+        b, _, h, w = images.shape
+        device = images.device
+        if masks is not None:
+            check_mask_batch(masks, "masks", like=images)
+            check_same_device([("images", images), ("masks", masks)])
+        if boxes is not None:
+            if valid is None and isinstance(boxes, Tensor) and boxes.ndim == 3:
+                valid = torch.ones(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
+            boxes, valid = check_boxes(boxes, valid, batch=b)
+            check_same_device([("images", images), ("boxes", boxes), ("valid", valid)])
+        elif valid is not None:
+            raise ValueError("valid was given without boxes; pass boxes=(B, K, 4) too.")
+        if self.check_inputs:
+            try:
+                check_range(images, "images", 0.0, 1.0)
+            except ValueError as err:
+                raise ValueError(f"{err} Pass un-normalised images in [0, 1] (e.g. uint8 / 255); the views "
+                                 "are normalised per ViewConfig.normalize.") from None
+            if masks is not None:
+                check_range(masks, "masks", 0.0, 1.0)
+            if boxes is not None and valid is not None:
+                check_box_values(boxes, valid)
+
+        need_masks = any(v.mixup for v in self.views)
+        if masks is None and self.cam is not None and (boxes is None or need_masks):
+            masks = self._masks_from_cam(images)
+        if need_masks and masks is None:
+            raise ValueError("A view has mixup=True, which needs soft object masks: pass masks=(B, 1, H, W) "
+                             "or build ObjectAwareAugment(..., cam=ContraCAM(model)).")
+        if boxes is None or valid is None:
+            if masks is not None:
+                from objaug.boxes import boxes_from_cam
+
+                boxes, valid = boxes_from_cam(masks, **self.box_kwargs)
+            else:
+                boxes = images.new_zeros(b, 0, 4)
+                valid = torch.zeros(b, 0, dtype=torch.bool, device=device)
+
+        index, has_box = sample_box_index(boxes, valid, mode=self.box_sampling)
+        use = has_box & (torch.rand(b, device=device) < self.p)
+        full = full_image_boxes(b, device=device)
+        if boxes.shape[1] > 0:
+            chosen = boxes.gather(1, index.clamp_min(0).view(b, 1, 1).expand(b, 1, 4)).squeeze(1).float()
+            object_regions = torch.where(use[:, None], chosen, full)
+        else:
+            object_regions = full
+        box_index = torch.where(use, index, torch.full_like(index, -1))
+
+        outputs: list[Tensor] = []
+        all_params: list[dict[str, Tensor]] = []
+        for cfg, ops in zip(self.views, self.ops, strict=True):
+            regions = object_regions if cfg.object_crop else full
+            crop_boxes, fallback = sample_resized_crop_boxes(
+                regions, (h, w), scale=(cfg.min_scale, cfg.max_scale), ratio=cfg.ratio,
+                attempts=self.attempts, center_suppressed=self.center_suppressed, alpha=self.alpha)
+            flip = torch.rand(b, device=device) < cfg.hf_prob
+            x = crop_and_resize(images, crop_boxes, cfg.size, antialias=self.antialias, flip=flip)
+            view_masks = None
+            if masks is not None:
+                view_masks = crop_and_resize(masks, crop_boxes, cfg.size, antialias=self.antialias, flip=flip)
+            x = ops(x)
+            params: dict[str, Tensor] = {
+                "crop_boxes": crop_boxes,
+                "flip": flip,
+                "box_index": box_index if cfg.object_crop else torch.full_like(box_index, -1),
+                "object": use if cfg.object_crop else torch.zeros_like(use),
+                "fallback": fallback,
+                "regions": regions,
+            }
+            if cfg.mixup:
+                assert self.mixup is not None and view_masks is not None
+                x, mixed = self.mixup(x, view_masks)
+                params["mixed"] = mixed
+            if view_masks is not None:
+                params["masks"] = view_masks
+            outputs.append(x)
+            all_params.append(params)
+        self._params = all_params
+        if return_params:
+            return outputs, all_params
+        return outputs
