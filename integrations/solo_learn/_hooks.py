@@ -1,0 +1,236 @@
+"""The callback's logic, shared by the ``lightning`` and ``pytorch_lightning`` callback classes.
+
+Imports neither Lightning package (the two thin classes in :mod:`.callback` and :mod:`.pl_callback` add
+the right ``Callback`` base) and nothing heavy at import time: the tensor code of :mod:`.views` is
+imported in ``setup`` only when an enabled ``objaug`` block is found.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from .config import ObjaugConfig, ObjaugConfigError, check_solo_pipelines, parse_objaug_config
+
+if TYPE_CHECKING:
+    from .views import BoxStore, SoloObjectAware
+
+__all__ = ["ObjectAwareHooks"]
+
+log = logging.getLogger("objaug.integrations.solo_learn")
+
+
+def _cfg_get(node: Any, key: str) -> Any:
+    if node is None:
+        return None
+    if isinstance(node, Mapping) or hasattr(node, "get"):
+        try:
+            return node.get(key)
+        except Exception:  # noqa: BLE001 - a struct DictConfig without the key, or an odd mapping
+            return getattr(node, key, None)
+    return getattr(node, key, None)
+
+
+def _uses_channels_last(module: torch.nn.Module) -> bool:
+    for p in module.parameters():
+        if p.ndim == 4:
+            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+    return False
+
+
+def _dataset_length(trainer: Any) -> int | None:
+    loaders = getattr(trainer, "train_dataloader", None)
+    if callable(loaders) and not hasattr(loaders, "dataset"):
+        loaders = None
+    if isinstance(loaders, list | tuple) and len(loaders) == 1:
+        loaders = loaders[0]
+    if isinstance(loaders, Mapping) and len(loaders) == 1:
+        loaders = next(iter(loaders.values()))
+    dataset = getattr(loaders, "dataset", None)
+    try:
+        return len(dataset) if dataset is not None else None  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+class ObjectAwareHooks:
+    """Object-aware crop and background mixup for solo-learn, switched on by ``cfg.objaug``.
+
+    A Lightning callback (the concrete classes are :class:`objaug.integrations.solo_learn.ObjectAwareCallback`
+    for ``lightning`` and ``objaug.integrations.solo_learn.pl_callback.ObjectAwareCallback`` for
+    ``pytorch_lightning``), added to every Trainer through Lightning's ``callbacks_factory`` entry points
+    once objaug is installed. It reads ``pl_module.cfg.objaug`` (solo-learn keeps its whole config as
+    ``self.cfg``) in ``setup``; without a ``cfg``, without the block, with ``enabled: false``, or on a
+    module whose config has no ``augmentations`` (solo-learn's linear / kNN scripts) it does nothing.
+    Otherwise it validates the block (:func:`~objaug.integrations.solo_learn.config.parse_objaug_config`
+    and :func:`~objaug.integrations.solo_learn.config.check_solo_pipelines`) and, in
+    ``on_train_batch_start``, rewrites the views of solo-learn's batch ``[indexes, [X_1..X_n], targets]``
+    in place (the same list object is then passed to ``training_step``).
+
+    Args:
+        config: an ``objaug`` block (mapping or :class:`ObjaugConfig`) to use instead of
+            ``pl_module.cfg.objaug`` (for non-solo-learn modules with the same batch contract).
+        store: an object store instance for ``source: store`` (instead of opening
+            ``objaug.store.cls(objaug.store.path)``).
+        from_entry_point: set by the entry-point factories. Such an instance stays inert when the Trainer
+            also has an explicitly passed objaug callback (so views are never augmented twice).
+    """
+
+    _objaug_solo_callback = True
+
+    def __init__(
+        self,
+        config: Mapping[str, Any] | ObjaugConfig | None = None,
+        *,
+        store: BoxStore | None = None,
+        from_entry_point: bool = False,
+    ) -> None:
+        self._config_arg = config
+        self._store_arg = store
+        self.from_entry_point = from_entry_point
+        self.active = False
+        self.config: ObjaugConfig | None = None
+        self.engine: SoloObjectAware | None = None
+
+    def __repr__(self) -> str:
+        state = "active" if self.active else "inactive"
+        return f"{type(self).__name__}({state}{', from entry point' if self.from_entry_point else ''})"
+
+    # ------------------------------------------------------------------ set-up
+    def _read_block(self, pl_module: Any) -> Any:
+        if self._config_arg is not None:
+            return self._config_arg
+        return _cfg_get(getattr(pl_module, "cfg", None), "objaug")
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        self.active = False
+        self.engine = None
+        if str(stage) != "fit" and not str(stage).endswith("FITTING"):
+            return
+        block = self._read_block(pl_module)
+        if block is None:
+            return
+        config = block if isinstance(block, ObjaugConfig) else parse_objaug_config(block)
+        self.config = config
+        if not config.enabled:
+            return
+        others = [cb for cb in getattr(trainer, "callbacks", []) if cb is not self
+                  and getattr(cb, "_objaug_solo_callback", False)]
+        if self.from_entry_point and any(not getattr(cb, "from_entry_point", False) for cb in others):
+            return  # an explicitly passed objaug callback takes over
+        explicit = [cb for cb in others if not getattr(cb, "from_entry_point", False)]
+        if not self.from_entry_point and explicit:
+            raise ObjaugConfigError("The Trainer has two objaug callbacks; pass at most one (installing objaug "
+                                    "already adds one that reads cfg.objaug).")
+        cfg = getattr(pl_module, "cfg", None)
+        augmentations = _cfg_get(cfg, "augmentations")
+        if augmentations is None:
+            warnings.warn(
+                f"objaug is enabled but {type(pl_module).__name__}.cfg has no `augmentations` list (not a "
+                "solo-learn pretraining config, e.g. the linear or kNN scripts): objaug stays inactive.",
+                stacklevel=2,
+            )
+            return
+        check_solo_pipelines(config, augmentations)
+        n_crops = getattr(pl_module, "num_crops", None)
+        if isinstance(n_crops, int) and max(config.views) >= n_crops:
+            raise ObjaugConfigError(f"objaug.views {list(config.views)} refers to a view beyond the method's "
+                                    f"num_crops={n_crops}.")
+
+        from .views import SoloObjectAware, load_store, pick_cam_model
+
+        store = None
+        if config.source == "store":
+            store = self._store_arg if self._store_arg is not None else load_store(config)
+        else:
+            pick_cam_model(pl_module, config.online.model)  # fails early on a module without the pair
+            name = type(getattr(trainer, "strategy", None)).__name__.lower()
+            if "fsdp" in name or "deepspeed" in name:
+                raise ObjaugConfigError(f"objaug.source=online runs the model's modules directly and does not "
+                                        f"support the {type(trainer.strategy).__name__} strategy; use DDP or "
+                                        "a single device, or source=store.")
+        self.engine = SoloObjectAware(config, store=store)
+        self.active = True
+        log.info("objaug: object-aware views %s (source=%s, mixup=%s)", list(config.views), config.source,
+                 list(config.mixup.views) if config.mixup.enabled else "off")
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        if not self.active or self.engine is None or not self.engine.uses_cache:
+            return
+        assert self.config is not None
+        size = self.config.online.cache_size or _dataset_length(trainer)
+        if size is None:
+            raise ObjaugConfigError("objaug.online.cache='index' needs the dataset length: set "
+                                    "objaug.online.cache_size (or use cache: none).")
+        self.engine.allocate_cache(int(size), pl_module.device)
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if self.engine is not None:
+            self.engine.cache_boxes = self.engine.cache_valid = self.engine.cache_masks = None
+
+    # ------------------------------------------------------------------ per batch
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if not self.active or self.engine is None:
+            return
+        from .views import pick_cam_model, views_of
+
+        config, engine = self.config, self.engine
+        assert config is not None
+        views = views_of(batch)
+        indexes = batch[0]
+        if not isinstance(indexes, Tensor):
+            raise TypeError(f"objaug expects the first item of the batch to be the dataset indexes (a tensor), "
+                            f"got {type(indexes).__name__}.")
+        device = views[config.views[0]].device
+        boxes: Tensor | None = None
+        valid: Tensor | None = None
+        masks: Tensor | None = None
+        cam = False
+        if config.source == "store":
+            boxes, valid, masks = engine.store_lookup(indexes, device)
+        elif engine.cam_due():
+            backbone, projector, _ = pick_cam_model(pl_module, config.online.model)
+            view = config.online.view if config.online.view is not None else config.views[0]
+            world = int(getattr(trainer, "world_size", 1) or 1)
+            gather: Callable[[Tensor], Tensor] | None = None
+            if config.online.all_gather_negatives and world > 1:
+                gather = trainer.strategy.all_gather
+            plugin = getattr(trainer, "precision_plugin", None)
+            context = getattr(plugin, "forward_context", None) or contextlib.nullcontext
+            maps, boxes, valid = engine.compute_cam(
+                backbone, projector, views[view], context=context, channels_last=_uses_channels_last(backbone),
+                gather=gather, rank=int(getattr(trainer, "global_rank", 0) or 0))
+            masks = maps if config.mixup.enabled else None
+            cam = True
+            if engine.uses_cache:
+                self._cache_update(trainer, indexes, boxes, valid, masks)
+        elif engine.uses_cache:
+            boxes, valid, masks = engine.cache_read(indexes)
+        engine.recrop(views, boxes, valid, masks)
+        engine.last_info["cam"] = cam
+        engine.batches_seen += 1
+
+    def _cache_update(self, trainer: Any, indexes: Tensor, boxes: Tensor, valid: Tensor,
+                      masks: Tensor | None) -> None:
+        """Write this batch's boxes/masks to the cache, on every rank (DDP: all-gathered)."""
+        engine = self.engine
+        assert engine is not None
+        world = int(getattr(trainer, "world_size", 1) or 1)
+        if world <= 1:
+            engine.cache_write(indexes, boxes, valid, masks)
+            return
+        if masks is not None and engine.cache_masks is not None:
+            s = engine.cache_masks.shape[-1]
+            masks = torch.nn.functional.interpolate(masks.float(), size=(s, s), mode="area")
+        gather = trainer.strategy.all_gather
+        idx_all = gather(indexes.long()).reshape(-1)
+        boxes_all = gather(boxes.float()).reshape(-1, *boxes.shape[1:])
+        valid_all = gather(valid.float()).reshape(-1, *valid.shape[1:]) > 0.5
+        masks_all = None if masks is None else gather(masks.float()).reshape(-1, *masks.shape[1:])
+        engine.cache_write(idx_all, boxes_all, valid_all, masks_all)

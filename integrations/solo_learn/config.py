@@ -1,0 +1,469 @@
+"""The ``objaug:`` block of a solo-learn config: schema, defaults and validation.
+
+Pure Python (no torch, no lightning): :func:`parse_objaug_config` takes the block as a ``dict`` or an
+OmegaConf ``DictConfig`` and returns a frozen :class:`ObjaugConfig`, or raises
+:class:`ObjaugConfigError` naming the offending key (``objaug.crop.scale``), what was wrong and the
+allowed values. :func:`check_solo_pipelines` checks the block against solo-learn's ``augmentations``
+list (the views it re-crops must be delivered as full frames). :func:`schema_rows` lists every key
+with its type, default and meaning (``docs/solo-learn.md`` is written from it and tested against it).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "BoxesConfig",
+    "CropConfig",
+    "MixupConfig",
+    "ObjaugConfig",
+    "ObjaugConfigError",
+    "OnlineConfig",
+    "StoreConfig",
+    "check_solo_pipelines",
+    "parse_objaug_config",
+    "schema_rows",
+    "view_pipelines",
+]
+
+
+class ObjaugConfigError(ValueError):
+    """A bad ``objaug:`` block (or a solo-learn config that cannot work with it)."""
+
+
+# ----------------------------------------------------------------------------------------------- schema
+@dataclass(frozen=True)
+class CropConfig:
+    p: float = 1.0
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
+    flip_prob: float = 0.5
+    box_sampling: str = "uniform"
+    center_suppressed: bool = False
+    alpha: float = 0.6
+    antialias: bool = True
+    attempts: int = 10
+
+
+@dataclass(frozen=True)
+class MixupConfig:
+    enabled: bool = False
+    views: tuple[int, ...] = (0,)
+    p: float = 0.4
+    threshold: float = 0.2
+    queue_size: int = 50
+    source: str = "tiled-strip"
+
+
+@dataclass(frozen=True)
+class BoxesConfig:
+    threshold: float = 0.5
+    min_area: float = 0.01
+    margin: float = 0.2
+    max_boxes: int = 4
+    map_size: int = 56
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    model: str = "auto"
+    view: int | None = None
+    iters: int = 1
+    temperature: float = 1.0
+    expand_res: bool = False
+    every_n_steps: int = 1
+    cache: str = "index"
+    cache_size: int | None = None
+    cache_mask_size: int = 32
+    start_step: int = 0
+    all_gather_negatives: bool = False
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: str | None = None
+    cls: str = "objaug.store:ObjectStore"
+
+
+@dataclass(frozen=True)
+class ObjaugConfig:
+    enabled: bool = False
+    source: str = "store"
+    views: tuple[int, ...] = (0, 1)
+    check_pipelines: bool = True
+    crop: CropConfig = field(default_factory=CropConfig)
+    mixup: MixupConfig = field(default_factory=MixupConfig)
+    boxes: BoxesConfig = field(default_factory=BoxesConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+
+
+# One row per key: (dotted key, type shown in docs, parser, meaning). Parsers take (value, key) and
+# return the clean value or raise ObjaugConfigError.
+_Parser = Callable[[Any, str], Any]
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def _bool(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ObjaugConfigError(f"{key} must be true or false, got {value!r} ({_type_name(value)}).")
+    return value
+
+
+def _int(low: int | None = None, high: int | None = None) -> _Parser:
+    def parse(value: Any, key: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ObjaugConfigError(f"{key} must be an integer{_range(low, high)}, got {value!r} "
+                                    f"({_type_name(value)}).")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ObjaugConfigError(f"{key} must be an integer{_range(low, high)}, got {value}.")
+        return value
+    return parse
+
+
+def _optional(parser: _Parser) -> _Parser:
+    def parse(value: Any, key: str) -> Any:
+        return None if value is None else parser(value, key)
+    return parse
+
+
+def _range(low: float | None, high: float | None, *, open_low: bool = False) -> str:
+    if low is not None and high is not None:
+        return f" in {'(' if open_low else '['}{low}, {high}]"
+    if low is not None:
+        return f" {'>' if open_low else '>='} {low}"
+    if high is not None:
+        return f" <= {high}"
+    return ""
+
+
+def _float(low: float | None = None, high: float | None = None, *, open_low: bool = False) -> _Parser:
+    def parse(value: Any, key: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ObjaugConfigError(f"{key} must be a number{_range(low, high, open_low=open_low)}, got "
+                                    f"{value!r} ({_type_name(value)}).")
+        v = float(value)
+        bad = math.isnan(v) or math.isinf(v)
+        if low is not None:
+            bad |= v <= low if open_low else v < low
+        if high is not None:
+            bad |= v > high
+        if bad:
+            raise ObjaugConfigError(f"{key} must be a number{_range(low, high, open_low=open_low)}, got {value}.")
+        return v
+    return parse
+
+
+def _choice(*allowed: str) -> _Parser:
+    def parse(value: Any, key: str) -> str:
+        if not isinstance(value, str) or value not in allowed:
+            raise ObjaugConfigError(f"{key} must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}.")
+        return value
+    return parse
+
+
+def _str(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ObjaugConfigError(f"{key} must be a non-empty string, got {value!r} ({_type_name(value)}).")
+    return value
+
+
+def _target(value: Any, key: str) -> str:
+    value = _str(value, key)
+    module, _, attr = value.partition(":")
+    if not module or not attr:
+        raise ObjaugConfigError(f"{key} must name a class or function as 'package.module:Name', got {value!r}.")
+    return value
+
+
+def _pair(low: float, high: float, what: str) -> _Parser:
+    def parse(value: Any, key: str) -> tuple[float, float]:
+        if (isinstance(value, str | bytes) or not isinstance(value, Sequence) or len(value) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int | float) for v in value)):
+            raise ObjaugConfigError(f"{key} must be a [min, max] pair of numbers ({what}), got {value!r}.")
+        a, b = float(value[0]), float(value[1])
+        if not (low < a <= b <= high) or math.isnan(a) or math.isnan(b):
+            hi = "inf" if math.isinf(high) else high
+            raise ObjaugConfigError(f"{key} must satisfy {low} < min <= max <= {hi} ({what}), got {list(value)}.")
+        return (a, b)
+    return parse
+
+
+def _views(*, empty_ok: bool = False) -> _Parser:
+    def parse(value: Any, key: str) -> tuple[int, ...]:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if (isinstance(value, str | bytes) or not isinstance(value, Sequence)
+                or any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value)):
+            raise ObjaugConfigError(f"{key} must be a list of view indexes (integers >= 0 into solo-learn's "
+                                    f"list of crops X), got {value!r}.")
+        if len(set(value)) != len(value):
+            raise ObjaugConfigError(f"{key} lists a view twice: {list(value)}.")
+        if not value and not empty_ok:
+            raise ObjaugConfigError(f"{key} must list at least one view, e.g. [0, 1].")
+        return tuple(int(v) for v in value)
+    return parse
+
+
+_SCHEMA: list[tuple[str, str, _Parser, str]] = [
+    ("enabled", "bool", _bool, "Switch the callback on. Without the block, or with `false`, it does nothing."),
+    ("source", "`store` \\| `online`", _choice("store", "online"),
+     "Where boxes and masks come from: a precomputed store read by the batch's indexes, or ContraCAM of "
+     "the model being trained."),
+    ("views", "list[int]", _views(),
+     "Indexes into solo-learn's list of views `X` that are re-cropped on the device. Their pipelines must "
+     "deliver full frames (`rrc` scale 1.0 or `rrc.enabled: false`, `horizontal_flip.prob: 0`)."),
+    ("check_pipelines", "bool", _bool,
+     "Refuse configs whose target pipelines do not deliver full, unflipped frames (turn off only for "
+     "custom data pipelines that do)."),
+    ("crop.p", "float in [0, 1]", _float(0.0, 1.0),
+     "Probability of cropping inside an object box (per image); otherwise, or without a box, a plain "
+     "RandomResizedCrop of the whole frame. `0` gives on-device RandomResizedCrops only (mixup-only setups)."),
+    ("crop.scale", "[min, max]", _pair(0.0, 1.0, "area fraction of the chosen box, 0 < min <= max <= 1"),
+     "Area fraction of the crop relative to the chosen box (or frame), as RandomResizedCrop's `scale`."),
+    ("crop.ratio", "[min, max]", _pair(0.0, math.inf, "crop width / height in pixels"),
+     "Aspect-ratio range of the crop (width / height)."),
+    ("crop.flip_prob", "float in [0, 1]", _float(0.0, 1.0),
+     "Horizontal flip applied with the crop (replaces the pipeline's `horizontal_flip.prob`, which must be 0)."),
+    ("crop.box_sampling", "`uniform` \\| `area`", _choice("uniform", "area"),
+     "How an image's box is chosen: uniformly (the paper) or proportionally to its area. All re-cropped "
+     "views of an image use the same box."),
+    ("crop.center_suppressed", "bool", _bool,
+     "ContrastiveCrop's centre-suppressed placement of the crop inside the box (Beta(alpha, alpha) offsets)."),
+    ("crop.alpha", "float > 0", _float(0.0, None, open_low=True),
+     "The Beta parameter of `center_suppressed` (0.6 in ContrastiveCrop)."),
+    ("crop.antialias", "bool", _bool,
+     "Area-filtered resampling when a crop is shrunk (`roi_align`); `false`: plain bilinear, cheaper."),
+    ("crop.attempts", "int >= 1", _int(1), "Candidate crops drawn per image (torchvision: 10)."),
+    ("mixup.enabled", "bool", _bool, "Background mixup on `mixup.views` (after the crop, masks cropped alike)."),
+    ("mixup.views", "list[int]", _views(), "Views that are mixed; a subset of `views` (the paper: view 0)."),
+    ("mixup.p", "float in [0, 1]", _float(0.0, 1.0), "Probability that an eligible image is mixed (paper: 0.4)."),
+    ("mixup.threshold", "float in (0, 1]", _float(0.0, 1.0, open_low=True),
+     "Mask threshold of the object rectangle (paper: 0.2)."),
+    ("mixup.queue_size", "int >= 0", _int(0), "FIFO queue of recent backgrounds (paper: 50; 0 disables it)."),
+    ("mixup.source", "`tiled-strip` \\| `batch`", _choice("tiled-strip", "batch"),
+     "How backgrounds are built: the paper's tiled strip, or the image with its object mean-filled."),
+    ("boxes.threshold", "float in (0, 1]", _float(0.0, 1.0, open_low=True),
+     "`online`: CAM binarisation threshold for boxes."),
+    ("boxes.min_area", "float in [0, 1)", _float(0.0, 0.999999), "`online`: smallest component kept (area fraction)."),
+    ("boxes.margin", "float >= 0", _float(0.0), "`online`: padding of each box, fraction of its size (paper: 0.2)."),
+    ("boxes.max_boxes", "int >= 1", _int(1), "`online`: boxes kept per image (largest components first)."),
+    ("boxes.map_size", "int >= 4", _int(4),
+     "`online`: the CAM is resized to this square size before connected components (cost control)."),
+    ("online.model", "`auto` \\| `online` \\| `momentum`", _choice("auto", "online", "momentum"),
+     "`online`: `backbone` + `projector`; `momentum`: `momentum_backbone` + `momentum_projector`; `auto`: "
+     "momentum if the method has it, else online."),
+    ("online.view", "int or null", _optional(_int(0)), "The view the CAM is computed on (default: `views[0]`)."),
+    ("online.iters", "int >= 1", _int(1), "ContraCAM refinement iterations (cost: one forward each)."),
+    ("online.temperature", "float > 0", _float(0.0, None, open_low=True), "ContraCAM softmax temperature."),
+    ("online.expand_res", "bool", _bool, "Stride 1 in the last ResNet stage for the CAM (finer maps, ~2x cost)."),
+    ("online.every_n_steps", "int >= 1", _int(1), "Compute CAMs on every N-th training batch only."),
+    ("online.cache", "`index` \\| `none`", _choice("index", "none"),
+     "Between CAM batches: reuse boxes/masks cached per dataset index (`index`), or crop the whole "
+     "frame without mixup (`none`)."),
+    ("online.cache_size", "int or null", _optional(_int(1)),
+     "Number of cache slots (dataset length); default: `len(train_dataloader.dataset)`."),
+    ("online.cache_mask_size", "int >= 4", _int(4), "Side of the cached masks (uint8), when mixup is on."),
+    ("online.start_step", "int >= 0", _int(0),
+     "No CAM before this training batch (whole-frame crops, no mixup): let the model learn first."),
+    ("online.all_gather_negatives", "bool", _bool,
+     "DDP: add the other ranks' embeddings as ContraCAM negatives (one extra forward per CAM batch)."),
+    ("store.path", "str", _optional(_str), "`store`: path of the precomputed object store (required)."),
+    ("store.cls", "`module:Name`", _target,
+     "`store`: the store class or factory, called with the path; must offer `get_batch(indexes)` -> "
+     "(boxes (B,K,4), valid (B,K), masks (B,1,h,w) or None)."),
+]
+
+_SECTIONS = {"crop": CropConfig, "mixup": MixupConfig, "boxes": BoxesConfig, "online": OnlineConfig,
+             "store": StoreConfig}
+
+
+def schema_rows() -> list[tuple[str, str, str, str]]:
+    """Every key of the block: ``(dotted key, type, default as YAML, meaning)``."""
+    default = ObjaugConfig()
+    rows = []
+    for key, type_, _, doc in _SCHEMA:
+        value: Any = default
+        for part in key.split("."):
+            value = getattr(value, part)
+        rows.append((key, type_, _yaml(value), doc))
+    return rows
+
+
+def _yaml(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_yaml(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+# ----------------------------------------------------------------------------------------------- parsing
+def _to_plain(block: Any) -> Any:
+    """DictConfig / ListConfig -> dict / list (resolving interpolations); other values unchanged."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:  # pragma: no cover - solo-learn always has omegaconf
+        return block
+    if isinstance(block, DictConfig | ListConfig):
+        return OmegaConf.to_container(block, resolve=True)
+    return block
+
+
+def _unknown(key: str, allowed: Sequence[str], prefix: str) -> ObjaugConfigError:
+    close = difflib.get_close_matches(key, allowed, n=1)
+    hint = f" Did you mean {prefix}{close[0]}?" if close else ""
+    return ObjaugConfigError(f"Unknown key {prefix}{key} in the objaug block.{hint} Allowed keys under "
+                             f"{prefix.rstrip('.') or 'objaug'}: {', '.join(sorted(allowed))}.")
+
+
+def parse_objaug_config(block: Any) -> ObjaugConfig:
+    """Validate an ``objaug:`` block and fill in the defaults.
+
+    Args:
+        block: a mapping (``dict`` or OmegaConf ``DictConfig``) with the keys of :func:`schema_rows`;
+            nested sections as mappings. ``None`` or an empty mapping gives the (disabled) defaults.
+
+    Returns:
+        The frozen :class:`ObjaugConfig`.
+
+    Raises:
+        ObjaugConfigError: an unknown key (with the closest allowed one), a wrong type or an impossible
+            value (naming the key as ``objaug.section.key`` and the allowed values), or options that
+            contradict each other (e.g. ``mixup.views`` not within ``views``, ``source: store``
+            without ``store.path``).
+    """
+    block = _to_plain(block)
+    if block is None:
+        block = {}
+    if not isinstance(block, Mapping):
+        raise ObjaugConfigError(f"objaug must be a mapping of options (e.g. objaug: {{enabled: true, ...}}), "
+                                f"got {block!r}.")
+    parsers = {key: parser for key, _, parser, _ in _SCHEMA}
+    top_allowed = [k for k in parsers if "." not in k] + list(_SECTIONS)
+    top: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    for key, value in block.items():
+        if not isinstance(key, str):
+            raise ObjaugConfigError(f"objaug keys must be strings, got {key!r}.")
+        if key in _SECTIONS:
+            value = {} if value is None else value
+            if not isinstance(value, Mapping):
+                raise ObjaugConfigError(f"objaug.{key} must be a mapping of options, got {value!r}.")
+            allowed = [k.split(".", 1)[1] for k in parsers if k.startswith(key + ".")]
+            for sub, sub_value in value.items():
+                if sub not in allowed:
+                    raise _unknown(str(sub), allowed, f"objaug.{key}.")
+                sections[key][sub] = parsers[f"{key}.{sub}"](sub_value, f"objaug.{key}.{sub}")
+        elif key in parsers:
+            top[key] = parsers[key](value, f"objaug.{key}")
+        else:
+            raise _unknown(key, top_allowed, "objaug.")
+    built = {name: cls(**sections[name]) for name, cls in _SECTIONS.items()}
+    config = ObjaugConfig(**top, **built)
+    _cross_check(config)
+    return config
+
+
+def _cross_check(c: ObjaugConfig) -> None:
+    if c.mixup.enabled:
+        extra = [v for v in c.mixup.views if v not in c.views]
+        if extra:
+            raise ObjaugConfigError(
+                f"objaug.mixup.views {list(c.mixup.views)} must be a subset of objaug.views {list(c.views)}: a "
+                f"mixed view needs its mask cropped with it. Add {extra} to objaug.views."
+            )
+    if c.source == "store" and c.enabled and c.store.path is None:
+        raise ObjaugConfigError("objaug.source is 'store' but objaug.store.path is not set: give the path of the "
+                                "precomputed object store (objaug.store.path=/path/to/store), or use "
+                                "objaug.source=online.")
+    if c.source == "online" and c.online.view is not None and c.online.view not in c.views:
+        raise ObjaugConfigError(
+            f"objaug.online.view={c.online.view} must be one of objaug.views {list(c.views)}: the CAM must be "
+            "computed on a full-frame view."
+        )
+
+
+# ----------------------------------------------------------------------------------------------- solo-learn
+def _get(node: Any, key: str, default: Any = None) -> Any:
+    if isinstance(node, Mapping):
+        return node.get(key, default)
+    return getattr(node, key, default)
+
+
+def view_pipelines(augmentations: Any) -> list[int]:
+    """For solo-learn's ``augmentations`` list, the pipeline index of every view in ``X`` (in order).
+
+    solo-learn's ``FullTransformPipeline`` returns the ``num_crops`` views of pipeline 0, then those of
+    pipeline 1, and so on.
+    """
+    augmentations = _to_plain(augmentations)
+    if isinstance(augmentations, Mapping) or not isinstance(augmentations, Sequence):
+        raise ObjaugConfigError("cfg.augmentations must be solo-learn's list of pipelines (one item per "
+                                f"pipeline), got {type(augmentations).__name__}.")
+    out: list[int] = []
+    for i, item in enumerate(augmentations):
+        n = _get(item, "num_crops", None)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ObjaugConfigError(f"augmentations[{i}].num_crops must be an integer >= 0, got {n!r}.")
+        out.extend([i] * n)
+    return out
+
+
+def check_solo_pipelines(config: ObjaugConfig, augmentations: Any) -> list[int]:
+    """Check the block against solo-learn's ``augmentations`` list; return the view -> pipeline map.
+
+    Every view in ``objaug.views`` must exist, and (if ``check_pipelines``) its pipeline must deliver the
+    full frame unflipped: ``rrc.enabled: false`` or ``rrc.crop_min_scale == rrc.crop_max_scale == 1.0``,
+    and ``horizontal_flip.prob == 0``. Otherwise the boxes and masks (which describe the full image)
+    would not line up with the view.
+
+    Raises:
+        ObjaugConfigError: naming the view, its pipeline and the key to change.
+    """
+    augmentations = _to_plain(augmentations)
+    pipelines = view_pipelines(augmentations)
+    n = len(pipelines)
+    used = set(config.views) | (set(config.mixup.views) if config.mixup.enabled else set())
+    if config.online.view is not None:
+        used.add(config.online.view)
+    for v in sorted(used):
+        if v >= n:
+            raise ObjaugConfigError(
+                f"objaug: view {v} does not exist: solo-learn delivers {n} views (the sum of "
+                f"augmentations[*].num_crops), indexes 0..{n - 1}. Fix objaug.views / objaug.mixup.views."
+            )
+    if not config.check_pipelines:
+        return pipelines
+    for v in config.views:
+        i = pipelines[v]
+        item = augmentations[i]
+        rrc = _get(item, "rrc", {}) or {}
+        enabled = _get(rrc, "enabled", True)
+        lo, hi = _get(rrc, "crop_min_scale", None), _get(rrc, "crop_max_scale", None)
+        if enabled and not (lo == 1.0 and hi == 1.0):
+            raise ObjaugConfigError(
+                f"objaug re-crops view {v} on the device, so its pipeline augmentations[{i}] must deliver the "
+                f"full frame: set augmentations[{i}].rrc.crop_min_scale: 1.0 and crop_max_scale: 1.0 (got "
+                f"{lo}, {hi}); the random crop is then drawn by objaug.crop.scale. (Or set "
+                "objaug.check_pipelines: false if your data pipeline already delivers full frames.)"
+            )
+        flip = _get(_get(item, "horizontal_flip", {}) or {}, "prob", 0.0)
+        if flip:
+            raise ObjaugConfigError(
+                f"objaug re-crops view {v}, so its pipeline augmentations[{i}] must not flip the frame (the boxes "
+                f"would land on the wrong side): set augmentations[{i}].horizontal_flip.prob: 0.0 (got {flip}) "
+                "and use objaug.crop.flip_prob instead (0.5 for the usual flip)."
+            )
+    return pipelines

@@ -1,0 +1,336 @@
+"""The tensor work of the solo-learn callback: boxes/masks in, re-cropped (and mixed) views out.
+
+Nothing here imports Lightning; :class:`SoloObjectAware` is driven by the callback
+(:mod:`objaug.integrations.solo_learn.callback`) and can be used directly on solo-learn batches
+``[indexes, [X_1..X_n], targets]``.
+
+Order of operations per training batch (all on the batch's device, batched, no host sync except
+where noted):
+
+1. boxes and soft masks for the batch's images: read from a store by the batch's indexes (one small
+   device-to-host copy of the indexes), or computed by ContraCAM on one delivered full-frame view
+   (``source: online``), or read from the per-index cache filled on earlier CAM batches;
+2. per image, one box is drawn (shared by all re-cropped views of that image, as in the paper); with
+   probability ``crop.p`` the crop region is that box, otherwise the whole frame;
+3. per re-cropped view, an independent RandomResizedCrop inside the region (``crop.scale`` relative to
+   the region) plus a horizontal flip, resampled to the view's own size;
+4. on the mixup views, the masks are cropped and flipped with the same parameters and background
+   mixup is applied to the cropped view.
+
+solo-learn delivers the views already colour-augmented and normalised, so steps 3-4 act on augmented
+frames: the colour augmentation happens *before* the crop (per-pixel operations commute with a crop;
+blur and equalisation do not exactly), and the crop is resampled from the delivered resolution
+(``crop_size``) rather than from the original image. See ``docs/solo-learn.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from objaug.augment.mixup import BackgroundMixup
+from objaug.boxes import boxes_from_cam
+from objaug.contracam import ContraCAM
+from objaug.functional.crop import crop_and_resize, full_image_boxes, sample_box_index, sample_resized_crop_boxes
+from objaug.split import preserve_model_state
+
+from .config import ObjaugConfig, ObjaugConfigError
+
+__all__ = ["BoxStore", "SoloObjectAware", "load_store", "pick_cam_model", "views_of"]
+
+
+class BoxStore(Protocol):
+    """What ``source: store`` needs: boxes, validity and masks for a batch of dataset indexes."""
+
+    def get_batch(self, indexes: Tensor) -> tuple[Tensor, Tensor, Tensor | None]: ...
+
+
+def load_store(config: ObjaugConfig) -> BoxStore:
+    """Open the store named by ``objaug.store.cls`` (``module:Name``) at ``objaug.store.path``."""
+    module_name, _, attr = config.store.cls.partition(":")
+    try:
+        factory: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            factory = getattr(factory, part)
+    except (ImportError, AttributeError) as err:
+        raise ObjaugConfigError(f"objaug.store.cls={config.store.cls!r} cannot be imported ({err}). Give "
+                                "'package.module:Name' of a class/function taking the store path.") from err
+    store = factory(config.store.path)
+    if not callable(getattr(store, "get_batch", None)):
+        raise ObjaugConfigError(f"objaug.store.cls={config.store.cls!r} returned a {type(store).__name__} without a "
+                                "get_batch(indexes) method.")
+    return store
+
+
+def pick_cam_model(pl_module: Any, which: str) -> tuple[nn.Module, nn.Module | None, str]:
+    """The (backbone, projector, name) pair ContraCAM uses, per ``objaug.online.model``.
+
+    Raises:
+        ObjaugConfigError: the module lacks the requested attributes.
+    """
+    has_momentum = isinstance(getattr(pl_module, "momentum_backbone", None), nn.Module)
+    if which == "auto":
+        which = "momentum" if has_momentum else "online"
+    prefix = "momentum_" if which == "momentum" else ""
+    backbone = getattr(pl_module, prefix + "backbone", None)
+    projector = getattr(pl_module, prefix + "projector", None)
+    if not isinstance(backbone, nn.Module):
+        raise ObjaugConfigError(
+            f"objaug.online.model={which!r} needs the method's `{prefix}backbone`, which "
+            f"{type(pl_module).__name__} does not have. Allowed: 'online' (backbone + projector), 'momentum' "
+            "(momentum_backbone + momentum_projector, BYOL/MoCo-style methods) or 'auto'."
+        )
+    if projector is not None and not isinstance(projector, nn.Module):
+        projector = None
+    return backbone, projector, which
+
+
+def views_of(batch: Any) -> list[Tensor]:
+    """Check solo-learn's batch structure and return the (mutable) list of views inside it.
+
+    A tuple of views inside a list batch is replaced by a list (so items can be assigned).
+    """
+    if not isinstance(batch, list | tuple) or len(batch) != 3:
+        raise TypeError(
+            "objaug expects solo-learn's training batch [indexes, [X_1..X_n], targets]; got "
+            f"{type(batch).__name__} of length {len(batch) if isinstance(batch, list | tuple) else '?'}."
+        )
+    views = batch[1]
+    if isinstance(views, Tensor):
+        views = [views]
+    if isinstance(views, tuple):
+        if not isinstance(batch, list):
+            raise TypeError("objaug rewrites the views in place: the batch must be a list (solo-learn's default "
+                            "collate), got a tuple of a tuple.")
+        views = list(views)
+    if isinstance(batch, list):
+        batch[1] = views
+    elif batch[1] is not views:
+        raise TypeError("objaug rewrites the views in place: the batch must be a list (solo-learn's default "
+                        "collate); got a tuple whose views are not a list.")
+    if not isinstance(views, list) or not all(isinstance(x, Tensor) and x.ndim == 4 for x in views):
+        raise TypeError("objaug expects the views X of the batch to be a list of (B, C, H, W) tensors.")
+    return views
+
+
+def _as_float_masks(masks: Tensor) -> Tensor:
+    if masks.dtype == torch.uint8:
+        return masks.float() / 255.0
+    if masks.dtype == torch.bool or not masks.is_floating_point():
+        return masks.float()
+    return masks.float()
+
+
+class SoloObjectAware(nn.Module):
+    """Object-aware re-cropping and background mixup of solo-learn views, on the device.
+
+    Args:
+        config: the validated ``objaug`` block.
+        store: the object store for ``source: store`` (anything with ``get_batch``).
+
+    Attributes:
+        last_info: after each :meth:`apply`, a dict of tensors about the batch (``"object"``: (B,) bool,
+            images cropped inside a box; ``"regions"``: (B, 4); ``"crop_boxes"``/``"flip"``: per view;
+            ``"mixed"``: per mixup view (B,) bool; ``"cam"``: True if a CAM was computed).
+    """
+
+    def __init__(self, config: ObjaugConfig, *, store: BoxStore | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.store = store
+        mix = config.mixup
+        self.mixers = nn.ModuleDict()
+        if mix.enabled:
+            for v in mix.views:
+                self.mixers[str(v)] = BackgroundMixup(p=mix.p, threshold=mix.threshold, queue_size=mix.queue_size,
+                                                      source=mix.source, check_inputs=False)  # type: ignore[arg-type]
+        self.batches_seen = 0
+        self.cache_boxes: Tensor | None = None
+        self.cache_valid: Tensor | None = None
+        self.cache_masks: Tensor | None = None
+        self._index_checked = False
+        self.last_info: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ sources
+    def cam_due(self) -> bool:
+        """Whether the current batch gets a fresh CAM (``source: online``)."""
+        o = self.config.online
+        s = self.batches_seen - o.start_step
+        return s >= 0 and s % o.every_n_steps == 0
+
+    @property
+    def uses_cache(self) -> bool:
+        o = self.config.online
+        return self.config.source == "online" and o.every_n_steps > 1 and o.cache == "index"
+
+    def allocate_cache(self, size: int, device: torch.device) -> None:
+        """Create the per-index cache: boxes (float16), valid (bool) and, with mixup, masks (uint8)."""
+        k = self.config.boxes.max_boxes
+        self.cache_boxes = torch.zeros(size, k, 4, dtype=torch.float16, device=device)
+        self.cache_valid = torch.zeros(size, k, dtype=torch.bool, device=device)
+        if self.config.mixup.enabled:
+            s = self.config.online.cache_mask_size
+            self.cache_masks = torch.zeros(size, 1, s, s, dtype=torch.uint8, device=device)
+
+    def _check_indexes(self, indexes: Tensor, size: int) -> None:
+        if self._index_checked:
+            return
+        top = int(indexes.max())  # one host sync, on the first batch only
+        if int(indexes.min()) < 0 or top >= size:
+            raise ObjaugConfigError(
+                f"objaug.online.cache_size={size} is too small: the batch holds dataset index {top}. Set "
+                "objaug.online.cache_size to the dataset length (or leave it null to use "
+                "len(train_dataloader.dataset))."
+            )
+        self._index_checked = True
+
+    def cache_write(self, indexes: Tensor, boxes: Tensor, valid: Tensor, masks: Tensor | None) -> None:
+        assert self.cache_boxes is not None and self.cache_valid is not None
+        self._check_indexes(indexes, self.cache_boxes.shape[0])
+        idx = indexes.long()
+        self.cache_boxes[idx] = boxes.to(self.cache_boxes.dtype)
+        self.cache_valid[idx] = valid
+        if self.cache_masks is not None and masks is not None:
+            s = self.cache_masks.shape[-1]
+            small = F.interpolate(masks.float(), size=(s, s), mode="area") if masks.shape[-1] != s or \
+                masks.shape[-2] != s else masks.float()
+            self.cache_masks[idx] = (small.clamp(0, 1) * 255).round().to(torch.uint8)
+
+    def cache_read(self, indexes: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        assert self.cache_boxes is not None and self.cache_valid is not None
+        self._check_indexes(indexes, self.cache_boxes.shape[0])
+        idx = indexes.long()
+        masks = None if self.cache_masks is None else self.cache_masks[idx].float() / 255.0
+        return self.cache_boxes[idx].float(), self.cache_valid[idx], masks
+
+    def store_lookup(self, indexes: Tensor, device: torch.device) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Boxes, valid and masks of the batch from the store, moved to ``device``."""
+        if self.store is None:
+            raise RuntimeError("objaug.source is 'store' but no store was opened.")
+        out = self.store.get_batch(indexes.detach().to("cpu"))
+        if not isinstance(out, tuple | list) or len(out) != 3:
+            raise TypeError(f"{type(self.store).__name__}.get_batch must return (boxes, valid, masks), got "
+                            f"{type(out).__name__}.")
+        boxes, valid, masks = out
+        b = indexes.shape[0]
+        if not isinstance(boxes, Tensor) or boxes.ndim != 3 or boxes.shape[0] != b or boxes.shape[-1] != 4:
+            raise ValueError(f"the store's boxes must be a (B={b}, K, 4) tensor, got "
+                             f"{getattr(boxes, 'shape', type(boxes).__name__)}.")
+        if not isinstance(valid, Tensor) or tuple(valid.shape) != tuple(boxes.shape[:2]):
+            raise ValueError(f"the store's valid must be a (B, K) = {tuple(boxes.shape[:2])} tensor.")
+        boxes = boxes.to(device, torch.float32, non_blocking=True)
+        valid = valid.to(device, non_blocking=True).bool()
+        if masks is not None:
+            if not isinstance(masks, Tensor) or masks.ndim != 4 or masks.shape[:2] != (b, 1):
+                raise ValueError(f"the store's masks must be a (B={b}, 1, h, w) tensor or None, got "
+                                 f"{getattr(masks, 'shape', type(masks).__name__)}.")
+            masks = _as_float_masks(masks.to(device, non_blocking=True))
+        elif self.config.mixup.enabled:
+            raise ValueError(f"objaug.mixup.enabled needs masks, but {type(self.store).__name__}.get_batch returned "
+                             "masks=None. Build the store with masks, or set objaug.mixup.enabled: false.")
+        return boxes, valid, masks
+
+    def compute_cam(
+        self,
+        backbone: nn.Module,
+        projector: nn.Module | None,
+        images: Tensor,
+        *,
+        context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+        channels_last: bool = False,
+        gather: Callable[[Tensor], Tensor] | None = None,
+        rank: int = 0,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """ContraCAM maps of ``images`` and the boxes found in them.
+
+        The split (encoder, head) is rebuilt from the module's current attributes on every call, so
+        later module swaps (SyncBatchNorm conversion, DDP set-up) are seen. ContraCAM puts the model in
+        eval mode (BatchNorm running statistics are used and not updated) and restores it exactly.
+
+        Args:
+            backbone, projector: the method's modules (see :func:`pick_cam_model`).
+            images: (B, C, H, W) full-frame normalised view.
+            context: the trainer's precision context (autocast for ``16-mixed``/``bf16-mixed``).
+            channels_last: feed the model a channels_last copy (solo-learn converts its model).
+            gather: DDP all-gather ``(B, D) -> (W, B, D)``; with it, the other ranks' embeddings are
+                added as negatives (one extra no-grad forward).
+            rank: this process's rank (its own slice is left out of the gathered negatives).
+
+        Returns:
+            ``(maps, boxes, valid)``: (B, 1, H, W) float32 in [0, 1], (B, K, 4), (B, K).
+        """
+        o, bx = self.config.online, self.config.boxes
+        cam = ContraCAM(backbone, projector=projector, iters=o.iters, temperature=o.temperature,
+                        expand_res=o.expand_res, check_finite=False)
+        x = images.detach()
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        negatives = None
+        with context():
+            if gather is not None:
+                with torch.no_grad(), preserve_model_state(cam.split):
+                    z = F.normalize(cam.split(x).float(), dim=1)
+                everyone = gather(z)
+                if everyone.ndim == 3 and everyone.shape[0] > 1:
+                    keep = torch.arange(everyone.shape[0], device=everyone.device) != rank
+                    negatives = everyone[keep].reshape(-1, everyone.shape[-1]).to(z.dtype)
+            maps = cam(x, negatives)
+        maps = maps.float()
+        h, w = maps.shape[-2:]
+        small = maps
+        if max(h, w) > bx.map_size:
+            small = F.interpolate(maps, size=(bx.map_size, bx.map_size), mode="area")
+        boxes, valid = boxes_from_cam(small, threshold=bx.threshold, min_area=bx.min_area, margin=bx.margin,
+                                      max_boxes=bx.max_boxes)
+        return maps, boxes, valid
+
+    # ------------------------------------------------------------------ augmentation
+    @torch.no_grad()
+    def recrop(self, views: list[Tensor], boxes: Tensor | None, valid: Tensor | None,
+               masks: Tensor | None) -> None:
+        """Re-crop ``views[v]`` for v in ``config.views`` in place (list items replaced), then mix.
+
+        Args:
+            views: solo-learn's list X (modified in place).
+            boxes, valid: (B, K, 4) normalised xyxy and (B, K) bool, or None (whole-frame crops only).
+            masks: (B, 1, h, w) soft masks of the full frame in [0, 1] (any h, w), or None (no mixup).
+        """
+        c = self.config.crop
+        first = views[self.config.views[0]]
+        b, device = first.shape[0], first.device
+        whole = full_image_boxes(b, device=device)
+        info: dict[str, Any] = {"crop_boxes": {}, "flip": {}, "mixed": {}}
+        if boxes is not None and valid is not None and boxes.shape[1] > 0:
+            index, has_box = sample_box_index(boxes, valid, mode=c.box_sampling)
+            use = has_box & (torch.rand(b, device=device) < c.p)
+            chosen = boxes.gather(1, index.clamp_min(0).view(b, 1, 1).expand(b, 1, 4)).squeeze(1).float()
+            regions = torch.where(use[:, None], chosen, whole)
+        else:
+            use = torch.zeros(b, dtype=torch.bool, device=device)
+            regions = whole
+        info["object"], info["regions"] = use, regions
+        for v in self.config.views:
+            x = views[v]
+            if x.shape[0] != b:
+                raise ValueError(f"objaug: view {v} has batch size {x.shape[0]}, view {self.config.views[0]} has {b}.")
+            size = (int(x.shape[-2]), int(x.shape[-1]))
+            crop_boxes, _ = sample_resized_crop_boxes(regions, size, scale=c.scale, ratio=c.ratio,
+                                                      attempts=c.attempts, center_suppressed=c.center_suppressed,
+                                                      alpha=c.alpha)
+            flip = torch.rand(b, device=device) < c.flip_prob
+            out = crop_and_resize(x, crop_boxes, size, antialias=c.antialias, flip=flip)
+            key = str(v)
+            if key in self.mixers and masks is not None:
+                m = crop_and_resize(masks.to(device=device, dtype=torch.float32), crop_boxes, size,
+                                    antialias=c.antialias, flip=flip).clamp_(0.0, 1.0)
+                out, mixed = self.mixers[key](out, m.to(out.dtype))
+                info["mixed"][v] = mixed
+            views[v] = out
+            info["crop_boxes"][v], info["flip"][v] = crop_boxes, flip
+        self.last_info = info
