@@ -1,0 +1,700 @@
+"""Precompute ContraCAM boxes and soft masks for a whole dataset into an object store.
+
+:func:`precompute` runs ContraCAM over a map-style dataset in batches (DataLoader workers decode and
+resize while the model runs), extracts boxes with :func:`objaug.boxes.boxes_from_cam` and a
+low-resolution uint8 soft mask per sample, and writes them shard by shard (see
+:mod:`objaug.store.format`). It is resumable (finished shards are kept, the others redone), runs on
+several processes with ``torch.distributed`` (shard ``s`` is done by rank ``s % world_size``), and
+skips unreadable samples (counted and listed in the manifest) instead of crashing.
+
+Reproducibility: ContraCAM contrasts each image with the other images of its batch, so a sample's
+map depends on its batch. Batches are fixed ranges of dataset indexes inside a shard (a shard of n
+samples is cut into ``ceil(n / batch_size)`` ranges whose sizes differ by at most one), so the
+result does not depend on the number of processes, the number of DataLoader workers, or on how
+often a run was interrupted.
+
+Dataset contract (both for the Python API and ``--dataset module:callable``): a map-style dataset
+(``__len__`` and ``__getitem__(int)``), deterministic (no random transforms), whose items are an
+image or a tuple/list whose first element is the image, or a dict with an ``"image"`` key. An image
+is a ``PIL.Image``, a (C, H, W) torch tensor (uint8 0..255, or float in [0, 1]), or an (H, W, C) /
+(H, W) uint8 numpy array; C is 1, 3 or 4 (grey is repeated, alpha dropped). Images of any size are
+resized (squashed, aspect ratio not kept) to ``image_size`` x ``image_size``, so the normalised boxes
+refer to the original image whatever its size. Exceptions raised by ``__getitem__`` or the
+conversion mark the sample as skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+import objaug
+from objaug.boxes import boxes_from_cam
+from objaug.contracam import ContraCAM
+from objaug.masks import masks_to_uint8, resize_masks
+from objaug.split import module_device
+from objaug.store.format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    LOG_NAME,
+    MANIFEST_NAME,
+    MASK_CODEC,
+    SHARDS_DIR,
+    StoreError,
+    StoreMismatchError,
+    read_manifest,
+)
+from objaug.store.writer import (
+    ShardWriter,
+    append_log,
+    finalize_manifest,
+    finished_shard,
+    remove_partials,
+    write_pending_manifest,
+)
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "ImageFolderFiles",
+    "PrecomputeResult",
+    "dataset_fingerprint",
+    "load_dataset",
+    "load_image",
+    "model_fingerprint",
+    "precompute",
+    "shard_batches",
+]
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+#: File name endings (lower case) that :class:`ImageFolderFiles` lists.
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
+                                     ".ppm", ".pgm", ".pbm")
+_IDENTITY_KEYS = ("format", "version", "dataset", "model", "settings", "layout")
+_FINGERPRINT_PROBES = 8
+
+
+# --------------------------------------------------------------------------------------------------
+# Datasets
+
+
+class ImageFolderFiles(Dataset):
+    """Every image file under ``root`` (recursive), sorted by relative path, as a map-style dataset.
+
+    Items are ``PIL.Image`` objects opened lazily (decoded on first use, so JPEG draft decoding at
+    reduced size applies). Files are listed once, at construction: relative POSIX paths sorted as
+    Python strings, file names ending in :data:`IMAGE_EXTENSIONS` (any case), hidden files included.
+
+    Fingerprint (:meth:`objaug_fingerprint`): ``"folder-v1:" + sha256`` of the lines
+    ``"<relative path>\\t<size in bytes>\\n"`` of all files in order. Cheap (no file is read) and
+    sensitive to added, removed, renamed or resized files, not to same-size edits.
+
+    Args:
+        root: the folder.
+        extensions: file name endings to include.
+
+    Raises:
+        FileNotFoundError: ``root`` is not a directory. ValueError: no image file under ``root``.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"--data: {self.root} is not a directory.")
+        ext = tuple(e.lower() for e in extensions)
+        found = []
+        for dirpath, _, files in os.walk(self.root):
+            for name in files:
+                if name.lower().endswith(ext):
+                    p = Path(dirpath) / name
+                    found.append((p.relative_to(self.root).as_posix(), p.stat().st_size))
+        found.sort()
+        if not found:
+            raise ValueError(f"No image files ({', '.join(ext)}) under {self.root}.")
+        self.files: list[str] = [f for f, _ in found]
+        self.sizes: list[int] = [s for _, s in found]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> Any:
+        from PIL import Image
+
+        rel = self.files[index]
+        try:
+            return Image.open(self.root / rel)
+        except Exception as e:
+            raise type(e)(f"{rel}: {e}".replace(str(self.root) + os.sep, "")) from None
+
+    def objaug_fingerprint(self) -> str:
+        """``"folder-v1:<sha256 of relative paths and sizes>"`` (see the class docstring)."""
+        h = hashlib.sha256()
+        for rel, size in zip(self.files, self.sizes, strict=True):
+            h.update(f"{rel}\t{size}\n".encode())
+        return "folder-v1:" + h.hexdigest()
+
+
+def load_dataset(spec: str) -> Any:
+    """Load a dataset from ``"module:callable"`` or ``"path/to/file.py:callable"``.
+
+    The attribute is called with no arguments if it is callable and not already a dataset (has no
+    ``__getitem__``), and must give a map-style dataset (see the module docstring for the contract).
+
+    Raises:
+        ValueError: malformed spec, or the result is not a map-style dataset.
+        ImportError / AttributeError: the module or attribute does not exist.
+    """
+    if not isinstance(spec, str) or ":" not in spec:
+        raise ValueError(f"--dataset must look like 'package.module:callable' or 'file.py:callable', got {spec!r}.")
+    mod_name, _, attr = spec.rpartition(":")
+    if not mod_name or not attr:
+        raise ValueError(f"--dataset must look like 'package.module:callable', got {spec!r}.")
+    if mod_name.endswith(".py"):
+        path = Path(mod_name)
+        if not path.is_file():
+            raise FileNotFoundError(f"--dataset: no file {path}.")
+        name = f"_objaug_dataset_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
+        mspec = importlib.util.spec_from_file_location(name, path)
+        if mspec is None or mspec.loader is None:
+            raise ImportError(f"--dataset: cannot import {path}.")
+        module = importlib.util.module_from_spec(mspec)
+        sys.modules[name] = module  # so that DataLoader workers started with spawn can unpickle it
+        mspec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(mod_name)
+    obj = getattr(module, attr)
+    if callable(obj) and not hasattr(obj, "__getitem__"):
+        obj = obj()
+    if not (hasattr(obj, "__len__") and hasattr(obj, "__getitem__")):
+        raise ValueError(f"--dataset {spec!r} gave a {type(obj).__name__}, not a map-style dataset "
+                         "(it needs __len__ and __getitem__).")
+    return obj
+
+
+def _extract_image(item: Any) -> Any:
+    if isinstance(item, dict):
+        if "image" not in item:
+            raise KeyError(f"dataset item is a dict without an 'image' key (keys: {sorted(item)[:8]}).")
+        return item["image"]
+    if isinstance(item, tuple | list):
+        if not item:
+            raise ValueError("dataset item is an empty tuple.")
+        return item[0]
+    return item
+
+
+def _image_bytes(image: Any) -> bytes:
+    """Canonical bytes of an image for fingerprinting (shape, dtype and pixel data)."""
+    if isinstance(image, Tensor):
+        t = image.detach().cpu().contiguous()
+        return f"{tuple(t.shape)}|{t.dtype}|".encode() + t.reshape(-1).view(torch.uint8).numpy().tobytes()
+    arr = np.ascontiguousarray(np.asarray(image))
+    return f"{arr.shape}|{arr.dtype}|".encode() + arr.tobytes()
+
+
+def dataset_fingerprint(dataset: Any) -> str:
+    """A string that identifies a dataset's contents, stored in the manifest and checked on resume.
+
+    * ``dataset.objaug_fingerprint`` (a string, or a method returning one) if the dataset has it
+      (:class:`ImageFolderFiles` does: paths and file sizes);
+    * else ``"sampled-v1:" + sha256`` of the dataset's class name, its length and the pixels of up
+      to 8 evenly spaced samples (indices ``round(linspace(0, n - 1, 8))``; a sample that fails to
+      load contributes its exception's class name).
+    """
+    custom = getattr(dataset, "objaug_fingerprint", None)
+    if custom is not None:
+        value = custom() if callable(custom) else custom
+        if not isinstance(value, str):
+            raise TypeError(f"dataset.objaug_fingerprint must be (or return) a str, got {type(value).__name__}.")
+        return value
+    n = len(dataset)
+    h = hashlib.sha256(f"{type(dataset).__module__}.{type(dataset).__qualname__}|{n}|".encode())
+    probes = sorted({int(round(x)) for x in np.linspace(0, n - 1, min(n, _FINGERPRINT_PROBES))}) if n else []
+    for i in probes:
+        try:
+            data = _image_bytes(_extract_image(dataset[i]))
+        except Exception as e:  # noqa: BLE001 - a broken sample is part of the identity
+            data = f"error:{type(e).__name__}".encode()
+        h.update(f"{i}|{len(data)}|".encode())
+        h.update(data)
+    return "sampled-v1:" + h.hexdigest()
+
+
+def model_fingerprint(*modules: nn.Module | None) -> str:
+    """``"sha256:..."`` of the modules' state dicts (names, dtypes, shapes, bytes), in order."""
+    h = hashlib.sha256()
+    for i, m in enumerate(modules):
+        if m is None:
+            continue
+        for name, t in sorted(m.state_dict().items()):
+            t = t.detach().cpu().contiguous()
+            h.update(f"{i}|{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+def _to_tensor(image: Any, size: int) -> Tensor:
+    """An image (PIL, tensor, numpy) -> (3, size, size) float32 in [0, 1]."""
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        if getattr(image, "format", None) == "JPEG":
+            # Decode at a reduced DCT scale that is still >= size (big JPEGs: much faster); a no-op
+            # for an image that is already loaded.
+            image.draft("RGB", (size, size))
+        img = image.convert("RGB")
+        if img.size != (size, size):
+            img = img.resize((size, size), Image.Resampling.BILINEAR)
+        return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+            raise ValueError(f"numpy images must be (H, W) or (H, W, C) with C in 1, 3, 4, got {arr.shape}.")
+        t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+    elif isinstance(image, Tensor):
+        t = image.detach().cpu()
+        if t.ndim == 2:
+            t = t.unsqueeze(0)
+        if t.ndim != 3 or t.shape[0] not in (1, 3, 4):
+            raise ValueError(f"tensor images must be (C, H, W) with C in 1, 3, 4, got {tuple(t.shape)}.")
+    else:
+        raise TypeError(f"unsupported image type {type(image).__name__} (use PIL, a tensor or a numpy array).")
+    if t.dtype == torch.uint8:
+        x = t.float().div_(255.0)
+    elif t.is_floating_point():
+        x = t.float()
+    else:
+        raise TypeError(f"image tensors must be uint8 or floating point, got {t.dtype}.")
+    x = x[:3] if x.shape[0] == 4 else x
+    x = x.expand(3, -1, -1) if x.shape[0] == 1 else x
+    if tuple(x.shape[-2:]) != (size, size):
+        x = F.interpolate(x.unsqueeze(0), size=(size, size), mode="bilinear", align_corners=False,
+                          antialias=True).squeeze(0)
+    return x.contiguous()
+
+
+def load_image(dataset: Any, index: int, size: int) -> Tensor:
+    """Item ``index`` of ``dataset`` as precompute sees it before normalisation: (3, size, size) float32
+    RGB in [0, 1] (squashed to size x size). Raises whatever loading the item raises."""
+    return _to_tensor(_extract_image(dataset[index]), size)
+
+
+class _Prepared(Dataset):
+    """Wraps a dataset: item i -> (i, normalised (3, S, S) image, ok, error message); never raises."""
+
+    def __init__(self, dataset: Any, size: int, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.dataset = dataset
+        self.size = size
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[int, Tensor, bool, str]:
+        try:
+            x = _to_tensor(_extract_image(self.dataset[index]), self.size)
+            if not bool(torch.isfinite(x).all()):
+                raise ValueError("the image has NaN or infinite values")
+            return index, (x - self.mean) / self.std, True, ""
+        except Exception as e:  # noqa: BLE001 - bad samples are skipped, counted and listed, never fatal
+            msg = f"{type(e).__name__}: {e}".strip()
+            return index, torch.zeros(3, self.size, self.size), False, msg[:300]
+
+
+def _collate(items: list[tuple[int, Tensor, bool, str]]) -> tuple[Tensor, Tensor, Tensor, list[str]]:
+    idx = torch.tensor([it[0] for it in items], dtype=torch.int64)
+    images = torch.stack([it[1] for it in items])
+    ok = torch.tensor([it[2] for it in items], dtype=torch.bool)
+    return idx, images, ok, [it[3] for it in items]
+
+
+def shard_batches(start: int, count: int, batch_size: int) -> list[tuple[int, int]]:
+    """The fixed batches of a shard: consecutive index ranges ``[a, b)`` covering ``[start, start + count)``.
+
+    ``k = ceil(count / batch_size)`` ranges whose sizes differ by at most one (larger ones first), except
+    that no range holds a single sample when ``count >= 2`` (``k <= count // 2``, as ContraCAM needs
+    another image to contrast with; a range may then exceed ``batch_size``).
+    """
+    k = max(1, math.ceil(count / batch_size))
+    if count >= 2:
+        k = max(1, min(k, count // 2))
+    base, extra = divmod(count, k)
+    out = []
+    a = start
+    for j in range(k):
+        b = a + base + (1 if j < extra else 0)
+        out.append((a, b))
+        a = b
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Distributed helpers
+
+
+class _Group:
+    """Rank, world size and a barrier (a gloo group with a long timeout, or nothing when alone)."""
+
+    def __init__(self, rank: int | None, world_size: int | None, timeout: timedelta) -> None:
+        import torch.distributed as dist
+
+        self._dist = dist
+        self._group: Any = None
+        if dist.is_available() and dist.is_initialized():
+            self.rank = dist.get_rank() if rank is None else rank
+            self.world = dist.get_world_size() if world_size is None else world_size
+            if self.world > 1:
+                self._group = dist.new_group(backend="gloo", timeout=timeout)
+        else:
+            self.rank = 0 if rank is None else rank
+            self.world = 1 if world_size is None else world_size
+        if not (isinstance(self.world, int) and self.world >= 1 and 0 <= self.rank < self.world):
+            raise ValueError(f"rank must be in [0, world_size), got rank={self.rank}, world_size={self.world}.")
+
+    def barrier(self) -> None:
+        if self._group is not None:
+            self._dist.barrier(group=self._group)
+
+
+# --------------------------------------------------------------------------------------------------
+# The run
+
+
+@dataclass
+class PrecomputeResult:
+    """What :func:`precompute` did in this process.
+
+    Attributes:
+        path: the store directory.
+        manifest: the complete manifest.
+        shards_written: shards computed by this process in this run (0 if the store was complete).
+        images: samples processed by this process in this run.
+        seconds: wall time of this process's computing loop.
+        images_per_second: ``images / seconds``.
+    """
+
+    path: Path
+    manifest: dict[str, Any]
+    shards_written: int = 0
+    images: int = 0
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    rank: int = 0
+    world_size: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_int(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
+    return value
+
+
+def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new)):
+            out += _diff(old.get(k, "<absent>"), new.get(k, "<absent>"), f"{prefix}{k}.")
+        return out
+    return [] if old == new else [f"{prefix.rstrip('.')}: the store has {old!r}, this run has {new!r}"]
+
+
+def _identity(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a manifest a resumed run must match (the dataset's ``kind``/``source`` are
+    descriptive only: the same data may be reached by another path)."""
+    out = {k: manifest.get(k) for k in _IDENTITY_KEYS}
+    data = manifest.get("dataset") or {}
+    out["dataset"] = {"fingerprint": data.get("fingerprint"), "length": data.get("length")}
+    return out
+
+
+def _clear_store(out: Path) -> None:
+    for name in (MANIFEST_NAME, LOG_NAME):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / SHARDS_DIR, ignore_errors=True)
+
+
+def _existing_manifest(out: Path) -> dict[str, Any] | None:
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        raise StoreError(f"--out {out} exists and is not a directory.")
+    if not (out / MANIFEST_NAME).is_file():
+        others = [p.name for p in out.iterdir() if p.name not in (SHARDS_DIR, LOG_NAME)]
+        if others:
+            raise StoreError(f"--out {out} is a non-empty directory that is not an objaug store "
+                             f"(it holds {others[:3]}); choose a new or empty directory.")
+        return None
+    return read_manifest(out, require_complete=False)
+
+
+def precompute(
+    dataset: Any,
+    model: nn.Module,
+    out: str | os.PathLike[str],
+    *,
+    projector: nn.Module | None = None,
+    iters: int = 10,
+    temperature: float = 1.0,
+    expand_res: bool = False,
+    interpolation: str = "bicubic",
+    batch_size: int = 64,
+    image_size: int = 224,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    mask_size: int = 56,
+    max_boxes: int = 4,
+    threshold: float = 0.5,
+    min_area: float = 0.01,
+    margin: float = 0.2,
+    shard_size: int = 1024,
+    precision: str = "fp32",
+    num_workers: int | None = None,
+    model_info: dict[str, Any] | None = None,
+    dataset_info: dict[str, Any] | None = None,
+    fingerprint: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    rank: int | None = None,
+    world_size: int | None = None,
+    barrier_timeout: timedelta = timedelta(hours=6),
+) -> PrecomputeResult:
+    """Compute ContraCAM boxes and soft masks for every sample of ``dataset`` into the store ``out``.
+
+    Resumable: an interrupted run leaves its finished shards; calling again with the same
+    arguments computes only the missing ones, and the final store is byte-identical to that of an
+    uninterrupted run (``runs.log`` aside). Under ``torch.distributed`` (initialised by the caller,
+    e.g. with ``torchrun``), every rank calls this with the same arguments; rank r computes the
+    shards s with ``s % world_size == r`` and rank 0 writes the merged manifest.
+
+    Args:
+        dataset: map-style dataset (see the module docstring for the item contract).
+        model: the contrastive model (split into encoder and head by :func:`objaug.split.split_model`),
+            on the device to compute on; left as found (mode, grads).
+        out: the store directory (created).
+        projector: optional projector appended to the head (see :class:`objaug.contracam.ContraCAM`).
+        iters, temperature, expand_res, interpolation: ContraCAM settings (the paper uses
+            ``iters=10`` for boxes).
+        batch_size: images per ContraCAM batch (the in-batch negatives; part of the store identity).
+        image_size: images are resized to image_size x image_size.
+        mean, std: per-channel normalisation of the [0, 1] images.
+        mask_size: side of the stored soft masks (area-downsampled from the map; uint8).
+        max_boxes, threshold, min_area, margin: box extraction (:func:`objaug.boxes.boxes_from_cam`).
+        shard_size: samples per shard file.
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast for the model).
+        num_workers: DataLoader workers decoding images (default ``min(8, cpu_count - 1)``).
+        model_info: JSON-able description of the model for the manifest (architecture, checkpoint
+            identity); a fingerprint of the weights is always added.
+        dataset_info: JSON-able description of the dataset for the manifest (``kind``, ``source``).
+        fingerprint: the dataset's fingerprint (default :func:`dataset_fingerprint`).
+        overwrite: delete an existing store at ``out`` first (only the store's own files).
+        progress: show a tqdm progress bar (rank 0) with the throughput.
+        rank, world_size: override ``torch.distributed``'s (or give them without it, e.g. to split the
+            work across independent jobs by hand; then run once more with the defaults to merge).
+        barrier_timeout: how long ranks wait for each other.
+
+    Returns:
+        :class:`PrecomputeResult`.
+
+    Raises:
+        StoreMismatchError: ``out`` holds a store of another dataset, model or settings.
+        StoreVersionError: ``out`` holds a store of a format version this objaug does not know.
+        ValueError / TypeError: bad arguments (before any work).
+    """
+    for name, v, low in (("batch_size", batch_size, 1), ("image_size", image_size, 8), ("mask_size", mask_size, 1),
+                         ("shard_size", shard_size, 1), ("iters", iters, 1), ("max_boxes", max_boxes, 1)):
+        _check_int(name, v, low)
+    if precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"precision must be 'fp32', 'bf16' or 'fp16', got {precision!r}.")
+    if len(tuple(mean)) != 3 or len(tuple(std)) != 3 or min(std) <= 0:
+        raise ValueError(f"mean and std must hold 3 numbers (std > 0), got {mean!r}, {std!r}.")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    n = len(dataset)
+    if n < 1:
+        raise ValueError("dataset is empty.")
+    cam = ContraCAM(model, projector=projector, iters=iters, temperature=temperature, expand_res=expand_res,
+                    interpolation=interpolation, check_finite=False)
+    # boxes_from_cam checks its own arguments; call it once on a dummy map to fail before any work.
+    boxes_from_cam(torch.zeros(1, 1, 8, 8), threshold=threshold, min_area=min_area, margin=margin,
+                   max_boxes=max_boxes)
+    device = module_device(model) or torch.device("cpu")
+    out = Path(out)
+    group = _Group(rank, world_size, barrier_timeout)
+    num_shards = math.ceil(n / shard_size)
+    mask_mode = "area" if mask_size <= image_size else "bilinear"
+
+    settings = {
+        "batch_size": batch_size, "expand_res": bool(expand_res), "image_resize": "squash-bilinear",
+        "image_size": image_size, "interpolation": interpolation, "iters": iters, "margin": float(margin),
+        "mask_resize": mask_mode, "mask_size": mask_size, "max_boxes": max_boxes, "mean": [float(m) for m in mean],
+        "min_area": float(min_area), "precision": precision, "std": [float(s) for s in std],
+        "temperature": float(temperature), "threshold": float(threshold),
+    }
+    layout = {"mask_codec": MASK_CODEC, "mask_size": [mask_size, mask_size], "max_boxes": max_boxes,
+              "num_shards": num_shards, "shard_pattern": "shards/{index:05d}.bin", "shard_size": shard_size}
+    info = {"fingerprint": fingerprint if fingerprint is not None else dataset_fingerprint(dataset), "length": n}
+    info.update(dataset_info or {})
+    minfo = {"weights": model_fingerprint(model, projector)}
+    minfo.update(model_info or {})
+    manifest: dict[str, Any] = {"dataset": info, "format": FORMAT_NAME, "layout": layout, "model": minfo,
+                                "objaug_version": objaug.__version__, "settings": settings,
+                                "version": FORMAT_VERSION}
+
+    # 1. Check any existing store (every rank reads it before rank 0 rewrites anything).
+    if overwrite and group.rank == 0 and out.is_dir() and (out / MANIFEST_NAME).is_file():
+        _clear_store(out)
+    group.barrier()
+    existing = _existing_manifest(out)
+    if existing is not None:
+        diffs = _diff(_identity(existing), _identity(manifest))
+        if diffs:
+            raise StoreMismatchError(
+                f"{out} holds a store made with other data, model or settings, so it cannot be resumed:\n  "
+                + "\n  ".join(diffs[:12])
+                + "\nUse another --out, the same settings, or overwrite=True (--overwrite) to start again."
+            )
+    complete = existing is not None and bool(existing.get("complete"))
+    group.barrier()
+    if group.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_partials(out)
+        if not complete:
+            write_pending_manifest(out, manifest)
+    group.barrier()
+
+    # 2. This rank's unfinished shards.
+    pending: list[tuple[int, int, int]] = []
+    for s in range(group.rank, num_shards, group.world):
+        start = s * shard_size
+        count = min(shard_size, n - start)
+        if finished_shard(out, s, start, count, max_boxes, (mask_size, mask_size)) is None:
+            pending.append((s, start, count))
+    t0 = time.perf_counter()
+    processed = 0
+    written = 0
+    if pending:
+        processed, written = _run_shards(
+            dataset, cam, out, pending, device=device, batch_size=batch_size, image_size=image_size, mean=mean,
+            std=std, mask_size=mask_size, mask_mode=mask_mode, box_kwargs={"threshold": threshold,
+                                                                         "min_area": min_area, "margin": margin,
+                                                                         "max_boxes": max_boxes},
+            precision=precision, num_workers=num_workers, progress=progress and group.rank == 0)
+    seconds = time.perf_counter() - t0
+
+    # 3. Merge.
+    group.barrier()
+    if group.rank == 0:
+        final = finalize_manifest(out, manifest)
+    group.barrier()
+    if group.rank != 0:
+        final = read_manifest(out)
+    speed = processed / seconds if seconds > 0 else 0.0
+    append_log(out, {"rank": group.rank, "world_size": group.world, "shards_written": written, "images": processed,
+                     "seconds": round(seconds, 3), "images_per_second": round(speed, 2), "device": str(device)})
+    return PrecomputeResult(out, final, written, processed, seconds, speed, group.rank, group.world)
+
+
+def _run_shards(
+    dataset: Any,
+    cam: ContraCAM,
+    out: Path,
+    pending: list[tuple[int, int, int]],
+    *,
+    device: torch.device,
+    batch_size: int,
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    mask_size: int,
+    mask_mode: str,
+    box_kwargs: dict[str, Any],
+    precision: str,
+    num_workers: int | None,
+    progress: bool,
+) -> tuple[int, int]:
+    """Compute and write the ``pending`` shards ``(index, start, count)``; returns (images, shards)."""
+    from tqdm.auto import tqdm
+
+    batches = [list(range(a, b)) for _, start, count in pending for a, b in shard_batches(start, count, batch_size)]
+    if num_workers is None:
+        num_workers = max(0, min(8, (os.cpu_count() or 1) - 1))
+    loader = DataLoader(_Prepared(dataset, image_size, mean, std), batch_sampler=batches, num_workers=num_workers,
+                        collate_fn=_collate, pin_memory=device.type == "cuda",
+                        prefetch_factor=4 if num_workers > 0 else None)
+    k = int(box_kwargs["max_boxes"])
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    writer = ShardWriter(out)
+    total = sum(c for _, _, c in pending)
+    bar = tqdm(total=total, unit="img", disable=not progress, desc="precompute", dynamic_ncols=True,
+               smoothing=0.1)
+    queue = list(pending)
+    cur: dict[str, Any] | None = None
+    processed = 0
+    try:
+        for idx, images, ok, errors in loader:
+            if cur is None:
+                s, start, count = queue.pop(0)
+                boxes0 = np.zeros((count, k, 4), dtype=np.float32)
+                boxes0[:, 0] = (0.0, 0.0, 1.0, 1.0)
+                cur = {"index": s, "start": start, "count": count, "filled": 0, "skipped": [],
+                       "boxes": boxes0, "valid": np.zeros((count, k), dtype=bool),
+                       "status": np.zeros(count, dtype=np.uint8),
+                       "masks": np.zeros((count, mask_size, mask_size), dtype=np.uint8)}
+            local = idx.numpy() - cur["start"]
+            ok_np = ok.numpy()
+            n_ok = int(ok_np.sum())
+            if n_ok:
+                x = images if n_ok == len(ok_np) else images[torch.from_numpy(ok_np)]
+                if n_ok == 1:  # a lone image: contrast it with a flat mean-colour image (zeros)
+                    x = torch.cat([x, torch.zeros_like(x)])
+                x = x.to(device, non_blocking=True)
+                ctx = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+                with ctx:
+                    maps = cam(x)
+                maps = maps[:n_ok].float()
+                boxes, valid = boxes_from_cam(maps, **box_kwargs)
+                m8 = masks_to_uint8(resize_masks(maps, mask_size, mode=mask_mode))
+                sel = local[ok_np]
+                cur["boxes"][sel] = boxes.cpu().numpy()
+                cur["valid"][sel] = valid.cpu().numpy()
+                cur["masks"][sel] = m8[:, 0].cpu().numpy()
+            for j in np.flatnonzero(~ok_np).tolist():
+                cur["status"][local[j]] = 1
+                cur["skipped"].append({"error": errors[j], "index": int(idx[j])})
+            cur["filled"] += len(ok_np)
+            processed += len(ok_np)
+            bar.update(len(ok_np))
+            if cur["filled"] == cur["count"]:
+                writer.submit(cur["index"], cur["start"], cur, cur["skipped"])
+                cur = None
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        bar.close()
+    return processed, writer.written
