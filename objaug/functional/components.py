@@ -144,26 +144,36 @@ def _label(binary: Tensor, connectivity: int, max_iters: int | None, check_every
     centre = slice(reach, size - reach)
     m[:, :reach] = sentinel
     m[:, size - reach :] = sentinel
+    # 8-connectivity: the 3 x 3 min is separable (row min, then column min of the row mins).
+    row_min = torch.full_like(table, sentinel) if connectivity == 8 else m
     it = 0
     while it < limit:
         # 1. neighbour min (the border holds the sentinel, which never wins); background -> sentinel.
         mc = m[:, centre]
-        torch.minimum(table[:, centre], table[:, reach + shifts[0] : size - reach + shifts[0]], out=mc)
-        for sh in shifts[1:]:
-            torch.minimum(mc, table[:, reach + sh : size - reach + sh], out=mc)
+        if connectivity == 4:
+            torch.minimum(table[:, centre], table[:, reach + shifts[0] : size - reach + shifts[0]], out=mc)
+            for sh in shifts[1:]:
+                torch.minimum(mc, table[:, reach + sh : size - reach + sh], out=mc)
+        else:
+            rows = row_min[:, 1 : size - 1]
+            torch.minimum(table[:, : size - 2], table[:, 1 : size - 1], out=rows)
+            torch.minimum(rows, table[:, 2:], out=rows)
+            torch.minimum(row_min[:, centre], row_min[:, reach - wp : size - reach - wp], out=mc)
+            torch.minimum(mc, row_min[:, reach + wp : size - reach + wp], out=mc)
         m.masked_fill_(background, sentinel)
         # Convergence check: no pixel has a neighbour with a smaller label <=> labels are
         # constant on every component <=> done (labels only decrease, see the module docstring).
         if it > 0 and it % check_every == 0 and torch.equal(m, table):
             break
-        # 2. hooking: lower the entry each pixel points to, then the pixel itself. Background
-        #    and border pixels point to the sentinel with value sentinel: no change there.
-        spare.copy_(table)
-        table.scatter_reduce_(1, spare, m, reduce="amin")
-        torch.minimum(table, m, out=table)
+        # 2. hooking: each pixel's own entry and the entry it points to are lowered to its
+        #    neighbour min. Background and border pixels point to the sentinel with value
+        #    sentinel: no change there.
+        torch.minimum(table, m, out=spare)
+        spare.scatter_reduce_(1, table, m, reduce="amin")
         # 3. pointer jumping, twice (cheap, and halves the iterations on long components).
-        torch.gather(table, 1, table, out=spare)
         torch.gather(spare, 1, spare, out=table)
+        torch.gather(table, 1, table, out=spare)
+        table, spare = spare, table
         it += 1
     # Padded flat index -> 1 + unpadded flat index (the sentinel and border map to 0).
     to_label = torch.zeros((hp, wp), dtype=torch.int64, device=device)
