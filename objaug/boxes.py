@@ -71,7 +71,7 @@ def boxes_from_cam(
     (or ``maps >= threshold * max(map)`` and ``maps > 0`` with ``relative=True``); connected
     components (:func:`objaug.functional.components.connected_components`); per component its
     pixel count (a ``scatter_add``) and its tight bounding box; components with fewer than
-    ``ceil(min_area * H * W)`` pixels (and at least 1) are dropped; the ``max_boxes`` largest are kept, largest first
+    ``min_area * H * W`` pixels are dropped; the ``max_boxes`` largest are kept, largest first
     (ties: the component whose first pixel in row-major order comes first); each box is padded
     by ``margin`` times its own width (left and right) and height (top and bottom) and clipped
     to the image.
@@ -83,7 +83,8 @@ def boxes_from_cam(
         threshold: binarisation threshold in (0, 1]; a pixel is foreground if its value is
             ``>= threshold``. Default 0.5 (the paper's).
         min_area: the smallest component kept, as a fraction of the image area (pixel count
-            ``>= min_area * H * W``), in [0, 1). Default 0.01 (the paper's 1 %). With 0,
+            ``>= min_area * H * W``, the product rounded to 6 decimals first so that e.g.
+            0.07 of 100 pixels is 7), in [0, 1). Default 0.01 (the paper's 1 %). With 0,
             every component counts, down to single pixels.
         margin: padding on every side as a fraction of the box's own width/height, ``>= 0``.
             Default 0.2 (the paper's 20 %).
@@ -130,7 +131,7 @@ def boxes_from_cam(
     key = torch.arange(n, -1, -1, device=device, dtype=torch.int64).repeat(b, 1)  # (B, n + 1)
     key.scatter_add_(1, labels, torch.full((1, 1), n + 1, device=device, dtype=torch.int64).expand(b, n))
     key[:, 0] = 0
-    c_min = max(1, math.ceil(min_area * n))
+    c_min = max(1, math.ceil(round(min_area * n, 6)))
     k_top = min(max_boxes, n + 1)
     top_key, top_label = torch.topk(key, k_top, dim=1)  # (B, k_top), sorted, largest first
     valid = top_key >= c_min * (n + 1)
@@ -145,20 +146,22 @@ def boxes_from_cam(
     y1 = h - rows.flip(2).argmax(dim=2)  # exclusive end: last row + 1
     x0 = cols.argmax(dim=2)
     x1 = w - cols.flip(2).argmax(dim=2)
-    pix = torch.stack((x0, y0, x1, y1), dim=2).to(torch.float32)  # pixel edges (B, k, 4)
-    size = (pix[..., 2:] - pix[..., :2]).repeat(1, 1, 2)
-    sign = torch.tensor([-1.0, -1.0, 1.0, 1.0], device=device)
-    scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=device)
-    boxes = ((pix + sign * margin * size) / scale).clamp_(0.0, 1.0)
+    # Margin and normalisation with scalar arithmetic only (no small host-made tensors, which
+    # would be a host-to-device copy on a GPU).
+    bw = (x1 - x0).to(torch.float32) * margin
+    bh = (y1 - y0).to(torch.float32) * margin
+    boxes = torch.stack(
+        ((x0 - bw) / w, (y0 - bh) / h, (x1 + bw) / w, (y1 + bh) / h), dim=2
+    ).clamp_(0.0, 1.0)  # (B, k, 4) float32
     boxes = boxes * valid.unsqueeze(2)
 
     if k_top < max_boxes:  # tiny images: fewer possible components than slots
         boxes = torch.cat([boxes, boxes.new_zeros((b, max_boxes - k_top, 4))], dim=1)
         valid = torch.cat([valid, valid.new_zeros((b, max_boxes - k_top))], dim=1)
-    # Fallback: the whole image in slot 0 where nothing qualified (valid stays False).
-    found = valid.any(dim=1, keepdim=True)
-    whole = torch.tensor([0.0, 0.0, 1.0, 1.0], device=device)
-    boxes[:, 0] = torch.where(found, boxes[:, 0], whole)
+    # Fallback: the whole image [0, 0, 1, 1] in slot 0 where nothing qualified (valid stays False).
+    found = valid.any(dim=1, keepdim=True)  # (B, 1)
+    boxes[:, 0, :2] = torch.where(found, boxes[:, 0, :2], 0.0)
+    boxes[:, 0, 2:] = torch.where(found, boxes[:, 0, 2:], 1.0)
     return boxes, valid
 
 

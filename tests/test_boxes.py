@@ -53,7 +53,7 @@ def reference_boxes(
     for i in range(b):
         m = maps[i, 0].double().numpy()
         fg = (m >= threshold * m.max()) & (m > 0) if relative else m >= threshold
-        comps = [c for c in bfs_components(fg, connectivity) if len(c) >= min_area * h * w]
+        comps = [c for c in bfs_components(fg, connectivity) if len(c) >= round(min_area * h * w, 6)]
         comps = sorted(comps, key=len, reverse=True)[:max_boxes]  # stable: ties keep scan order
         for k, comp in enumerate(comps):
             ys = [p[0] for p in comp]
@@ -126,6 +126,11 @@ def test_min_area_filter() -> None:
     assert valid[0].tolist() == [True, True, True, False]
     _, valid = boxes_from_cam(maps, margin=0.0, min_area=0.03)
     assert valid[0].tolist() == [False] * 4
+    # 0.07 * 100 is 7.000000000000001 in floating point; a 7-pixel component still qualifies.
+    maps = torch.zeros(1, 1, 10, 10)
+    maps[0, 0, 0, :7] = 1.0
+    assert boxes_from_cam(maps, min_area=0.07)[1][0, 0]
+    assert not boxes_from_cam(maps, min_area=0.071)[1][0, 0]
 
 
 def test_fallback_when_nothing_qualifies() -> None:
