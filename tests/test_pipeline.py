@@ -94,12 +94,31 @@ def test_photometric_ops_follow_config() -> None:
     torch.testing.assert_close(v[:, 1], v[:, 2])
     ops = ObjectAwareAugment(byol_views(16)).ops
     kinds = [[type(op).__name__ for op in o.ops] for o in ops]
-    assert kinds == [["ColorJitter", "RandomGrayscale", "RandomGaussianBlur"],
-                     ["ColorJitter", "RandomGrayscale", "RandomGaussianBlur", "RandomSolarize"]]
+    assert kinds == [["_ColorJitter", "RandomGrayscale", "RandomGaussianBlur"],
+                     ["_ColorJitter", "RandomGrayscale", "RandomGaussianBlur", "RandomSolarize"]]
     jitter = ops[0].ops[0]
     assert (jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue, jitter.p) == (0.4, 0.4, 0.2, 0.1, 0.8)
     assert ops[1].ops[2].p == pytest.approx(0.1) and ops[1].ops[3].p == pytest.approx(0.2)
     assert ops[0].ops[2].flags["kernel_size"] == (13, 13)
+
+
+def test_fast_hue_matches_torchvision_per_image() -> None:
+    from torchvision.transforms.v2 import functional as TF
+
+    from objaug.augment.pipeline import _adjust_hue_turns, _ColorJitter
+
+    torch.manual_seed(0)
+    images = torch.rand(6, 3, 9, 11)
+    images[0] = 0.5  # grey: hue undefined
+    images[1, :, :3] = images[1, 0, :3]  # equal channels in places
+    factor = torch.tensor([0.3, -0.5, 0.5, -0.1, 0.0, 0.25])
+    ref = torch.stack([TF.adjust_hue(im, float(f)) for im, f in zip(images, factor, strict=True)])
+    torch.testing.assert_close(_adjust_hue_turns(images, factor), ref, atol=1e-5, rtol=0)
+    jitter = _ColorJitter(hue=0.5, p=1.0)
+    out = jitter(images)
+    drawn = jitter._params["hue_factor"]
+    ref = torch.stack([TF.adjust_hue(im, float(f)) for im, f in zip(images, drawn, strict=True)])
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
 
 
 def test_mixup_on_chosen_views_only() -> None:
