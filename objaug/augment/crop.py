@@ -16,8 +16,7 @@ from objaug._checks import check_boxes, check_image_batch, check_same_device
 from objaug.functional.crop import (
     crop_and_resize,
     crop_matrix,
-    full_image_boxes,
-    sample_box_index,
+    sample_regions,
     sample_resized_crop_boxes,
 )
 
@@ -260,21 +259,15 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
         check_same_device([("boxes", boxes), ("valid", valid)])
         if self.check_inputs:
             check_box_values(boxes, valid)
-        index, has_box = sample_box_index(boxes, valid, mode=self.box_sampling,
-                                          same_on_batch=self.same_on_batch)
-        device = boxes.device
-        u = torch.rand(1 if self.same_on_batch else b, device=device).expand(b)
-        use = has_box & (u < self.object_prob)
-        chosen = boxes.gather(1, index.clamp_min(0).view(b, 1, 1).expand(b, 1, 4)).squeeze(1).float() \
-            if boxes.shape[1] > 0 else full_image_boxes(b, device=device)
-        regions = torch.where(use[:, None], chosen, full_image_boxes(b, device=device))
+        regions, box_index, used = sample_regions(boxes, valid, mode=self.box_sampling, p=self.object_prob,
+                                                   same_on_batch=self.same_on_batch)
         crop_boxes, fallback = sample_resized_crop_boxes(
             regions, (h, w), scale=self.scale, ratio=self.ratio, attempts=self.attempts,
             center_suppressed=self.center_suppressed, alpha=self.alpha, same_on_batch=self.same_on_batch)
         return {
             "crop_boxes": crop_boxes,
-            "box_index": torch.where(use, index, torch.full_like(index, -1)),
-            "object": use,
+            "box_index": box_index,
+            "object": used,
             "fallback": fallback,
             "regions": regions,
             # Kornia's bookkeeping stays on the CPU (its containers read it with .item()/.any()).

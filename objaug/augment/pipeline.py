@@ -27,7 +27,7 @@ from objaug.augment.crop import _check_pair, _check_prob, _check_size, check_box
 from objaug.functional.crop import (
     crop_and_resize,
     full_image_boxes,
-    sample_box_index,
+    sample_regions,
     sample_resized_crop_boxes,
 )
 
@@ -194,7 +194,8 @@ class _ViewOps(nn.Module):
         for op in self.ops:
             x = op(x)
         if self.normalizes:
-            x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+            scale = 1.0 / self.std.to(x.dtype)
+            x = torch.addcmul(-self.mean.to(x.dtype) * scale, x, scale)
         return x
 
 
@@ -390,15 +391,8 @@ class ObjectAwareAugment(nn.Module):
                 boxes = images.new_zeros(b, 0, 4)
                 valid = torch.zeros(b, 0, dtype=torch.bool, device=device)
 
-        index, has_box = sample_box_index(boxes, valid, mode=self.box_sampling)
-        use = has_box & (torch.rand(b, device=device) < self.p)
+        object_regions, box_index, use = sample_regions(boxes, valid, mode=self.box_sampling, p=self.p)
         full = full_image_boxes(b, device=device)
-        if boxes.shape[1] > 0:
-            chosen = boxes.gather(1, index.clamp_min(0).view(b, 1, 1).expand(b, 1, 4)).squeeze(1).float()
-            object_regions = torch.where(use[:, None], chosen, full)
-        else:
-            object_regions = full
-        box_index = torch.where(use, index, torch.full_like(index, -1))
 
         outputs: list[Tensor] = []
         all_params: list[dict[str, Tensor]] = []

@@ -27,6 +27,7 @@ __all__ = [
     "effective_valid",
     "full_image_boxes",
     "sample_box_index",
+    "sample_regions",
     "sample_resized_crop_boxes",
 ]
 
@@ -100,6 +101,36 @@ def sample_box_index(boxes: Tensor, valid: Tensor, *, mode: str = "uniform",
     has_box = total.squeeze(1) > 0
     index = torch.where(has_box, index, torch.full_like(index, -1))
     return index, has_box
+
+
+def sample_regions(boxes: Tensor, valid: Tensor, *, mode: str = "uniform", p: float = 1.0,
+                   same_on_batch: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+    """Choose the region each image's crop is drawn in: one of its boxes, or the whole image.
+
+    :func:`sample_box_index`, then a Bernoulli(``p``) per image: images that draw it and have a usable
+    box use that box, the others the whole image ``(0, 0, 1, 1)``.
+
+    Args:
+        boxes: ``(B, K, 4)`` normalised xyxy boxes; ``valid``: ``(B, K)`` bool.
+        mode: ``"uniform"`` or ``"area"``, see :func:`sample_box_index`.
+        p: probability of using a box for an image that has one.
+        same_on_batch: share the random draws across the batch.
+
+    Returns:
+        ``(regions, box_index, used)``: ``(B, 4)`` float32 regions, ``(B,)`` long index of the box used
+        (``-1`` for the whole image), ``(B,)`` bool.
+    """
+    b, k = valid.shape
+    device = boxes.device
+    index, has_box = sample_box_index(boxes, valid, mode=mode, same_on_batch=same_on_batch)
+    u = torch.rand(1 if same_on_batch else b, device=device).expand(b)
+    used = has_box & (u < p)
+    full = full_image_boxes(b, device=device)
+    if k == 0:
+        return full, index, used
+    chosen = boxes.gather(1, index.clamp_min(0).view(b, 1, 1).expand(b, 1, 4)).squeeze(1).float()
+    regions = torch.where(used[:, None], chosen, full)
+    return regions, torch.where(used, index, torch.full_like(index, -1)), used
 
 
 def sample_resized_crop_boxes(
