@@ -1,0 +1,504 @@
+"""The per-image object-aware crop shared by objaug's Lightly transforms (the pipeline path).
+
+Lightly augments one image at a time on the CPU, in DataLoader workers. This module brings the
+object-aware crop of Mo et al. (method.md section 3) into that model without a second crop sampler:
+:class:`PerImageObjectAwareCrop` is torchvision's v2 ``RandomResizedCrop`` whose parameters are drawn
+by objaug's batched kernels (:func:`objaug.functional.crop.sample_box_index` and
+:func:`objaug.functional.crop.sample_resized_crop_boxes`) on a batch of one, inside the image's object
+box, and rounded to whole pixels inside that box.
+
+The two mixins turn Lightly's view transforms (``SimCLRViewTransform``, ``BYOLView1Transform``, ...)
+and multi-view transforms (``SimCLRTransform``, ``MoCoV2Transform``, ``BYOLTransform``) into
+object-aware ones: the multi-view transform picks one box per image (shared by all views, as the
+reference code does) and hands it, with the optional soft mask, to every view; each view crops and
+flips the image and the mask together, then applies Lightly's photometric transforms to the image.
+
+Box conventions accepted (one image at a time):
+
+* a float tensor ``(K, 4)`` of normalised ``(x1, y1, x2, y2)`` in ``[0, 1]`` (objaug's convention,
+  e.g. from :func:`objaug.boxes.boxes_from_cam` or an ``ObjectStore``), with an optional ``(K,)``
+  bool ``valid``; ``(0, 4)`` means "no object" (the whole image is used);
+* a ``torchvision.tv_tensors.BoundingBoxes`` (any axis-aligned format, pixel coordinates, its
+  ``canvas_size`` must be the image's size);
+* a mapping with ``"boxes"`` (either of the above) and optionally ``"masks"``/``"mask"`` and
+  ``"valid"`` (e.g. a torchvision detection target).
+
+Masks: a ``(1, H, W)`` or ``(H, W)`` tensor (float in [0, 1], bool or uint8 0/255) or a
+``tv_tensors.Mask``; instance masks ``(N, H, W)`` are merged by their maximum. Masks are cropped
+bilinearly (soft masks stay soft) and returned as float32 ``(1, h, w)`` in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import PIL.Image
+import torch
+from lightly.transforms.multi_view_transform import MultiViewTransform
+from lightly.transforms.rotation import RandomRotate, RandomRotateDegrees
+from lightly.transforms.torchvision_v2_compatibility import torchvision_transforms as T
+from torch import Tensor
+from torchvision import tv_tensors
+from torchvision.transforms.v2 import functional as TF
+from torchvision.transforms.v2._utils import query_size
+
+from objaug.functional.crop import sample_box_index, sample_resized_crop_boxes
+
+__all__ = [
+    "ObjectAwareMultiViewTransform",
+    "ObjectAwareViewMixin",
+    "PerImageObjectAwareCrop",
+    "parse_objects",
+]
+
+_WHOLE = (0.0, 0.0, 1.0, 1.0)
+# A box edge within this many pixels of a pixel edge counts as on it (float round-off of normalised boxes).
+_EDGE_TOL = 1e-3
+
+
+def _box_sampling(value: object) -> str:
+    if value not in ("uniform", "area"):
+        raise ValueError(f"box_sampling must be 'uniform' or 'area', got {value!r}.")
+    return str(value)
+
+
+def _probability(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}.")
+    return float(value)
+
+
+def _inner_span(lo: float, hi: float, size: int) -> tuple[int, int]:
+    """Whole pixels [a, b) inside the normalised span [lo, hi] of an axis of ``size`` pixels.
+
+    Falls back to the pixels the span touches when it contains no whole pixel (a sub-pixel box).
+    """
+    a = math.ceil(lo * size - _EDGE_TOL)
+    b = math.floor(hi * size + _EDGE_TOL)
+    a, b = max(a, 0), min(b, size)
+    if b - a < 1:
+        a = min(max(math.floor(lo * size), 0), size - 1)
+        b = max(min(math.ceil(hi * size), size), a + 1)
+    return a, b
+
+
+def _crop_pixels(crop: Sequence[float], region: Sequence[float], h: int, w: int) -> dict[str, int]:
+    """Round a normalised crop box to whole pixels that stay inside ``region``'s whole pixels."""
+    out: dict[str, int] = {}
+    for (lo, hi), (rlo, rhi), size, start, length in (
+        ((crop[0], crop[2]), (region[0], region[2]), w, "left", "width"),
+        ((crop[1], crop[3]), (region[1], region[3]), h, "top", "height"),
+    ):
+        ra, rb = _inner_span(rlo, rhi, size)
+        a = min(max(round(lo * size), ra), rb - 1)
+        b = min(max(round(hi * size), a + 1), rb)
+        out[start], out[length] = a, b - a
+    return out
+
+
+def _normalized_xyxy(boxes: tv_tensors.BoundingBoxes) -> Tensor:
+    fmt = boxes.format
+    name = fmt.name if hasattr(fmt, "name") else str(fmt)
+    if name not in ("XYXY", "XYWH", "CXCYWH"):
+        raise ValueError(f"boxes in format {name} are not supported: the object-aware crop needs axis-aligned "
+                         "boxes (XYXY, XYWH or CXCYWH).")
+    xyxy = TF.convert_bounding_box_format(boxes, new_format=tv_tensors.BoundingBoxFormat.XYXY)
+    h, w = boxes.canvas_size
+    scale = torch.tensor([w, h, w, h], dtype=torch.float32)
+    return (xyxy.as_subclass(Tensor).reshape(-1, 4).float() / scale).clamp(0.0, 1.0)
+
+
+class PerImageObjectAwareCrop(T.RandomResizedCrop):
+    """torchvision v2 ``RandomResizedCrop`` inside an object box, for one image (CPU, DataLoader workers).
+
+    A drop-in replacement of the ``RandomResizedCrop`` in Lightly's view transforms. The crop
+    parameters come from objaug's kernels (the same sampler as the batched
+    :class:`objaug.augment.crop.ObjectAwareRandomResizedCrop`): one of the
+    ``tv_tensors.BoundingBoxes`` in the sample is chosen (``box_sampling``), a torchvision-style random
+    resized crop is drawn relative to it (area fraction in ``scale`` of the box's area, pixel aspect
+    ratio in ``ratio``, 10 attempts then a centre fallback), and its sub-pixel box is rounded to whole
+    pixels that lie inside the object box (so no pixel outside the box reaches the view). Then
+    ``torchvision.transforms.v2.functional.resized_crop`` crops and resizes every image, mask and box
+    of the sample with those parameters.
+
+    Without ``BoundingBoxes`` in the sample (e.g. an image alone, as Lightly's
+    ``plot_augmented_images`` passes it) the region is the whole image: the crop is then an ordinary
+    RandomResizedCrop, which is also the paper's rule for images without an object.
+
+    Args:
+        size: output size (int or (h, w)).
+        scale: area fraction range, relative to the chosen box.
+        ratio: width / height range in pixels.
+        interpolation: as torchvision's (bilinear by default).
+        antialias: as torchvision's (True by default).
+        box_sampling: ``"uniform"`` (the paper) or ``"area"``, when the sample holds several boxes.
+        center_suppressed: ContrastiveCrop's Beta(alpha, alpha) placement of the crop inside the box.
+        alpha: that Beta parameter.
+        attempts: candidate crops per image (torchvision: 10).
+    """
+
+    def __init__(
+        self,
+        size: int | Sequence[int],
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
+        interpolation: Any = "bilinear",
+        antialias: bool | None = True,
+        *,
+        box_sampling: str = "uniform",
+        center_suppressed: bool = False,
+        alpha: float = 0.6,
+        attempts: int = 10,
+    ) -> None:
+        super().__init__(size, scale=scale, ratio=ratio, interpolation=interpolation, antialias=antialias)
+        if not 0.0 < float(scale[0]) <= float(scale[1]) <= 1.0:
+            raise ValueError(f"scale must satisfy 0 < min <= max <= 1 (relative to the box), got {scale!r}.")
+        if not 0.0 < float(ratio[0]) <= float(ratio[1]):
+            raise ValueError(f"ratio must satisfy 0 < min <= max, got {ratio!r}.")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
+            raise ValueError(f"alpha must be a float > 0, got {alpha!r}.")
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            raise ValueError(f"attempts must be an int >= 1, got {attempts!r}.")
+        self.box_sampling = _box_sampling(box_sampling)
+        self.center_suppressed = bool(center_suppressed)
+        self.alpha = float(alpha)
+        self.attempts = attempts
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        h, w = query_size(flat_inputs)
+        found = [_normalized_xyxy(x) for x in flat_inputs if isinstance(x, tv_tensors.BoundingBoxes)]
+        region = torch.tensor([_WHOLE])
+        if found:
+            boxes = torch.cat(found)[None]  # (1, K, 4)
+            index, has_box = sample_box_index(boxes, torch.ones(boxes.shape[:2], dtype=torch.bool),
+                                              mode=self.box_sampling)
+            if bool(has_box[0]):
+                region = boxes[:, int(index[0])]
+        crop, _ = sample_resized_crop_boxes(
+            region, (h, w), scale=(float(self.scale[0]), float(self.scale[1])),
+            ratio=(float(self.ratio[0]), float(self.ratio[1])), attempts=self.attempts,
+            center_suppressed=self.center_suppressed, alpha=self.alpha)
+        return _crop_pixels(crop[0].tolist(), region[0].tolist(), h, w)
+
+
+# ---------------------------------------------------------------------------------------------------- inputs
+def _image_size(image: object, name: str = "image") -> tuple[int, int]:
+    if isinstance(image, PIL.Image.Image):
+        return image.height, image.width
+    if isinstance(image, Tensor):
+        if image.ndim != 3:
+            hint = (" This transform works on one image at a time (Lightly's pipeline); for a batch on the "
+                    "device use objaug.integrations.lightly.device_step.ObjectAwareStep."
+                    if image.ndim == 4 else "")
+            raise ValueError(f"{name} must be a PIL image or a (C, H, W) tensor, got shape "
+                             f"{tuple(image.shape)}.{hint}")
+        return int(image.shape[-2]), int(image.shape[-1])
+    raise TypeError(f"{name} must be a PIL image or a (C, H, W) tensor, got {type(image).__name__}. If the "
+                    "dataset yields (image, target) tuples, wrap it with objaug.integrations.lightly.dataset."
+                    "ObjectAwareDataset instead of calling the transform on the whole sample.")
+
+
+def _as_mask(mask: object, size: tuple[int, int]) -> Tensor:
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"mask must be a tensor (1, H, W) / (H, W) or a tv_tensors.Mask, got "
+                        f"{type(mask).__name__}.")
+    m = mask.as_subclass(Tensor)
+    if m.ndim == 2:
+        m = m[None]
+    if m.ndim != 3 or tuple(m.shape[-2:]) != size:
+        raise ValueError(f"mask must have shape (1, H, W) (or (N, H, W) instance masks) with (H, W) = {size} "
+                         f"(the image's size), got {tuple(mask.shape)}. Resize the mask to the image first.")
+    if m.dtype == torch.bool:
+        m = m.float()
+    elif m.dtype == torch.uint8:
+        m = m.float() / (255.0 if bool(m.max() > 1) else 1.0)
+    elif m.is_floating_point():
+        m = m.float()
+        if not bool(((m >= 0) & (m <= 1)).all()):
+            raise ValueError("mask values must lie in [0, 1] (a soft object mask, e.g. a ContraCAM map).")
+    else:
+        m = (m > 0).float()
+    return m.amax(0, keepdim=True) if m.shape[0] > 1 else m
+
+
+def _as_boxes(boxes: object, valid: object, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    if isinstance(boxes, tv_tensors.BoundingBoxes):
+        if tuple(boxes.canvas_size) != size:
+            raise ValueError(f"boxes.canvas_size is {tuple(boxes.canvas_size)} but the image is {size} (H, W); "
+                             "the boxes belong to another resolution.")
+        norm = _normalized_xyxy(boxes)
+    elif isinstance(boxes, Tensor):
+        if boxes.ndim != 2 or boxes.shape[-1] != 4:
+            hint = (" That looks like a batch (B, K, 4): here boxes are per image; for batches use "
+                    "ObjectAwareStep on the device." if boxes.ndim == 3 else
+                    " A single box needs shape (1, 4): boxes[None]." if boxes.ndim == 1 else "")
+            raise ValueError(f"boxes must have shape (K, 4) (normalised x1, y1, x2, y2 of one image), got "
+                             f"{tuple(boxes.shape)}.{hint}")
+        if not boxes.is_floating_point():
+            raise TypeError(f"boxes must be floating point, normalised to [0, 1], got {boxes.dtype}.")
+        norm = boxes.float()
+    else:
+        raise TypeError(f"boxes must be a (K, 4) tensor of normalised xyxy boxes, a tv_tensors.BoundingBoxes or "
+                        f"a mapping with 'boxes', got {type(boxes).__name__}.")
+    if valid is None:
+        ok = torch.ones(norm.shape[0], dtype=torch.bool)
+    else:
+        if not isinstance(valid, Tensor) or valid.dtype != torch.bool or tuple(valid.shape) != (norm.shape[0],):
+            raise ValueError(f"valid must be a bool tensor of shape (K,) = ({norm.shape[0]},), got "
+                             f"{getattr(valid, 'dtype', type(valid).__name__)} "
+                             f"{tuple(getattr(valid, 'shape', ()))}.")
+        ok = valid.cpu()
+    norm = norm.cpu()
+    if not isinstance(boxes, tv_tensors.BoundingBoxes) and norm.numel():
+        live = norm[ok]
+        if live.numel() and (bool(((live < 0) | (live > 1) | live.isnan()).any())):
+            raise ValueError("boxes must be normalised (x1, y1, x2, y2) in [0, 1]; got values outside. Divide "
+                             "pixel boxes by (W, H, W, H), or pass a tv_tensors.BoundingBoxes with its "
+                             "canvas_size.")
+        if live.numel() and bool(((live[:, 2] < live[:, 0]) | (live[:, 3] < live[:, 1])).any()):
+            raise ValueError("boxes must satisfy x1 <= x2 and y1 <= y2 (xyxy); convert with "
+                             "torchvision.ops.box_convert(boxes, in_fmt, 'xyxy').")
+    return norm, ok
+
+
+def parse_objects(
+    image: object, boxes: object = None, mask: object = None, valid: object = None
+) -> tuple[tuple[int, int], Tensor | None, Tensor | None, Tensor | None]:
+    """Check one image's objects and bring them to objaug's conventions.
+
+    Args:
+        image: PIL image or ``(C, H, W)`` tensor.
+        boxes: ``(K, 4)`` normalised xyxy tensor, ``tv_tensors.BoundingBoxes``, a mapping with
+            ``"boxes"`` (and optionally ``"masks"``/``"mask"``, ``"valid"``), or ``None``.
+        mask: ``(1, H, W)``/``(H, W)`` tensor or ``tv_tensors.Mask``, or ``None``.
+        valid: ``(K,)`` bool for tensor boxes, or ``None`` (all valid).
+
+    Returns:
+        ``((H, W), boxes (K, 4) float32 normalised or None, valid (K,) bool or None,
+        mask (1, H, W) float32 in [0, 1] or None)``, all on the CPU.
+    """
+    size = _image_size(image)
+    if isinstance(boxes, Mapping):
+        target = boxes
+        if "boxes" not in target and "masks" not in target and "mask" not in target:
+            raise ValueError(f"A mapping of objects needs a 'boxes' or 'masks' key, got keys {sorted(target)}.")
+        boxes = target.get("boxes")
+        if mask is None:
+            mask = target.get("masks", target.get("mask"))
+        if valid is None:
+            valid = target.get("valid")
+    norm: Tensor | None = None
+    ok: Tensor | None = None
+    if boxes is not None:
+        norm, ok = _as_boxes(boxes, valid, size)
+    elif valid is not None:
+        raise ValueError("valid was given without boxes; pass boxes=(K, 4) too.")
+    m = _as_mask(mask, size) if mask is not None else None
+    return size, norm, ok, m
+
+
+# ---------------------------------------------------------------------------------------------------- views
+def _to_tv_image(image: Any) -> Any:
+    """PIL stays PIL; a plain tensor becomes a ``tv_tensors.Image`` (so a mask Image beside it is not
+    mistaken for the image by torchvision's pure-tensor heuristic)."""
+    if isinstance(image, Tensor) and not isinstance(image, tv_tensors.Image):
+        return tv_tensors.Image(image)
+    return image
+
+
+class ObjectAwareViewMixin:
+    """Makes a Lightly view transform object-aware (mixed into ``SimCLRViewTransform`` & co.).
+
+    The subclass calls :meth:`_install_object_aware_crop` after Lightly's ``__init__``: the
+    ``RandomResizedCrop`` of ``self.transform`` (a torchvision ``Compose``) is replaced by a
+    :class:`PerImageObjectAwareCrop` with the same size, scale, ratio and interpolation. ``self.transform``
+    stays the view's whole pipeline, so Lightly's ``plot_augmented_images`` works (on images alone the
+    crop uses the whole image).
+
+    Calling the view:
+
+    * ``view(image)``: ``self.transform(image)`` (whole-image crop, Lightly's behaviour);
+    * ``view(image, boxes)``: crop inside one of ``boxes`` (see the module docs for the formats);
+    * ``view(image, boxes, mask)``: also crop and flip ``mask`` with the image; returns
+      ``(view, view_mask)``. Works inside Lightly's ``MultiViewTransformV2`` with
+      ``tv_tensors.BoundingBoxes`` / ``tv_tensors.Mask``.
+    """
+
+    transform: Any
+    accepts_objects: ClassVar[bool] = True
+
+    def _install_object_aware_crop(self, *, box_sampling: str = "uniform", center_suppressed: bool = False,
+                                   alpha: float = 0.6) -> None:
+        ops = list(self.transform.transforms)
+        found = [i for i, op in enumerate(ops) if type(op) is T.RandomResizedCrop]
+        if len(found) != 1:
+            raise TypeError(f"{type(self).__name__}: expected exactly one RandomResizedCrop in the Lightly view "
+                            f"pipeline, found {len(found)}; this Lightly version is not supported.")
+        old = ops[found[0]]
+        ops[found[0]] = PerImageObjectAwareCrop(
+            old.size, scale=tuple(old.scale), ratio=tuple(old.ratio), interpolation=old.interpolation,
+            antialias=old.antialias, box_sampling=box_sampling, center_suppressed=center_suppressed, alpha=alpha)
+        self.transform.transforms = ops
+        # The leading geometric ops are applied to the image and the mask together; the rest (colour,
+        # blur, solarisation, ToTensor, Normalize) to the image only.
+        geometric = (PerImageObjectAwareCrop, T.RandomHorizontalFlip, T.RandomVerticalFlip, RandomRotate,
+                     RandomRotateDegrees)
+        n = 0
+        while n < len(ops) and isinstance(ops[n], geometric):
+            n += 1
+        if n == 0 or not isinstance(ops[0], PerImageObjectAwareCrop):
+            raise TypeError(f"{type(self).__name__}: the crop must be the first op of the view pipeline.")
+        self._n_geometric = n
+
+    @property
+    def crop(self) -> PerImageObjectAwareCrop:
+        """The view's object-aware crop."""
+        return self.transform.transforms[0]  # type: ignore[no-any-return]
+
+    def _geometric(self, image: Any, region: tv_tensors.BoundingBoxes, mask: Tensor | None) -> tuple[Any, Any]:
+        sample: tuple[Any, ...] = (image, region) if mask is None else (image, region, tv_tensors.Image(mask))
+        for op in self.transform.transforms[: self._n_geometric]:
+            if isinstance(op, RandomRotate):
+                if float(torch.rand(())) < op.prob:
+                    sample = tuple(TF.rotate(x, op.angle) for x in sample)
+            elif isinstance(op, RandomRotateDegrees):
+                joint: Any = op.transform  # a v2 RandomApply([RandomRotation]): transforms the sample jointly
+                sample = joint(*sample)
+            else:
+                sample = op(*sample)
+        return sample[0], (sample[2] if mask is not None else None)
+
+    def _apply(self, image: Any, region: tv_tensors.BoundingBoxes, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """Crop/flip ``image`` (and ``mask``) inside ``region``, then the photometric ops on the image.
+
+        Args:
+            image: PIL image or ``tv_tensors.Image``.
+            region: the box(es) to crop in (pixel coordinates); empty for the whole image.
+            mask: ``(1, H, W)`` float mask or None.
+
+        Returns:
+            ``(view (C, h, w) float tensor, view_mask (1, h, w) float32 in [0, 1] or None)``.
+        """
+        x, m = self._geometric(_to_tv_image(image), region, mask)
+        for op in self.transform.transforms[self._n_geometric:]:
+            x = op(x)
+        view = x.as_subclass(Tensor) if isinstance(x, Tensor) else x
+        out_mask = None if m is None else m.as_subclass(Tensor).float().clamp(0.0, 1.0)
+        return view, out_mask
+
+    def __call__(self, image: Any, boxes: Any = None, mask: Any = None) -> Any:
+        """Transform one image into a view (see the class docs).
+
+        Returns:
+            The view ``(C, h, w)`` tensor, or ``(view, view_mask)`` when a mask was given.
+        """
+        if boxes is None and mask is None:
+            return self.transform(image)
+        size, norm, ok, m = parse_objects(image, boxes, mask)
+        region = _region_boxes(norm if norm is None or ok is None else norm[ok], size)
+        view, view_mask = self._apply(image, region, m)
+        return view if view_mask is None else (view, view_mask)
+
+
+def _region_boxes(boxes: Tensor | None, size: tuple[int, int]) -> tv_tensors.BoundingBoxes:
+    h, w = size
+    data = torch.zeros(0, 4) if boxes is None else boxes.reshape(-1, 4) * torch.tensor([w, h, w, h])
+    return tv_tensors.BoundingBoxes(data, format="XYXY", canvas_size=(h, w))
+
+
+class ObjectAwareMultiViewTransform(MultiViewTransform):
+    """Lightly's ``MultiViewTransform`` for object-aware views: one box per image, shared by all views.
+
+    Called per image (in DataLoader workers) as ``transform(image, boxes, mask=None, valid=None)``
+    (also ``transform(image, tv_tensors.BoundingBoxes, tv_tensors.Mask)`` like Lightly's
+    ``MultiViewTransformV2``, or ``transform(image, target_dict)``):
+
+    1. one usable box is chosen (uniformly, or by area) and used with probability ``p``; images with
+       no usable box (``(0, 4)`` boxes, all invalid or of zero area) use the whole image;
+    2. every view crops inside that box (its own random resized crop and flip), crops the mask with
+       the same parameters, and applies its photometric transforms.
+
+    If only a mask is given, the boxes are derived from it with :func:`objaug.boxes.boxes_from_cam`
+    (``box_kwargs``). An image alone (no boxes, no mask) raises ``ValueError``: the object-aware crop
+    needs each image's boxes; wrap the dataset with
+    :class:`objaug.integrations.lightly.dataset.ObjectAwareDataset`.
+
+    Args:
+        transforms: object-aware view transforms (``ObjectAwareSimCLRViewTransform``,
+            ``ObjectAwareBYOLView1Transform``, ...).
+        p: probability of cropping inside the box, per image (1.0 = always, the paper).
+        box_sampling: ``"uniform"`` (the paper) or ``"area"``.
+        return_masks: also return the views' masks (for background mixup in the training loop); needs a
+            mask per image.
+        box_kwargs: keyword arguments of ``boxes_from_cam`` when boxes come from the mask.
+
+    Returns (on call):
+        The list of views (``(C, h, w)`` tensors), or with ``return_masks`` a tuple
+        ``(views, masks)`` with one ``(1, h, w)`` float32 mask per view.
+    """
+
+    accepts_objects: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        transforms: Sequence[Any],
+        *,
+        p: float = 1.0,
+        box_sampling: str = "uniform",
+        return_masks: bool = False,
+        box_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        transforms = list(transforms)
+        bad = [type(t).__name__ for t in transforms if not isinstance(t, ObjectAwareViewMixin)]
+        if not transforms or bad:
+            raise TypeError(
+                "transforms must be objaug object-aware view transforms (e.g. ObjectAwareSimCLRViewTransform, "
+                f"ObjectAwareBYOLView1Transform), got {bad or 'none'}; Lightly's own view transforms crop the "
+                "whole image."
+            )
+        MultiViewTransform.__init__(self, transforms)
+        self.p = _probability(p, "p")
+        self.box_sampling = _box_sampling(box_sampling)
+        if not isinstance(return_masks, bool):
+            raise TypeError(f"return_masks must be a bool, got {type(return_masks).__name__}.")
+        self.return_masks = return_masks
+        self.box_kwargs = dict(box_kwargs or {})
+
+    def __call__(  # type: ignore[override]
+        self, image: Any, boxes: Any = None, mask: Any = None, *, valid: Any = None
+    ) -> list[Tensor] | tuple[list[Tensor], list[Tensor]]:
+        size, norm, ok, m = parse_objects(image, boxes, mask, valid)
+        if norm is None and m is None:
+            raise ValueError(
+                f"{type(self).__name__} needs each image's object boxes (or a mask), but got an image alone. "
+                "Wrap the dataset: ObjectAwareDataset(dataset, boxes=..., transform=transform) (from "
+                "objaug.integrations.lightly.dataset; boxes from an ObjectStore or a tensor), or call "
+                "transform(image, boxes). For an image without objects pass torch.zeros(0, 4)."
+            )
+        if self.return_masks and m is None:
+            raise ValueError("return_masks=True needs a mask per image (for background mixup), but none was given; "
+                             "attach masks in ObjectAwareDataset(..., masks=...) or use a store with masks.")
+        if norm is None:
+            from objaug.boxes import boxes_from_cam
+
+            assert m is not None
+            b, v = boxes_from_cam(m[None], **self.box_kwargs)
+            norm, ok = b[0], v[0]
+        assert ok is not None
+        region = None
+        if norm.shape[0] > 0:
+            index, has_box = sample_box_index(norm[None], ok[None], mode=self.box_sampling)
+            if bool(has_box[0]) and float(torch.rand(())) < self.p:
+                region = norm[int(index[0])]
+        tv_region = _region_boxes(region, size)
+        image = _to_tv_image(image)
+        views: list[Tensor] = []
+        masks: list[Tensor] = []
+        for view_transform in self.transforms:
+            view, view_mask = view_transform._apply(image, tv_region, m)
+            views.append(view)
+            if view_mask is not None:
+                masks.append(view_mask)
+        return (views, masks) if self.return_masks else views

@@ -1,0 +1,141 @@
+"""Object-aware BYOL transforms: Lightly's ``BYOLTransform`` and its two views with the object-aware crop."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lightly.transforms.byol_transform import BYOLTransform, BYOLView1Transform, BYOLView2Transform
+from lightly.transforms.utils import IMAGENET_NORMALIZE
+
+from ._object_aware import ObjectAwareMultiViewTransform, ObjectAwareViewMixin
+
+__all__ = ["ObjectAwareBYOLTransform", "ObjectAwareBYOLView1Transform", "ObjectAwareBYOLView2Transform"]
+
+
+class ObjectAwareBYOLView1Transform(ObjectAwareViewMixin, BYOLView1Transform):
+    """Lightly's ``BYOLView1Transform`` (blur 1.0, no solarisation) with the object-aware crop.
+
+    Args: those of ``lightly.transforms.BYOLView1Transform`` (same defaults), plus the keyword-only
+        ``box_sampling``, ``center_suppressed``, ``alpha`` (see
+        :class:`~objaug.integrations.lightly.simclr_transform.ObjectAwareSimCLRViewTransform`).
+    """
+
+    def __init__(
+        self,
+        input_size: int = 224,
+        cj_prob: float = 0.8,
+        cj_strength: float = 1.0,
+        cj_bright: float = 0.4,
+        cj_contrast: float = 0.4,
+        cj_sat: float = 0.2,
+        cj_hue: float = 0.1,
+        min_scale: float = 0.08,
+        random_gray_scale: float = 0.2,
+        gaussian_blur: float = 1.0,
+        solarization_prob: float = 0.0,
+        sigmas: tuple[float, float] = (0.1, 2),
+        vf_prob: float = 0.0,
+        hf_prob: float = 0.5,
+        rr_prob: float = 0.0,
+        rr_degrees: float | tuple[float, float] | None = None,
+        normalize: None | dict[str, list[float]] = IMAGENET_NORMALIZE,
+        *,
+        box_sampling: str = "uniform",
+        center_suppressed: bool = False,
+        alpha: float = 0.6,
+    ) -> None:
+        BYOLView1Transform.__init__(
+            self, input_size=input_size, cj_prob=cj_prob, cj_strength=cj_strength, cj_bright=cj_bright,
+            cj_contrast=cj_contrast, cj_sat=cj_sat, cj_hue=cj_hue, min_scale=min_scale,
+            random_gray_scale=random_gray_scale, gaussian_blur=gaussian_blur, solarization_prob=solarization_prob,
+            sigmas=sigmas, vf_prob=vf_prob, hf_prob=hf_prob, rr_prob=rr_prob, rr_degrees=rr_degrees,
+            normalize=normalize)
+        self._install_object_aware_crop(box_sampling=box_sampling, center_suppressed=center_suppressed,
+                                        alpha=alpha)
+
+
+class ObjectAwareBYOLView2Transform(ObjectAwareViewMixin, BYOLView2Transform):
+    """Lightly's ``BYOLView2Transform`` (blur 0.1, solarisation 0.2) with the object-aware crop.
+
+    Args: those of ``lightly.transforms.BYOLView2Transform`` (same defaults), plus the keyword-only
+        ``box_sampling``, ``center_suppressed``, ``alpha``.
+    """
+
+    def __init__(
+        self,
+        input_size: int = 224,
+        cj_prob: float = 0.8,
+        cj_strength: float = 1.0,
+        cj_bright: float = 0.4,
+        cj_contrast: float = 0.4,
+        cj_sat: float = 0.2,
+        cj_hue: float = 0.1,
+        min_scale: float = 0.08,
+        random_gray_scale: float = 0.2,
+        gaussian_blur: float = 0.1,
+        solarization_prob: float = 0.2,
+        sigmas: tuple[float, float] = (0.1, 2),
+        vf_prob: float = 0.0,
+        hf_prob: float = 0.5,
+        rr_prob: float = 0.0,
+        rr_degrees: float | tuple[float, float] | None = None,
+        normalize: None | dict[str, list[float]] = IMAGENET_NORMALIZE,
+        *,
+        box_sampling: str = "uniform",
+        center_suppressed: bool = False,
+        alpha: float = 0.6,
+    ) -> None:
+        BYOLView2Transform.__init__(
+            self, input_size=input_size, cj_prob=cj_prob, cj_strength=cj_strength, cj_bright=cj_bright,
+            cj_contrast=cj_contrast, cj_sat=cj_sat, cj_hue=cj_hue, min_scale=min_scale,
+            random_gray_scale=random_gray_scale, gaussian_blur=gaussian_blur, solarization_prob=solarization_prob,
+            sigmas=sigmas, vf_prob=vf_prob, hf_prob=hf_prob, rr_prob=rr_prob, rr_degrees=rr_degrees,
+            normalize=normalize)
+        self._install_object_aware_crop(box_sampling=box_sampling, center_suppressed=center_suppressed,
+                                        alpha=alpha)
+
+
+class ObjectAwareBYOLTransform(ObjectAwareMultiViewTransform, BYOLTransform):
+    """Lightly's ``BYOLTransform`` with the object-aware crop (Mo et al., NeurIPS 2021).
+
+    Both views crop inside the same object box (chosen per image); view 1 and view 2 keep BYOL's
+    asymmetric blur and solarisation.
+
+    Input to this transform:
+        ``transform(image, boxes, mask=None, *, valid=None)`` (see
+        :class:`objaug.integrations.lightly.simclr_transform.ObjectAwareSimCLRTransform`).
+
+    Output of this transform:
+        List of 2 Tensors; with ``return_masks=True`` ``(views, masks)``.
+
+    Args:
+        view_1_transform: an :class:`ObjectAwareBYOLView1Transform` (default: its defaults).
+        view_2_transform: an :class:`ObjectAwareBYOLView2Transform` (default: its defaults).
+        p, box_sampling, return_masks, box_kwargs: keyword-only, see
+            :class:`~objaug.integrations.lightly._object_aware.ObjectAwareMultiViewTransform`.
+
+    Raises:
+        TypeError: a view is Lightly's own ``BYOLView1Transform``/``BYOLView2Transform`` (which crops the
+            whole image): use the ``ObjectAware`` views with the same arguments.
+    """
+
+    def __init__(
+        self,
+        view_1_transform: ObjectAwareBYOLView1Transform | None = None,
+        view_2_transform: ObjectAwareBYOLView2Transform | None = None,
+        *,
+        p: float = 1.0,
+        box_sampling: str = "uniform",
+        return_masks: bool = False,
+        box_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        view_1 = view_1_transform if view_1_transform is not None else ObjectAwareBYOLView1Transform()
+        view_2 = view_2_transform if view_2_transform is not None else ObjectAwareBYOLView2Transform()
+        for name, view in (("view_1_transform", view_1), ("view_2_transform", view_2)):
+            if not isinstance(view, ObjectAwareViewMixin):
+                raise TypeError(f"{name} must be an objaug object-aware view (ObjectAwareBYOLView1Transform / "
+                                f"ObjectAwareBYOLView2Transform, same arguments as Lightly's), got "
+                                f"{type(view).__name__}.")
+        ObjectAwareMultiViewTransform.__init__(self, [view_1, view_2], p=p, box_sampling=box_sampling,
+                                               return_masks=return_masks, box_kwargs=box_kwargs)

@@ -1,0 +1,136 @@
+"""Object-aware SimCLR transforms: Lightly's ``SimCLRTransform`` with the object-aware crop."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lightly.transforms.simclr_transform import SimCLRTransform, SimCLRViewTransform
+from lightly.transforms.utils import IMAGENET_NORMALIZE
+
+from ._object_aware import ObjectAwareMultiViewTransform, ObjectAwareViewMixin
+
+__all__ = ["ObjectAwareSimCLRTransform", "ObjectAwareSimCLRViewTransform"]
+
+
+class ObjectAwareSimCLRViewTransform(ObjectAwareViewMixin, SimCLRViewTransform):
+    """Lightly's ``SimCLRViewTransform`` whose random resized crop lies inside an object box.
+
+    Input to this transform:
+        PIL Image or (C, H, W) tensor, optionally with the image's boxes and mask (see
+        :class:`objaug.integrations.lightly._object_aware.ObjectAwareViewMixin`).
+
+    Output of this transform:
+        Tensor (C, input_size, input_size), or ``(view, view_mask)`` when a mask is given.
+
+    Applies the following augmentations by default:
+        - Object-aware random resized crop (scale relative to the chosen box)
+        - Random horizontal flip
+        - Color jitter
+        - Random gray scale
+        - Gaussian blur
+        - ImageNet normalization
+
+    Args: those of ``lightly.transforms.SimCLRViewTransform`` (same defaults), plus the keyword-only
+        ``box_sampling`` (``"uniform"`` or ``"area"``, when several boxes reach the view), and
+        ``center_suppressed`` / ``alpha`` (ContrastiveCrop's Beta(alpha, alpha) crop placement).
+    """
+
+    def __init__(
+        self,
+        input_size: int = 224,
+        cj_prob: float = 0.8,
+        cj_strength: float = 1.0,
+        cj_bright: float = 0.8,
+        cj_contrast: float = 0.8,
+        cj_sat: float = 0.8,
+        cj_hue: float = 0.2,
+        min_scale: float = 0.08,
+        random_gray_scale: float = 0.2,
+        gaussian_blur: float = 0.5,
+        sigmas: tuple[float, float] = (0.1, 2),
+        vf_prob: float = 0.0,
+        hf_prob: float = 0.5,
+        rr_prob: float = 0.0,
+        rr_degrees: float | tuple[float, float] | None = None,
+        normalize: None | dict[str, list[float]] = IMAGENET_NORMALIZE,
+        *,
+        box_sampling: str = "uniform",
+        center_suppressed: bool = False,
+        alpha: float = 0.6,
+    ) -> None:
+        SimCLRViewTransform.__init__(
+            self, input_size=input_size, cj_prob=cj_prob, cj_strength=cj_strength, cj_bright=cj_bright,
+            cj_contrast=cj_contrast, cj_sat=cj_sat, cj_hue=cj_hue, min_scale=min_scale,
+            random_gray_scale=random_gray_scale, gaussian_blur=gaussian_blur, sigmas=sigmas, vf_prob=vf_prob,
+            hf_prob=hf_prob, rr_prob=rr_prob, rr_degrees=rr_degrees, normalize=normalize)
+        self._install_object_aware_crop(box_sampling=box_sampling, center_suppressed=center_suppressed,
+                                        alpha=alpha)
+
+
+class ObjectAwareSimCLRTransform(ObjectAwareMultiViewTransform, SimCLRTransform):
+    """Lightly's ``SimCLRTransform`` with the object-aware crop (Mo et al., NeurIPS 2021).
+
+    Both views crop inside the same object box of the image (chosen per image), each with its own
+    random resized crop (scale relative to the box), flip and colour augmentations.
+
+    Input to this transform:
+        ``transform(image, boxes, mask=None, *, valid=None)``: a PIL Image or (C, H, W) tensor with
+        its boxes, ``(K, 4)`` normalised xyxy (or ``tv_tensors.BoundingBoxes``, or a target dict) and an
+        optional soft mask ``(1, H, W)``. :class:`objaug.integrations.lightly.dataset.ObjectAwareDataset`
+        makes the call for any Lightly or torchvision dataset. An image alone raises ``ValueError``.
+
+    Output of this transform:
+        List of 2 Tensors (C, input_size, input_size); with ``return_masks=True`` the tuple
+        ``(views, masks)`` with one (1, input_size, input_size) mask per view.
+
+    Applies the following augmentations by default:
+        - Object-aware random resized crop
+        - Random horizontal flip
+        - Color jitter
+        - Random gray scale
+        - Gaussian blur
+        - ImageNet normalization
+
+    Args: those of ``lightly.transforms.SimCLRTransform`` (same names and defaults), plus keyword-only:
+        p: probability of cropping inside the box (per image; 1.0 as the paper).
+        box_sampling: ``"uniform"`` (the paper) or ``"area"``.
+        return_masks: also return the views' masks (for background mixup in the training loop).
+        box_kwargs: ``objaug.boxes.boxes_from_cam`` arguments, used when only a mask is given.
+        center_suppressed, alpha: ContrastiveCrop's crop placement inside the box.
+    """
+
+    def __init__(
+        self,
+        input_size: int = 224,
+        cj_prob: float = 0.8,
+        cj_strength: float = 1.0,
+        cj_bright: float = 0.8,
+        cj_contrast: float = 0.8,
+        cj_sat: float = 0.8,
+        cj_hue: float = 0.2,
+        min_scale: float = 0.08,
+        random_gray_scale: float = 0.2,
+        gaussian_blur: float = 0.5,
+        sigmas: tuple[float, float] = (0.1, 2),
+        vf_prob: float = 0.0,
+        hf_prob: float = 0.5,
+        rr_prob: float = 0.0,
+        rr_degrees: float | tuple[float, float] | None = None,
+        normalize: None | dict[str, list[float]] = IMAGENET_NORMALIZE,
+        *,
+        p: float = 1.0,
+        box_sampling: str = "uniform",
+        return_masks: bool = False,
+        box_kwargs: Mapping[str, Any] | None = None,
+        center_suppressed: bool = False,
+        alpha: float = 0.6,
+    ) -> None:
+        view = ObjectAwareSimCLRViewTransform(
+            input_size=input_size, cj_prob=cj_prob, cj_strength=cj_strength, cj_bright=cj_bright,
+            cj_contrast=cj_contrast, cj_sat=cj_sat, cj_hue=cj_hue, min_scale=min_scale,
+            random_gray_scale=random_gray_scale, gaussian_blur=gaussian_blur, sigmas=sigmas, vf_prob=vf_prob,
+            hf_prob=hf_prob, rr_prob=rr_prob, rr_degrees=rr_degrees, normalize=normalize,
+            box_sampling=box_sampling, center_suppressed=center_suppressed, alpha=alpha)
+        ObjectAwareMultiViewTransform.__init__(self, [view, view], p=p, box_sampling=box_sampling,
+                                               return_masks=return_masks, box_kwargs=box_kwargs)
