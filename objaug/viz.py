@@ -1,0 +1,179 @@
+"""Pictures of maps and boxes without cv2 or matplotlib (torch, torchvision and PIL only).
+
+* :func:`jet`: a jet-like colormap in torch, (B, 1, H, W) values in [0, 1] -> (B, 3, H, W) RGB.
+* :func:`overlay_cam`: blend a colour-mapped map over images -> uint8.
+* :func:`draw_boxes`: draw normalised xyxy boxes (valid ones in colour, the whole-image fallback of an
+  image without boxes in grey) -> uint8.
+* :func:`mask_to_rgb`, :func:`to_uint8`, :func:`denormalize`, :func:`make_grid`, :func:`save_png`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+import torchvision.utils as tvu
+from torch import Tensor
+
+__all__ = ["BOX_COLORS", "FALLBACK_COLOR", "IMAGENET_MEAN", "IMAGENET_STD", "denormalize", "draw_boxes",
+           "jet", "make_grid", "mask_to_rgb", "overlay_cam", "save_png", "to_uint8"]
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+#: Colours of valid boxes (cycled by slot index).
+BOX_COLORS: tuple[tuple[int, int, int], ...] = ((0, 255, 0), (255, 0, 255), (0, 255, 255), (255, 255, 0),
+                                                (255, 128, 0), (0, 128, 255), (255, 0, 0), (255, 255, 255))
+#: Colour of the fallback whole-image box drawn when an image has no valid box.
+FALLBACK_COLOR: tuple[int, int, int] = (128, 128, 128)
+
+
+def jet(values: Tensor) -> Tensor:
+    """Jet-like colormap: dark blue (0, 0, 0.5) at 0, cyan, yellow, dark red (0.5, 0, 0) at 1.
+
+    Args:
+        values: (B, 1, H, W), (1, H, W) or (H, W) floating values; clamped to [0, 1].
+
+    Returns:
+        Float RGB in [0, 1]: (B, 3, H, W) for 4-D input, (3, H, W) otherwise.
+    """
+    v = values.float().clamp(0.0, 1.0)
+    if v.ndim == 2:
+        v = v.unsqueeze(0)
+    if v.shape[-3] != 1:
+        v = v.unsqueeze(-3)
+    r = (1.5 - (4 * v - 3).abs()).clamp(0.0, 1.0)
+    g = (1.5 - (4 * v - 2).abs()).clamp(0.0, 1.0)
+    b = (1.5 - (4 * v - 1).abs()).clamp(0.0, 1.0)
+    return torch.cat([r, g, b], dim=-3)
+
+
+def to_uint8(images: Tensor) -> Tensor:
+    """Float images in [0, 1] -> uint8 (rounded, clamped); uint8 input is returned as is."""
+    if images.dtype == torch.uint8:
+        return images
+    return (images.float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+
+
+def denormalize(images: Tensor, mean: Sequence[float] = IMAGENET_MEAN,
+                std: Sequence[float] = IMAGENET_STD) -> Tensor:
+    """Undo ``(x - mean) / std`` channel normalisation: (B, C, H, W) -> float in [0, 1] (clamped)."""
+    m = torch.as_tensor(mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+    s = torch.as_tensor(std, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+    return (images * s + m).clamp(0.0, 1.0)
+
+
+def overlay_cam(images: Tensor, maps: Tensor, *, alpha: float = 0.5) -> Tensor:
+    """Blend jet-coloured maps over images.
+
+    Args:
+        images: (B, 3, H, W) float RGB in [0, 1] (de-normalised) or uint8.
+        maps: (B, 1, h, w) float in [0, 1]; resized bilinearly to (H, W) if needed.
+        alpha: weight of the colour map (0 = image only, 1 = map only).
+
+    Returns:
+        (B, 3, H, W) uint8 ``round(255 * ((1 - alpha) * image + alpha * jet(map)))``.
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}.")
+    if maps.ndim != 4 or maps.shape[1] != 1 or maps.shape[0] != images.shape[0]:
+        raise ValueError(f"maps must be (B, 1, h, w) with B={images.shape[0]}, got {tuple(maps.shape)}.")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha!r}.")
+    img = images.float() / 255.0 if images.dtype == torch.uint8 else images.float().clamp(0.0, 1.0)
+    m = maps.float().to(img.device)
+    if m.shape[-2:] != img.shape[-2:]:
+        m = F.interpolate(m, size=img.shape[-2:], mode="bilinear", align_corners=False)
+    return to_uint8((1.0 - alpha) * img + alpha * jet(m))
+
+
+def mask_to_rgb(masks: Tensor) -> Tensor:
+    """(B, 1, H, W) bool/float masks -> (B, 3, H, W) uint8 grey pictures (0 black, 1 white)."""
+    return to_uint8(masks.float().clamp(0.0, 1.0).expand(-1, 3, -1, -1))
+
+
+def draw_boxes(images: Tensor, boxes: Tensor, valid: Tensor, *, width: int = 1,
+               colors: Sequence[tuple[int, int, int]] = BOX_COLORS,
+               fallback_color: tuple[int, int, int] | None = FALLBACK_COLOR) -> Tensor:
+    """Draw normalised xyxy boxes on images.
+
+    Valid boxes are drawn in ``colors[k % len(colors)]`` for slot k. An image with no valid box gets
+    its slot-0 box (the whole-image fallback of ``boxes_from_cam``) drawn in ``fallback_color``
+    (skipped if ``None``). Pixel coordinates are ``x * W`` and ``y * H`` with the right/bottom edges
+    moved in by one pixel so that a box ending at 1.0 lands on the last pixel.
+
+    Args:
+        images: (B, 3, H, W) float in [0, 1] or uint8.
+        boxes: (B, K, 4) normalised xyxy.
+        valid: (B, K) bool.
+        width: line width in pixels.
+        colors: RGB colours of valid boxes.
+        fallback_color: RGB colour of the fallback box, or ``None``.
+
+    Returns:
+        (B, 3, H, W) uint8 on the CPU.
+    """
+    if boxes.ndim != 3 or boxes.shape[-1] != 4 or valid.shape != boxes.shape[:2]:
+        raise ValueError(f"boxes must be (B, K, 4) and valid (B, K), got {tuple(boxes.shape)} and "
+                         f"{tuple(valid.shape)}.")
+    if images.shape[0] != boxes.shape[0]:
+        raise ValueError(f"images and boxes have different batch sizes ({images.shape[0]} vs {boxes.shape[0]}).")
+    imgs = to_uint8(images).cpu()
+    h, w = imgs.shape[-2:]
+    scale = torch.tensor([w, h, w, h], dtype=torch.float32)
+    px = boxes.detach().float().cpu().clamp(0.0, 1.0) * scale
+    px[..., 2] = (px[..., 2] - 1).clamp(min=0)
+    px[..., 3] = (px[..., 3] - 1).clamp(min=0)
+    px[..., 2] = torch.maximum(px[..., 2], px[..., 0])
+    px[..., 3] = torch.maximum(px[..., 3], px[..., 1])
+    px = px.round()
+    ok = valid.detach().cpu().bool()
+    out = []
+    for i in range(imgs.shape[0]):  # drawing is per image in torchvision (not a hot path)
+        img = imgs[i]
+        idx = ok[i].nonzero().flatten().tolist()
+        if idx:
+            img = tvu.draw_bounding_boxes(img, px[i, idx], colors=[colors[k % len(colors)] for k in idx],
+                                          width=width)
+        elif fallback_color is not None:
+            img = tvu.draw_bounding_boxes(img, px[i, :1], colors=[fallback_color], width=width)
+        out.append(img)
+    return torch.stack(out)
+
+
+def make_grid(images: Tensor | Sequence[Tensor], *, nrow: int = 8, padding: int = 2,
+              pad_value: int = 255) -> Tensor:
+    """Tile (B, 3, H, W) images (or a list of (3, H, W) images, float [0, 1] or uint8) into one
+    (3, H', W') uint8 picture (``torchvision.utils.make_grid``)."""
+    if isinstance(images, Tensor):
+        batch = to_uint8(images).cpu()
+    else:
+        batch = torch.stack([to_uint8(t).cpu() for t in images])
+    grid = tvu.make_grid(batch, nrow=nrow, padding=padding, pad_value=pad_value)
+    return grid
+
+
+def save_png(image: Tensor, path: str | os.PathLike[str], *, nrow: int = 8) -> str:
+    """Save a (3, H, W) or (1, H, W) image, or a (B, 3, H, W) batch (tiled with :func:`make_grid`), as a
+    PNG via PIL. Float input is taken to be in [0, 1]. Creates missing parent directories.
+
+    Returns:
+        The path written, as a string.
+    """
+    from PIL import Image
+
+    t = image.detach()
+    if t.ndim == 4:
+        t = make_grid(t, nrow=nrow)
+    if t.ndim == 2:
+        t = t.unsqueeze(0)
+    if t.ndim != 3 or t.shape[0] not in (1, 3):
+        raise ValueError(f"save_png needs (3, H, W), (1, H, W), (H, W) or (B, 3, H, W), got {tuple(image.shape)}.")
+    arr = to_uint8(t).cpu().permute(1, 2, 0).numpy()
+    path = os.fspath(path)
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(path, format="PNG")
+    return path

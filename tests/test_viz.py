@@ -1,0 +1,97 @@
+"""Tests of objaug.viz: colormap values, overlays, box outlines, grids and PNG files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from objaug.viz import (
+    FALLBACK_COLOR,
+    denormalize,
+    draw_boxes,
+    jet,
+    make_grid,
+    mask_to_rgb,
+    overlay_cam,
+    save_png,
+    to_uint8,
+)
+
+
+def test_jet_endpoints_and_middle():
+    v = torch.tensor([0.0, 0.5, 1.0]).view(3, 1, 1, 1)
+    c = jet(v)[:, :, 0, 0]
+    assert c[0].tolist() == pytest.approx([0.0, 0.0, 0.5])   # dark blue
+    assert c[1].tolist() == pytest.approx([0.5, 1.0, 0.5])   # green-ish middle
+    assert c[2].tolist() == pytest.approx([0.5, 0.0, 0.0])   # dark red
+    hw = jet(torch.tensor([[-1.0, 2.0]]))  # (H, W) input -> (3, H, W), clamped
+    assert hw.shape == (3, 1, 2) and hw[:, 0, 0].tolist() == pytest.approx([0.0, 0.0, 0.5])
+
+
+def test_overlay_zero_map_gives_low_colour():
+    images = torch.zeros(2, 3, 4, 5)
+    maps = torch.zeros(2, 1, 4, 5)
+    out = overlay_cam(images, maps, alpha=1.0)
+    assert out.dtype == torch.uint8 and out.shape == (2, 3, 4, 5)
+    assert out[:, 0].eq(0).all() and out[:, 1].eq(0).all() and out[:, 2].eq(128).all()  # 0.5 * 255 rounds to 128
+
+
+def test_overlay_blend_and_resize():
+    images = torch.ones(1, 3, 8, 8)
+    maps = torch.ones(1, 1, 2, 2)  # resized to 8x8
+    out = overlay_cam(images, maps, alpha=0.5)
+    # 0.5 * 1 + 0.5 * (0.5, 0, 0) -> (0.75, 0.5, 0.5)
+    assert out[0, :, 3, 3].tolist() == [191, 128, 128]
+    out0 = overlay_cam(images, maps, alpha=0.0)
+    assert out0.eq(255).all()
+    with pytest.raises(ValueError):
+        overlay_cam(images, torch.ones(2, 1, 8, 8))
+
+
+def test_box_outline_lands_where_expected():
+    img = torch.zeros(1, 3, 10, 10, dtype=torch.uint8)
+    boxes = torch.tensor([[[0.2, 0.3, 0.6, 0.8], [0, 0, 0, 0]]])
+    valid = torch.tensor([[True, False]])
+    out = draw_boxes(img, boxes, valid, colors=[(0, 255, 0)])
+    green = (out[0, 1] == 255) & (out[0, 0] == 0)
+    # x from 2 to 6 - 1 = 5, y from 3 to 8 - 1 = 7
+    expected = torch.zeros(10, 10, dtype=torch.bool)
+    expected[3, 2:6] = expected[7, 2:6] = True
+    expected[3:8, 2] = expected[3:8, 5] = True
+    assert torch.equal(green, expected)
+
+
+def test_fallback_box_drawn_in_its_own_colour():
+    img = torch.zeros(2, 3, 6, 6)
+    boxes = torch.tensor([[[0.0, 0.0, 1.0, 1.0]], [[0.0, 0.0, 0.5, 0.5]]])
+    valid = torch.tensor([[False], [True]])
+    out = draw_boxes(img, boxes, valid, colors=[(0, 255, 0)])
+    assert out[0, :, 0, 0].tolist() == list(FALLBACK_COLOR)
+    assert out[0, :, 5, 5].tolist() == list(FALLBACK_COLOR)
+    assert out[0, :, 2, 2].tolist() == [0, 0, 0]
+    assert out[1, :, 0, 0].tolist() == [0, 255, 0]
+    none = draw_boxes(img, boxes, valid, fallback_color=None)
+    assert none[0].eq(0).all()
+
+
+def test_denormalize_inverts_normalisation():
+    x = torch.rand(2, 3, 4, 4)
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.3, 0.4)
+    norm = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    assert torch.allclose(denormalize(norm, mean, std), x, atol=1e-6)
+
+
+def test_grid_and_png_roundtrip(tmp_path):
+    imgs = torch.rand(3, 3, 8, 8)
+    grid = make_grid(imgs, nrow=3, padding=1)
+    assert grid.dtype == torch.uint8 and grid.shape == (3, 10, 28)
+    path = save_png(imgs, tmp_path / "sub" / "grid.png", nrow=3)  # default padding 2
+    with Image.open(path) as im:
+        assert im.size == (3 * 8 + 4 * 2, 8 + 2 * 2) and im.mode == "RGB"
+    p1 = save_png(mask_to_rgb(torch.ones(1, 1, 4, 4, dtype=torch.bool))[0], tmp_path / "m.png")
+    with Image.open(p1) as im:
+        assert im.getpixel((0, 0)) == (255, 255, 255)
+    assert to_uint8(torch.tensor([0.0, 0.5, 1.0, 2.0])).tolist() == [0, 128, 255, 255]
+    with pytest.raises(ValueError):
+        save_png(torch.zeros(5, 4, 4), tmp_path / "bad.png")
