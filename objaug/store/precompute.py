@@ -185,7 +185,7 @@ def load_dataset(spec: str) -> Any:
     obj = getattr(module, attr)
     if callable(obj) and not hasattr(obj, "__getitem__"):
         obj = obj()
-    if not (hasattr(obj, "__len__") and hasattr(obj, "__getitem__")):
+    if isinstance(obj, str | bytes) or not (hasattr(obj, "__len__") and hasattr(obj, "__getitem__")):
         raise ValueError(f"--dataset {spec!r} gave a {type(obj).__name__}, not a map-style dataset "
                          "(it needs __len__ and __getitem__).")
     return obj

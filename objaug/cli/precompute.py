@@ -1,0 +1,200 @@
+"""objaug precompute: ContraCAM boxes and soft masks for a whole dataset, into a resumable object store.
+
+Examples:
+    objaug precompute --data train/ --arch resnet50 --checkpoint mocov2.ckpt --out boxes_store
+    objaug precompute --dataset mydata.py:make_dataset --arch resnet18 --checkpoint byol.ckpt --out store
+    torchrun --nproc-per-node 8 -m objaug precompute --data train/ --arch resnet50 --checkpoint c.ckpt --out s
+
+--data DIR reads every image file under DIR (recursive, sorted by relative path). --dataset
+MODULE:CALLABLE (or FILE.py:CALLABLE) calls CALLABLE() for a map-style dataset whose items are an
+image, an (image, ...) tuple or a dict with "image" (PIL image, CHW tensor uint8 / float in [0, 1],
+or HWC uint8 array); it must be deterministic. Images are resized to --image-size squared and
+normalised with --mean/--std.
+
+The store (format: docs/store-format.md) holds per sample up to --max-boxes boxes with validity flags
+and a --mask-size soft mask (uint8). Running the same command again resumes an interrupted run: the
+finished shards are kept and the others redone; the result is byte-identical to an uninterrupted run.
+Unreadable samples are skipped and listed in the manifest. Under torchrun each process computes the
+shards s with s % world_size == rank (on cuda:LOCAL_RANK) and rank 0 writes the merged manifest; the
+store does not depend on the number of processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+from typing import Any
+
+HELP = "precompute ContraCAM boxes and masks for a dataset into an object store (resumable, multi-GPU)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Register the ``precompute`` options."""
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", metavar="DIR", help="folder of images (recursive, sorted by relative path)")
+    src.add_argument("--dataset", metavar="MODULE:CALLABLE",
+                     help="a callable (in a module or a .py file) returning a map-style dataset")
+    p.add_argument("--out", required=True, metavar="STORE", help="the store directory (created or resumed)")
+    p.add_argument("--arch", required=True, help="resnet18, resnet50, tiny_resnet or a timm model name")
+    p.add_argument("--checkpoint", help="weights: a state dict, Lightning/solo-learn or lightly checkpoint")
+    p.add_argument("--random-init", action="store_true",
+                   help="run without a checkpoint (random weights: for smoke tests only)")
+    p.add_argument("--key-prefix", default=None,
+                   help="prefix of the backbone keys in the checkpoint, e.g. 'backbone.' (default: detect)")
+    p.add_argument("--projector", default=None,
+                   help="projector MLP spec, e.g. 2048-128 or bn:4096-256 (loaded from the checkpoint); "
+                        "default: none (ContraCAM on the pooled features)")
+    p.add_argument("--projector-prefix", default=None,
+                   help="prefix of the projector keys (default: detect, e.g. 'projector.')")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow torch.load(weights_only=False) for checkpoints that pickle Python objects")
+    p.add_argument("--iters", type=int, default=10, help="ContraCAM refinement iterations (default 10)")
+    p.add_argument("--temperature", type=float, default=1.0, help="ContraCAM temperature (default 1)")
+    p.add_argument("--expand-res", action="store_true", help="stride 1 in the last stage (finer maps)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="images per ContraCAM batch: the in-batch negatives (default 64)")
+    p.add_argument("--image-size", type=int, default=224, help="network input size (default 224)")
+    p.add_argument("--mean", type=float, nargs=3, default=None, help="normalisation mean (default ImageNet)")
+    p.add_argument("--std", type=float, nargs=3, default=None, help="normalisation std (default ImageNet)")
+    p.add_argument("--mask-size", type=int, default=56, help="side of the stored soft masks (default 56)")
+    p.add_argument("--max-boxes", type=int, default=4, help="boxes per image (default 4)")
+    p.add_argument("--threshold", type=float, default=0.5, help="map threshold for boxes (default 0.5)")
+    p.add_argument("--min-area", type=float, default=0.01,
+                   help="drop components smaller than this fraction of the image (default 0.01)")
+    p.add_argument("--margin", type=float, default=0.2, help="box padding per side, relative (default 0.2)")
+    p.add_argument("--shard-size", type=int, default=1024, help="samples per shard file (default 1024)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="autocast precision of the model (default fp32)")
+    p.add_argument("--device", default="auto",
+                   help="torch device (default: cuda:LOCAL_RANK if CUDA is available, else cpu)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader worker processes decoding images (default min(8, cpus - 1))")
+    p.add_argument("--overwrite", action="store_true", help="delete an existing store at --out first")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _fail(message: str) -> int:
+    print(f"objaug precompute: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _checkpoint_identity(path: str) -> dict[str, Any]:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return {"bytes": os.path.getsize(path), "name": os.path.basename(path), "sha256": h.hexdigest()}
+
+
+def _init_distributed(device_arg: str) -> tuple[Any, bool]:
+    """Initialise torch.distributed from torchrun's environment (if present); returns (device, initialised)."""
+    from datetime import timedelta
+
+    import torch
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_arg == "auto":
+        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(device_arg)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    started = False
+    if world > 1 and dist.is_available() and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, timeout=timedelta(hours=6))
+        started = True
+    return device, started
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the ``precompute`` subcommand."""
+    import torch
+    import torch.distributed as dist
+
+    from objaug.archs import backbone_dim, build_backbone, build_projector
+    from objaug.checkpoint import CheckpointError, load_weights
+    from objaug.store.format import StoreError
+    from objaug.store.precompute import IMAGENET_MEAN, IMAGENET_STD, ImageFolderFiles, load_dataset, precompute
+
+    if args.checkpoint is None and not args.random_init:
+        return _fail("--checkpoint is required (or --random-init for a smoke test with random weights).")
+    for name in ("iters", "image_size", "batch_size", "max_boxes", "mask_size", "shard_size"):
+        if getattr(args, name) < 1:
+            return _fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
+    try:
+        device, started = _init_distributed(args.device)
+        torch.empty(0, device=device)
+    except (RuntimeError, ValueError) as e:
+        return _fail(f"cannot use device {args.device!r}: {e}")
+    try:
+        # dataset
+        try:
+            if args.data is not None:
+                dataset: Any = ImageFolderFiles(args.data)
+                dataset_info = {"kind": "folder", "source": os.path.normpath(args.data)}
+            else:
+                dataset = load_dataset(args.dataset)
+                dataset_info = {"kind": "callable", "source": args.dataset}
+        except (FileNotFoundError, ValueError, ImportError, AttributeError) as e:
+            return _fail(str(e))
+        # model
+        try:
+            backbone = build_backbone(args.arch)
+        except (ValueError, ImportError) as e:
+            return _fail(str(e))
+        projector = None
+        if args.projector:
+            try:
+                projector = build_projector(args.projector, backbone_dim(backbone, image_size=min(args.image_size, 64)))
+            except ValueError as e:
+                return _fail(str(e))
+        model_info: dict[str, Any] = {"arch": args.arch, "projector": args.projector}
+        if args.checkpoint is not None:
+            try:
+                rep = load_weights(backbone, args.checkpoint, key_prefix=args.key_prefix,
+                                   trusted=args.trust_checkpoint)
+                if projector is not None:
+                    prep = load_weights(projector, args.checkpoint, key_prefix=args.projector_prefix,
+                                        trusted=args.trust_checkpoint)
+                    if prep.prefix == rep.prefix and args.projector_prefix is None:
+                        raise CheckpointError(
+                            f"the projector's keys were found under the backbone's prefix {rep.prefix!r}; "
+                            "pass --projector-prefix (e.g. projector.).")
+            except (CheckpointError, FileNotFoundError) as e:
+                return _fail(str(e))
+            model_info["checkpoint"] = _checkpoint_identity(args.checkpoint)
+        else:
+            print("objaug precompute: warning: --random-init: random weights, the boxes mean nothing.",
+                  file=sys.stderr)
+            model_info["checkpoint"] = None
+        backbone.to(device).eval()
+        if projector is not None:
+            projector.to(device).eval()
+        try:
+            result = precompute(
+                dataset, backbone, args.out, projector=projector, iters=args.iters, temperature=args.temperature,
+                expand_res=args.expand_res, batch_size=args.batch_size, image_size=args.image_size,
+                mean=tuple(args.mean) if args.mean else IMAGENET_MEAN,
+                std=tuple(args.std) if args.std else IMAGENET_STD, mask_size=args.mask_size,
+                max_boxes=args.max_boxes, threshold=args.threshold, min_area=args.min_area, margin=args.margin,
+                shard_size=args.shard_size, precision=args.precision, num_workers=args.workers,
+                model_info=model_info, dataset_info=dataset_info, overwrite=args.overwrite,
+                progress=not args.no_progress)
+        except (StoreError, ValueError, TypeError) as e:
+            return _fail(str(e))
+        if result.rank == 0:
+            s = result.manifest["summary"]
+            print(f"objaug precompute: {s['count']} samples, {s['skipped']} skipped, coverage {s['coverage']:.3f} "
+                  f"({s['with_box']} with a box); this run: {result.shards_written} shard(s), {result.images} "
+                  f"images, {result.images_per_second:.1f} img/s -> {args.out}", file=sys.stderr)
+            for entry in result.manifest["skipped"][:10]:
+                print(f"  skipped {entry['index']}: {entry['error']}", file=sys.stderr)
+        return 0
+    finally:
+        if started and dist.is_initialized():
+            dist.destroy_process_group()
