@@ -1,0 +1,291 @@
+"""objaug cam: ContraCAM maps and object boxes for a folder of images, with a trained SSL checkpoint.
+
+Example:
+    objaug cam photos/ --arch resnet50 --checkpoint solo_mocov2.ckpt --out cam_out --iters 10
+
+Reads every jpg/jpeg/png/bmp/webp file under the given directories (recursively) and every file given
+explicitly; resizes each to --image-size square and normalises with the ImageNet statistics; loads the
+checkpoint into the backbone (the key prefix is detected, see objaug.checkpoint); runs ContraCAM in
+batches; writes
+
+    OUT/overlays/NNNN_<name>.png   the map over the image, with the boxes (at most 1024 px on a side)
+    OUT/grid.png                   image | overlay + boxes, for the first 32 images
+    OUT/boxes.json                 per image: size, boxes in pixels and normalised, valid flags, fallback
+
+ContraCAM contrasts each image with the others of its batch, so the images are split into batches of
+near-equal size (never a batch of one), and at least 2 readable images are required; the map of an
+image depends on which other images share its batch. Files that cannot be read are reported, skipped
+and listed under "skipped" in boxes.json; the exit status is non-zero only if nothing could be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+HELP = "ContraCAM maps and object boxes for images, with a trained checkpoint"
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+MAX_OVERLAY_SIDE = 1024
+GRID_IMAGES = 32
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Register the ``cam`` options."""
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or directories")
+    p.add_argument("--arch", default="resnet50",
+                   help="resnet18, resnet50, tiny_resnet or a timm model name (default: resnet50)")
+    p.add_argument("--checkpoint", help="weights: a state dict, Lightning/solo-learn or lightly checkpoint")
+    p.add_argument("--random-init", action="store_true",
+                   help="run without a checkpoint (random weights: for smoke tests only)")
+    p.add_argument("--key-prefix", default=None,
+                   help="prefix of the backbone keys in the checkpoint, e.g. 'backbone.' (default: detect)")
+    p.add_argument("--projector", default=None,
+                   help="projector MLP spec, e.g. 2048-128 or bn:4096-256 (loaded from the checkpoint's "
+                        "projector keys); default: none (ContraCAM on the pooled features)")
+    p.add_argument("--projector-prefix", default=None,
+                   help="prefix of the projector keys (default: detect, e.g. 'projector.')")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow torch.load(weights_only=False) for checkpoints that pickle Python objects")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--iters", type=int, default=10, help="ContraCAM refinement iterations (default 10)")
+    p.add_argument("--temperature", type=float, default=1.0, help="ContraCAM temperature (default 1)")
+    p.add_argument("--image-size", type=int, default=224, help="network input size (default 224)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per ContraCAM batch (default 32)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--expand-res", action="store_true", help="stride 1 in the last stage (finer maps)")
+    p.add_argument("--threshold", type=float, default=0.5, help="map threshold for boxes (default 0.5)")
+    p.add_argument("--min-area", type=float, default=0.01,
+                   help="drop components smaller than this fraction of the image (default 0.01)")
+    p.add_argument("--margin", type=float, default=0.2, help="box padding per side, relative (default 0.2)")
+    p.add_argument("--max-boxes", type=int, default=4, help="boxes per image (default 4)")
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the map (default 0.5)")
+
+
+def find_images(inputs: Iterable[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """Expand files and directories into a sorted list of image paths.
+
+    Directories are walked recursively for files with an image extension (case-insensitive); files
+    given explicitly are kept whatever their extension. Missing paths are returned as skipped entries.
+    """
+    files: list[str] = []
+    skipped: list[dict[str, str]] = []
+    for item in inputs:
+        if os.path.isdir(item):
+            found = []
+            for root, dirs, names in os.walk(item):
+                dirs.sort()
+                found += [os.path.join(root, n) for n in sorted(names)
+                          if n.lower().endswith(IMAGE_EXTENSIONS)]
+            files += found
+        elif os.path.isfile(item):
+            files.append(item)
+        else:
+            skipped.append({"file": item, "error": "no such file or directory"})
+    seen: set[str] = set()
+    unique = []
+    for f in files:
+        if f not in seen:
+            seen.add(f)
+            unique.append(f)
+    return unique, skipped
+
+
+def balanced_batches(n: int, batch_size: int) -> list[range]:
+    """Split ``range(n)`` into ``ceil(n / batch_size)`` consecutive batches of near-equal size.
+
+    With ``n >= 2`` no batch has a single image (ContraCAM needs at least 2 per batch).
+    """
+    if n <= 0:
+        return []
+    k = -(-n // max(batch_size, 2))
+    if n >= 2:
+        k = min(k, n // 2)
+    k = max(k, 1)
+    base, extra = divmod(n, k)
+    out, start = [], 0
+    for i in range(k):
+        size = base + (1 if i < extra else 0)
+        out.append(range(start, start + size))
+        start += size
+    return out
+
+
+def _overlay_name(index: int, path: str) -> str:
+    stem = os.path.splitext(os.path.basename(path))[0]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:80] or "image"
+    return f"{index:04d}_{safe}.png"
+
+
+def _fail(message: str) -> int:
+    print(f"objaug cam: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
+    """Run the ``cam`` subcommand."""
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+    from tqdm import tqdm
+
+    from objaug.archs import backbone_dim, build_backbone, build_projector
+    from objaug.boxes import boxes_from_cam
+    from objaug.checkpoint import CheckpointError, load_weights
+    from objaug.contracam import ContraCAM
+    from objaug.viz import IMAGENET_MEAN, IMAGENET_STD, draw_boxes, make_grid, overlay_cam, save_png, to_uint8
+
+    if args.checkpoint is None and not args.random_init:
+        return _fail("--checkpoint is required (or --random-init for a smoke test with random weights).")
+    for name in ("iters", "image_size", "batch_size", "max_boxes"):
+        if getattr(args, name) < 1:
+            return _fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
+    if not 0.0 <= args.threshold <= 1.0:
+        return _fail(f"--threshold must be in [0, 1], got {args.threshold}.")
+    try:
+        device = torch.device(args.device)
+        torch.empty(0, device=device)
+    except (RuntimeError, ValueError) as e:
+        return _fail(f"cannot use device {args.device!r}: {e}")
+
+    files, skipped = find_images(args.inputs)
+    for s in skipped:
+        print(f"objaug cam: skipping {s['file']}: {s['error']}", file=sys.stderr)
+
+    # read images (PIL); unreadable files are skipped with a message
+    size = args.image_size
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    records: list[dict[str, Any]] = []
+    tensors: list[torch.Tensor] = []
+    originals: list[Any] = []
+    for path in files:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                rgb = im.convert("RGB")
+        except Exception as e:  # noqa: BLE001 - PIL raises many types for bad files
+            msg = f"{type(e).__name__}: {e}"
+            print(f"objaug cam: skipping {path}: cannot read it as an image ({msg})", file=sys.stderr)
+            skipped.append({"file": path, "error": msg})
+            continue
+        w, h = rgb.size
+        small = rgb.resize((size, size), Image.Resampling.BILINEAR)
+        t = torch.frombuffer(bytearray(small.tobytes()), dtype=torch.uint8).view(size, size, 3)
+        tensors.append(t.permute(2, 0, 1).contiguous())
+        originals.append(rgb)
+        records.append({"file": path, "width": w, "height": h})
+    if not records:
+        print("objaug cam: error: no image could be read.", file=sys.stderr)
+        _write_json(args, [], skipped)
+        return 1
+    if len(records) < 2:
+        return _fail(
+            f"only one readable image ({records[0]['file']}). ContraCAM contrasts each image with the other "
+            "images of its batch and has nothing to contrast a single image with: pass at least 2 images "
+            "(ideally a few dozen similar ones)."
+        )
+
+    # model
+    try:
+        backbone = build_backbone(args.arch)
+    except (ValueError, ImportError) as e:
+        return _fail(str(e))
+    projector = None
+    if args.projector:
+        try:
+            projector = build_projector(args.projector, backbone_dim(backbone, image_size=min(size, 64)))
+        except ValueError as e:
+            return _fail(str(e))
+    if args.checkpoint is not None:
+        try:
+            rep = load_weights(backbone, args.checkpoint, key_prefix=args.key_prefix,
+                               trusted=args.trust_checkpoint)
+            print(f"backbone: {rep.summary()}", file=sys.stderr)
+            if projector is not None:
+                prep = load_weights(projector, args.checkpoint, key_prefix=args.projector_prefix,
+                                    trusted=args.trust_checkpoint)
+                if prep.prefix == rep.prefix and args.projector_prefix is None:
+                    raise CheckpointError(
+                        f"the projector's keys were found under the backbone's prefix {rep.prefix!r}; "
+                        "pass --projector-prefix (e.g. projector.).")
+                print(f"projector: {prep.summary()}", file=sys.stderr)
+        except (CheckpointError, FileNotFoundError) as e:
+            return _fail(str(e))
+    else:
+        print("objaug cam: warning: --random-init: random weights, the maps mean nothing.", file=sys.stderr)
+    backbone.to(device).eval()
+    if projector is not None:
+        projector.to(device).eval()
+
+    cam = ContraCAM(backbone, projector=projector, iters=args.iters, temperature=args.temperature,
+                    expand_res=args.expand_res)
+    images_u8 = torch.stack(tensors)  # (N, 3, S, S) uint8
+    n = images_u8.shape[0]
+    maps = torch.empty(n, 1, size, size)
+    boxes = torch.empty(n, args.max_boxes, 4)
+    valid = torch.empty(n, args.max_boxes, dtype=torch.bool)
+    batches = balanced_batches(n, args.batch_size)
+    for idx in tqdm(batches, desc="ContraCAM", unit="batch", file=sys.stderr):
+        sl = slice(idx.start, idx.stop)
+        x = ((images_u8[sl].float() / 255.0 - mean) / std).to(device)
+        m = cam(x)
+        b, v = boxes_from_cam(m, threshold=args.threshold, min_area=args.min_area, margin=args.margin,
+                              max_boxes=args.max_boxes)
+        maps[sl] = m.float().cpu()
+        boxes[sl] = b.float().cpu()
+        valid[sl] = v.cpu()
+
+    # outputs
+    os.makedirs(os.path.join(args.out, "overlays"), exist_ok=True)
+    net_images = images_u8.float() / 255.0
+    for i, rec in enumerate(records):
+        rgb = originals[i]
+        w, h = rec["width"], rec["height"]
+        scale = min(1.0, MAX_OVERLAY_SIDE / max(w, h))
+        ow, oh = max(1, round(w * scale)), max(1, round(h * scale))
+        if scale < 1.0:
+            rgb = rgb.resize((ow, oh), Image.Resampling.BILINEAR)
+        img = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(oh, ow, 3).permute(2, 0, 1)
+        m = F.interpolate(maps[i : i + 1], size=(oh, ow), mode="bilinear", align_corners=False)
+        over = overlay_cam(img.unsqueeze(0), m, alpha=args.alpha)
+        width = max(1, round(max(ow, oh) / 200))
+        over = draw_boxes(over, boxes[i : i + 1], valid[i : i + 1], width=width)
+        name = os.path.join("overlays", _overlay_name(i, rec["file"]))
+        save_png(over[0], os.path.join(args.out, name))
+        scale_px = torch.tensor([w, h, w, h], dtype=torch.float32)
+        rec.update({
+            "overlay": name,
+            "boxes": [[round(float(c), 2) for c in bx] for bx in (boxes[i] * scale_px)],
+            "boxes_norm": [[round(float(c), 6) for c in bx] for bx in boxes[i]],
+            "valid": [bool(v) for v in valid[i]],
+            "fallback": not bool(valid[i].any()),
+        })
+    k = min(n, GRID_IMAGES)
+    over_small = draw_boxes(overlay_cam(net_images[:k], maps[:k], alpha=args.alpha), boxes[:k], valid[:k])
+    pairs = torch.stack([to_uint8(net_images[:k]), over_small], dim=1).flatten(0, 1)
+    save_png(make_grid(pairs, nrow=8), os.path.join(args.out, "grid.png"))
+    _write_json(args, records, skipped)
+    found = sum(1 for r in records if not r["fallback"])
+    print(f"objaug cam: {n} images, {found} with at least one box, {len(skipped)} skipped -> {args.out}",
+          file=sys.stderr)
+    return 0
+
+
+def _write_json(args: argparse.Namespace, records: Sequence[dict[str, Any]], skipped: Sequence[dict[str, str]]) -> None:
+    os.makedirs(args.out, exist_ok=True)
+    doc = {
+        "version": 1,
+        "box_format": "xyxy; 'boxes' in pixels of the original image, 'boxes_norm' in [0, 1]",
+        "settings": {k: getattr(args, k) for k in ("arch", "checkpoint", "key_prefix", "projector", "iters",
+                                                   "temperature", "image_size", "batch_size", "expand_res",
+                                                   "threshold", "min_area", "margin", "max_boxes")},
+        "images": list(records),
+        "skipped": list(skipped),
+    }
+    with open(os.path.join(args.out, "boxes.json"), "w") as f:
+        json.dump(doc, f, indent=1)
