@@ -18,10 +18,18 @@ Usage::
 
     queue = deque(maxlen=50)          # kept across calls, FIFO, like the module's queue
     out, mixed = mixup_loop(images, masks, p=0.4, threshold=0.2, queue=queue)
+
+Run as a script it times ``BackgroundMixup`` against this loop (one process, interleaved repetitions,
+medians of wall-clock and of process CPU time)::
+
+    .venv/bin/python benchmarks/_mixup_loop.py --threads 1 --repeats 15
 """
 
 from __future__ import annotations
 
+import argparse
+import statistics
+import time
 from collections import deque
 
 import torch
@@ -133,3 +141,71 @@ def mixup_loop(
             if isinstance(queue, list) and len(queue) > queue_size:
                 del queue[0]
     return torch.stack(outs), torch.tensor(mixed, device=images.device)
+
+
+def _blob_masks(b: int, size: int, gen: torch.Generator) -> Tensor:
+    """One soft Gaussian blob per image, (B, 1, size, size) in [0, 1]: CAM-like object masks."""
+    g = torch.arange(size, dtype=torch.float32)
+    cy, cx = (size * (0.2 + 0.6 * torch.rand(2, b, 1, generator=gen))).unbind(0)
+    sy, sx = (size * (0.07 + 0.13 * torch.rand(2, b, 1, generator=gen))).unbind(0)
+    my = torch.exp(-((g[None] - cy) ** 2) / (2 * sy**2))
+    mx = torch.exp(-((g[None] - cx) ** 2) / (2 * sx**2))
+    return (my[:, :, None] * mx[:, None, :])[:, None].contiguous()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Time objaug's BackgroundMixup against :func:`mixup_loop` on CPU or CUDA; print medians and ratios."""
+    from objaug.augment.mixup import BackgroundMixup
+
+    ap = argparse.ArgumentParser(description="BackgroundMixup vs the per-sample loop anchor")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--p", type=float, default=0.4)
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--check-inputs", action="store_true", help="keep the module's one-sync mask check")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    gen = torch.Generator().manual_seed(0)
+    b, s = args.batch_size, args.size
+    images = torch.randn(b, 3, s, s, generator=gen).to(dev)
+    masks = _blob_masks(b, s, gen).to(dev)
+    mix = BackgroundMixup(p=args.p, threshold=0.2, queue_size=50, check_inputs=args.check_inputs).to(dev)
+    queue: deque[Tensor] = deque(maxlen=50)
+    fns = {
+        "loop (anchor)": lambda: mixup_loop(images, masks, p=args.p, threshold=0.2, queue=queue),
+        "BackgroundMixup": lambda: mix(images, masks),
+    }
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    for fn in fns.values():
+        for _ in range(args.warmup):
+            fn()
+    sync()
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(args.repeats):  # round-robin, so a drifting machine load hits both alike
+        for name, fn in fns.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            sync()
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    med = {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
+    print(f"device={dev} threads={torch.get_num_threads()} B={b} size={s} p={args.p} "
+          f"check_inputs={args.check_inputs} repeats={args.repeats}")
+    anchor = med["loop (anchor)"]
+    for name, (w, c) in med.items():
+        print(f"  {name:16s} wall {w * 1e3:8.1f} ms  cpu {c * 1e3:8.1f} ms   "
+              f"speed-up vs loop: wall {anchor[0] / w:5.2f}x  cpu {anchor[1] / c:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
