@@ -1,0 +1,87 @@
+"""Lightning glue for :class:`~objaug.integrations.lightly.device_step.ObjectAwareStep`.
+
+Two ways to plug the device step into Lightly's PyTorch Lightning examples (both leave
+``training_step`` unchanged: ``x0, x1 = batch[0]`` receives the views):
+
+* a LightningModule hook, five lines in the module (see ``docs/lightly.md``)::
+
+      def on_after_batch_transfer(self, batch, dataloader_idx):
+          if self.trainer.training:
+              batch = self.objaug.transform_batch(batch)
+          return batch
+
+* or, without touching the module, :class:`ObjectAwareCallback` in ``Trainer(callbacks=[...])``.
+
+The callback subclasses ``lightning.pytorch.Callback`` (or ``pytorch_lightning.Callback`` when only that
+package is installed); Lightning 2.x trainers of either package accept it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .device_step import ObjectAwareStep
+
+try:
+    from lightning.pytorch.callbacks import Callback
+except ImportError:  # pragma: no cover - only pytorch_lightning installed
+    from pytorch_lightning.callbacks import Callback  # type: ignore[no-redef,assignment]
+
+__all__ = ["ObjectAwareCallback"]
+
+
+class ObjectAwareCallback(Callback):  # type: ignore[misc]
+    """Replace each training batch's base images by object-aware views, on the device.
+
+    Runs in ``on_train_batch_start``: the batch (a list ``[images, target, ...]`` after the default
+    collate, already on the device) is modified in place, and ``training_step`` receives the views at
+    ``batch[image_index]``. The dataset must yield base images in [0, 1] (e.g. ``transform=T.ToTensor()``
+    or :class:`~objaug.integrations.lightly.dataset.ObjectAwareDataset`).
+
+    Args:
+        step: an :class:`ObjectAwareStep`, or a factory ``step(pl_module) -> ObjectAwareStep`` called once
+            at setup (convenient to point the CAM at the module's momentum encoder and memory bank).
+        image_index: position of the images in the batch.
+        index_position: position of the dataset indexes in the batch, if any.
+
+    Raises:
+        TypeError: the batch is a tuple (cannot be modified in place): use the
+            ``on_after_batch_transfer`` hook instead, which returns a new batch.
+    """
+
+    def __init__(
+        self,
+        step: ObjectAwareStep | Callable[[Any], ObjectAwareStep],
+        *,
+        image_index: int = 0,
+        index_position: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(step, ObjectAwareStep) and not callable(step):
+            raise TypeError(f"step must be an ObjectAwareStep or a factory pl_module -> ObjectAwareStep, got "
+                            f"{type(step).__name__}.")
+        self._factory = None if isinstance(step, ObjectAwareStep) else step
+        self.step: ObjectAwareStep | None = step if isinstance(step, ObjectAwareStep) else None
+        self.image_index = image_index
+        self.index_position = index_position
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if self.step is None:
+            assert self._factory is not None
+            step = self._factory(pl_module)
+            if not isinstance(step, ObjectAwareStep):
+                raise TypeError(f"The step factory must return an ObjectAwareStep, got {type(step).__name__}.")
+            self.step = step
+        self.step.to(pl_module.device)
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if self.step is None:
+            self.setup(trainer, pl_module, "fit")
+        assert self.step is not None
+        if not isinstance(batch, list):
+            raise TypeError(f"ObjectAwareCallback modifies the batch in place, so it must be a list, got "
+                            f"{type(batch).__name__}; use the on_after_batch_transfer hook "
+                            "(batch = step.transform_batch(batch)) instead.")
+        new = self.step.transform_batch(batch, image_index=self.image_index, index_position=self.index_position)
+        batch[:] = new

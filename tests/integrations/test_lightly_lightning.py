@@ -1,0 +1,122 @@
+"""ObjectAwareStep in Lightly's PyTorch Lightning example structure: the hook and the callback."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+pytest.importorskip("lightly")
+pl = pytest.importorskip("pytorch_lightning")
+pytest.importorskip("lightning")
+
+from lightly.loss import NTXentLoss  # noqa: E402
+from lightly.models.modules import MoCoProjectionHead  # noqa: E402
+from lightly.models.utils import deactivate_requires_grad, update_momentum  # noqa: E402
+from objaug.integrations.lightly.device_step import ObjectAwareStep  # noqa: E402
+from objaug.integrations.lightly.lightning import ObjectAwareCallback  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from objaug.augment.presets import moco_v2_views  # noqa: E402
+
+SIZE = 32
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def moco_class(lightning_module: type) -> type:
+    class MoCo(lightning_module):  # type: ignore[misc,valid-type]
+        """examples/pytorch_lightning/moco.py, with ``hook=True`` adding objaug's five lines."""
+
+        def __init__(self, hook: bool = False):
+            super().__init__()
+            resnet = torchvision.models.resnet18()
+            self.backbone = nn.Sequential(*list(resnet.children())[:-1])
+            self.projection_head = MoCoProjectionHead(512, 512, 128)
+            self.backbone_momentum = copy.deepcopy(self.backbone)
+            self.projection_head_momentum = copy.deepcopy(self.projection_head)
+            deactivate_requires_grad(self.backbone_momentum)
+            deactivate_requires_grad(self.projection_head_momentum)
+            self.criterion = NTXentLoss(memory_bank_size=(64, 128))
+            self.seen: list[tuple[int, ...]] = []
+            self.losses: list[float] = []
+            if hook:  # objaug
+                self.objaug = ObjectAwareStep(moco_v2_views(SIZE), model=self.backbone_momentum,
+                                              projector=self.projection_head_momentum, criterion=self.criterion)
+
+        def on_after_batch_transfer(self, batch, dataloader_idx):
+            if hasattr(self, "objaug") and self.trainer.training:  # objaug
+                batch = self.objaug.transform_batch(batch)  # objaug
+            return batch
+
+        def forward(self, x):
+            return self.projection_head(self.backbone(x).flatten(start_dim=1))
+
+        def forward_momentum(self, x):
+            return self.projection_head_momentum(self.backbone_momentum(x).flatten(start_dim=1)).detach()
+
+        def training_step(self, batch, batch_idx):
+            update_momentum(self.backbone, self.backbone_momentum, m=0.99)
+            update_momentum(self.projection_head, self.projection_head_momentum, m=0.99)
+            x_query, x_key = batch[0]
+            self.seen.append(tuple(x_query.shape))
+            loss = self.criterion(self.forward(x_query), self.forward_momentum(x_key))
+            self.losses.append(float(loss.detach()))
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.06)
+
+    return MoCo
+
+
+MoCo = moco_class(pl.LightningModule)
+
+
+def loader() -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    return DataLoader(TensorDataset(torch.rand(16, 3, 48, 48, generator=g), torch.zeros(16)), batch_size=8)
+
+
+def trainer(module, **kwargs):
+    return module.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                          enable_model_summary=False, accelerator="cpu", devices=1, **kwargs)
+
+
+def test_the_five_line_hook():
+    model = MoCo(hook=True)
+    trainer(pl).fit(model, loader())
+    assert model.seen == [(8, 3, SIZE, SIZE)] * 2
+    assert all(torch.isfinite(torch.tensor(model.losses)))
+    assert "objaug" not in "".join(model.state_dict())  # the step adds nothing to checkpoints
+
+
+def test_the_callback_with_a_factory_and_both_lightning_packages():
+    import lightning.pytorch as L
+
+    for module in (pl, L):
+        model = moco_class(module.LightningModule)()
+        callback = ObjectAwareCallback(lambda m: ObjectAwareStep(
+            moco_v2_views(SIZE), model=m.backbone_momentum, projector=m.projection_head_momentum,
+            criterion=m.criterion))
+        trainer(module, callbacks=[callback]).fit(model, loader())
+        assert model.seen == [(8, 3, SIZE, SIZE)] * 2
+        assert callback.step is not None and callback.step.calls == 2
+
+
+def test_callback_refuses_tuple_batches_and_bad_steps():
+    with pytest.raises(TypeError, match="ObjectAwareStep"):
+        ObjectAwareCallback(42)  # type: ignore[arg-type]
+    step = ObjectAwareStep(moco_v2_views(SIZE))
+    callback = ObjectAwareCallback(step)
+    with pytest.raises(TypeError, match="on_after_batch_transfer"):
+        callback.on_train_batch_start(None, None, (torch.rand(2, 3, 8, 8),), 0)
