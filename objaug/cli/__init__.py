@@ -23,6 +23,8 @@ __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 SUBCOMMANDS: dict[str, str] = {
     "demo": "objaug.cli.demo",
     "cam": "objaug.cli.cam",
+    "precompute": "objaug.cli.precompute",
+    "inspect": "objaug.cli.inspect",
 }
 
 
