@@ -3,9 +3,17 @@
 from objaug.functional.cam import contrastive_score, fill_masked, gradcam_map, minmax_normalize, upsample_maps
 from objaug.functional.components import connected_components
 from objaug.functional.crop import apply_crop, crop_and_resize, crop_matrix, sample_box_index
-from objaug.functional.mixup import background_mixup, largest_strip, mask_bounding_boxes
+from objaug.functional.mixup import (
+    BackgroundMixupOutput,
+    background_mixup,
+    largest_strip,
+    mask_bounding_boxes,
+    mean_fill_backgrounds,
+    tiled_strip_backgrounds,
+)
 
 __all__ = [
+    "BackgroundMixupOutput",
     "apply_crop",
     "background_mixup",
     "connected_components",
@@ -16,7 +24,9 @@ __all__ = [
     "gradcam_map",
     "largest_strip",
     "mask_bounding_boxes",
+    "mean_fill_backgrounds",
     "minmax_normalize",
     "sample_box_index",
+    "tiled_strip_backgrounds",
     "upsample_maps",
 ]
