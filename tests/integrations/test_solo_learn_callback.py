@@ -1,0 +1,256 @@
+"""The solo-learn callback with a real Lightning Trainer on the CPU and a module written to solo-learn's
+contract (see test_solo_learn_support.py). The callback is the one the entry point adds (no
+``callbacks=``), unless a test says otherwise."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("lightning")
+pytest.importorskip("omegaconf")
+
+from objaug.integrations.solo_learn import ObjaugConfigError, ObjectAwareCallback  # noqa: E402
+from objaug.integrations.solo_learn.config import parse_objaug_config  # noqa: E402
+from test_solo_learn_support import (  # noqa: E402
+    SIZE,
+    STORE_CLS,
+    BlobDataset,
+    ContractMethod,
+    CoordDataset,
+    box_store,
+    fit,
+    make_cfg,
+    objaug_callbacks,
+    pipeline,
+    single_thread,
+)
+
+__all__ = ["single_thread"]  # the autouse fixture, imported
+
+HALF_PIXEL = 0.5 / SIZE
+EPS = 1e-4
+
+
+def store_block(**extra):
+    block = {"enabled": True, "source": "store", "store": {"path": "memory:8", "cls": STORE_CLS}}
+    block.update(extra)
+    return block
+
+
+def test_entry_point_adds_the_callback_to_every_trainer():
+    import lightning.pytorch as L
+
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
+    found = objaug_callbacks(trainer)
+    assert len(found) == 1 and isinstance(found[0], ObjectAwareCallback) and found[0].from_entry_point
+
+
+def test_entry_point_for_pytorch_lightning():
+    pl = pytest.importorskip("pytorch_lightning")
+    from objaug.integrations.solo_learn.pl_callback import ObjectAwareCallback as PLCallback
+
+    found = objaug_callbacks(pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False))
+    assert len(found) == 1 and isinstance(found[0], PLCallback) and isinstance(found[0], pl.Callback)
+
+
+def test_store_crop_changes_what_training_step_sees():
+    module = ContractMethod(make_cfg(store_block(crop={"flip_prob": 0.0})))
+    trainer = fit(module, CoordDataset(8), steps=2)
+    (cb,) = objaug_callbacks(trainer)
+    assert cb.active
+    store = cb.engine.store
+    assert len(module.seen) == 2
+    expected = box_store(8)
+    for step, request in zip(module.seen, store.requests, strict=True):
+        assert torch.equal(request, step["indexes"])  # the store is asked for the batch's own images
+        for x in step["X"]:  # both views re-cropped inside each image's own box, at the view's size
+            assert x.shape == (4, 3, SIZE, SIZE)
+            box = expected.boxes[step["indexes"], 0]
+            xs, ys = x[:, 0], x[:, 1]
+            assert (xs.amin((1, 2)) >= torch.clamp(box[:, 0], min=HALF_PIXEL) - EPS).all()
+            assert (xs.amax((1, 2)) <= torch.clamp(box[:, 2], max=1 - HALF_PIXEL) + EPS).all()
+            assert (ys.amin((1, 2)) >= torch.clamp(box[:, 1], min=HALF_PIXEL) - EPS).all()
+            assert (ys.amax((1, 2)) <= torch.clamp(box[:, 3], max=1 - HALF_PIXEL) + EPS).all()
+            # a real crop, not the full frame; the right image (channel 2 = index / 1000)
+            assert ((xs.amax((1, 2)) - xs.amin((1, 2))) < 0.45).all()
+            assert torch.allclose(x[:, 2].mean((1, 2)), step["indexes"].float() / 1000, atol=1e-6)
+        assert not torch.equal(step["X"][0], step["X"][1])  # independent crops per view
+
+
+def test_flip_and_whole_frame_crops():
+    module = ContractMethod(make_cfg(store_block(crop={"p": 0.0, "flip_prob": 1.0, "scale": [0.2, 0.5]})))
+    fit(module, CoordDataset(8), steps=1)
+    x = module.seen[0]["X"][0]
+    assert (x[:, 0, :, 0] > x[:, 0, :, -1]).all()  # flipped: x decreases left to right
+    span = (x[:, 0].amax((1, 2)) - x[:, 0].amin((1, 2))) * (x[:, 1].amax((1, 2)) - x[:, 1].amin((1, 2)))
+    assert (span < 0.55).all()  # area fraction of the whole frame within crop.scale (minus half pixels)
+
+
+def test_only_configured_views_are_rewritten():
+    cfg = make_cfg(store_block(views=[1]), pipelines=[pipeline(full=False, flip=0.5), pipeline()])
+    module = ContractMethod(cfg)
+    fit(module, CoordDataset(8), steps=1)
+    x0, x1 = module.seen[0]["X"]
+    frames = torch.stack([CoordDataset(8)[i][1][0] for i in range(4)])
+    assert torch.equal(x0, frames)  # view 0 untouched
+    assert not torch.equal(x1, frames)
+
+
+def test_mixup_on_view_zero_with_store_masks():
+    block = store_block(crop={"p": 0.0, "scale": [0.9, 1.0]}, mixup={"enabled": True, "views": [0], "p": 1.0})
+    module = ContractMethod(make_cfg(block))
+    trainer = fit(module, CoordDataset(8), steps=1)
+    (cb,) = objaug_callbacks(trainer)
+    mixed = cb.engine.last_info["mixed"]
+    assert set(mixed) == {0} and bool(mixed[0].any())
+    x0 = module.seen[0]["X"][0]
+    idx = module.seen[0]["indexes"].float() / 1000
+    # mixed images borrow background pixels from their partner (perm): channel 2 (the image id) changes
+    perm = cb.engine.mixers["0"]._params["perm"]
+    changed = (x0[:, 2] - idx.view(-1, 1, 1)).abs().amax((1, 2)) > 1e-4
+    assert torch.equal(changed, mixed[0] & (perm != torch.arange(4)))
+    assert torch.allclose(module.seen[0]["X"][1][:, 2], idx.view(-1, 1, 1).expand(4, SIZE, SIZE), atol=1e-6)  # unmixed
+
+
+@pytest.mark.parametrize("block", [None, {"enabled": False}, {}])
+def test_inert_without_block_or_disabled(block):
+    module = ContractMethod(make_cfg(block))
+    trainer = fit(module, CoordDataset(8), steps=1)
+    assert not objaug_callbacks(trainer)[0].active
+    frames = torch.stack([CoordDataset(8)[i][1][0] for i in range(4)])
+    assert all(torch.equal(x, frames) for x in module.seen[0]["X"])
+
+
+def test_inert_without_cfg_or_augmentations():
+    module = ContractMethod(make_cfg(store_block()))
+    del module.cfg
+    trainer = fit(module, CoordDataset(8), steps=1)
+    assert not objaug_callbacks(trainer)[0].active
+    module = ContractMethod(make_cfg(store_block()))
+    del module.cfg["augmentations"]  # a linear-eval style config
+    with pytest.warns(UserWarning, match="stays inactive"):
+        trainer = fit(module, CoordDataset(8), steps=1)
+    assert not objaug_callbacks(trainer)[0].active
+
+
+@pytest.mark.parametrize(
+    ("block", "match"),
+    [
+        (store_block(crop={"scael": [0.1, 1.0]}), r"objaug\.crop\.scael.*Did you mean objaug\.crop\.scale"),
+        (store_block(source="cam"), r"objaug\.source must be one of 'store', 'online'"),
+        (store_block(crop={"scale": [0.5, 2.0]}), r"objaug\.crop\.scale must satisfy 0.0 < min <= max <= 1.0"),
+        (store_block(views=[0, 5]), r"view 5 does not exist"),
+        ({"enabled": True, "source": "store"}, r"objaug\.store\.path is not set"),
+        (store_block(mixup={"enabled": True, "views": [1]}, views=[0]), r"mixup\.views \[1\] must be a subset"),
+    ],
+)
+def test_bad_block_fails_before_training(block, match):
+    module = ContractMethod(make_cfg(block))
+    with pytest.raises(ObjaugConfigError, match=match):
+        fit(module, CoordDataset(8), steps=1)
+    assert module.seen == []
+
+
+def test_pipeline_that_is_not_full_frame_is_refused():
+    cfg = make_cfg(store_block(), pipelines=[pipeline(full=False), pipeline()])
+    with pytest.raises(ObjaugConfigError, match=r"augmentations\[0\]\.rrc\.crop_min_scale: 1\.0"):
+        fit(ContractMethod(cfg), CoordDataset(8), steps=1)
+    cfg = make_cfg(store_block(), pipelines=[pipeline(), pipeline(flip=0.5)])
+    with pytest.raises(ObjaugConfigError, match=r"augmentations\[1\]\.horizontal_flip\.prob: 0\.0"):
+        fit(ContractMethod(cfg), CoordDataset(8), steps=1)
+
+
+def test_explicit_callback_replaces_the_entry_point_one():
+    store = box_store(8)
+    explicit = ObjectAwareCallback(store_block(store={"path": "unused"}), store=store)
+    module = ContractMethod(make_cfg(None))
+    trainer = fit(module, CoordDataset(8), steps=1, callbacks=[explicit])
+    cbs = objaug_callbacks(trainer)
+    assert len(cbs) == 2
+    assert [cb.active for cb in cbs if cb.from_entry_point] == [False] and explicit.active
+    assert len(store.requests) == 1  # augmented once, by the explicit callback
+
+
+def test_online_cam_momentum_bf16_channels_last():
+    block = {"enabled": True, "source": "online", "online": {"model": "momentum"},
+             "mixup": {"enabled": True, "views": [0]}, "boxes": {"map_size": 16}}
+    module = ContractMethod(make_cfg(block), momentum=True, channels_last=True)
+    module = module.to(memory_format=torch.channels_last)
+    bn = module.momentum_backbone.bn1
+    dtypes = []  # the momentum encoder runs only in the CAM: it must run under the trainer's autocast
+    module.momentum_backbone.layer4.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype))
+    trainer = fit(module, BlobDataset(8), steps=1, precision="bf16-mixed")
+    assert dtypes == [torch.bfloat16]
+    (cb,) = objaug_callbacks(trainer)
+    assert cb.engine.last_info["cam"] is True and cb.engine.batches_seen == 1
+    assert module.seen[0]["autocast"]
+    # the momentum encoder is never run in train mode by anyone: the CAM left its BN statistics alone
+    assert torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean)) and int(bn.num_batches_tracked) == 0
+    assert module.momentum_backbone.training and module.training
+    frames = torch.stack([BlobDataset(8)[i][1][0] for i in range(4)])
+    assert not torch.equal(module.seen[0]["X"][0], frames)
+    assert all(torch.isfinite(x).all() for step in module.seen for x in step["X"])
+
+
+class _Recorder:
+    """Reads the objaug callback's per-batch info after each training step."""
+
+    def __init__(self):
+        import lightning.pytorch as L
+
+        outer = self
+
+        class Rec(L.Callback):
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                info = objaug_callbacks(trainer)[-1].engine.last_info
+                outer.cam.append(info["cam"])
+                outer.object.append(info["object"].clone())
+
+        self.cam: list[bool] = []
+        self.object: list[torch.Tensor] = []
+        self.callback = Rec()
+
+
+def test_online_cache_every_n_steps():
+    block = {"enabled": True, "source": "online", "online": {"model": "online", "every_n_steps": 2},
+             "boxes": {"map_size": 16, "threshold": 0.3}}
+    module = ContractMethod(make_cfg(block), record=False)
+    rec = _Recorder()
+    trainer = fit(module, BlobDataset(4), steps=3, batch_size=4, callbacks=[rec.callback])  # same 4 images each step
+    (cb,) = objaug_callbacks(trainer)
+    assert rec.cam == [True, False, True]  # step 1 reads the boxes cached per index on step 0
+    assert bool(rec.object[1].any())  # cached boxes were used for object crops
+    assert cb.engine.cache_boxes is None  # released in teardown
+
+
+def test_online_cache_none_gives_whole_frame_crops_between_cam_batches():
+    block = {"enabled": True, "source": "online", "online": {"every_n_steps": 2, "cache": "none"},
+             "boxes": {"map_size": 16, "threshold": 0.3}}
+    rec = _Recorder()
+    fit(ContractMethod(make_cfg(block), record=False), BlobDataset(4), steps=2, batch_size=4,
+        callbacks=[rec.callback])
+    assert rec.cam == [True, False] and not bool(rec.object[1].any())
+
+
+def test_cache_write_and_read():
+    from objaug.integrations.solo_learn.views import SoloObjectAware
+
+    config = parse_objaug_config({"enabled": True, "source": "online", "online": {"every_n_steps": 3},
+                                  "mixup": {"enabled": True}})
+    eng = SoloObjectAware(config)
+    eng.allocate_cache(10, torch.device("cpu"))
+    idx = torch.tensor([3, 7])
+    boxes = torch.tensor([[[0.1, 0.2, 0.5, 0.6]] * 4, [[0.0, 0.0, 1.0, 1.0]] * 4])
+    valid = torch.tensor([[True, False, False, False], [False] * 4])
+    masks = torch.rand(2, 1, 64, 64)
+    eng.cache_write(idx, boxes, valid, masks)
+    b, v, m = eng.cache_read(torch.tensor([7, 3, 0]))
+    assert torch.allclose(b[1], boxes[0], atol=1e-3) and torch.equal(v[:2], valid.flip(0))
+    assert not v[2].any() and m is not None and m.shape == (3, 1, 32, 32) and m[2].max() == 0
+    small = torch.nn.functional.interpolate(masks, size=(32, 32), mode="area")
+    assert torch.allclose(m[1], small[0], atol=1 / 255)
+    fresh = SoloObjectAware(config)
+    fresh.allocate_cache(10, torch.device("cpu"))
+    with pytest.raises(ObjaugConfigError, match="cache_size=10 is too small"):
+        fresh.cache_read(torch.tensor([12]))
