@@ -1,0 +1,109 @@
+# Lightly's examples/pytorch_lightning/moco.py with objaug's object-aware views made on the device,
+# added as a LightningModule hook: the five lines marked `# objaug` in the module (the rest of the
+# `# objaug` lines swap CIFAR-10 for generated scenes and add the command-line options).
+#
+# on_after_batch_transfer receives the batch on the device and replaces the base images by MoCo v2's
+# query/key views: ContraCAM by the momentum encoder, with the NTXentLoss memory bank as extra
+# negatives (read only: the bank, BatchNorm statistics and gradients are left untouched), boxes from
+# the maps, then the object-aware crop and MoCo v2's augmentations for the whole batch at once.
+# training_step is unchanged. Without touching the module:
+#     Trainer(callbacks=[ObjectAwareCallback(lambda m: ObjectAwareStep(...))])
+#
+# Runs on the CPU in about a minute on generated multi-object scenes (objaug.synthetic):
+#     python examples/lightly/moco_lightning.py            # 1 epoch of 256 images (8 steps of 32)
+#     python examples/lightly/moco_lightning.py --quick    # 2 small steps (used by the tests)
+
+import argparse
+import copy
+
+import pytorch_lightning as pl
+import torch
+import torchvision
+from lightly.loss import NTXentLoss
+from lightly.models.modules import MoCoProjectionHead
+from lightly.models.utils import deactivate_requires_grad, update_momentum
+from lightly.utils.scheduler import cosine_schedule
+from objaug.integrations.lightly.device_step import ObjectAwareStep  # objaug
+from torch import nn
+
+from objaug.augment.presets import moco_v2_views  # objaug
+from objaug.synthetic import make_scenes  # objaug (generated data instead of CIFAR-10)
+
+parser = argparse.ArgumentParser(description=__doc__)
+parser.add_argument("--epochs", type=int, default=1)
+parser.add_argument("--steps", type=int, default=-1, help="stop after this many steps (-1: all)")
+parser.add_argument("--batch-size", type=int, default=32)
+parser.add_argument("--images", type=int, default=256)
+parser.add_argument("--quick", action="store_true", help="2 steps of 8 images")
+args = parser.parse_args()
+if args.quick:
+    args.steps, args.batch_size, args.images = 2, 8, 16
+
+
+class MoCo(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        resnet = torchvision.models.resnet18()
+        self.backbone = nn.Sequential(*list(resnet.children())[:-1])
+        self.projection_head = MoCoProjectionHead(512, 512, 128)
+
+        self.backbone_momentum = copy.deepcopy(self.backbone)
+        self.projection_head_momentum = copy.deepcopy(self.projection_head)
+
+        deactivate_requires_grad(self.backbone_momentum)
+        deactivate_requires_grad(self.projection_head_momentum)
+
+        self.criterion = NTXentLoss(memory_bank_size=(4096, 128))
+        self.objaug = ObjectAwareStep(moco_v2_views(32), model=self.backbone_momentum,  # objaug
+                                      projector=self.projection_head_momentum, criterion=self.criterion)  # objaug
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):  # objaug
+        if self.trainer.training:  # objaug
+            batch = self.objaug.transform_batch(batch)  # objaug
+        return batch  # objaug
+
+    def forward(self, x):
+        query = self.backbone(x).flatten(start_dim=1)
+        query = self.projection_head(query)
+        return query
+
+    def forward_momentum(self, x):
+        key = self.backbone_momentum(x).flatten(start_dim=1)
+        key = self.projection_head_momentum(key).detach()
+        return key
+
+    def training_step(self, batch, batch_idx):
+        momentum = cosine_schedule(self.current_epoch, 10, 0.996, 1)
+        update_momentum(self.backbone, self.backbone_momentum, m=momentum)
+        update_momentum(self.projection_head, self.projection_head_momentum, m=momentum)
+        x_query, x_key = batch[0]
+        query = self.forward(x_query)
+        key = self.forward_momentum(x_key)
+        loss = self.criterion(query, key)
+        self.log("loss", loss, prog_bar=True, on_step=True, batch_size=x_query.shape[0])  # objaug (progress only)
+        return loss
+
+    def configure_optimizers(self):
+        optim = torch.optim.SGD(self.parameters(), lr=0.06)
+        return optim
+
+
+model = MoCo()
+
+# Base images in [0, 1] (64 px generated scenes) instead of MoCoV2Transform's views:  # objaug
+scenes = make_scenes(args.images, size=64, max_objects=3, seed=0)  # objaug
+dataset = torch.utils.data.TensorDataset(scenes.images, scenes.labels[:, 0])  # objaug
+
+dataloader = torch.utils.data.DataLoader(
+    dataset,
+    batch_size=args.batch_size,
+    shuffle=True,
+    drop_last=True,
+)
+
+accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+
+trainer = pl.Trainer(max_epochs=args.epochs, max_steps=args.steps, devices=1, accelerator=accelerator,
+                     logger=False, enable_checkpointing=False)  # objaug (no files written)
+trainer.fit(model=model, train_dataloaders=dataloader)
+print(f"done: {trainer.global_step} steps, last loss {float(trainer.callback_metrics['loss']):.5f}")  # objaug
