@@ -1,1 +1,53 @@
-"""objaug for Lightly: object-aware transforms for Lightly pipelines and a device step for training loops."""
+"""objaug for Lightly: object-aware transforms for Lightly pipelines and a device step for training loops.
+
+Pipeline path (per image, CPU, DataLoader workers; needs ``lightly``):
+
+* :class:`ObjectAwareSimCLRTransform`, :class:`ObjectAwareMoCoV2Transform`,
+  :class:`ObjectAwareBYOLTransform` (+ their view transforms): Lightly's transforms with the object-aware
+  crop;
+* :class:`ObjectAwareDataset`: attaches each image's boxes/masks (a store or tensors) by index.
+
+Training-loop path (the batch, on the device):
+
+* :class:`ObjectAwareStep`: base images in, object-aware views out (online ContraCAM, a store, or boxes
+  per call);
+* :class:`ObjectAwareCallback` (``objaug.integrations.lightly.lightning``; needs Lightning).
+
+Names are imported lazily, so ``import objaug.integrations.lightly`` itself imports neither lightly nor
+Lightning; see ``docs/lightly.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ObjectAwareSimCLRTransform": "simclr_transform",
+    "ObjectAwareSimCLRViewTransform": "simclr_transform",
+    "ObjectAwareMoCoV2Transform": "moco_transform",
+    "ObjectAwareBYOLTransform": "byol_transform",
+    "ObjectAwareBYOLView1Transform": "byol_transform",
+    "ObjectAwareBYOLView2Transform": "byol_transform",
+    "ObjectAwareMultiViewTransform": "_object_aware",
+    "PerImageObjectAwareCrop": "_object_aware",
+    "ObjectAwareDataset": "dataset",
+    "ObjectAwareStep": "device_step",
+    "memory_bank_negatives": "device_step",
+    "ObjectAwareCallback": "lightning",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
