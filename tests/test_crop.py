@@ -84,6 +84,18 @@ def test_antialias_removes_aliasing() -> None:
     assert (crop_and_resize(img, box, 40) - ref).abs().mean() < 0.01
 
 
+def test_auto_antialias_follows_the_static_downscale_bound() -> None:
+    torch.manual_seed(0)
+    boxes = _random_boxes(3, 1, low=0.0, high=1.0)[:, 0]
+    small = torch.rand(3, 3, 36, 36)  # -> 32: at most 1.125x, plain bilinear
+    torch.testing.assert_close(crop_and_resize(small, boxes, 32), crop_and_resize(small, boxes, 32, antialias=False))
+    large = torch.rand(3, 3, 80, 80)  # -> 32: up to 2.5x, area filter
+    torch.testing.assert_close(crop_and_resize(large, boxes, 32), crop_and_resize(large, boxes, 32, antialias=True))
+    crop = ObjectAwareRandomResizedCrop(32)
+    out = crop(large, boxes[:, None])
+    torch.testing.assert_close(out, crop_and_resize(large, crop._params["crop_boxes"], 32, antialias=True))
+
+
 def test_grid_and_roi_paths_agree_when_upscaling() -> None:
     torch.manual_seed(0)
     image = torch.rand(4, 3, 20, 30)
@@ -343,8 +355,10 @@ def test_bad_constructor_arguments() -> None:
         ObjectAwareRandomResizedCrop(8, resample="bicubic")
     with pytest.raises(ValueError, match="attempts"):
         ObjectAwareRandomResizedCrop(8, attempts=0)
-    with pytest.raises(TypeError, match="antialias"):
-        ObjectAwareRandomResizedCrop(8, antialias="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="antialias"):
+        ObjectAwareRandomResizedCrop(8, antialias="yes")
+    with pytest.raises(ValueError, match="antialias"):
+        crop_and_resize(torch.rand(1, 1, 8, 8), full_image_boxes(1), 4, antialias="yes")
 
 
 def test_bad_call_inputs() -> None:

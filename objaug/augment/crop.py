@@ -128,10 +128,13 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
         center_suppressed: ContrastiveCrop's centre-suppressed placement (Peng et al., CVPR 2022): the
             crop's offset inside the box along each axis is ``Beta(alpha, alpha)`` instead of uniform.
         alpha: that Beta parameter, > 0 (0.6 in ContrastiveCrop; 1 is uniform).
-        antialias: ``True`` (default, what torchvision's tensor RandomResizedCrop and PIL do): downscaled
-            crops average ``ceil(s)**2`` bilinear samples per output pixel (``roi_align`` adaptive
-            sampling, an area filter), upscaled crops are plain bilinear. ``False``: plain bilinear
-            ``grid_sample`` (what kornia's crops do), aliasing when a large box is shrunk, and cheaper.
+        antialias: ``True``: downscaled crops average ``ceil(s)**2`` bilinear samples per output pixel
+            (``roi_align`` adaptive sampling, an area filter; what a user of torchvision's or PIL's
+            antialiased RandomResizedCrop expects), upscaled crops are plain bilinear. ``False``: plain
+            bilinear ``grid_sample`` (kornia's behaviour), aliasing when a large box is shrunk, cheapest.
+            ``"auto"`` (default): ``True`` when a crop can be shrunk by more than 1.25x (static shapes,
+            e.g. 512 -> 224), else ``False`` (e.g. 256 -> 224, at most 1.14x). See
+            :func:`objaug.functional.crop.crop_and_resize`.
         resample: ``"bilinear"`` or ``"nearest"`` (label masks).
         p: probability of cropping inside a box (per image); otherwise the whole image is used.
         attempts: candidates per image (torchvision: 10).
@@ -154,7 +157,7 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
         box_sampling: str = "uniform",
         center_suppressed: bool = False,
         alpha: float = 0.6,
-        antialias: bool = True,
+        antialias: bool | str = "auto",
         resample: str = "bilinear",
         p: float = 1.0,
         attempts: int = 10,
@@ -174,7 +177,9 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
             raise ValueError(f"resample must be 'bilinear' or 'nearest', got {resample!r}.")
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise ValueError(f"attempts must be an int >= 1 (torchvision uses 10), got {attempts!r}.")
-        for flag_name, flag in (("center_suppressed", center_suppressed), ("antialias", antialias),
+        if antialias not in (True, False, "auto"):
+            raise ValueError(f"antialias must be True, False or 'auto', got {antialias!r}.")
+        for flag_name, flag in (("center_suppressed", center_suppressed),
                                 ("same_on_batch", same_on_batch), ("check_inputs", check_inputs)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{flag_name} must be a bool, got {type(flag).__name__}.")
@@ -329,5 +334,6 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
         mode = Resample.get(resample).name.lower() if not isinstance(resample, str) else resample.lower()
         if mode not in ("bilinear", "nearest"):
             raise ValueError(f"{type(self).__name__} supports resample 'bilinear' or 'nearest', got {mode!r}.")
+        antialias = flags.get("antialias", "auto")
         return crop_and_resize(input, params["crop_boxes"], flags["size"], mode=mode,
-                               antialias=bool(flags.get("antialias", True)))
+                               antialias=antialias if antialias == "auto" else bool(antialias))

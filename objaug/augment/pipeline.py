@@ -220,7 +220,8 @@ class ObjectAwareAugment(nn.Module):
     transform).
 
     Differences to lightly's per-image torchvision/PIL pipeline, all documented where they occur:
-    crops are sub-pixel and antialiased with an area filter (:func:`objaug.functional.crop.crop_and_resize`);
+    crops are sub-pixel and, when shrunk by more than 1.25x, antialiased with an area filter
+    (:func:`objaug.functional.crop.crop_and_resize`);
     kornia's ``ColorJitter`` uses torchvision's formulas and ranges but draws one random order of the
     four adjustments per call (shared by the batch) instead of one per image; the Gaussian blur is a
     truncated (+-3 sigma) kernel with replicated borders instead of PIL's box-blur approximation;
@@ -234,7 +235,8 @@ class ObjectAwareAugment(nn.Module):
         p: probability of cropping inside a box for an image that has one.
         box_sampling: ``"uniform"`` or ``"area"``.
         center_suppressed, alpha: ContrastiveCrop's Beta(alpha, alpha) crop placement inside the box.
-        antialias: area-filter downscaled crops (see :class:`objaug.augment.crop.ObjectAwareRandomResizedCrop`).
+        antialias: ``True``, ``False`` or ``"auto"``: area-filter downscaled crops (see
+            :class:`objaug.augment.crop.ObjectAwareRandomResizedCrop`); images and masks alike.
         cam: a ContraCAM-like callable ``cam(normalized_images, negatives=None) -> (B, 1, H, W)``.
         cam_normalize: normalisation applied to the images before ``cam``.
         box_kwargs: keyword arguments of ``boxes_from_cam`` (threshold, min_area, margin, max_boxes).
@@ -260,7 +262,7 @@ class ObjectAwareAugment(nn.Module):
         box_sampling: Literal["uniform", "area"] = "uniform",
         center_suppressed: bool = False,
         alpha: float = 0.6,
-        antialias: bool = True,
+        antialias: bool | Literal["auto"] = "auto",
         cam: Any = None,
         cam_normalize: Mapping[str, Sequence[float]] | None = None,
         box_kwargs: Mapping[str, Any] | None = None,
@@ -290,7 +292,9 @@ class ObjectAwareAugment(nn.Module):
         self.box_sampling = box_sampling
         self.center_suppressed = bool(center_suppressed)
         self.alpha = float(alpha)
-        self.antialias = bool(antialias)
+        if antialias not in (True, False, "auto"):
+            raise ValueError(f"antialias must be True, False or 'auto', got {antialias!r}.")
+        self.antialias: bool | str = antialias
         self.attempts = attempts
         self.check_inputs = bool(check_inputs)
         self.box_kwargs = dict(box_kwargs or {})
