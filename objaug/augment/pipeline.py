@@ -151,7 +151,7 @@ def _adjust_hue_turns(images: Tensor, factor: Tensor) -> Tensor:
     num = torch.where(maxc == g, b - r + 2 * delta, r - g + 4 * delta)
     num = torch.where(maxc == r, g - b, num)
     safe = torch.where(delta > 0, delta, torch.ones_like(delta))
-    n = torch.tensor([5.0, 3.0, 1.0], device=images.device, dtype=images.dtype).view(1, 3, 1, 1)
+    n = torch.arange(5.0, 0.0, -2.0, device=images.device, dtype=images.dtype).view(1, 3, 1, 1)  # 5, 3, 1
     if images.requires_grad and torch.is_grad_enabled():
         k = torch.remainder(num / safe + f6 + n, 6.0)
         return maxc - delta * torch.clamp(torch.minimum(k, 4 - k), 0, 1)

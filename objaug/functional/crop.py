@@ -53,7 +53,9 @@ def _size2(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
 def full_image_boxes(batch: int, *, device: torch.device | str | None = None,
                      dtype: torch.dtype = torch.float32) -> Tensor:
     """Return ``(batch, 4)`` boxes ``(0, 0, 1, 1)`` covering whole images."""
-    return torch.tensor([0.0, 0.0, 1.0, 1.0], device=device, dtype=dtype).expand(batch, 4).clone()
+    # Built with fill kernels, no host-to-device copy.
+    return torch.cat([torch.zeros(batch, 2, device=device, dtype=dtype),
+                      torch.ones(batch, 2, device=device, dtype=dtype)], dim=1)
 
 
 def effective_valid(boxes: Tensor, valid: Tensor) -> Tensor:
@@ -283,9 +285,9 @@ def crop_and_resize(
     if mode == "bilinear" and antialias:
         from torchvision.ops import roi_align
 
-        scale = torch.tensor([w, h, w, h], device=images.device, dtype=work.dtype)
-        idx = torch.arange(b, device=images.device, dtype=work.dtype)[:, None]
-        rois = torch.cat([idx, boxes * scale], dim=1)
+        x1, y1, x2, y2 = boxes.unbind(-1)
+        idx = torch.arange(b, device=images.device, dtype=work.dtype)
+        rois = torch.stack([idx, x1 * w, y1 * h, x2 * w, y2 * h], dim=1)  # pixel-edge coordinates
         out = roi_align(work, rois, (out_h, out_w), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
         if flip is not None:
             out = torch.where(flip.to(images.device).view(b, 1, 1, 1), out.flip(-1), out)
