@@ -339,13 +339,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+def _ddp_worker(rank: int, world: int, port: int, out: str, seed_by_rank: bool = False) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
-        res = precompute(Blobs(28), make_model(), out, **KW)
+        res = precompute(Blobs(28), make_model(seed=rank if seed_by_rank else 0), out, **KW)
         assert res.world_size == world and res.rank == rank
         assert res.manifest["complete"]
     finally:
@@ -361,6 +361,11 @@ def test_two_process_ddp_gives_the_same_store(tmp_path):
     log = (tmp_path / "two" / LOG_NAME).read_text().splitlines()
     assert len(log) == 2  # one line per rank; rank 0 did shards 0 and 2, rank 1 shards 1 and 3
     assert sorted('"shards_written": 2' in line for line in log) == [True, True]
+    # ranks with different weights (e.g. unseeded random init): a clear error on every rank, nothing written
+    with pytest.raises(mp.ProcessRaisedException, match="do not agree"):
+        mp.start_processes(_ddp_worker, args=(2, _free_port(), str(tmp_path / "bad"), True), nprocs=2, join=True,
+                           start_method="fork")
+    assert not (tmp_path / "bad").exists()
 
 
 # ---------------------------------------------------------------------------------------------- CLI

@@ -41,6 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="weights: a state dict, Lightning/solo-learn or lightly checkpoint")
     p.add_argument("--random-init", action="store_true",
                    help="run without a checkpoint (random weights: for smoke tests only)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random initialisation with --random-init (the same on every process)")
     p.add_argument("--key-prefix", default=None,
                    help="prefix of the backbone keys in the checkpoint, e.g. 'backbone.' (default: detect)")
     p.add_argument("--projector", default=None,
@@ -142,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
                 dataset_info = {"kind": "callable", "source": args.dataset}
         except (FileNotFoundError, ValueError, ImportError, AttributeError) as e:
             return _fail(str(e))
-        # model
+        # model (seeded: with --random-init every process must build the same weights)
+        torch.manual_seed(args.seed)
         try:
             backbone = build_backbone(args.arch)
         except (ValueError, ImportError) as e:

@@ -60,6 +60,7 @@ from objaug.store.format import (
     SHARDS_DIR,
     StoreError,
     StoreMismatchError,
+    canonical_json,
     read_manifest,
 )
 from objaug.store.writer import (
@@ -378,6 +379,14 @@ class _Group:
         if self._group is not None:
             self._dist.barrier(group=self._group)
 
+    def gather(self, value: str) -> list[str]:
+        """Every rank's ``value`` (rank order); ``[value]`` when alone."""
+        if self._group is None:
+            return [value]
+        out: list[Any] = [None] * self.world
+        self._dist.all_gather_object(out, value, group=self._group)
+        return [str(v) for v in out]
+
 
 # --------------------------------------------------------------------------------------------------
 # The run
@@ -563,6 +572,15 @@ def precompute(
     manifest: dict[str, Any] = {"dataset": info, "format": FORMAT_NAME, "layout": layout, "model": minfo,
                                 "objaug_version": objaug.__version__, "settings": settings,
                                 "version": FORMAT_VERSION}
+
+    # 0. Every rank must compute the same thing (same data, weights and settings).
+    digests = group.gather(hashlib.sha256(canonical_json(_identity(manifest))).hexdigest())
+    if len(set(digests)) > 1:
+        raise StoreMismatchError(
+            f"The {group.world} processes do not agree on the dataset, the model weights or the settings "
+            f"(identity digests {sorted(set(d[:12] for d in digests))}); every rank must load the same data and "
+            "the same weights (a randomly initialised model needs the same seed on every rank)."
+        )
 
     # 1. Check any existing store (every rank reads it before rank 0 rewrites anything).
     if overwrite and group.rank == 0 and out.is_dir() and (out / MANIFEST_NAME).is_file():

@@ -78,7 +78,8 @@ class _Shard:
         self.valid = view("valid")
         self.status = view("status")
         self.offsets = view("offsets").astype(np.int64)  # small: n + 1 integers
-        self.masks = view("masks")
+        # the compressed records as a memoryview: slicing it is ~20x cheaper than slicing a np.memmap
+        self.masks: memoryview = view("masks").data
 
 
 def _as_index_array(indexes: object, n: int) -> np.ndarray:
