@@ -359,21 +359,16 @@ def shard_batches(start: int, count: int, batch_size: int) -> list[tuple[int, in
 class _Group:
     """Rank, world size and a barrier (a gloo group with a long timeout, or nothing when alone)."""
 
-    def __init__(self, rank: int | None, world_size: int | None, timeout: timedelta) -> None:
+    def __init__(self, timeout: timedelta) -> None:
         import torch.distributed as dist
 
         self._dist = dist
         self._group: Any = None
+        self.rank, self.world = 0, 1
         if dist.is_available() and dist.is_initialized():
-            self.rank = dist.get_rank() if rank is None else rank
-            self.world = dist.get_world_size() if world_size is None else world_size
+            self.rank, self.world = dist.get_rank(), dist.get_world_size()
             if self.world > 1:
                 self._group = dist.new_group(backend="gloo", timeout=timeout)
-        else:
-            self.rank = 0 if rank is None else rank
-            self.world = 1 if world_size is None else world_size
-        if not (isinstance(self.world, int) and self.world >= 1 and 0 <= self.rank < self.world):
-            raise ValueError(f"rank must be in [0, world_size), got rank={self.rank}, world_size={self.world}.")
 
     def barrier(self) -> None:
         if self._group is not None:
@@ -487,8 +482,6 @@ def precompute(
     fingerprint: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
-    rank: int | None = None,
-    world_size: int | None = None,
     barrier_timeout: timedelta = timedelta(hours=6),
 ) -> PrecomputeResult:
     """Compute ContraCAM boxes and soft masks for every sample of ``dataset`` into the store ``out``.
@@ -521,8 +514,6 @@ def precompute(
         fingerprint: the dataset's fingerprint (default :func:`dataset_fingerprint`).
         overwrite: delete an existing store at ``out`` first (only the store's own files).
         progress: show a tqdm progress bar (rank 0) with the throughput.
-        rank, world_size: override ``torch.distributed``'s (or give them without it, e.g. to split the
-            work across independent jobs by hand; then run once more with the defaults to merge).
         barrier_timeout: how long ranks wait for each other.
 
     Returns:
@@ -552,7 +543,7 @@ def precompute(
                    max_boxes=max_boxes)
     device = module_device(model) or torch.device("cpu")
     out = Path(out)
-    group = _Group(rank, world_size, barrier_timeout)
+    group = _Group(barrier_timeout)
     num_shards = math.ceil(n / shard_size)
     mask_mode = "area" if mask_size <= image_size else "bilinear"
 
