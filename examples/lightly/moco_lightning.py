@@ -7,7 +7,7 @@
 # negatives (read only: the bank, BatchNorm statistics and gradients are left untouched), boxes from
 # the maps, then the object-aware crop and MoCo v2's augmentations for the whole batch at once.
 # training_step is unchanged. Without touching the module:
-#     Trainer(callbacks=[ObjectAwareCallback(lambda m: ObjectAwareStep(...))])
+#     Trainer(callbacks=[ObjectAwareCallback(moco_v2_views(32))])  # objaug.integrations.lightly.lightning
 #
 # Runs on the CPU in about a minute on generated multi-object scenes (objaug.synthetic):
 #     python examples/lightly/moco_lightning.py            # 1 epoch of 256 images (8 steps of 32)
@@ -54,8 +54,7 @@ class MoCo(pl.LightningModule):
         deactivate_requires_grad(self.projection_head_momentum)
 
         self.criterion = NTXentLoss(memory_bank_size=(4096, 128))
-        self.objaug = ObjectAwareStep(moco_v2_views(32), model=self.backbone_momentum,  # objaug
-                                      projector=self.projection_head_momentum, criterion=self.criterion)  # objaug
+        self.objaug = ObjectAwareStep.from_model(self, moco_v2_views(32))  # objaug: momentum encoder + bank
 
     def on_after_batch_transfer(self, batch, dataloader_idx):  # objaug
         if self.trainer.training:  # objaug

@@ -202,6 +202,40 @@ class ObjectAwareStep(nn.Module):
     _cache_boxes: Tensor | None
     _cache_valid: Tensor | None
 
+    @classmethod
+    def from_model(cls, module: nn.Module, views: Sequence[ViewConfig] | ObjectAwareAugment | None = None,
+                   **kwargs: Any) -> ObjectAwareStep:
+        """A step whose CAM uses a Lightly-style model's own encoder, found by attribute name.
+
+        The encoder is ``module.backbone_momentum`` + ``module.projection_head_momentum`` when the
+        module has a momentum branch (MoCo, BYOL: Lightly's examples' names), else ``module.backbone`` +
+        ``module.projection_head`` (SimCLR). ``module.criterion``, if present, is passed as ``criterion``
+        (its memory bank, if any, gives extra negatives). Any argument of the constructor can be given
+        in ``kwargs`` and wins.
+
+        Example (in a LightningModule's ``__init__``, after ``self.criterion`` is set):
+            >>> self.objaug = ObjectAwareStep.from_model(self, moco_v2_views(32))
+
+        Raises:
+            TypeError: the module has neither ``backbone_momentum`` nor ``backbone``.
+        """
+        if "model" not in kwargs and "cam" not in kwargs:
+            for backbone, head in (("backbone_momentum", "projection_head_momentum"),
+                                   ("backbone", "projection_head")):
+                encoder = getattr(module, backbone, None)
+                if isinstance(encoder, nn.Module):
+                    kwargs["model"] = encoder
+                    projector = getattr(module, head, None)
+                    if isinstance(projector, nn.Module):
+                        kwargs.setdefault("projector", projector)
+                    break
+            else:
+                raise TypeError(f"{type(module).__name__} has neither backbone_momentum nor backbone: pass "
+                                "ObjectAwareStep(views, model=..., projector=...) explicitly.")
+        if "criterion" not in kwargs and getattr(module, "criterion", None) is not None:
+            kwargs["criterion"] = module.criterion
+        return cls(views, **kwargs)
+
     def extra_repr(self) -> str:
         source = ("store" if self.store is not None else
                   f"cam={type(self.cam).__name__}" if self.cam is not None else "boxes per call")

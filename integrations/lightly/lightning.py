@@ -5,12 +5,14 @@ Two ways to plug the device step into Lightly's PyTorch Lightning examples (both
 
 * a LightningModule hook, five lines in the module (see ``docs/lightly.md``)::
 
+      self.objaug = ObjectAwareStep.from_model(self, moco_v2_views(32))   # in __init__
+
       def on_after_batch_transfer(self, batch, dataloader_idx):
           if self.trainer.training:
               batch = self.objaug.transform_batch(batch)
           return batch
 
-* or, without touching the module, :class:`ObjectAwareCallback` in ``Trainer(callbacks=[...])``.
+* or, without touching the module, ``Trainer(callbacks=[ObjectAwareCallback(moco_v2_views(32))])``.
 
 The callback subclasses ``lightning.pytorch.Callback`` (or ``pytorch_lightning.Callback`` when only that
 package is installed); Lightning 2.x trainers of either package accept it.
@@ -18,8 +20,10 @@ package is installed); Lightning 2.x trainers of either package accept it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
+
+from objaug.augment.pipeline import ViewConfig
 
 from .device_step import ObjectAwareStep
 
@@ -40,8 +44,10 @@ class ObjectAwareCallback(Callback):  # type: ignore[misc]
     or :class:`~objaug.integrations.lightly.dataset.ObjectAwareDataset`).
 
     Args:
-        step: an :class:`ObjectAwareStep`, or a factory ``step(pl_module) -> ObjectAwareStep`` called once
-            at setup (convenient to point the CAM at the module's momentum encoder and memory bank).
+        step: an :class:`ObjectAwareStep`; or a factory ``step(pl_module) -> ObjectAwareStep`` called once
+            at setup; or view configurations (e.g. ``moco_v2_views(32)``), for
+            ``ObjectAwareStep.from_model(pl_module, views)`` (the module's momentum encoder, else its
+            backbone, and its ``criterion``'s memory bank).
         image_index: position of the images in the batch.
         index_position: position of the dataset indexes in the batch, if any.
 
@@ -52,16 +58,23 @@ class ObjectAwareCallback(Callback):  # type: ignore[misc]
 
     def __init__(
         self,
-        step: ObjectAwareStep | Callable[[Any], ObjectAwareStep],
+        step: ObjectAwareStep | Callable[[Any], ObjectAwareStep] | Sequence[ViewConfig],
         *,
         image_index: int = 0,
         index_position: int | None = None,
     ) -> None:
         super().__init__()
+        if isinstance(step, Sequence) and step and all(isinstance(v, ViewConfig) for v in step):
+            views = list(step)
+
+            def from_views(pl_module: Any) -> ObjectAwareStep:
+                return ObjectAwareStep.from_model(pl_module, views)
+
+            step = from_views
         if not isinstance(step, ObjectAwareStep) and not callable(step):
-            raise TypeError(f"step must be an ObjectAwareStep or a factory pl_module -> ObjectAwareStep, got "
-                            f"{type(step).__name__}.")
-        self._factory = None if isinstance(step, ObjectAwareStep) else step
+            raise TypeError(f"step must be an ObjectAwareStep, a factory pl_module -> ObjectAwareStep or a list of "
+                            f"ViewConfig, got {type(step).__name__}.")
+        self._factory: Callable[[Any], ObjectAwareStep] | None = None if isinstance(step, ObjectAwareStep) else step
         self.step: ObjectAwareStep | None = step if isinstance(step, ObjectAwareStep) else None
         self.image_index = image_index
         self.index_position = index_position

@@ -153,6 +153,18 @@ def test_moco_momentum_encoder_with_memory_bank_negatives():
     assert not torch.equal(criterion.memory_bank.bank, bank)
 
 
+def test_from_model_finds_the_encoders_and_the_loss():
+    moco, simclr = MoCo(), SimCLR()
+    moco.criterion = NTXentLoss(memory_bank_size=(16, 128))
+    step = ObjectAwareStep.from_model(moco, moco_v2_views(SIZE))
+    assert step.cam.split.encoder[0] is moco.backbone_momentum[0] and step.criterion is moco.criterion
+    assert step.cam.split.head[-1] is moco.projection_head_momentum
+    step = ObjectAwareStep.from_model(simclr, simclr_views(SIZE))
+    assert step.cam.split.encoder[0] is simclr.backbone[0] and step.criterion is None
+    with pytest.raises(TypeError, match="backbone"):
+        ObjectAwareStep.from_model(nn.Linear(2, 2))
+
+
 def test_memory_bank_negatives_helper():
     assert memory_bank_negatives(NTXentLoss()) is None
     assert memory_bank_negatives(NTXentLoss(memory_bank_size=(16, 8))).shape == (16, 8)

@@ -50,8 +50,7 @@ def moco_class(lightning_module: type) -> type:
             self.seen: list[tuple[int, ...]] = []
             self.losses: list[float] = []
             if hook:  # objaug
-                self.objaug = ObjectAwareStep(moco_v2_views(SIZE), model=self.backbone_momentum,
-                                              projector=self.projection_head_momentum, criterion=self.criterion)
+                self.objaug = ObjectAwareStep.from_model(self, moco_v2_views(SIZE))
 
         def on_after_batch_transfer(self, batch, dataloader_idx):
             if hasattr(self, "objaug") and self.trainer.training:  # objaug
@@ -94,23 +93,29 @@ def trainer(module, **kwargs):
 
 def test_the_five_line_hook():
     model = MoCo(hook=True)
+    assert model.objaug.criterion is model.criterion
     trainer(pl).fit(model, loader())
     assert model.seen == [(8, 3, SIZE, SIZE)] * 2
     assert all(torch.isfinite(torch.tensor(model.losses)))
     assert "objaug" not in "".join(model.state_dict())  # the step adds nothing to checkpoints
 
 
-def test_the_callback_with_a_factory_and_both_lightning_packages():
+def test_the_callback_with_views_or_a_factory_and_both_lightning_packages():
     import lightning.pytorch as L
 
-    for module in (pl, L):
+    for module, how in ((pl, "views"), (L, "factory")):
         model = moco_class(module.LightningModule)()
-        callback = ObjectAwareCallback(lambda m: ObjectAwareStep(
-            moco_v2_views(SIZE), model=m.backbone_momentum, projector=m.projection_head_momentum,
-            criterion=m.criterion))
+        if how == "views":
+            callback = ObjectAwareCallback(moco_v2_views(SIZE))
+        else:
+            callback = ObjectAwareCallback(lambda m: ObjectAwareStep(
+                moco_v2_views(SIZE), model=m.backbone_momentum, projector=m.projection_head_momentum,
+                criterion=m.criterion))
         trainer(module, callbacks=[callback]).fit(model, loader())
         assert model.seen == [(8, 3, SIZE, SIZE)] * 2
         assert callback.step is not None and callback.step.calls == 2
+        assert callback.step.cam.split.encoder[0] is model.backbone_momentum[0]
+        assert callback.step.criterion is model.criterion
 
 
 def test_callback_refuses_tuple_batches_and_bad_steps():
