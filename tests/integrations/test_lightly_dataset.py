@@ -153,3 +153,31 @@ def test_low_resolution_store_masks_are_resized_to_the_image():
     assert all(torch.allclose(m, torch.full((1, 16, 16), 0.25)) for m in masks)
     plain = ObjectAwareDataset(Scenes(), SmallMaskStore(), transform=T.ToTensor())
     assert plain[0][-1]["masks"].shape == (1, H, W)
+
+
+def test_a_real_object_store_on_both_paths(tmp_path):
+    """objaug's ObjectStore (precomputed with a tiny model) feeds the dataset wrapper and the device step."""
+    from objaug.integrations.lightly.device_step import ObjectAwareStep
+
+    from objaug.archs import tiny_resnet
+    from objaug.augment.presets import simclr_views
+    from objaug.store import ObjectStore
+    from objaug.store.precompute import precompute
+
+    torch.manual_seed(2)
+    base = Scenes()
+    tensors = torch.utils.data.TensorDataset(torch.stack([T.ToTensor()(base[i][0]) for i in range(N)]),
+                                             torch.zeros(N))
+    precompute(tensors, tiny_resnet(), tmp_path / "store", iters=1, batch_size=N, image_size=H, mask_size=8,
+               shard_size=4, num_workers=0, progress=False)
+    store = ObjectStore(tmp_path / "store")
+    ds = ObjectAwareDataset(base, store, transform=ObjectAwareSimCLRTransform(16, return_masks=True),
+                            return_index=True)
+    (views, masks), target, index = ds[3]
+    assert [v.shape for v in views] == [(3, 16, 16)] * 2 and [m.shape for m in masks] == [(1, 16, 16)] * 2
+    step = ObjectAwareStep(simclr_views(16), store=store)
+    images = tensors.tensors[0][:4]
+    x0, x1 = step(images, indexes=torch.tensor([5, 0, 2, 3]))
+    assert x0.shape == (4, 3, 16, 16)
+    expected = store.get_batch([5, 0, 2, 3])
+    assert torch.equal(step.last_boxes[0], expected.boxes) and torch.equal(step.last_boxes[1], expected.valid)
