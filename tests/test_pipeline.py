@@ -102,6 +102,25 @@ def test_photometric_ops_follow_config() -> None:
     assert ops[0].ops[2].flags["kernel_size"] == (13, 13)
 
 
+def test_cpu_chunks_equal_one_pass() -> None:
+    torch.manual_seed(0)
+    images = torch.rand(10, 3, 24, 24)
+    views = [ViewConfig(input_size=12, **{**PLAIN, "random_gray_scale": 1.0})]
+    outs = []
+    for chunk in (None, 4, 100):
+        torch.manual_seed(1)
+        outs.append(ObjectAwareAugment(views, cpu_chunk_size=chunk)(images)[0])
+    torch.testing.assert_close(outs[1], outs[0])
+    torch.testing.assert_close(outs[2], outs[0])
+    torch.manual_seed(2)
+    a = ObjectAwareAugment(simclr_views(12), cpu_chunk_size=3)(images)
+    torch.manual_seed(2)
+    b = ObjectAwareAugment(simclr_views(12), cpu_chunk_size=3)(images)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    with pytest.raises(ValueError, match="cpu_chunk_size"):
+        ObjectAwareAugment(cpu_chunk_size=0)
+
+
 def test_fast_hue_matches_torchvision_per_image() -> None:
     from torchvision.transforms.v2 import functional as TF
 
