@@ -150,6 +150,12 @@ class ObjectAwareHooks:
             store = self._store_arg if self._store_arg is not None else load_store(config)
         else:
             pick_cam_model(pl_module, config.online.model)  # fails early on a module without the pair
+            batch_size = _cfg_get(_cfg_get(cfg, "optimizer"), "batch_size")
+            if isinstance(batch_size, int) and batch_size < 2 and not config.online.all_gather_negatives:
+                raise ObjaugConfigError(
+                    f"objaug.source=online needs at least 2 images per batch (optimizer.batch_size={batch_size}): "
+                    "ContraCAM contrasts each image with the others of its batch."
+                )
             name = type(getattr(trainer, "strategy", None)).__name__.lower()
             if "fsdp" in name or "deepspeed" in name:
                 raise ObjaugConfigError(f"objaug.source=online runs the model's modules directly and does not "
@@ -161,9 +167,21 @@ class ObjectAwareHooks:
                  list(config.mixup.views) if config.mixup.enabled else "off")
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        if not self.active or self.engine is None or not self.engine.uses_cache:
+        if not self.active or self.engine is None:
             return
         assert self.config is not None
+        store: Any = self.engine.store
+        if store is not None and hasattr(store, "__len__"):
+            n_data = _dataset_length(trainer)
+            n_store = len(store)
+            if n_data is not None and n_store != n_data:
+                raise ObjaugConfigError(
+                    f"objaug.store.path={self.config.store.path!r} holds {n_store} samples but the training "
+                    f"dataset has {n_data}: the store must be computed on the same dataset, in the same index "
+                    "order (for solo-learn's custom datasets: torchvision.datasets.ImageFolder(train_path))."
+                )
+        if not self.engine.uses_cache:
+            return
         size = self.config.online.cache_size or _dataset_length(trainer)
         if size is None:
             raise ObjaugConfigError("objaug.online.cache='index' needs the dataset length: set "
@@ -201,6 +219,12 @@ class ObjectAwareHooks:
             gather: Callable[[Tensor], Tensor] | None = None
             if config.online.all_gather_negatives and world > 1:
                 gather = trainer.strategy.all_gather
+            elif views[view].shape[0] < 2:
+                raise ValueError(
+                    "objaug.source=online needs at least 2 images per batch on each device (ContraCAM contrasts "
+                    "each image with the others of its batch); use a larger optimizer.batch_size, or "
+                    "objaug.online.all_gather_negatives: true under DDP."
+                )
             plugin = getattr(trainer, "precision_plugin", None)
             context = getattr(plugin, "forward_context", None) or contextlib.nullcontext
             maps, boxes, valid = engine.compute_cam(

@@ -134,29 +134,30 @@ def _optional(parser: _Parser) -> _Parser:
     return parse
 
 
-def _range(low: float | None, high: float | None, *, open_low: bool = False) -> str:
+def _range(low: float | None, high: float | None, *, open_low: bool = False, open_high: bool = False) -> str:
     if low is not None and high is not None:
-        return f" in {'(' if open_low else '['}{low}, {high}]"
+        return f" in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
     if low is not None:
         return f" {'>' if open_low else '>='} {low}"
     if high is not None:
-        return f" <= {high}"
+        return f" {'<' if open_high else '<='} {high}"
     return ""
 
 
-def _float(low: float | None = None, high: float | None = None, *, open_low: bool = False) -> _Parser:
+def _float(low: float | None = None, high: float | None = None, *, open_low: bool = False,
+           open_high: bool = False) -> _Parser:
     def parse(value: Any, key: str) -> float:
+        where = _range(low, high, open_low=open_low, open_high=open_high)
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ObjaugConfigError(f"{key} must be a number{_range(low, high, open_low=open_low)}, got "
-                                    f"{value!r} ({_type_name(value)}).")
+            raise ObjaugConfigError(f"{key} must be a number{where}, got {value!r} ({_type_name(value)}).")
         v = float(value)
         bad = math.isnan(v) or math.isinf(v)
         if low is not None:
             bad |= v <= low if open_low else v < low
         if high is not None:
-            bad |= v > high
+            bad |= v >= high if open_high else v > high
         if bad:
-            raise ObjaugConfigError(f"{key} must be a number{_range(low, high, open_low=open_low)}, got {value}.")
+            raise ObjaugConfigError(f"{key} must be a number{where}, got {value}.")
         return v
     return parse
 
@@ -252,7 +253,8 @@ _SCHEMA: list[tuple[str, str, _Parser, str]] = [
      "How backgrounds are built: the paper's tiled strip, or the image with its object mean-filled."),
     ("boxes.threshold", "float in (0, 1]", _float(0.0, 1.0, open_low=True),
      "`online`: CAM binarisation threshold for boxes."),
-    ("boxes.min_area", "float in [0, 1)", _float(0.0, 0.999999), "`online`: smallest component kept (area fraction)."),
+    ("boxes.min_area", "float in [0, 1)", _float(0.0, 1.0, open_high=True),
+     "`online`: smallest component kept (area fraction)."),
     ("boxes.margin", "float >= 0", _float(0.0), "`online`: padding of each box, fraction of its size (paper: 0.2)."),
     ("boxes.max_boxes", "int >= 1", _int(1), "`online`: boxes kept per image (largest components first)."),
     ("boxes.map_size", "int >= 4", _int(4),
@@ -263,7 +265,8 @@ _SCHEMA: list[tuple[str, str, _Parser, str]] = [
     ("online.view", "int or null", _optional(_int(0)), "The view the CAM is computed on (default: `views[0]`)."),
     ("online.iters", "int >= 1", _int(1), "ContraCAM refinement iterations (cost: one forward each)."),
     ("online.temperature", "float > 0", _float(0.0, None, open_low=True), "ContraCAM softmax temperature."),
-    ("online.expand_res", "bool", _bool, "Stride 1 in the last ResNet stage for the CAM (finer maps, ~2x cost)."),
+    ("online.expand_res", "bool", _bool,
+     "Stride 1 in the last ResNet stage for the CAM: 2x finer maps, 4x the cost of that stage."),
     ("online.every_n_steps", "int >= 1", _int(1), "Compute CAMs on every N-th training batch only."),
     ("online.cache", "`index` \\| `none`", _choice("index", "none"),
      "Between CAM batches: reuse boxes/masks cached per dataset index (`index`), or crop the whole "
@@ -305,7 +308,8 @@ def _yaml(value: Any) -> str:
     if isinstance(value, tuple):
         return "[" + ", ".join(_yaml(v) for v in value) + "]"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        text = f"{value:.4g}"
+        return text if any(c in text for c in ".e") else text + ".0"
     return str(value)
 
 

@@ -254,3 +254,41 @@ def test_cache_write_and_read():
     fresh.allocate_cache(10, torch.device("cpu"))
     with pytest.raises(ObjaugConfigError, match="cache_size=10 is too small"):
         fresh.cache_read(torch.tensor([12]))
+
+
+def test_store_and_dataset_of_different_lengths_are_refused():
+    module = ContractMethod(make_cfg(store_block(store={"path": "memory:12", "cls": STORE_CLS})))
+    with pytest.raises(ObjaugConfigError, match="holds 12 samples but the training dataset has 8"):
+        fit(module, CoordDataset(8), steps=1)
+
+
+class _Pictures(torch.utils.data.Dataset):
+    """BlobDataset's frames as [0, 1] images: what objaug precompute reads (same indexes)."""
+
+    def __init__(self, n):
+        self.blobs = BlobDataset(n)
+
+    def __len__(self):
+        return len(self.blobs)
+
+    def __getitem__(self, i):
+        return (self.blobs[i][1][0] * 0.25 + 0.45).clamp(0, 1)
+
+
+def test_precomputed_object_store_is_the_default_store(tmp_path):
+    import torchvision
+
+    from objaug.store import ObjectStore, precompute
+
+    model = torchvision.models.resnet18()
+    model.fc = torch.nn.Identity()
+    precompute(_Pictures(8), model, tmp_path / "store", iters=1, image_size=64, batch_size=8, mask_size=16,
+               num_workers=0, progress=False)
+    block = {"enabled": True, "source": "store", "store": {"path": str(tmp_path / "store")},
+             "mixup": {"enabled": True, "views": [0], "p": 1.0}, "crop": {"p": 0.5}}
+    module = ContractMethod(make_cfg(block))
+    trainer = fit(module, BlobDataset(8), steps=1)
+    (cb,) = objaug_callbacks(trainer)
+    assert isinstance(cb.engine.store, ObjectStore)
+    frames = torch.stack([BlobDataset(8)[i][1][0] for i in range(4)])
+    assert all(not torch.equal(x, frames) for x in module.seen[0]["X"])

@@ -145,6 +145,21 @@ def test_byol_store(image_folder):
     assert record["callbacks"][0].engine.last_info["mixed"].keys() == {0}
 
 
+def test_byol_precomputed_store(image_folder, tmp_path):
+    """The documented recipe: precompute over torchvision's ImageFolder (solo-learn's custom dataset class,
+    hence the same indexes), then train with objaug.store.path and the default store class."""
+    import torchvision
+
+    from objaug.store import precompute
+
+    model = torchvision.models.resnet18()
+    model.fc = torch.nn.Identity()
+    precompute(torchvision.datasets.ImageFolder(str(image_folder)), model, tmp_path / "store", iters=1,
+               image_size=SIZE, batch_size=N_IMAGES, mask_size=16, num_workers=0, progress=False)
+    record = _train("byol", image_folder, {"store": {"path": str(tmp_path / "store")}})
+    _check_rewritten(record)
+
+
 def test_byol_online_momentum(image_folder):
     record = _train("byol", image_folder, {"source": "online", "online": {"model": "auto"},
                                            "boxes": {"map_size": 16}})

@@ -126,6 +126,9 @@ class MemoryStore:
         self.boxes, self.valid, self.masks = boxes, valid, masks
         self.requests: list[Tensor] = []
 
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
     def get_batch(self, indexes: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
         self.requests.append(indexes.clone())
         log = os.environ.get("OBJAUG_TEST_STORE_LOG")
