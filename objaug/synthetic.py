@@ -4,9 +4,13 @@ Every image shows 1 to ``max_objects`` vivid, textured shapes (disc, square, tri
 ring, hexagon) pasted on a muted, textured background (stripes, smooth noise, gradient, checkerboard).
 The exact union mask, per-object visible masks, boxes and shape labels are known.
 
-The data is built so that a contrastive model has a reason to attend to the objects: backgrounds come
-from one shared, low-saturation family (a handful of pattern types in greyish tints), so they say
-little about which image is which; objects vary in shape, hue, texture, size and position.
+The data is built so that a contrastive model has a reason to attend to the objects: by default every
+image shows a random window of one shared, low-saturation background texture (``backgrounds=1``), so
+the background says nothing about which image is which, while objects vary in shape, hue, texture,
+size and position. ``backgrounds=N`` draws from a family of N textures and ``backgrounds=None`` gives
+every image its own random one; with these, instance discrimination also learns the background (which
+of N textures cuts the negatives N-fold), and after a minute of SimCLR ContraCAM highlights backgrounds
+more often (measured in the demo's tuning: mask IoU fell during training with N=8, rose with N=1).
 
 Generation is batched (vectorised over images and pixels; a Python loop runs only over the few object
 slots) and deterministic given a seed: the same ``seed`` gives the same scenes on any device.
@@ -28,7 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = ["SHAPES", "BACKGROUNDS", "SceneBatch", "SyntheticScenes", "boxes_from_masks", "make_scenes"]
+__all__ = ["BACKGROUNDS", "SHAPES", "SceneBatch", "SyntheticScenes", "background_family", "boxes_from_masks",
+           "make_scenes"]
 
 #: Shape class names, indexed by the labels of :class:`SceneBatch`.
 SHAPES: tuple[str, ...] = ("disc", "square", "triangle", "star", "cross", "ring", "hexagon")
@@ -151,7 +156,7 @@ def _shape_masks(u: Tensor, v: Tensor, cls: Tensor) -> Tensor:
 
 
 def _backgrounds(g: torch.Generator, n: int, size: int, yy: Tensor, xx: Tensor) -> Tensor:
-    """Muted textured backgrounds from a shared family: (N, 3, S, S) in [0, 1]."""
+    """N random muted textured backgrounds: (N, 3, S, S) in [0, 1]."""
     kind = torch.randint(0, len(BACKGROUNDS), (n,), generator=g)
     theta = _uniform(g, (n, 1, 1), 0.0, math.pi)
     proj = xx * torch.cos(theta) + yy * torch.sin(theta)  # (N, S, S)
@@ -219,7 +224,7 @@ def make_scenes(
     generator: torch.Generator | None = None,
     scale: tuple[float, float] = (0.11, 0.2),
     noise: float = 0.02,
-    backgrounds: int | None = 8,
+    backgrounds: int | None = 1,
     background_seed: int = 1234,
     device: torch.device | str = "cpu",
 ) -> SceneBatch:
@@ -236,10 +241,11 @@ def make_scenes(
             stream). If both are ``None`` the global RNG state seeds a fresh generator.
         scale: range of object circumradius as a fraction of the image side.
         noise: standard deviation of the per-pixel Gaussian noise added to the image.
-        backgrounds: size of the shared background family: that many textures are drawn once (from
-            ``background_seed``, independently of ``seed``, so every call shares them) and each image
-            shows a random window of one of them. Many images of a batch then share a background,
-            so only the objects tell images apart. ``None``: a fresh random background per image.
+        backgrounds: size of the shared background family: that many textures (stripes, smooth noise,
+            gradient or checkerboard, at twice the image size) are drawn once from ``background_seed``,
+            independently of ``seed``, so every call shares them, and each image shows a random window
+            of one of them. With the default 1, only the objects tell images apart. ``None``: a fresh
+            random background per image.
         background_seed: seed of the background family.
         device: where the returned tensors live (generation runs on the CPU for determinism).
 
@@ -335,14 +341,14 @@ class SyntheticScenes(Dataset):
 
     Args:
         length: number of items.
-        size, max_objects, min_objects: see :func:`make_scenes`.
+        size, max_objects, min_objects, backgrounds: see :func:`make_scenes`.
         seed: dataset seed.
         chunk: generation chunk size.
         transform: optional callable applied to the image tensor.
     """
 
     def __init__(self, length: int = 1024, *, size: int = 64, max_objects: int = 3, min_objects: int = 1,
-                 seed: int = 0, chunk: int = 64, transform: Any = None) -> None:
+                 backgrounds: int | None = 1, seed: int = 0, chunk: int = 64, transform: Any = None) -> None:
         if length < 1:
             raise ValueError(f"length must be >= 1, got {length!r}.")
         if chunk < 1:
@@ -351,6 +357,7 @@ class SyntheticScenes(Dataset):
         self.size = size
         self.max_objects = max_objects
         self.min_objects = min_objects
+        self.backgrounds = backgrounds
         self.seed = seed
         self.chunk = chunk
         self.transform = transform
@@ -362,7 +369,8 @@ class SyntheticScenes(Dataset):
     def _chunk(self, c: int) -> SceneBatch:
         if self._cache is None or self._cache[0] != c:
             batch = make_scenes(self.chunk, size=self.size, max_objects=self.max_objects,
-                                min_objects=self.min_objects, seed=self.seed * 1_000_003 + c)
+                                min_objects=self.min_objects, backgrounds=self.backgrounds,
+                                seed=self.seed * 1_000_003 + c)
             self._cache = (c, batch)
         return self._cache[1]
 

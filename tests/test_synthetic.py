@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from objaug.synthetic import SHAPES, SyntheticScenes, boxes_from_masks, make_scenes
+from objaug.synthetic import SHAPES, SyntheticScenes, background_family, boxes_from_masks, make_scenes
 
 
 def _box_of(mask: torch.Tensor) -> list[float]:
@@ -82,10 +82,31 @@ def test_objects_differ_from_background():
     assert fg > bg + 0.2
 
 
-def test_background_family_shared_and_per_image_mode():
-    a = make_scenes(4, size=32, seed=0, backgrounds=1, noise=0.0)
-    b = make_scenes(4, size=32, seed=0, backgrounds=None, noise=0.0)
-    assert a.images.shape == b.images.shape
+def test_background_is_a_window_of_the_shared_family():
+    n, size = 4, 24
+    s = make_scenes(n, size=size, seed=0, backgrounds=2, noise=0.0)
+    fam = background_family(2, size)  # (2, 3, 2S, 2S)
+    assert fam.shape == (2, 3, 2 * size, 2 * size)
+    for i in range(n):  # brute-force search of the window each background comes from
+        bg = ~s.masks[i, 0]
+        found = False
+        for k in range(2):
+            for dy in range(size + 1):
+                for dx in range(size + 1):
+                    win = fam[k, :, dy:dy + size, dx:dx + size]
+                    if torch.equal(win[:, bg], s.images[i][:, bg]):
+                        found = True
+                        break
+                if found:
+                    break
+            if found:
+                break
+        assert found, i
+
+
+def test_per_image_backgrounds_and_bad_family_size():
+    a = make_scenes(4, size=32, seed=0, backgrounds=None, noise=0.0)
+    assert a.images.shape == (4, 3, 32, 32)
     with pytest.raises(ValueError, match="backgrounds"):
         make_scenes(2, size=32, backgrounds=0)
 
