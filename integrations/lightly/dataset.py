@@ -175,13 +175,19 @@ class ObjectAwareDataset(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         item = self.dataset[index]
+        if isinstance(item, Mapping):
+            raise TypeError(
+                f"dataset[{index}] is a {type(item).__name__} (keys {sorted(item)[:6]}); ObjectAwareDataset wraps "
+                "datasets whose items are (image, target, ...) tuples or bare images, like torchvision's and "
+                "Lightly's. Adapt the dataset to return (image, target)."
+            )
         if isinstance(item, tuple | list):
             if not item:
                 raise ValueError(f"dataset[{index}] is empty.")
             image, rest = item[0], list(item[1:])
         else:
             image, rest = item, []
-        if isinstance(image, list | tuple) or isinstance(image, Mapping):
+        if isinstance(image, list | tuple | Mapping):
             raise TypeError(
                 f"dataset[{index}][0] is a {type(image).__name__}, not an image: the wrapped dataset seems to apply "
                 "a (multi-view) transform already. Create it with transform=None and pass the transform to "

@@ -130,6 +130,8 @@ def test_bad_input_gives_clear_errors():
                             transform=ObjectAwareSimCLRTransform(8))
     with pytest.raises(TypeError, match="transform=None"):
         ds[0]
+    with pytest.raises(TypeError, match=r"\(image, target"):
+        ObjectAwareDataset([{"image": torch.zeros(3, 4, 4)}], boxes=torch.zeros(1, 1, 4))[0]
     # A dataset without boxes given to a transform that needs them:
     with pytest.raises(ValueError, match="ObjectAwareDataset"):
         ObjectAwareSimCLRTransform(8)(Scenes()[0][0])
