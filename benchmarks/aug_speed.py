@@ -4,6 +4,10 @@ Usage (CPU target setting: B=64, 256 -> 224)::
 
     .venv/bin/python benchmarks/aug_speed.py --device cpu --batch-size 64 --in-size 256 --out-size 224
 
+On a shared machine whose cores are busy with other processes, add ``--threads 1``: with more intra-op
+threads than free cores, every small parallel op waits for descheduled threads and the timings measure
+the contention (seen here: lightly's per-image loop 57 s instead of 2 s per batch at load 8 on 2 cores).
+
 All rows use the same batch on the same device in this process; times are medians over ``--repeats``
 runs after ``--warmup`` runs (CUDA synchronised); the rows of a section are timed round-robin so that a
 changing machine load hits them alike. Ratios are row time / anchor time (below 1: faster).
