@@ -30,6 +30,7 @@ import importlib
 import importlib.util
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -93,6 +94,7 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".
                                      ".ppm", ".pgm", ".pbm")
 _IDENTITY_KEYS = ("format", "version", "dataset", "model", "settings", "layout")
 _FINGERPRINT_PROBES = 8
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -321,7 +323,8 @@ class _Prepared(Dataset):
                 raise ValueError("the image has NaN or infinite values")
             return index, (x - self.mean) / self.std, True, ""
         except Exception as e:  # noqa: BLE001 - bad samples are skipped, counted and listed, never fatal
-            msg = f"{type(e).__name__}: {e}".strip()
+            # no memory addresses ("<... at 0x7f...>") in the message: the store must be reproducible
+            msg = _ADDRESS.sub("", f"{type(e).__name__}: {e}".strip())
             return index, torch.zeros(3, self.size, self.size), False, msg[:300]
 
 
