@@ -2,7 +2,14 @@
 
 from objaug.functional.cam import contrastive_score, fill_masked, gradcam_map, minmax_normalize, upsample_maps
 from objaug.functional.components import connected_components
-from objaug.functional.crop import apply_crop, crop_and_resize, crop_matrix, sample_box_index
+from objaug.functional.crop import (
+    apply_crop,
+    crop_and_resize,
+    crop_matrix,
+    sample_box_index,
+    sample_regions,
+    sample_resized_crop_boxes,
+)
 from objaug.functional.mixup import (
     BackgroundMixupOutput,
     background_mixup,
@@ -27,6 +34,8 @@ __all__ = [
     "mean_fill_backgrounds",
     "minmax_normalize",
     "sample_box_index",
+    "sample_regions",
+    "sample_resized_crop_boxes",
     "tiled_strip_backgrounds",
     "upsample_maps",
 ]
