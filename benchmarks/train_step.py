@@ -41,10 +41,10 @@ import torchvision
 from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 from lightly.transforms.simclr_transform import SimCLRTransform
-from objaug.integrations.lightly.device_step import ObjectAwareStep
 from torch import nn
 
 from objaug.augment.presets import simclr_views
+from objaug.integrations.lightly.device_step import ObjectAwareStep
 from objaug.synthetic import make_scenes
 
 

@@ -23,10 +23,10 @@ from lightly.loss import NTXentLoss
 from lightly.models.modules import MoCoProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
-from objaug.integrations.lightly.device_step import ObjectAwareStep  # objaug
 from torch import nn
 
 from objaug.augment.presets import moco_v2_views  # objaug
+from objaug.integrations.lightly.device_step import ObjectAwareStep  # objaug
 from objaug.synthetic import make_scenes  # objaug (generated data instead of CIFAR-10)
 
 parser = argparse.ArgumentParser(description=__doc__)

@@ -16,10 +16,10 @@ import torch
 import torchvision
 from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
-from objaug.integrations.lightly.dataset import ObjectAwareDataset  # objaug
-from objaug.integrations.lightly.simclr_transform import ObjectAwareSimCLRTransform  # objaug
 from torch import nn
 
+from objaug.integrations.lightly.dataset import ObjectAwareDataset  # objaug
+from objaug.integrations.lightly.simclr_transform import ObjectAwareSimCLRTransform  # objaug
 from objaug.synthetic import make_scenes  # objaug (generated data instead of CIFAR-10)
 
 parser = argparse.ArgumentParser(description=__doc__)

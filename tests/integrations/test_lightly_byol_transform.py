@@ -12,6 +12,7 @@ pytest.importorskip("lightly")
 
 import PIL.Image  # noqa: E402
 from lightly.transforms.byol_transform import BYOLTransform, BYOLView1Transform, BYOLView2Transform  # noqa: E402
+
 from objaug.integrations.lightly._object_aware import PerImageObjectAwareCrop  # noqa: E402
 from objaug.integrations.lightly.byol_transform import (  # noqa: E402
     ObjectAwareBYOLTransform,

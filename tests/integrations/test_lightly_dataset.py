@@ -13,9 +13,10 @@ pytest.importorskip("lightly")
 import PIL.Image  # noqa: E402
 from lightly.data import LightlyDataset  # noqa: E402
 from lightly.transforms.torchvision_v2_compatibility import torchvision_transforms as T  # noqa: E402
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
+
 from objaug.integrations.lightly.dataset import ObjectAwareDataset, unpack_objects  # noqa: E402
 from objaug.integrations.lightly.simclr_transform import ObjectAwareSimCLRTransform  # noqa: E402
-from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 N, H, W = 6, 32, 40
 PLAIN = dict(cj_prob=0.0, random_gray_scale=0.0, gaussian_blur=0.0, normalize=None)
@@ -159,10 +160,9 @@ def test_low_resolution_store_masks_are_resized_to_the_image():
 
 def test_a_real_object_store_on_both_paths(tmp_path):
     """objaug's ObjectStore (precomputed with a tiny model) feeds the dataset wrapper and the device step."""
-    from objaug.integrations.lightly.device_step import ObjectAwareStep
-
     from objaug.archs import tiny_resnet
     from objaug.augment.presets import simclr_views
+    from objaug.integrations.lightly.device_step import ObjectAwareStep
     from objaug.store import ObjectStore
     from objaug.store.precompute import precompute
 

@@ -19,10 +19,10 @@ from lightly.models.modules import (  # noqa: E402
     SimCLRProjectionHead,
 )
 from lightly.models.utils import deactivate_requires_grad  # noqa: E402
-from objaug.integrations.lightly.device_step import ObjectAwareStep, memory_bank_negatives  # noqa: E402
 
 from objaug.augment.pipeline import ViewConfig  # noqa: E402
 from objaug.augment.presets import byol_views, moco_v2_views, simclr_views  # noqa: E402
+from objaug.integrations.lightly.device_step import ObjectAwareStep, memory_bank_negatives  # noqa: E402
 
 SIZE = 32
 

@@ -16,11 +16,11 @@ pytest.importorskip("lightning")
 from lightly.loss import NTXentLoss  # noqa: E402
 from lightly.models.modules import MoCoProjectionHead  # noqa: E402
 from lightly.models.utils import deactivate_requires_grad, update_momentum  # noqa: E402
-from objaug.integrations.lightly.device_step import ObjectAwareStep  # noqa: E402
-from objaug.integrations.lightly.lightning import ObjectAwareCallback  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from objaug.augment.presets import moco_v2_views  # noqa: E402
+from objaug.integrations.lightly.device_step import ObjectAwareStep  # noqa: E402
+from objaug.integrations.lightly.lightning import ObjectAwareCallback  # noqa: E402
 
 SIZE = 32
 

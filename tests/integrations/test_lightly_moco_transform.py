@@ -12,6 +12,7 @@ pytest.importorskip("lightly")
 
 import PIL.Image  # noqa: E402
 from lightly.transforms.moco_transform import MoCoV2Transform  # noqa: E402
+
 from objaug.integrations.lightly._object_aware import PerImageObjectAwareCrop  # noqa: E402
 from objaug.integrations.lightly.moco_transform import ObjectAwareMoCoV2Transform  # noqa: E402
 

@@ -14,6 +14,9 @@ import PIL.Image  # noqa: E402
 from lightly.transforms.multi_view_transform import MultiViewTransform  # noqa: E402
 from lightly.transforms.multi_view_transform_v2 import MultiViewTransformV2  # noqa: E402
 from lightly.utils.debug import generate_grid_of_augmented_images  # noqa: E402
+from torchvision import tv_tensors  # noqa: E402
+from torchvision.transforms import v2  # noqa: E402
+
 from objaug.integrations.lightly._object_aware import (  # noqa: E402
     ObjectAwareMultiViewTransform,
     PerImageObjectAwareCrop,
@@ -23,8 +26,6 @@ from objaug.integrations.lightly.simclr_transform import (  # noqa: E402
     ObjectAwareSimCLRTransform,
     ObjectAwareSimCLRViewTransform,
 )
-from torchvision import tv_tensors  # noqa: E402
-from torchvision.transforms import v2  # noqa: E402
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 PLAIN = dict(cj_prob=0.0, random_gray_scale=0.0, gaussian_blur=0.0, normalize=None)  # geometry only

@@ -13,6 +13,7 @@ pytest.importorskip("lightly")
 import PIL.Image  # noqa: E402
 from lightly.transforms.simclr_transform import SimCLRTransform, SimCLRViewTransform  # noqa: E402
 from lightly.transforms.utils import IMAGENET_NORMALIZE  # noqa: E402
+
 from objaug.integrations.lightly._object_aware import PerImageObjectAwareCrop  # noqa: E402
 from objaug.integrations.lightly.simclr_transform import (  # noqa: E402
     ObjectAwareSimCLRTransform,
