@@ -54,6 +54,31 @@ def test_entry_point_for_pytorch_lightning():
     assert len(found) == 1 and isinstance(found[0], PLCallback) and isinstance(found[0], pl.Callback)
 
 
+def test_entry_point_discovery_is_cheap():
+    """What the factory imports at module level (checked statically, no subprocess): Lightning, torch and
+    objaug's config module; not the callback's tensor code, not Hydra/OmegaConf/Kornia (those load in
+    ``setup``, only for an enabled block). ``import objaug`` itself is the package __init__'s business."""
+    import ast
+    from pathlib import Path
+
+    import objaug.integrations.solo_learn as pkg
+
+    root = Path(pkg.__file__).parent
+    allowed = {"__future__", "collections.abc", "typing", "dataclasses", "difflib", "math", "contextlib", "logging",
+               "warnings", "importlib", "torch", "lightning.pytorch.callbacks", "pytorch_lightning.callbacks",
+               "._hooks", ".config"}
+    for name in ("__init__.py", "callback.py", "pl_callback.py", "_hooks.py", "config.py"):
+        tree = ast.parse((root / name).read_text())
+        for node in tree.body:  # module level only; TYPE_CHECKING blocks are not executed
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                mods = ["." * node.level + (node.module or "")]
+            else:
+                continue
+            assert set(mods) <= allowed, f"{name} imports {mods} at module level"
+
+
 def test_store_crop_changes_what_training_step_sees():
     module = ContractMethod(make_cfg(store_block(crop={"flip_prob": 0.0})))
     trainer = fit(module, CoordDataset(8), steps=2)
