@@ -10,8 +10,6 @@ import torch
 pytest.importorskip("lightning")
 pytest.importorskip("omegaconf")
 
-from objaug.integrations.solo_learn import ObjaugConfigError, ObjectAwareCallback  # noqa: E402
-from objaug.integrations.solo_learn.config import parse_objaug_config  # noqa: E402
 from test_solo_learn_support import (  # noqa: E402
     SIZE,
     STORE_CLS,
@@ -25,6 +23,9 @@ from test_solo_learn_support import (  # noqa: E402
     pipeline,
     single_thread,
 )
+
+from objaug.integrations.solo_learn import ObjaugConfigError, ObjectAwareCallback  # noqa: E402
+from objaug.integrations.solo_learn.config import parse_objaug_config  # noqa: E402
 
 __all__ = ["single_thread"]  # the autouse fixture, imported
 

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from objaug.integrations.solo_learn.config import (
     ObjaugConfig,
     ObjaugConfigError,

@@ -11,6 +11,7 @@ hydra = pytest.importorskip("hydra")
 OmegaConf = pytest.importorskip("omegaconf").OmegaConf
 
 from hydra import compose, initialize_config_dir  # noqa: E402
+
 from objaug.integrations.solo_learn.config import (  # noqa: E402
     ObjaugConfigError,
     check_solo_pipelines,
