@@ -134,6 +134,21 @@ def test_cam_errors(tmp_path, image_dir, capsys):
     assert code == 2 and "no_such_net_xyz" in err
 
 
+def test_cam_applies_exif_orientation(tmp_path, capsys):
+    arr = (make_scenes(2, size=32, seed=1).images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    im = Image.fromarray(arr[0]).resize((40, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    im.save(tmp_path / "rot.jpg", exif=exif)
+    Image.fromarray(arr[1]).save(tmp_path / "plain.png")
+    out = tmp_path / "out"
+    code, err = _run(["cam", str(tmp_path), *ARCH, "--random-init", "--out", str(out), *FAST], capsys)
+    assert code == 0, err
+    doc = _check_outputs(out, n_images=2, n_skipped=0)
+    rot = next(r for r in doc["images"] if r["file"].endswith("rot.jpg"))
+    assert (rot["width"], rot["height"]) == (20, 40)  # as displayed
+
+
 def test_balanced_batches_never_single():
     for n in range(2, 40):
         for bs in (1, 2, 3, 5, 8, 32):

@@ -54,6 +54,20 @@ def test_demo_quick_writes_its_files(tmp_path, capsys):
     assert all(0.0 <= v <= 1.0 for v in doc["mean_iou"].values())
     rec = doc["images"][0]
     assert {"boxes", "valid", "fallback", "gt_boxes", "gt_valid", "iou_T1"} <= set(rec)
+    # the saved weights work with `objaug cam`, as the demo's closing line suggests
+    assert (out / "model.pt").is_file() and "objaug cam" in captured
+    from PIL import Image
+
+    from objaug.synthetic import make_scenes
+
+    imgs = (make_scenes(3, size=32, seed=9).images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    for i, a in enumerate(imgs):
+        Image.fromarray(a).save(tmp_path / f"s{i}.png")
+    code = main(["cam", *(str(tmp_path / f"s{i}.png") for i in range(3)), "--arch", "tiny_resnet_w8",
+                 "--checkpoint", str(out / "model.pt"), "--projector", "32-16", "--image-size", "32",
+                 "--iters", "2", "--out", str(tmp_path / "cam")])
+    assert code == 0
+    assert len(json.loads((tmp_path / "cam" / "boxes.json").read_text())["images"]) == 3
 
 
 def test_demo_is_deterministic_for_a_seed(tmp_path):

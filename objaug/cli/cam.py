@@ -12,7 +12,8 @@ batches; writes
     OUT/grid.png                   image | overlay + boxes, for the first 32 images
     OUT/boxes.json                 per image: size, boxes in pixels and normalised, valid flags, fallback
 
-ContraCAM contrasts each image with the others of its batch, so the images are split into batches of
+The model needs a spatial last stage (torchvision ResNets, timm CNNs); a ViT's token output is refused
+with a clear message. ContraCAM contrasts each image with the others of its batch, so the images are split into batches of
 near-equal size (never a batch of one), and at least 2 readable images are required; the map of an
 image depends on which other images share its batch. Files that cannot be read are reported, skipped
 and listed under "skipped" in boxes.json; the exit status is non-zero only if nothing could be read.
@@ -115,6 +116,15 @@ def balanced_batches(n: int, batch_size: int) -> list[range]:
     return out
 
 
+def _read_rgb(path: str) -> Any:
+    """Open an image with PIL, apply its EXIF orientation, convert to RGB (raises on failure)."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        im.load()
+        return ImageOps.exif_transpose(im).convert("RGB")
+
+
 def _overlay_name(index: int, path: str) -> str:
     stem = os.path.splitext(os.path.basename(path))[0]
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:80] or "image"
@@ -162,12 +172,9 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     records: list[dict[str, Any]] = []
     tensors: list[torch.Tensor] = []
-    originals: list[Any] = []
     for path in files:
         try:
-            with Image.open(path) as im:
-                im.load()
-                rgb = im.convert("RGB")
+            rgb = _read_rgb(path)
         except Exception as e:  # noqa: BLE001 - PIL raises many types for bad files
             msg = f"{type(e).__name__}: {e}"
             print(f"objaug cam: skipping {path}: cannot read it as an image ({msg})", file=sys.stderr)
@@ -177,7 +184,6 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
         small = rgb.resize((size, size), Image.Resampling.BILINEAR)
         t = torch.frombuffer(bytearray(small.tobytes()), dtype=torch.uint8).view(size, size, 3)
         tensors.append(t.permute(2, 0, 1).contiguous())
-        originals.append(rgb)
         records.append({"file": path, "width": w, "height": h})
     if not records:
         print("objaug cam: error: no image could be read.", file=sys.stderr)
@@ -198,8 +204,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
     projector = None
     if args.projector:
         try:
-            projector = build_projector(args.projector, backbone_dim(backbone, image_size=min(size, 64)))
-        except ValueError as e:
+            projector = build_projector(args.projector, backbone_dim(backbone, image_size=size))
+        except (ValueError, RuntimeError) as e:
             return _fail(str(e))
     if args.checkpoint is not None:
         try:
@@ -230,22 +236,32 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
     boxes = torch.empty(n, args.max_boxes, 4)
     valid = torch.empty(n, args.max_boxes, dtype=torch.bool)
     batches = balanced_batches(n, args.batch_size)
-    for idx in tqdm(batches, desc="ContraCAM", unit="batch", file=sys.stderr):
-        sl = slice(idx.start, idx.stop)
-        x = ((images_u8[sl].float() / 255.0 - mean) / std).to(device)
-        m = cam(x)
-        b, v = boxes_from_cam(m, threshold=args.threshold, min_area=args.min_area, margin=args.margin,
-                              max_boxes=args.max_boxes)
-        maps[sl] = m.float().cpu()
-        boxes[sl] = b.float().cpu()
-        valid[sl] = v.cpu()
+    with tqdm(total=n, desc="ContraCAM", unit="img", file=sys.stderr) as bar:
+        for idx in batches:
+            sl = slice(idx.start, idx.stop)
+            x = ((images_u8[sl].float() / 255.0 - mean) / std).to(device)
+            try:
+                m = cam(x)
+            except (TypeError, ValueError) as e:  # e.g. a model without a spatial stage (ViT tokens)
+                bar.close()
+                return _fail(f"ContraCAM cannot run on this model: {e}")
+            b, v = boxes_from_cam(m, threshold=args.threshold, min_area=args.min_area, margin=args.margin,
+                                  max_boxes=args.max_boxes)
+            maps[sl] = m.float().cpu()
+            boxes[sl] = b.float().cpu()
+            valid[sl] = v.cpu()
+            bar.update(len(idx))
 
     # outputs
     os.makedirs(os.path.join(args.out, "overlays"), exist_ok=True)
     net_images = images_u8.float() / 255.0
     for i, rec in enumerate(records):
-        rgb = originals[i]
         w, h = rec["width"], rec["height"]
+        try:
+            rgb = _read_rgb(rec["file"])
+        except Exception as e:  # noqa: BLE001 - the file changed since it was read
+            print(f"objaug cam: could not re-read {rec['file']} for its overlay: {e}", file=sys.stderr)
+            rgb = Image.fromarray(to_uint8(net_images[i]).permute(1, 2, 0).numpy()).resize((w, h))
         scale = min(1.0, MAX_OVERLAY_SIDE / max(w, h))
         ow, oh = max(1, round(w * scale)), max(1, round(h * scale))
         if scale < 1.0:
