@@ -13,10 +13,11 @@ batches; writes
     OUT/boxes.json                 per image: size, boxes in pixels and normalised, valid flags, fallback
 
 The model needs a spatial last stage (torchvision ResNets, timm CNNs); a ViT's token output is refused
-with a clear message. ContraCAM contrasts each image with the others of its batch, so the images are split into batches of
-near-equal size (never a batch of one), and at least 2 readable images are required; the map of an
-image depends on which other images share its batch. Files that cannot be read are reported, skipped
-and listed under "skipped" in boxes.json; the exit status is non-zero only if nothing could be read.
+with a clear message. ContraCAM contrasts each image with the others of its batch, so the images are
+split into batches of near-equal size (never a batch of one), and at least 2 readable images are
+required; the map of an image depends on which other images share its batch. Files that cannot be
+read are reported, skipped and listed under "skipped" in boxes.json; the exit status is non-zero only
+if nothing could be read.
 """
 
 from __future__ import annotations
