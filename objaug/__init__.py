@@ -8,16 +8,52 @@ Adapters for Lightly and solo-learn live in ``objaug.integrations.lightly`` and
 ``objaug.integrations.solo_learn``; importing ``objaug`` imports neither library.
 """
 
-from objaug.augment.crop import ObjectAwareRandomResizedCrop
-from objaug.augment.mixup import BackgroundMixup
-from objaug.augment.pipeline import IMAGENET_NORMALIZE, ObjectAwareAugment, ViewConfig
-from objaug.augment.presets import byol_views, moco_v2_views, simclr_views
-from objaug.boxes import boxes_from_cam, boxes_to_pixels
-from objaug.contracam import ContraCAM
-from objaug.masks import masks_from_uint8, masks_to_uint8, resize_masks, soft_masks, threshold_masks
-from objaug.metrics import best_box_iou, box_corloc, center_box_prior, center_boxes, mask_iou, pairwise_box_iou
-from objaug.split import EncoderHead, split_model
-from objaug.store import ObjectStore
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from objaug.augment.crop import ObjectAwareRandomResizedCrop
+    from objaug.augment.mixup import BackgroundMixup
+    from objaug.augment.pipeline import IMAGENET_NORMALIZE, ObjectAwareAugment, ViewConfig
+    from objaug.augment.presets import byol_views, moco_v2_views, simclr_views
+    from objaug.boxes import boxes_from_cam, boxes_to_pixels
+    from objaug.contracam import ContraCAM
+    from objaug.masks import masks_from_uint8, masks_to_uint8, resize_masks, soft_masks, threshold_masks
+    from objaug.metrics import best_box_iou, box_corloc, center_box_prior, center_boxes, mask_iou, pairwise_box_iou
+    from objaug.split import EncoderHead, split_model
+    from objaug.store import ObjectStore
+
+# Names are imported on first use: `import objaug` stays cheap (it runs for every Lightning Trainer,
+# through objaug's callback entry points) and imports kornia only when an augmentation is used.
+_EXPORTS: dict[str, str] = {
+    "ObjectAwareRandomResizedCrop": "objaug.augment.crop",
+    "BackgroundMixup": "objaug.augment.mixup",
+    "IMAGENET_NORMALIZE": "objaug.augment.pipeline",
+    "ObjectAwareAugment": "objaug.augment.pipeline",
+    "ViewConfig": "objaug.augment.pipeline",
+    "byol_views": "objaug.augment.presets",
+    "moco_v2_views": "objaug.augment.presets",
+    "simclr_views": "objaug.augment.presets",
+    "boxes_from_cam": "objaug.boxes",
+    "boxes_to_pixels": "objaug.boxes",
+    "ContraCAM": "objaug.contracam",
+    "masks_from_uint8": "objaug.masks",
+    "masks_to_uint8": "objaug.masks",
+    "resize_masks": "objaug.masks",
+    "soft_masks": "objaug.masks",
+    "threshold_masks": "objaug.masks",
+    "best_box_iou": "objaug.metrics",
+    "box_corloc": "objaug.metrics",
+    "center_box_prior": "objaug.metrics",
+    "center_boxes": "objaug.metrics",
+    "mask_iou": "objaug.metrics",
+    "pairwise_box_iou": "objaug.metrics",
+    "EncoderHead": "objaug.split",
+    "split_model": "objaug.split",
+    "ObjectStore": "objaug.store",
+}
 
 __version__ = "0.1.0.dev0"
 
@@ -49,3 +85,16 @@ __all__ = [
     "split_model",
     "threshold_masks",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'objaug' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -29,3 +29,18 @@ def test_import_objaug_does_not_import_optional_dependencies():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"importing objaug imported optional packages: {out.stdout}"
+
+
+def test_every_exported_name_resolves_and_import_is_lazy():
+    code = (
+        "import sys, objaug\n"
+        "assert 'kornia' not in sys.modules and 'torch' not in sys.modules, 'import objaug must stay cheap'\n"
+        "missing = [n for n in objaug.__all__ if getattr(objaug, n, None) is None]\n"
+        "assert not missing, missing\n"
+        "import objaug.functional, objaug.augment\n"
+        "for mod in (objaug.functional, objaug.augment):\n"
+        "    assert all(hasattr(mod, n) for n in mod.__all__)\n"
+        "print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
