@@ -4,9 +4,11 @@ Usage (CPU target setting of issue 2; also ``--device cuda --amp --channels-last
 
     .venv/bin/python benchmarks/cam_speed.py --arch resnet18 --batch-size 32 --image-size 224
 
-All rows run on the same model, batch and device, in this process. The anchor is the inference
+All rows run on the same model, batch and device, in this process, timed in turn (round robin) so
+load drift hits them alike. The anchor is the inference
 forward of the whole model (encoder + head, ``torch.no_grad``, eval mode): the performance limit
-of a CAM that needs one forward. Times are medians over ``--repeats`` runs after a warm-up.
+of a CAM that needs one forward. Times are medians over ``--repeats`` rounds after a warm-up
+(rows with ``iters > 2`` every other round).
 
 Baselines:
 
@@ -41,17 +43,27 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
+def _time_round_robin(
+    fns: dict[str, Callable[[], object]], device: torch.device, repeats: int, warmup: int,
+    every: dict[str, int] | None = None,
+) -> dict[str, float]:
+    """Median seconds per call of each function, timed in turn (A, B, C, A, B, C, ...) after a warm-up,
+    so load drift on a shared machine hits every row alike. ``every[name] = k`` times that row only
+    every k-th round (for slow rows)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
     _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for r in range(repeats):
+        for name, fn in fns.items():
+            if every and r % every.get(name, 1):
+                continue
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _build(arch: str) -> nn.Module:
@@ -99,13 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     def autocast() -> torch.autocast:
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp)
 
-    rows: list[tuple[str, float]] = []
+    fns: dict[str, Callable[[], object]] = {}
+    every: dict[str, int] = {}
 
     def forward() -> object:
         with torch.no_grad(), autocast():
             return model(images)
 
-    rows.append(("inference forward (anchor)", _time(forward, device, args.repeats, args.warmup)))
+    fns["inference forward (anchor)"] = forward
 
     for iters in args.iters:
         cam = ContraCAM(model, iters=iters, check_finite=False)
@@ -114,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             with autocast():
                 return cam(images)
 
-        reps = args.repeats if iters <= 2 else max(1, args.repeats // 2)
-        rows.append((f"objaug ContraCAM iters={iters}", _time(run_cam, device, reps, min(args.warmup, 1))))
+        fns[f"objaug ContraCAM iters={iters}"] = run_cam
+        if iters > 2:
+            every[f"objaug ContraCAM iters={iters}"] = 2  # slow row: every other round
 
     if not args.no_baselines:
         with torch.no_grad(), autocast():
@@ -129,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                 with GradCAM(model=model, target_layers=[model.layer4[-1]]) as gc, autocast():
                     return gc(input_tensor=images, targets=targets)
 
-            rows.append(("pytorch-grad-cam GradCAM", _time(run_gradcam, device, args.repeats, args.warmup)))
+            fns["pytorch-grad-cam GradCAM"] = run_gradcam
         except ImportError:
             print("pytorch-grad-cam not installed: pip install grad-cam", file=sys.stderr)
         try:
@@ -145,10 +159,11 @@ def main(argv: list[str] | None = None) -> int:
                     attr = lgc.attribute(images, relu_attributions=True)
                     return LayerAttribution.interpolate(attr, (args.image_size, args.image_size))
 
-            rows.append(("captum LayerGradCam", _time(run_captum, device, args.repeats, args.warmup)))
+            fns["captum LayerGradCam"] = run_captum
         except ImportError:
             print("captum not installed: pip install captum", file=sys.stderr)
 
+    rows = list(_time_round_robin(fns, device, args.repeats, args.warmup, every).items())
     anchor = rows[0][1]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"\n{args.arch}, batch {args.batch_size}, {args.image_size} px, {name}, amp={args.amp}, "
