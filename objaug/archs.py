@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet, resnet18, resnet50
 
-__all__ = ["ARCHS", "backbone_dim", "build_backbone", "build_projector", "demo_backbone", "parse_projector_spec",
-           "tiny_resnet"]
+__all__ = ["ARCHS", "PROJECTOR_FLAGS", "backbone_dim", "build_backbone", "build_projector", "demo_backbone",
+           "parse_projector_spec", "tiny_resnet"]
 
 #: Architectures built without timm.
 ARCHS: tuple[str, ...] = ("resnet18", "resnet50", "tiny_resnet")
@@ -163,12 +163,30 @@ def backbone_dim(model: nn.Module, *, image_size: int = 64) -> int:
     return int(out.shape[1])
 
 
-def parse_projector_spec(spec: str) -> tuple[list[int], bool]:
-    """Parse ``"2048-128"`` (dims of each Linear after the input) or ``"bn:4096-256"`` (BatchNorm1d
-    after each hidden Linear). Returns ``(dims, batch_norm)``."""
+PROJECTOR_FLAGS: tuple[str, ...] = ("bn", "nobias", "bnlast")
+
+
+def parse_projector_spec(spec: str) -> tuple[list[int], frozenset[str]]:
+    """Parse a projector spec ``[flag,flag...:]d1-d2-...``.
+
+    ``d1-d2-...`` are the output sizes of the Linear layers (hidden sizes, then the output size).
+    Flags: ``bn`` (BatchNorm1d after each hidden Linear), ``nobias`` (no bias in the Linear layers that
+    a BatchNorm1d follows), ``bnlast`` (BatchNorm1d on the output too).
+
+    Returns:
+        ``(dims, flags)``.
+
+    Raises:
+        ValueError: a malformed spec or an unknown flag.
+    """
     s = spec.strip()
-    bn = s.startswith("bn:")
-    s = s.removeprefix("bn:")
+    flags: frozenset[str] = frozenset()
+    if ":" in s:
+        head, _, s = s.partition(":")
+        flags = frozenset(f.strip().lower() for f in head.split(",") if f.strip())
+        unknown = flags - set(PROJECTOR_FLAGS)
+        if unknown:
+            raise ValueError(f"Unknown projector flag(s) {sorted(unknown)} in {spec!r}; known: {PROJECTOR_FLAGS}.")
     try:
         dims = [int(p) for p in s.split("-")]
     except ValueError:
@@ -176,41 +194,53 @@ def parse_projector_spec(spec: str) -> tuple[list[int], bool]:
     if not dims or min(dims) < 1:
         raise ValueError(f"Projector spec {spec!r} is not valid: use hidden and output sizes joined by '-', "
                          "e.g. '2048-128' (Linear-ReLU-Linear) or 'bn:4096-256' (with BatchNorm1d).")
-    return dims, bn
+    return dims, flags
 
 
-def build_projector(spec: str | Sequence[int] | None, in_dim: int, *, batch_norm: bool = False) -> nn.Sequential | None:
-    """Build an MLP projector.
+def build_projector(spec: str | Sequence[int] | None, in_dim: int, *,
+                    batch_norm: bool = False) -> nn.Sequential | None:
+    """Build an MLP projector as an ``nn.Sequential`` (so checkpoint keys read ``projector.0.weight``...).
 
-    Layout (matching solo-learn's SimCLR / MoCo heads and the reference code's MoCo v2 head):
-    ``Linear(in, h1), [BatchNorm1d(h1)], ReLU, ..., Linear(h_last, out)`` as an ``nn.Sequential``,
-    so checkpoint keys read ``projector.0.weight``, ``projector.2.weight`` (``.0/.1/.3`` with BN).
+    Layouts by spec (``h`` hidden, ``o`` output; keys of the Sequential in brackets):
+
+    * ``"h-o"``: Linear, ReLU, Linear [0, 2] -- solo-learn MoCo v2+, the reference MoCo v2 head,
+      lightly ``MoCoProjectionHead`` (under ``projection_head.layers.``);
+    * ``"bn:h-o"``: Linear, BatchNorm1d, ReLU, Linear [0, 1, 3] -- solo-learn SimCLR / BYOL;
+    * ``"bn,nobias:h-o"``: the same with no bias in the first Linear -- lightly ``BYOLProjectionHead``;
+    * ``"bn,nobias,bnlast:h-o"``: Linear(no bias), BatchNorm1d, ReLU, Linear(no bias), BatchNorm1d
+      [0, 1, 3, 4] -- lightly ``SimCLRProjectionHead``.
+
+    More hidden layers: ``"h1-h2-o"``.
 
     Args:
-        spec: ``"2048-128"``, ``"bn:4096-256"``, a list of ints, or ``None``/``""``/``"none"``
-            (no projector: returns ``None``).
+        spec: a spec string (see :func:`parse_projector_spec`), a list of ints, or
+            ``None``/``""``/``"none"`` (no projector: returns ``None``).
         in_dim: input feature dimension (the backbone's D).
-        batch_norm: add BatchNorm1d after hidden layers (also enabled by a ``"bn:"`` spec prefix).
+        batch_norm: add BatchNorm1d after hidden layers (same as the ``bn`` flag).
 
     Returns:
         The projector (train mode) or ``None``.
     """
     if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "none")):
         return None
+    flags: frozenset[str] = frozenset()
     if isinstance(spec, str):
-        dims, bn = parse_projector_spec(spec)
-        batch_norm = batch_norm or bn
+        dims, flags = parse_projector_spec(spec)
     else:
         dims = [int(d) for d in spec]
         if not dims or min(dims) < 1:
             raise ValueError(f"Projector dims must be positive ints, got {spec!r}.")
+    if batch_norm:
+        flags = flags | {"bn"}
     layers: list[nn.Module] = []
     prev = in_dim
     for i, d in enumerate(dims):
-        layers.append(nn.Linear(prev, d))
-        if i < len(dims) - 1:
-            if batch_norm:
-                layers.append(nn.BatchNorm1d(d))
+        last = i == len(dims) - 1
+        bn_follows = ("bnlast" in flags) if last else ("bn" in flags)
+        layers.append(nn.Linear(prev, d, bias=not (bn_follows and "nobias" in flags)))
+        if bn_follows:
+            layers.append(nn.BatchNorm1d(d))
+        if not last:
             layers.append(nn.ReLU(inplace=True))
         prev = d
     return nn.Sequential(*layers)

@@ -156,3 +156,29 @@ def test_missing_file_and_bad_objects(tmp_path):
         load_weights(_model(0), tmp_path / "junk.pt")
     with pytest.raises(CheckpointError, match="No state dict"):
         extract_state_dict({"epoch": 1})
+
+
+@pytest.mark.parametrize("head_name, spec", [("SimCLRProjectionHead", "bn,nobias,bnlast:16-8"),
+                                             ("MoCoProjectionHead", "16-8"),
+                                             ("BYOLProjectionHead", "bn,nobias:16-8")])
+def test_projector_specs_load_lightly_heads(head_name, spec):
+    modules = pytest.importorskip("lightly.models.modules")
+    torch.manual_seed(0)
+    head = getattr(modules, head_name)(32, 16, 8)
+    for mod in head.modules():
+        if isinstance(mod, nn.BatchNorm1d):
+            mod.running_mean.uniform_(-1, 1)
+    proj = build_projector(spec, 32)
+    assert proj is not None
+    rep = load_weights(proj, {f"projection_head.{k}": v for k, v in head.state_dict().items()})
+    assert rep.prefix == "projection_head.layers."
+    x = torch.randn(4, 32)
+    assert torch.allclose(proj.eval()(x), head.eval()(x), atol=1e-6)
+
+
+def test_projector_spec_errors():
+    with pytest.raises(ValueError, match="Unknown projector flag"):
+        build_projector("bm:16-8", 32)
+    with pytest.raises(ValueError, match="not valid"):
+        build_projector("16x8", 32)
+    assert build_projector("none", 32) is None

@@ -47,8 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key-prefix", default=None,
                    help="prefix of the backbone keys in the checkpoint, e.g. 'backbone.' (default: detect)")
     p.add_argument("--projector", default=None,
-                   help="projector MLP spec, e.g. 2048-128 or bn:4096-256 (loaded from the checkpoint's "
-                        "projector keys); default: none (ContraCAM on the pooled features)")
+                   help="projector MLP spec, e.g. 2048-128, bn:4096-256 or bn,nobias,bnlast:2048-128 (see "
+                        "objaug.archs.build_projector; loaded from the checkpoint's projector keys); default: "
+                        "none (ContraCAM on the pooled features)")
     p.add_argument("--projector-prefix", default=None,
                    help="prefix of the projector keys (default: detect, e.g. 'projector.')")
     p.add_argument("--trust-checkpoint", action="store_true",
