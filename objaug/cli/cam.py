@@ -145,9 +145,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
     from PIL import Image
     from tqdm import tqdm
 
-    from objaug.archs import backbone_dim, build_backbone, build_projector
     from objaug.boxes import boxes_from_cam
-    from objaug.checkpoint import CheckpointError, load_weights
+    from objaug.cli._model import ModelSetupError, build_model
     from objaug.contracam import ContraCAM
     from objaug.viz import IMAGENET_MEAN, IMAGENET_STD, draw_boxes, make_grid, overlay_cam, save_png, to_uint8
 
@@ -200,35 +199,9 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
 
     # model
     try:
-        backbone = build_backbone(args.arch)
-    except (ValueError, ImportError) as e:
+        backbone, projector = build_model(args, probe_size=size, device=device, command="cam", what="maps")
+    except ModelSetupError as e:
         return _fail(str(e))
-    projector = None
-    if args.projector:
-        try:
-            projector = build_projector(args.projector, backbone_dim(backbone, image_size=size))
-        except (ValueError, RuntimeError) as e:
-            return _fail(str(e))
-    if args.checkpoint is not None:
-        try:
-            rep = load_weights(backbone, args.checkpoint, key_prefix=args.key_prefix,
-                               trusted=args.trust_checkpoint)
-            print(f"backbone: {rep.summary()}", file=sys.stderr)
-            if projector is not None:
-                prep = load_weights(projector, args.checkpoint, key_prefix=args.projector_prefix,
-                                    trusted=args.trust_checkpoint)
-                if prep.prefix == rep.prefix and args.projector_prefix is None:
-                    raise CheckpointError(
-                        f"the projector's keys were found under the backbone's prefix {rep.prefix!r}; "
-                        "pass --projector-prefix (e.g. projector.).")
-                print(f"projector: {prep.summary()}", file=sys.stderr)
-        except (CheckpointError, FileNotFoundError) as e:
-            return _fail(str(e))
-    else:
-        print("objaug cam: warning: --random-init: random weights, the maps mean nothing.", file=sys.stderr)
-    backbone.to(device).eval()
-    if projector is not None:
-        projector.to(device).eval()
 
     cam = ContraCAM(backbone, projector=projector, iters=args.iters, temperature=args.temperature,
                     expand_res=args.expand_res)

@@ -118,8 +118,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     import torch.distributed as dist
 
-    from objaug.archs import backbone_dim, build_backbone, build_projector
-    from objaug.checkpoint import CheckpointError, load_weights
+    from objaug.cli._model import ModelSetupError, build_model
     from objaug.store.format import StoreError
     from objaug.store.precompute import IMAGENET_MEAN, IMAGENET_STD, ImageFolderFiles, load_dataset, precompute
 
@@ -147,37 +146,15 @@ def run(args: argparse.Namespace) -> int:
         # model (seeded: with --random-init every process must build the same weights)
         torch.manual_seed(args.seed)
         try:
-            backbone = build_backbone(args.arch)
-        except (ValueError, ImportError) as e:
+            backbone, projector = build_model(args, probe_size=min(args.image_size, 64), device=device,
+                                              command="precompute", what="boxes")
+        except ModelSetupError as e:
             return _fail(str(e))
-        projector = None
-        if args.projector:
-            try:
-                projector = build_projector(args.projector, backbone_dim(backbone, image_size=min(args.image_size, 64)))
-            except ValueError as e:
-                return _fail(str(e))
-        model_info: dict[str, Any] = {"arch": args.arch, "projector": args.projector}
-        if args.checkpoint is not None:
-            try:
-                rep = load_weights(backbone, args.checkpoint, key_prefix=args.key_prefix,
-                                   trusted=args.trust_checkpoint)
-                if projector is not None:
-                    prep = load_weights(projector, args.checkpoint, key_prefix=args.projector_prefix,
-                                        trusted=args.trust_checkpoint)
-                    if prep.prefix == rep.prefix and args.projector_prefix is None:
-                        raise CheckpointError(
-                            f"the projector's keys were found under the backbone's prefix {rep.prefix!r}; "
-                            "pass --projector-prefix (e.g. projector.).")
-            except (CheckpointError, FileNotFoundError) as e:
-                return _fail(str(e))
-            model_info["checkpoint"] = _checkpoint_identity(args.checkpoint)
-        else:
-            print("objaug precompute: warning: --random-init: random weights, the boxes mean nothing.",
-                  file=sys.stderr)
-            model_info["checkpoint"] = None
-        backbone.to(device).eval()
-        if projector is not None:
-            projector.to(device).eval()
+        model_info: dict[str, Any] = {
+            "arch": args.arch,
+            "projector": args.projector,
+            "checkpoint": None if args.checkpoint is None else _checkpoint_identity(args.checkpoint),
+        }
         try:
             result = precompute(
                 dataset, backbone, args.out, projector=projector, iters=args.iters, temperature=args.temperature,
