@@ -74,7 +74,7 @@ class DemoConfig:
     weight_decay: float = 1e-4
     temperature: float = 0.2
     projector: str = "bn:128-64"
-    crop_scale: tuple[float, float] = (0.4, 1.0)
+    crop_scale: tuple[float, float] = (0.2, 1.0)
     color_jitter: float = 0.4
     hue: float = 0.1
     eval_images: int = 128
