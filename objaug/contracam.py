@@ -183,7 +183,8 @@ class ContraCAM:
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
         work = torch.promote_types(images.dtype, torch.float32)
         bank = None if negatives is None else F.normalize(negatives.detach().to(work), dim=1)
-        mean_colour = images.mean(dim=(0, 2, 3), keepdim=True)
+        # the fill colour of refinement (not needed for a single pass)
+        mean_colour = images.mean(dim=(0, 2, 3), keepdim=True) if self.iters > 1 else None
         x = images
         keys: Tensor | None = None
         in_batch: list[Tensor] = []
@@ -203,7 +204,7 @@ class ContraCAM:
             cam = minmax_normalize(upsample_maps(gradcam_map(feats.detach(), grads), size, mode=self.interpolation))
             steps.append(cam)
             union = cam if union is None else torch.maximum(union, cam)
-            if len(steps) < self.iters:
+            if mean_colour is not None and len(steps) < self.iters:
                 x = fill_masked(images, union, mean_colour)
         assert union is not None
         union = union.clamp(0.0, 1.0).float()
