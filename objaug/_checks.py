@@ -3,8 +3,8 @@
 Every check raises before any work is done, with a message that names the argument,
 says what was wrong and how to fix it. Checks only look at metadata (shape, dtype,
 device) unless their name says otherwise; the value checks (:func:`check_finite`,
-:func:`check_range`) synchronise with the device once and are optional where they are used on
-hot paths.
+:func:`check_range`, :func:`check_box_values`) synchronise with the device once and are optional
+where they are used on hot paths.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "check_box_values",
     "check_boxes",
     "check_finite",
     "check_image_batch",
@@ -100,6 +101,30 @@ def check_boxes(boxes: object, valid: object, *, batch: int, name: str = "boxes"
         raise ValueError(f"valid must be a bool tensor of shape (B, K) = {tuple(boxes.shape[:2])}, got "
                          f"{valid.dtype} {tuple(valid.shape)}.")
     return boxes, valid
+
+
+def check_box_values(boxes: Tensor, valid: Tensor, name: str = "boxes") -> None:
+    """Raise ValueError if a valid box leaves [0, 1] or has x2 < x1 / y2 < y1 (one device sync).
+
+    Invalid (padding) entries are ignored, whatever they hold.
+    """
+    v = valid[..., None]
+    out_of_range = ((boxes < 0) | (boxes > 1) | torch.isnan(boxes)) & v
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    reversed_ = ((x2 < x1) | (y2 < y1)) & valid
+    bad_range, bad_order = torch.stack([out_of_range.any(), reversed_.any()]).tolist()
+    if bad_range:
+        vals = torch.where(v.expand_as(boxes), boxes, torch.zeros((), device=boxes.device)).nan_to_num()
+        raise ValueError(
+            f"{name} must be normalised (x1, y1, x2, y2) in [0, 1]; valid boxes hold values from "
+            f"{float(vals.min()):.4g} to {float(vals.max()):.4g} (or NaN). Divide pixel boxes by "
+            f"(W, H, W, H) and clamp them to [0, 1] (torchvision.ops.clip_boxes_to_image)."
+        )
+    if bad_order:
+        raise ValueError(
+            f"{name} must satisfy x1 <= x2 and y1 <= y2 (xyxy format); some valid boxes are reversed. "
+            f"Convert xywh/cxcywh boxes with torchvision.ops.box_convert(boxes, in_fmt, 'xyxy')."
+        )
 
 
 def check_same_batch(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:

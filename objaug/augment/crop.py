@@ -12,7 +12,7 @@ from kornia.augmentation import GeometricAugmentationBase2D
 from kornia.constants import Resample
 from torch import Tensor
 
-from objaug._checks import check_boxes, check_image_batch, check_same_device
+from objaug._checks import check_box_values, check_boxes, check_image_batch, check_same_device
 from objaug.functional.crop import (
     crop_and_resize,
     crop_matrix,
@@ -29,30 +29,6 @@ try:  # Kornia's marker for matrix code that reads only the input's shape/dtype/
 except ImportError:  # pragma: no cover - older/newer kornia without the private marker
     def _input_metadata_only(method: _F) -> _F:
         return method
-
-
-def check_box_values(boxes: Tensor, valid: Tensor, name: str = "boxes") -> None:
-    """Raise ValueError if a valid box leaves [0, 1] or has x2 < x1 / y2 < y1 (one device sync).
-
-    Invalid (padding) entries are ignored, whatever they hold.
-    """
-    v = valid[..., None]
-    out_of_range = ((boxes < 0) | (boxes > 1) | torch.isnan(boxes)) & v
-    x1, y1, x2, y2 = boxes.unbind(-1)
-    reversed_ = ((x2 < x1) | (y2 < y1)) & valid
-    bad_range, bad_order = torch.stack([out_of_range.any(), reversed_.any()]).tolist()
-    if bad_range:
-        vals = torch.where(v.expand_as(boxes), boxes, torch.zeros((), device=boxes.device)).nan_to_num()
-        raise ValueError(
-            f"{name} must be normalised (x1, y1, x2, y2) in [0, 1]; valid boxes hold values from "
-            f"{float(vals.min()):.4g} to {float(vals.max()):.4g} (or NaN). Divide pixel boxes by "
-            f"(W, H, W, H) and clamp them to [0, 1] (torchvision.ops.clip_boxes_to_image)."
-        )
-    if bad_order:
-        raise ValueError(
-            f"{name} must satisfy x1 <= x2 and y1 <= y2 (xyxy format); some valid boxes are reversed. "
-            f"Convert xywh/cxcywh boxes with torchvision.ops.box_convert(boxes, in_fmt, 'xyxy')."
-        )
 
 
 def _check_pair(value: object, name: str, low: float, high: float, *, fix: str) -> tuple[float, float]:

@@ -17,13 +17,14 @@ import torch
 from torch import Tensor, nn
 
 from objaug._checks import (
+    check_box_values,
     check_boxes,
     check_image_batch,
     check_mask_batch,
     check_range,
     check_same_device,
 )
-from objaug.augment.crop import _check_pair, _check_prob, _check_size, check_box_values
+from objaug.augment.crop import _check_pair, _check_prob, _check_size
 from objaug.functional.crop import (
     crop_and_resize,
     full_image_boxes,
