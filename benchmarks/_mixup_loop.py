@@ -6,6 +6,10 @@ per image, a list queue pushed inside the loop) with objaug's geometric conventi
 rectangle, strip ties top > left > right > bottom, phase-aligned tiling), so that it does the same
 amount of work as :class:`objaug.augment.mixup.BackgroundMixup` (``source="tiled-strip"``).
 
+Like the reference's ``generate_bg_mixed_img`` it also returns ``torch.stack`` of the per-image
+backgrounds (the built ones, else the image itself), which the reference's training step receives and
+ignores; ``stack_backgrounds=False`` drops that cost (both are timed by the script).
+
 Semantic differences to the vectorised module, on purpose (they are the reference's): the queue is
 pushed inside the mixing loop, so a later image may draw a background built earlier in the same
 batch; the random numbers are drawn per image in loop order. Outputs are therefore not comparable
@@ -86,6 +90,7 @@ def mixup_loop(
     queue: deque[Tensor] | list[Tensor],
     queue_size: int = 50,
     generator: torch.Generator | None = None,
+    stack_backgrounds: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Background mixup with a per-image Python loop (slow anchor; same signature style as the module).
 
@@ -103,6 +108,8 @@ def mixup_loop(
             the caller across calls and mutated in place (FIFO; a list is trimmed to ``queue_size``).
         queue_size: capacity used to trim a list queue.
         generator: optional CPU ``torch.Generator`` for the random draws.
+        stack_backgrounds: also stack the per-image backgrounds into a (B, C, H, W) tensor, as the
+            reference does (its caller ignores them); the stack is computed and dropped.
 
     Returns:
         ``(mixed_images (B, C, H, W), mixed (B,) bool)`` on the images' device.
@@ -140,6 +147,8 @@ def mixup_loop(
             queue.append(bg_i)
             if isinstance(queue, list) and len(queue) > queue_size:
                 del queue[0]
+    if stack_backgrounds:  # the reference returns this stack too (its training step ignores it)
+        torch.stack([images[i] if bg is None else bg for i, bg in enumerate(backgrounds)])
     return torch.stack(outs), torch.tensor(mixed, device=images.device)
 
 
@@ -175,10 +184,17 @@ def main(argv: list[str] | None = None) -> None:
     images = torch.randn(b, 3, s, s, generator=gen).to(dev)
     masks = _blob_masks(b, s, gen).to(dev)
     mix = BackgroundMixup(p=args.p, threshold=0.2, queue_size=50, check_inputs=args.check_inputs).to(dev)
+    mix_inplace = BackgroundMixup(p=args.p, threshold=0.2, queue_size=50, check_inputs=args.check_inputs,
+                                  inplace=True).to(dev)
+    own = images.clone()  # the in-place module mixes this batch over and over (its values stay finite)
     queue: deque[Tensor] = deque(maxlen=50)
+    queue2: deque[Tensor] = deque(maxlen=50)
     fns = {
         "loop (anchor)": lambda: mixup_loop(images, masks, p=args.p, threshold=0.2, queue=queue),
+        "loop, no bg stack": lambda: mixup_loop(images, masks, p=args.p, threshold=0.2, queue=queue2,
+                                                stack_backgrounds=False),
         "BackgroundMixup": lambda: mix(images, masks),
+        "inplace=True": lambda: mix_inplace(own, masks),
     }
 
     def sync() -> None:
@@ -203,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
           f"check_inputs={args.check_inputs} repeats={args.repeats}")
     anchor = med["loop (anchor)"]
     for name, (w, c) in med.items():
-        print(f"  {name:16s} wall {w * 1e3:8.1f} ms  cpu {c * 1e3:8.1f} ms   "
+        print(f"  {name:18s} wall {w * 1e3:8.1f} ms  cpu {c * 1e3:8.1f} ms   "
               f"speed-up vs loop: wall {anchor[0] / w:5.2f}x  cpu {anchor[1] / c:5.2f}x")
 
 

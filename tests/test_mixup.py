@@ -456,9 +456,7 @@ def test_forward_parameters_shapes_and_ranges():
 
 
 @pytest.mark.parametrize("source", ["tiled-strip", "batch"])
-def test_cpu_chunking_autograd_and_layout_do_not_change_results(source, monkeypatch):
-    import objaug.functional.mixup as fm
-
+def test_inplace_autograd_and_layout_do_not_change_results(source):
     gen = torch.Generator().manual_seed(11)
     b, c, h, w = 9, 3, 10, 12
     calls = [(torch.randn(b, c, h, w, generator=gen), blob_masks(b, h, w, gen)) for _ in range(3)]
@@ -467,20 +465,23 @@ def test_cpu_chunking_autograd_and_layout_do_not_change_results(source, monkeypa
     for x, m in calls:
         outs.append(base(x, m, generator=gen))
         prms.append(base._params)
-    variants = {"chunks of 2 rows": None, "autograd": None, "channels_last": None}
-    for name in variants:
-        mix = BackgroundMixup(p=0.7, queue_size=4, source=source)
-        with monkeypatch.context() as mp:
-            if name == "chunks of 2 rows":
-                mp.setattr(fm, "_CPU_CHUNK_BYTES", 2 * c * h * w * 4)
-            for (x, m), prm, (exp, exp_mixed) in zip(calls, prms, outs, strict=True):
-                if name == "autograd":
-                    x = x.clone().requires_grad_()
-                if name == "channels_last":
-                    x = x.contiguous(memory_format=torch.channels_last)
-                got, mixed = mix(x, m, params=prm)
-                assert torch.equal(got.detach(), exp), name
-                assert torch.equal(mixed, exp_mixed)
+    for name in ("inplace", "autograd", "channels_last", "growing batch"):
+        mix = BackgroundMixup(p=0.7, queue_size=4, source=source, inplace=name == "inplace")
+        if name == "growing batch":  # a first call of 2 images that builds nothing: the workspace grows
+            none = {"apply": torch.zeros(2, dtype=torch.bool), "perm": torch.arange(2),
+                    "queue_idx": torch.zeros(2, dtype=torch.int64)}
+            mix(calls[0][0][:2], calls[0][1][:2], params=none)
+        for (x, m), prm, (exp, exp_mixed) in zip(calls, prms, outs, strict=True):
+            if name == "autograd":
+                x = x.clone().requires_grad_()
+            if name == "channels_last":
+                x = x.contiguous(memory_format=torch.channels_last)
+            if name == "inplace":
+                x = x.clone()
+            got, mixed = mix(x, m, params=prm)
+            assert torch.equal(got.detach(), exp), name
+            assert torch.equal(mixed, exp_mixed)
+            assert (got.data_ptr() == x.data_ptr()) == (name == "inplace"), name
         assert torch.equal(mix.queued_backgrounds(), base.queued_backgrounds()), name
 
 
@@ -652,3 +653,20 @@ def test_cuda_matches_cpu_and_queue_moves():
     assert moved._queue is not None and moved._queue.device.type == "cpu"
     with pytest.raises(ValueError, match="device"):
         moved(x.cuda(), m.cuda())
+
+
+def test_inplace_falls_back_to_a_new_tensor_for_autograd_and_non_contiguous_input():
+    gen = torch.Generator().manual_seed(21)
+    x = torch.randn(4, 3, 8, 8, generator=gen)
+    m = blob_masks(4, 8, 8, gen)
+    prm = _params([True] * 4, [1, 2, 3, 0], [0] * 4)
+    exp, _ = BackgroundMixup(p=1.0)(x, m, params=prm)
+    leaf = x.clone().requires_grad_()
+    got, _ = BackgroundMixup(p=1.0, inplace=True)(leaf, m, params=prm)
+    assert got.data_ptr() != leaf.data_ptr() and torch.equal(got.detach(), exp)
+    got.sum().backward()
+    assert leaf.grad is not None
+    strided = x.clone().permute(0, 1, 3, 2).contiguous().permute(0, 1, 3, 2)  # not contiguous
+    before = strided.clone()
+    got, _ = BackgroundMixup(p=1.0, inplace=True)(strided, m, params=prm)
+    assert torch.equal(got, exp) and torch.equal(strided, before)

@@ -22,8 +22,9 @@ from objaug.functional.mixup import (
     MixupSource,
     _check_source,
     _check_threshold,
-    _iter_backgrounds,
     _mixup,
+    _needs_grad,
+    _Workspace,
 )
 
 __all__ = ["BackgroundMixup"]
@@ -80,6 +81,10 @@ class BackgroundMixup(nn.Module):
         source: ``"tiled-strip"`` (the paper) or ``"batch"``, how backgrounds are built.
         check_inputs: check that masks lie in [0, 1] (and replayed ``perm`` in [0, B)) on every call;
             one device synchronisation. Set False on hot paths once the pipeline is trusted.
+        inplace: write the mixed batch into ``images`` itself and return it (saves allocating a
+            (B, C, H, W) output). Only done when ``images`` is contiguous and autograd is not
+            recording through it; otherwise a new tensor is returned as usual. Always use the
+            returned tensor. :class:`objaug.ObjectAwareAugment` uses it on its own views.
 
     Raises:
         TypeError: an option of the wrong type.
@@ -92,11 +97,12 @@ class BackgroundMixup(nn.Module):
         >>> out, mixed = mix(images, masks)             # (B, C, H, W), (B,) bool
         >>> again, _ = twin(images, masks, params=mix._params)  # exact replay: again == out
 
-    Performance: on CUDA the forward is a fixed sequence of batched kernels with no host sync
-    (with ``check_inputs=False``). On CPU it runs over chunks of about 4 MB of images so that
-    temporaries stay cache-sized; because it must process every image and copy into a real ring
-    buffer, it is not faster than a per-sample loop there (host syncs cost nothing on CPU, and a
-    loop touches only the images that build a background).
+    Performance: the forward is a fixed sequence of batched kernels with no host sync (with
+    ``check_inputs=False``): the backgrounds of the whole batch are built once (a gather of pixel
+    rows, a gather of columns, a blend) and serve both the mix and the queue. The queue lives in a
+    reusable workspace of ``queue_size + 2 * B`` images (queue, backgrounds, scratch) kept by the
+    module, so a call allocates no large temporary besides its output (none with ``inplace=True``).
+    Every image is processed, including those that are not mixed (no data-dependent shapes).
     """
 
     _queue: Tensor | None
@@ -110,6 +116,7 @@ class BackgroundMixup(nn.Module):
         queue_size: int = 50,
         source: MixupSource = "tiled-strip",
         check_inputs: bool = True,
+        inplace: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, (int, float)):
@@ -126,19 +133,24 @@ class BackgroundMixup(nn.Module):
         self.threshold = _check_threshold(threshold)
         self.queue_size = queue_size
         self.source: MixupSource = _check_source(source)
+        if not isinstance(inplace, bool):
+            raise TypeError(f"inplace must be a bool, got {type(inplace).__name__}.")
         self.check_inputs = check_inputs
+        self.inplace = inplace
+        self._ws: _Workspace | None = None
         self.register_buffer("_queue", None, persistent=False)
         self.register_buffer("_queue_pushed", torch.zeros((), dtype=torch.int64), persistent=False)
         self._params: dict[str, Tensor] | None = None
 
     def extra_repr(self) -> str:
         return (f"p={self.p}, threshold={self.threshold}, queue_size={self.queue_size}, "
-                f"source={self.source!r}, check_inputs={self.check_inputs}")
+                f"source={self.source!r}, check_inputs={self.check_inputs}, inplace={self.inplace}")
 
     # ------------------------------------------------------------------ queue
     def reset(self) -> None:
         """Empty the queue and forget its shape, dtype and device (the next call re-creates it)."""
         self._queue = None
+        self._ws = None
         self._queue_pushed = torch.zeros((), dtype=torch.int64, device=self._queue_pushed.device)
 
     @property
@@ -181,15 +193,37 @@ class BackgroundMixup(nn.Module):
             )
         return queue
 
+    def _workspace(self, images: Tensor) -> _Workspace:
+        """The reusable [queue; backgrounds] storage and scratch rows for a batch like ``images``.
+
+        Re-created (copying the queue into it) when the batch is larger than before, or when the queue
+        buffer is no longer the storage's first rows (after ``.to()``, ``load_state_dict`` or a copy).
+        """
+        queue = self._queue
+        assert queue is not None
+        q, b = queue.shape[0], images.shape[0]
+        ws = self._ws
+        if (ws is None or ws.storage.shape[0] < q + b or ws.scratch.shape[0] < b
+                or ws.storage.shape[1:] != images.shape[1:] or ws.storage.dtype != images.dtype
+                or ws.storage.device != images.device
+                or (q > 0 and queue.data_ptr() != ws.storage.data_ptr())):
+            rows = max(b, ws.scratch.shape[0] if ws is not None else 0)
+            storage = torch.empty((q + rows, *images.shape[1:]), dtype=images.dtype, device=images.device)
+            storage[:q].copy_(queue)
+            self._queue = storage[:q]
+            ws = _Workspace(storage, q, torch.empty_like(storage[q:]))
+            self._ws = ws
+        return ws
+
     @torch.no_grad()
-    def _push(self, images: Tensor, masks: Tensor, boxes: Tensor, built: Tensor) -> None:
+    def _push(self, backgrounds: Tensor, built: Tensor, ws: _Workspace | None) -> None:
         """Push the backgrounds of the ``built`` images, in batch order, into the FIFO ring buffer.
 
         No host sync, and only the at most ``min(B, Q)`` slots that can change are touched:
         candidate j in [0, min(B, Q)) is slot ``(pushed + j) % Q``; it receives the background of
         rank ``r_j = j + Q * floor((k - 1 - j) / Q)`` among the ``k`` built ones (the last one whose
-        rank is ``j mod Q``), or keeps its content if ``r_j < 0``. Only these candidates'
-        backgrounds are materialised.
+        rank is ``j mod Q``), or keeps its content if ``r_j < 0``. ``backgrounds`` (B, C, H, W) are
+        the batch's backgrounds (rows ``Q ..`` of the workspace storage when ``ws`` is given).
         """
         queue = self._queue
         if queue is None or queue.shape[0] == 0:
@@ -204,10 +238,13 @@ class BackgroundMixup(nn.Module):
         rank = j + cap * torch.div(k - 1 - j, cap, rounding_mode="floor")
         written = rank >= 0
         src = torch.searchsorted(counts, rank + 1).clamp_max(b - 1)
-        for sl, rows in _iter_backgrounds(images, masks, boxes, src, self.threshold, self.source):
-            keep = queue.index_select(0, slot[sl])
-            torch.where(written[sl].view(-1, 1, 1, 1), rows, keep, out=rows)
-            queue.index_copy_(0, slot[sl], rows)
+        if ws is not None:  # one gather over [queue; backgrounds]: unwritten slots copy themselves
+            index = torch.where(written, cap + src, slot)
+            rows = torch.index_select(ws.storage, 0, index, out=ws.scratch[:cand])
+        else:
+            rows = torch.where(written.view(-1, 1, 1, 1), backgrounds.index_select(0, src),
+                               queue.index_select(0, slot))
+        queue.index_copy_(0, slot, rows)
         self._queue_pushed.add_(k)
 
     # ------------------------------------------------------------------ parameters
@@ -318,7 +355,11 @@ class BackgroundMixup(nn.Module):
         cap = queue.shape[0]
         n = self._queue_pushed.clamp_max(cap)
         slot = (self._queue_pushed - n + params["queue_idx"] % n.clamp_min(1)) % max(cap, 1)
-        out = _mixup(images, masks, params["apply"], params["perm"], self.threshold, self.source,
-                     queue if cap > 0 else None, slot, n)
-        self._push(images.detach().contiguous(), masks.detach(), out.boxes, out.built)
+        grad = _needs_grad(images, masks)
+        ws = None if grad else self._workspace(images)
+        current = self._queue if cap > 0 else None  # the workspace may have moved the queue
+        out, backgrounds = _mixup(images, masks, params["apply"], params["perm"], self.threshold, self.source,
+                                  current, slot, n, workspace=ws,
+                                  inplace=self.inplace and not grad)
+        self._push(backgrounds, out.built, ws)
         return out.images, out.mixed

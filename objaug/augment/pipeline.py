@@ -255,7 +255,8 @@ class ObjectAwareAugment(nn.Module):
         cam_normalize: normalisation applied to the images before ``cam``.
         box_kwargs: keyword arguments of ``boxes_from_cam`` (threshold, min_area, margin, max_boxes).
         mixup: the background-mixup module used by views with ``mixup=True`` (default: a new
-            ``BackgroundMixup()``; its queue persists across calls).
+            ``BackgroundMixup(check_inputs=check_inputs, inplace=True)``, mixing the module's own view
+            tensors in place; its queue persists across calls).
         attempts: RandomResizedCrop candidates per image.
         cpu_chunk_size: on the CPU only, run the photometric ops on chunks of this many images: the
             temporaries stay in cache and below the allocator's mmap threshold (whole-batch temporaries of
@@ -332,7 +333,8 @@ class ObjectAwareAugment(nn.Module):
         if mixup is None and any(v.mixup for v in views):
             from objaug.augment.mixup import BackgroundMixup
 
-            mixup = BackgroundMixup()
+            # In place: the views are this module's own tensors (saves a (B, C, H, W) allocation).
+            mixup = BackgroundMixup(check_inputs=check_inputs, inplace=True)
         self.mixup = mixup
         self._params: list[dict[str, Tensor]] = []
 

@@ -21,7 +21,6 @@ Conventions shared by all kernels:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Literal, NamedTuple
 
 import torch
@@ -147,95 +146,77 @@ def largest_strip(boxes: Tensor, height: int, width: int) -> tuple[Tensor, Tenso
     return strip, area
 
 
-class _Tiling(NamedTuple):
-    """Per-row factors of the flat source offsets of :func:`_gather_rows` (see :func:`_tiling`)."""
+def _source_rows_cols(boxes: Tensor, strip: Tensor, active: Tensor, height: int, width: int
+                      ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Separable source coordinates of the tiled frame (integer arithmetic only).
 
-    start: Tensor  # (R, H, 1) int64: rows[r] * C*H*W + y * W
-    u: Tensor  # (R, H) int64
-    v: Tensor  # (R, W) int64
-
-
-def _tiling(boxes: Tensor, strip: Tensor, active: Tensor, rows: Tensor, channels: int, height: int,
-            width: int) -> _Tiling:
-    """Source pixel of every output pixel, as small per-row factors (integer arithmetic only).
-
-    Output row r, pixel (y, x) reads batch image ``rows[r]`` at ``(src_y, src_x)``: inside the
-    rectangle ``boxes[r]`` of an ``active`` row, the tiled largest strip ``strip[r]``; elsewhere (and
-    in inactive rows) the pixel itself. The tiling is phase-aligned with the strip (restricted to the
-    strip it is the strip), e.g. top strip of height y0: ``src_y = y mod y0``; bottom strip starting
-    at row ``s = y1 + 1``: ``src_y = s + (y - s) mod (H - s)``; left/right strips likewise on x.
-
-    The flat offset is ``start[r, y] + x + u[r, y] * v[r, x]``: a strip moves one coordinate only,
-    so the shift inside the rectangle is one outer product (u = row shift * W, v = [x in R] for
-    top/bottom strips; u = [y in R], v = column shift for left/right strips; u = 0 when inactive).
+    Returns ``(src_y, src_x, in_y, in_x)``: (R, H) and (R, W) int64 source row / column of every output
+    row / column, and the (R, H), (R, W) bool row / column ranges of the rectangles. A top/bottom strip
+    moves rows only (``src_x`` is the identity), a left/right strip columns only; both are the identity
+    outside the rectangle's rows (columns) and in inactive rows. The tiling is phase-aligned with the
+    strip, e.g. top strip of height y0: ``src_y = y mod y0``; bottom strip starting at row
+    ``s = y1 + 1``: ``src_y = s + (y - s) mod (H - s)``; left/right strips likewise on x.
     """
     dev = boxes.device
     y0, y1, x0, x1 = (t[:, None] for t in boxes.unbind(dim=1))  # (R, 1) each
     strip = strip[:, None]
+    act = active[:, None]
     ys = torch.arange(height, device=dev)[None]  # (1, H)
     xs = torch.arange(width, device=dev)[None]  # (1, W)
     b_start = y1 + 1
     r_start = x1 + 1
+    in_y = (ys >= y0) & (ys <= y1)
+    in_x = (xs >= x0) & (xs <= x1)
     # clamp_min(1) only guards the modulo of strips that are not used.
     ty = torch.where(
         strip == 0,
         torch.remainder(ys, y0.clamp_min(1)),
         torch.where(strip == 3, b_start + torch.remainder(ys - b_start, (height - b_start).clamp_min(1)), ys),
-    )  # (R, H)
+    )
     tx = torch.where(
         strip == 1,
         torch.remainder(xs, x0.clamp_min(1)),
         torch.where(strip == 2, r_start + torch.remainder(xs - r_start, (width - r_start).clamp_min(1)), xs),
-    )  # (R, W)
-    in_y = (ys >= y0) & (ys <= y1) & active[:, None]  # (R, H)
-    in_x = (xs >= x0) & (xs <= x1)  # (R, W)
-    vertical = (strip == 0) | (strip == 3)
-    u = torch.where(vertical, (ty - ys) * width * in_y, in_y.to(torch.int64))
-    v = torch.where(vertical, in_x.to(torch.int64), (tx - xs) * in_x)
-    start = (rows * (channels * height * width))[:, None, None] + (ys * width)[:, :, None]
-    return _Tiling(start, u, v)
+    )
+    src_y = torch.where(act & in_y, ty, ys)
+    src_x = torch.where(act & in_x, tx, xs)
+    return src_y, src_x, in_y, in_x
 
 
-def _offsets(t: _Tiling, sl: slice, width: int) -> Tensor:
-    """(n, 1, H*W) int64 flat source offsets of rows ``sl`` of a :class:`_Tiling` (two passes)."""
-    start = t.start[sl]
-    n, height = start.shape[0], start.shape[1]
-    off = start + torch.arange(width, device=start.device)[None, None]  # (n, H, W) base offsets
-    off.addcmul_(t.u[sl, :, None], t.v[sl, None, :])  # + shift inside the rectangle
-    return off.view(n, 1, height * width)
+def _tiled_into(images: Tensor, boxes: Tensor, active: Tensor, out: Tensor | None = None,
+                tmp: Tensor | None = None) -> Tensor:
+    """Tiled-strip backgrounds of every image of the batch, with its own rectangle (three batched passes).
 
+    1. one ``index_select`` of whole pixel rows (``src_y``: top/bottom strips tiled over the full width);
+    2. one ``gather`` of columns with a per-image (R, 1, 1, W) index broadcast over channels and rows
+       (``src_x``: left/right strips tiled over the full height);
+    3. one ``lerp`` from the image to the tiled frame with weight 1 inside the rectangle and 0 outside
+       (both exact for finite values).
 
-def _gather_rows(images: Tensor, offsets: Tensor, out: Tensor | None = None) -> Tensor:
-    """``out[r, c, p] = images[j, c, q]`` for the flat offset ``j*C*H*W + q = offsets[r, 0, p]``.
-
-    One ``torch.gather`` over the whole batch: ``images`` (contiguous) is seen through a read-only
-    strided view (R, C, L) whose channel rows start ``H*W`` apart, so a single index along the last
-    dimension reaches every image; the index is broadcast over channels (stride 0).
+    Rows with ``active`` False, or whose rectangle covers the frame, come back as the image itself.
+    ``images`` must be contiguous; ``out`` and ``tmp`` are optional contiguous (R, C, H, W) buffers of
+    the images' dtype and device (``out`` is returned). With autograd recording, pass neither.
     """
     b, c, h, w = images.shape
-    hw = h * w
-    n = offsets.shape[0]
-    span = (b - 1) * c * hw + hw
-    view = images.as_strided((n, c, span), (0, hw, 1), images.storage_offset())
-    index = offsets.expand(n, c, hw)
+    dev = images.device
+    strip, area = largest_strip(boxes, h, w)
+    act = active & (area > 0)
+    src_y, src_x, in_y, in_x = _source_rows_cols(boxes, strip, act, h, w)
+    base = (torch.arange(b * c, device=dev) * h).view(b, c, 1)
+    rows = (base + src_y[:, None, :]).view(-1)  # (B*C*H,) flat row index, channel by channel
+    flat = images.view(b * c * h, w)
+    if tmp is None:
+        tiled_rows = flat.index_select(0, rows).view(b, c, h, w)
+    else:
+        tiled_rows = torch.index_select(flat, 0, rows, out=tmp.view(b * c * h, w)).view(b, c, h, w)
+    index = src_x.view(b, 1, 1, w).expand(b, c, h, w)
+    tiled = torch.gather(tiled_rows, 3, index) if out is None else torch.gather(tiled_rows, 3, index, out=out)
+    # 1 inside the rectangle (of active rows), 0 outside: an outer product of the row and column ranges.
+    inside = torch.mul((in_y & act[:, None]).to(images.dtype).view(b, 1, h, 1),
+                       in_x.to(images.dtype).view(b, 1, 1, w))
     if out is None:
-        return torch.gather(view, 2, index).view(n, c, h, w)
-    torch.gather(view, 2, index, out=out.view(n, c, hw))
-    return out
-
-
-#: On CPU the per-pixel work runs over fixed-size chunks of the batch (about this many bytes of
-#: image data each) so that every temporary stays small: cache-resident and recycled by the
-#: allocator rather than page-faulted in afresh. Elsewhere (CUDA) the whole batch is one chunk.
-_CPU_CHUNK_BYTES = 4 << 20
-
-
-def _chunk_rows(images: Tensor, grad: bool = False) -> int:
-    """Rows per chunk: the whole batch off-CPU or with autograd, about ``_CPU_CHUNK_BYTES`` on CPU."""
-    b, c, h, w = images.shape
-    if images.device.type != "cpu" or grad:
-        return b
-    return max(1, _CPU_CHUNK_BYTES // max(1, c * h * w * images.element_size()))
+        return torch.lerp(images, tiled, inside)
+    return torch.lerp(images, tiled, inside, out=tiled)  # elementwise, so writing over `end` is safe
 
 
 def _needs_grad(*tensors: Tensor) -> bool:
@@ -261,45 +242,30 @@ def _fill_with_background_mean(bg: Tensor, masks: Tensor, threshold: float, acti
     return torch.where(fill, mean, bg)
 
 
-def _iter_backgrounds(images: Tensor, masks: Tensor | None, boxes: Tensor, rows: Tensor, threshold: float,
-                      source: MixupSource, out: Tensor | None = None) -> Iterator[tuple[slice, Tensor]]:
-    """Background-only images of batch images ``rows``, chunk by chunk: yields ``(slice, bg)``.
+def _backgrounds(images: Tensor, masks: Tensor | None, boxes: Tensor, active: Tensor, threshold: float,
+                 source: MixupSource, out: Tensor | None = None, tmp: Tensor | None = None) -> Tensor:
+    """Background-only versions of all images of the batch (own rectangles / masks), (B, C, H, W).
 
-    ``images`` must be contiguous and ``boxes`` are those of the whole batch. ``bg`` is a new
-    (n, C, H, W) tensor per chunk, or ``out[slice]`` when ``out`` (R, C, H, W) is given. For
-    ``"tiled-strip"`` a row whose rectangle covers the whole image comes back unchanged.
+    ``images`` contiguous. Rows with ``active`` False are the image itself. ``out`` / ``tmp``:
+    optional contiguous buffers (see :func:`_tiled_into`); ignored when autograd records.
     """
-    _, c, h, w = images.shape
-    grad = _needs_grad(images)
-    step = _chunk_rows(images, grad)
-    r = rows.shape[0]
+    if _needs_grad(images):
+        out = tmp = None
     if source == "tiled-strip":
-        rb = boxes[rows]
-        strip, area = largest_strip(rb, h, w)
-        tiling = _tiling(rb, strip, area > 0, rows, c, h, w)
-        for s in range(0, r, step):  # fixed-size chunks of the batch (one chunk off-CPU), not per sample
-            sl = slice(s, min(r, s + step))
-            yield sl, _gather_rows(images, _offsets(tiling, sl, w), out=None if out is None else out[sl])
-    else:
-        assert masks is not None, "source='batch' needs the masks"
-        for s in range(0, r, step):
-            sl = slice(s, min(r, s + step))
-            bg = images.index_select(0, rows[sl]) if out is None or grad else \
-                torch.index_select(images, 0, rows[sl], out=out[sl])
-            yield sl, _fill_with_background_mean(bg, masks.index_select(0, rows[sl]), threshold, None, not grad)
+        return _tiled_into(images, boxes, active, out, tmp)
+    assert masks is not None, "source='batch' needs the masks"
+    if out is None:
+        return _fill_with_background_mean(images, masks, threshold, active, False)
+    out.copy_(images)
+    return _fill_with_background_mean(out, masks, threshold, active, True)
 
 
 def _all_backgrounds(images: Tensor, masks: Tensor | None, boxes: Tensor, threshold: float,
                      source: MixupSource) -> Tensor:
     """Background-only versions of all images of the batch: (B, C, H, W), a new tensor."""
     x = images.contiguous()
-    rows = torch.arange(x.shape[0], device=x.device)
-    if _needs_grad(x):
-        return torch.cat([bg for _, bg in _iter_backgrounds(x, masks, boxes, rows, threshold, source)])
-    out = torch.empty_like(x)
-    for _ in _iter_backgrounds(x, masks, boxes, rows, threshold, source, out=out):
-        pass
-    return out
+    active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    return _backgrounds(x, masks, boxes, active, threshold, source)
 
 
 def tiled_strip_backgrounds(images: Tensor, boxes: Tensor) -> Tensor:
@@ -308,11 +274,12 @@ def tiled_strip_backgrounds(images: Tensor, boxes: Tensor) -> Tensor:
     For each image the largest of the four strips outside its rectangle R (see :func:`largest_strip`)
     is tiled along its thin axis to fill the frame (top/bottom strips repeat vertically, left/right
     ones horizontally); inside R the tiled frame replaces the image, outside R the image is kept.
-    Source coordinates are computed with integer arithmetic for every pixel, e.g. for a top strip of
-    height ``y0``: ``src_y = y mod y0``, ``src_x = x``; for a bottom strip starting at row
-    ``s = y1 + 1`` of height ``h_b = H - s``: ``src_y = s + (y - s) mod h_b`` (phase-aligned, so the
-    tiling restricted to the strip is the strip itself; the paper's reference code starts the tile
-    at row 0 instead). The whole batch is then gathered at once.
+    Source coordinates are computed with integer arithmetic, e.g. for a top strip of height ``y0``:
+    ``src_y = y mod y0``, ``src_x = x``; for a bottom strip starting at row ``s = y1 + 1`` of height
+    ``h_b = H - s``: ``src_y = s + (y - s) mod h_b`` (phase-aligned, so the tiling restricted to the
+    strip is the strip itself; the paper's reference code starts the tile at row 0 instead). A strip
+    moves one coordinate only, so the whole batch is built with one gather of pixel rows, one gather of
+    columns and one blend.
 
     Images whose R covers the whole frame have no background; they are returned unchanged.
 
@@ -367,6 +334,19 @@ def mean_fill_backgrounds(images: Tensor, masks: Tensor, threshold: float = 0.2)
     return _all_backgrounds(images, masks, _bounding_boxes(masks, threshold), threshold, "batch")
 
 
+class _Workspace(NamedTuple):
+    """Buffers of one :func:`_mixup` call without autograd (all contiguous, the images' dtype/device).
+
+    ``storage`` (Q + B, C, H, W): rows [0, Q) are the background queue, rows [Q, Q + B) receive the
+    batch's backgrounds, so one ``index_select`` reads a partner's background or a queued one.
+    ``scratch`` (>= B, C, H, W): temporary rows (tiling, and the mixing source when in place).
+    """
+
+    storage: Tensor
+    queue_rows: int
+    scratch: Tensor
+
+
 def _mixup(
     images: Tensor,
     masks: Tensor,
@@ -377,55 +357,66 @@ def _mixup(
     queue: Tensor | None,
     queue_slot: Tensor | None,
     queue_len: Tensor | None,
-) -> BackgroundMixupOutput:
-    """Unchecked kernel of :func:`background_mixup`.
+    *,
+    workspace: _Workspace | None = None,
+    inplace: bool = False,
+) -> tuple[BackgroundMixupOutput, Tensor]:
+    """Unchecked kernel of :func:`background_mixup`; also returns the batch's backgrounds (B, C, H, W).
 
     The per-image decisions (rectangles, strips, who is mixed with what) are computed once for the
-    batch from small tensors. Then, with a single (B, C, H, W) allocation (the output), the
-    background source of every image is gathered straight into the output (the partner's tiled
-    strip for images mixed with their partner, the image itself, identity, for the others), queue
-    draws are written over it where needed, and one in-place ``lerp`` with the soft mask as weight
-    (weight 1 for unmixed images) blends the image back in, so unmixed images come back exactly
-    (``lerp(x, x, 1) == x`` for finite x). On CPU this runs over fixed-size chunks of the batch
-    (not per sample); when autograd needs the graph it runs out of place on the whole batch.
+    batch from small tensors. The backgrounds of all images are built in three batched passes
+    (:func:`_backgrounds`); then one ``index_select`` over [queue; backgrounds] picks each image's
+    source (the partner's background, a queued one, or, for unmixed images, any row: their blend
+    weight keeps the image exactly), and one ``lerp`` with the soft mask as weight blends the image
+    back in (``lerp(bg, x, 1) == x`` for finite x). ``workspace`` (from the module) holds the queue
+    and reusable buffers, so no large temporary is allocated; ``inplace`` writes the result into
+    ``images`` (contiguous, no autograd). With autograd recording everything runs out of place.
     """
     b, c, h, w = images.shape
+    dev = images.device
+    grad = _needs_grad(images, masks)
     x = images.contiguous()
-    dev = x.device
     boxes = _bounding_boxes(masks, threshold)
-    strip, area = largest_strip(boxes, h, w)
+    _, area = largest_strip(boxes, h, w)
     built = apply & (area > 0)
     partner_built = built[perm]
     from_partner = built & partner_built
+    q = queue.shape[0] if queue is not None else 0
     from_queue: Tensor | None = None
-    if queue is not None and queue_slot is not None and queue_len is not None and queue.shape[0] > 0:
+    if q > 0 and queue_slot is not None and queue_len is not None:
         from_queue = built & ~partner_built & (queue_len > 0)
         mixed = from_partner | from_queue
     else:
         mixed = from_partner
-    rows = torch.where(from_partner, perm, torch.arange(b, device=dev))
-    tiled = source == "tiled-strip"
-    # Identity offsets (inactive rows) for "batch": the partner itself, filled below.
-    tiling = _tiling(boxes[rows], strip[rows], from_partner if tiled else torch.zeros_like(built), rows,
-                     c, h, w)
-    grad = _needs_grad(x, masks)
-    step = _chunk_rows(x, grad)
-    out = None if grad else torch.empty_like(x)
-    part = x
-    for s in range(0, b, step):  # fixed-size chunks of the batch (one chunk off-CPU), not per sample
-        sl = slice(s, min(b, s + step))
-        part = _gather_rows(x, _offsets(tiling, sl, w), out=None if out is None else out[sl])
-        if not tiled:
-            part = _fill_with_background_mean(part, masks[rows[sl]], threshold, from_partner[sl], not grad)
+    ar = torch.arange(b, device=dev)
+    if grad:
+        bg = _backgrounds(x, masks, boxes, built, threshold, source)
+        src = bg.index_select(0, torch.where(from_partner, perm, ar))
         if from_queue is not None:
             assert queue is not None and queue_slot is not None
-            drawn = queue.index_select(0, queue_slot[sl])
-            fq = from_queue[sl].view(-1, 1, 1, 1)
-            part = torch.where(fq, drawn, part) if grad else torch.where(fq, drawn, part, out=part)
-        # m * x + (1 - m) * bg = lerp(bg, x, m); weight 1 keeps x (the source is x itself there).
-        weight = torch.where(mixed[sl].view(-1, 1, 1, 1), masks[sl].to(x.dtype), 1.0)
-        part = torch.lerp(part, x[sl], weight) if grad else part.lerp_(x[sl], weight)
-    return BackgroundMixupOutput(part if out is None else out, mixed, built, boxes)
+            src = torch.where(from_queue.view(-1, 1, 1, 1), queue.index_select(0, queue_slot), src)
+        weight = torch.where(mixed.view(-1, 1, 1, 1), masks.to(x.dtype), 1.0)
+        return BackgroundMixupOutput(torch.lerp(src, x, weight), mixed, built, boxes), bg.detach()
+    if workspace is None:
+        storage = torch.empty((q + b, c, h, w), dtype=x.dtype, device=dev)
+        if q:
+            assert queue is not None
+            storage[:q].copy_(queue)
+        workspace = _Workspace(storage, q, torch.empty_like(x))
+    storage, q = workspace.storage, workspace.queue_rows
+    bg = _backgrounds(x, masks, boxes, built, threshold, source, out=storage[q:q + b],
+                      tmp=workspace.scratch[:b])
+    weight = torch.where(mixed.view(-1, 1, 1, 1), masks.to(x.dtype), 1.0)
+    index = q + torch.where(from_partner, perm, ar)
+    if from_queue is not None:
+        assert queue_slot is not None
+        index = torch.where(from_queue, queue_slot, index)
+    if inplace and x is images:
+        src = torch.index_select(storage, 0, index, out=workspace.scratch[:b])
+        out = torch.lerp(src, images, weight, out=images)  # elementwise, so writing over `end` is safe
+    else:
+        out = storage.index_select(0, index).lerp_(x, weight)
+    return BackgroundMixupOutput(out, mixed, built, boxes), bg
 
 
 def background_mixup(
@@ -494,7 +485,7 @@ def background_mixup(
             raise ValueError("queue_len must be a 0-d int64 tensor.")
         named += [("queue", queue), ("queue_slot", queue_slot), ("queue_len", queue_len)]
     check_same_device(named)
-    return _mixup(images, masks, apply, perm, threshold, source, queue, queue_slot, queue_len)
+    return _mixup(images, masks, apply, perm, threshold, source, queue, queue_slot, queue_len)[0]
 
 
 def _check_draw(t: object, name: str, batch: int, dtype: torch.dtype) -> None:
