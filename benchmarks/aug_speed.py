@@ -162,12 +162,15 @@ def main(argv: list[str] | None = None) -> None:
         BackgroundMixup = None  # type: ignore[assignment,misc]  # noqa: N806
     if loop is not None and BackgroundMixup is not None:
         queue: deque[torch.Tensor] = deque(maxlen=50)
-        run("mixup", "per-sample loop mixup_loop (anchor)",
+        run("mixup", "per-sample loop mixup_loop, as the reference (anchor)",
             lambda: loop(views, view_masks, p=0.4, threshold=0.2, queue=queue))
         mix = BackgroundMixup(p=0.4, threshold=0.2, queue_size=50).to(device)
         run("mixup", "objaug BackgroundMixup", lambda: mix(views, view_masks))
         mix_fast = BackgroundMixup(p=0.4, threshold=0.2, queue_size=50, check_inputs=False).to(device)
         run("mixup", "objaug BackgroundMixup (check_inputs=False)", lambda: mix_fast(views, view_masks))
+        mix_own = BackgroundMixup(p=0.4, threshold=0.2, queue_size=50, check_inputs=False, inplace=True).to(device)
+        own = views.clone()  # mixed in place over and over, as ObjectAwareAugment does with its own views
+        run("mixup", "objaug BackgroundMixup (check_inputs=False, inplace=True)", lambda: mix_own(own, view_masks))
         flush()
     else:
         rows.append(("mixup", "skipped: BackgroundMixup or benchmarks/_mixup_loop.py missing", None))
