@@ -1,0 +1,531 @@
+"""The bgbench SSL debiasing protocol (issue 7), one command.
+
+For every method and seed: the baseline SSL model, the object-aware arms (``crop``, ``mixup``, ``both``) in
+the two-stage mode (CAMs of the same-seed baseline) and the online mode (CAMs of the model being trained),
+the random-initialisation reference (the seed's initial weights) and, per seed, a supervised model (the
+Grad-CAM reference). Every model is evaluated on frozen features (:mod:`.evaluate`); the results go to
+``results.json`` (every run and mean ± std over seeds), ``results.md`` (tables) and pictures
+(:mod:`.figures`).
+
+Usage (from the repository root)::
+
+    python -m benchmarks.bgbench.protocol --data DIR --out DIR --scale small --seeds 0 1 2 \\
+        [--methods simclr byol] [--arms baseline crop mixup both] [--modes two-stage online] [--device cpu]
+
+The SSL training set is the union of the single-object ``train`` images and the ``multi_train`` scenes (one
+SSL model serves both probes; labels unused). Resumable: a run whose ``result.json`` exists is skipped (its
+weights are reloaded when a later step needs them); results of another configuration in the same ``--out``
+are refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data import load_manifest, load_split
+from .evaluate import EvalConfig, EvalData, evaluate_center_prior, evaluate_model, prepare_eval_data
+from .train import (
+    ARMS,
+    METHODS,
+    MODES,
+    SSLModel,
+    SupervisedModel,
+    TrainConfig,
+    compute_objects,
+    run_name,
+    to_float_images,
+    train_ssl,
+    train_supervised,
+)
+
+__all__ = ["SCALES", "Scale", "aggregate", "main", "run_protocol", "write_markdown"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    """A protocol size.
+
+    Attributes:
+        arch: backbone (``"resnet18"`` or ``"tiny"``).
+        stem_stride: ResNet-18 stem stride (2: 4x4 maps at 64 px; 1: 8x8).
+        steps: optimiser steps of every training run (SSL and supervised).
+        batch_size: base images per step.
+        lr: peak AdamW learning rate.
+        queue_size: MoCo queue.
+        two_stage_iters: ContraCAM refinement iterations of the two-stage boxes (the paper's 10).
+        eval: evaluation settings.
+        methods: default methods.
+    """
+
+    arch: str
+    stem_stride: int
+    steps: int
+    batch_size: int
+    lr: float
+    queue_size: int
+    two_stage_iters: int
+    eval: EvalConfig
+    methods: tuple[str, ...]
+
+
+SCALES: dict[str, Scale] = {
+    # CI: a few steps of a tiny network on tiny images; checks the pipeline, not the numbers.
+    "tiny": Scale(arch="tiny", stem_stride=2, steps=3, batch_size=16, lr=2e-3, queue_size=64, two_stage_iters=2,
+                  eval=EvalConfig(probe_iters=20, cam_batch=16, cam_iters=2, n_loc=32, feature_batch=128),
+                  methods=("simclr",)),
+    # 2 CPU cores, <= 45 min for 3 seeds of one method (see the module docs of train.py for the network).
+    "small": Scale(arch="resnet18", stem_stride=2, steps=50, batch_size=64, lr=2e-3, queue_size=1024,
+                   two_stage_iters=10,
+                   eval=EvalConfig(probe_iters=100, cam_batch=64, cam_iters=10, n_loc=128, n_probe_train=1000,
+                                   n_probe_test=None, n_crops_train=1000, n_crops_test=600),
+                   methods=("simclr",)),
+    # A GPU: 8x8 maps at 64 px, longer schedules, every test image localised.
+    "large": Scale(arch="resnet18", stem_stride=1, steps=3000, batch_size=256, lr=2e-3, queue_size=4096,
+                   two_stage_iters=10, eval=EvalConfig(probe_iters=200, cam_batch=64, cam_iters=10, n_loc=None,
+                                                        feature_batch=512),
+                   methods=("simclr", "byol")),
+}
+
+#: Reference rows that are not SSL arms.
+REFERENCES: tuple[str, ...] = ("random_init", "supervised", "center_prior")
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=False, default=_json_default))
+    os.replace(tmp, path)
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, tuple):
+        return list(x)
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
+    return {k: (round(v, 5) if isinstance(v, float) and math.isfinite(v) else None) for k, v in metrics.items()}
+
+
+def _run_dir(out: Path, name: str, seed: int) -> Path:
+    return out / "runs" / name.replace("@", "-at-") / f"s{seed}"
+
+
+def _save_state(model: torch.nn.Module, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+
+
+def _load_state(model: torch.nn.Module, path: Path, device: torch.device) -> torch.nn.Module:
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.to(device, memory_format=torch.channels_last).eval()
+
+
+# ------------------------------------------------------------------------------------------------ protocol
+class Protocol:
+    """State of one protocol invocation (data, output folder, configuration); see :func:`run_protocol`."""
+
+    def __init__(self, data_dir: Path, out: Path, scale_name: str, *, device: str, progress: bool,
+                 steps: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.out = out
+        self.scale_name = scale_name
+        scale = SCALES[scale_name]
+        if steps is not None:
+            scale = dataclasses.replace(scale, steps=steps)
+        self.scale = scale
+        self.device = torch.device(device)
+        self.progress = progress
+        self.manifest = load_manifest(data_dir)
+        self.size = int(self.manifest["size"])
+        self.n_classes = len(self.manifest["classes"])
+        load = partial(load_split, data_dir)
+        train = load("train")
+        multi = load("multi_train")
+        # The SSL training set: single-object train images, then the multi-object train scenes.
+        self.ssl_images = to_float_images(np.concatenate([train["images"], multi["images"]]), self.device)
+        self.sup_images = to_float_images(train["images"], self.device)
+        self.sup_labels = torch.as_tensor(train["labels"], dtype=torch.int64).to(self.device)
+        self.eval_data: EvalData = prepare_eval_data(load, self.n_classes, scale.eval, device=self.device)
+        self.config = {
+            "scale": scale_name, "size": self.size, "n_classes": self.n_classes,
+            "data": {"dir": str(data_dir), "source": self.manifest.get("source"), "seed": self.manifest.get("seed"),
+                     "params": self.manifest.get("params")},
+            "n_ssl_images": int(self.ssl_images.shape[0]), "n_supervised_images": int(self.sup_images.shape[0]),
+            "train": dataclasses.asdict(self.base_cfg()), "eval": dataclasses.asdict(scale.eval),
+            "two_stage_iters": scale.two_stage_iters,
+        }
+        self.timings: dict[str, float] = {}
+
+    def base_cfg(self, **kw: Any) -> TrainConfig:
+        """The scale's :class:`TrainConfig` with overrides (view size = the data's size)."""
+        s = self.scale
+        cfg = TrainConfig(arch=s.arch, stem_stride=s.stem_stride, view_size=self.size, batch_size=s.batch_size,
+                          steps=s.steps, lr=s.lr, queue_size=s.queue_size, device=str(self.device))
+        return dataclasses.replace(cfg, **kw)
+
+    # ---------------------------------------------------------------- bookkeeping
+    def _done(self, name: str, seed: int) -> dict[str, Any] | None:
+        path = _run_dir(self.out, name, seed) / "result.json"
+        if not path.is_file():
+            return None
+        result: dict[str, Any] = json.loads(path.read_text())
+        if result.get("protocol_config") != json.loads(json.dumps(self.config, default=_json_default)):
+            raise RuntimeError(f"{path} was written by another protocol configuration (scale, data or settings "
+                               "differ); use another --out or delete it.")
+        return result
+
+    def _finish(self, name: str, seed: int, metrics: dict[str, float], extra: dict[str, Any]) -> dict[str, Any]:
+        result = {"name": name, "seed": seed, "metrics": _finite(metrics), **extra,
+                  "protocol_config": self.config}
+        _write_json(_run_dir(self.out, name, seed) / "result.json", result)
+        return result
+
+    def ssl_model(self, cfg: TrainConfig) -> SSLModel:
+        """A model of ``cfg``'s architecture with the seed's initial weights (no training)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            return SSLModel(cfg).to(self.device, memory_format=torch.channels_last).eval()
+
+    def load_ssl(self, cfg: TrainConfig) -> SSLModel:
+        """The trained weights of a finished run."""
+        path = _run_dir(self.out, run_name(cfg.method, cfg.arm, cfg.mode), cfg.seed) / "model.pt"
+        model = _load_state(SSLModel(cfg), path, self.device)
+        assert isinstance(model, SSLModel)
+        return model
+
+    def load_supervised(self, seed: int) -> SupervisedModel:
+        """The trained supervised model of a seed."""
+        path = _run_dir(self.out, "supervised", seed) / "model.pt"
+        model = _load_state(SupervisedModel(self.scale.arch, self.n_classes, stem_stride=self.scale.stem_stride),
+                            path, self.device)
+        assert isinstance(model, SupervisedModel)
+        return model
+
+    # ---------------------------------------------------------------- runs
+    def ssl_run(self, cfg: TrainConfig, objects: dict[str, np.ndarray] | None) -> dict[str, Any]:
+        """Train (unless done), evaluate, save weights and result of one SSL run."""
+        name = run_name(cfg.method, cfg.arm, cfg.mode)
+        done = self._done(name, cfg.seed)
+        if done is not None:
+            return done
+        model, stats = train_ssl(cfg, self.ssl_images, objects=objects, progress=self.progress,
+                                 log_every=max(1, cfg.steps // 10))
+        _save_state(model, _run_dir(self.out, name, cfg.seed) / "model.pt")
+        t0 = time.perf_counter()
+        metrics = evaluate_model("ssl", model, self.eval_data, self.scale.eval)
+        return self._finish(name, cfg.seed, metrics, {
+            "method": cfg.method, "arm": cfg.arm, "mode": cfg.mode, "train": stats,
+            "eval_seconds": round(time.perf_counter() - t0, 2)})
+
+    def objects_for(self, cfg: TrainConfig) -> dict[str, np.ndarray]:
+        """The two-stage boxes/masks of the seed's baseline over the SSL set (cached as ``objects.npz``)."""
+        base = dataclasses.replace(cfg, arm="baseline", mode=None)
+        path = _run_dir(self.out, run_name(cfg.method, "baseline", None), cfg.seed) / "objects.npz"
+        if path.is_file():
+            with np.load(path) as z:
+                return {k: z[k] for k in z.files}
+        model = self.load_ssl(base)
+        t0 = time.perf_counter()
+        objects = compute_objects(model.backbone, model.projector, self.ssl_images,
+                                  iters=self.scale.two_stage_iters, batch_size=self.scale.batch_size,
+                                  box_threshold=cfg.box_threshold, progress=self.progress)
+        seconds = time.perf_counter() - t0
+        tmp = path.with_name("objects.tmp.npz")
+        np.savez_compressed(tmp, **objects, seconds=np.float64(seconds))
+        os.replace(tmp, path)
+        objects["seconds"] = np.float64(seconds)
+        return objects
+
+    def random_init_run(self, cfg: TrainConfig) -> dict[str, Any]:
+        """Evaluate the seed's initial weights (the random-init reference) of a method's architecture."""
+        name = f"{cfg.method}/random_init"
+        done = self._done(name, cfg.seed)
+        if done is not None:
+            return done
+        t0 = time.perf_counter()
+        metrics = evaluate_model("ssl", self.ssl_model(cfg), self.eval_data, self.scale.eval)
+        return self._finish(name, cfg.seed, metrics, {"method": cfg.method, "arm": "random_init", "mode": None,
+                                                      "eval_seconds": round(time.perf_counter() - t0, 2)})
+
+    def supervised_run(self, seed: int) -> dict[str, Any]:
+        """Train and evaluate the supervised reference of a seed."""
+        done = self._done("supervised", seed)
+        if done is not None:
+            return done
+        cfg = self.base_cfg(seed=seed)
+        model, stats = train_supervised(cfg, self.sup_images, self.sup_labels, self.n_classes,
+                                        progress=self.progress)
+        _save_state(model, _run_dir(self.out, "supervised", seed) / "model.pt")
+        t0 = time.perf_counter()
+        metrics = evaluate_model("supervised", model, self.eval_data, self.scale.eval)
+        return self._finish("supervised", seed, metrics, {"method": None, "arm": "supervised", "mode": None,
+                                                          "train": stats,
+                                                          "eval_seconds": round(time.perf_counter() - t0, 2)})
+
+    def center_prior_run(self) -> dict[str, Any]:
+        """The centre-box priors (seed-independent)."""
+        done = self._done("center_prior", 0)
+        if done is not None:
+            return done
+        return self._finish("center_prior", 0, evaluate_center_prior(self.eval_data, self.scale.eval),
+                            {"method": None, "arm": "center_prior", "mode": None})
+
+
+def aggregate(results: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, float | int | None]]]:
+    """Mean, sample std (ddof 1; 0 for one seed) and count over seeds, per run name and metric."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault(r["name"], []).append(r)
+    out: dict[str, dict[str, dict[str, float | int | None]]] = {}
+    for name, rs in groups.items():
+        keys = sorted({k for r in rs for k in r["metrics"]})
+        out[name] = {}
+        for k in keys:
+            vals = np.array([r["metrics"][k] for r in rs if r["metrics"].get(k) is not None], dtype=np.float64)
+            out[name][k] = {
+                "mean": round(float(vals.mean()), 5) if vals.size else None,
+                "std": round(float(vals.std(ddof=1)), 5) if vals.size > 1 else (0.0 if vals.size else None),
+                "n": int(vals.size),
+            }
+        secs = [r["train"]["seconds"] for r in rs if isinstance(r.get("train"), dict)]
+        if secs:
+            out[name]["train_seconds"] = {"mean": round(float(np.mean(secs)), 2),
+                                          "std": round(float(np.std(secs, ddof=1)), 2) if len(secs) > 1 else 0.0,
+                                          "n": len(secs)}
+    return out
+
+
+def _cell(agg: dict[str, dict[str, Any]], key: str, pct: bool = True) -> str:
+    v = agg.get(key)
+    if v is None or v["mean"] is None:
+        return "–"
+    scale = 100.0 if pct else 1.0
+    if v["n"] > 1:
+        return f"{scale * v['mean']:.1f} ± {scale * v['std']:.1f}"
+    return f"{scale * v['mean']:.1f}"
+
+
+def write_markdown(results: dict[str, Any], path: Path) -> Path:
+    """Write ``results.md``: background probes, per-object probe, localisation (single, multi), timings.
+
+    Args:
+        results: the ``results.json`` content (``aggregate``, ``config``, ``timing``).
+        path: output file.
+
+    Returns:
+        ``path``.
+    """
+    agg: dict[str, dict[str, Any]] = results["aggregate"]
+    cfg = results["config"]
+    iters = cfg["eval"]["cam_iters"]
+    names = list(agg)
+    ssl = [n for n in names if "/" in n and not n.endswith("/random_init")]
+    refs = [n for n in names if n.endswith("/random_init")] + [n for n in ("supervised",) if n in agg]
+    seeds = sorted({s for r in results["runs"] for s in [r["seed"]] if r["name"] != "center_prior"})
+    lines = [
+        "# bgbench SSL debiasing protocol: results",
+        "",
+        f"Scale `{cfg['scale']}`, {cfg['size']} px, {cfg['n_classes']} classes, data `{cfg['data']['source']}` "
+        f"(seed {cfg['data']['seed']}), seeds {seeds}; backbone `{cfg['train']['arch']}`, "
+        f"{cfg['train']['steps']} steps of {cfg['train']['batch_size']} images "
+        f"({cfg['n_ssl_images']} SSL images). Values in %, mean ± std over seeds (sample std).",
+        "",
+        "## Background probes (linear probe on frozen features, trained on `train`)",
+        "",
+        "| run | original | mixed_same | mixed_rand | only_fg | BG-gap (same − rand) | per-object (multi_test crops) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for n in ssl + refs:
+        a = agg[n]
+        lines.append(f"| {n} | {_cell(a, 'probe/original')} | {_cell(a, 'probe/mixed_same')} | "
+                     f"{_cell(a, 'probe/mixed_rand')} | {_cell(a, 'probe/only_fg')} | {_cell(a, 'probe/bg_gap')} | "
+                     f"{_cell(a, 'probe/objects')} |")
+    for split, title in (("single", "`original` (one object)"), ("multi", "`multi_test` (2-4 objects)")):
+        lines += [
+            "",
+            f"## Localisation on {title}",
+            "",
+            "ContraCAM (Grad-CAM for the supervised model, T=1 only); mask IoU of map >= 0.5 vs the union of the "
+            "objects' masks; CorLoc@0.5 of the top `boxes_from_cam` box; box mIoU = best-box IoU per object.",
+            "",
+            f"| run | IoU T=1 | IoU T={iters} | CorLoc T=1 | CorLoc T={iters} | box mIoU T=1 | box mIoU T={iters} |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for n in ssl + refs:
+            a = agg[n]
+            lines.append(
+                f"| {n} | {_cell(a, f'loc/{split}/iou_T1')} | {_cell(a, f'loc/{split}/iou_T{iters}')} | "
+                f"{_cell(a, f'loc/{split}/corloc_T1')} | {_cell(a, f'loc/{split}/corloc_T{iters}')} | "
+                f"{_cell(a, f'loc/{split}/box_miou_T1')} | {_cell(a, f'loc/{split}/box_miou_T{iters}')} |")
+        if "center_prior" in agg:
+            a = agg["center_prior"]
+            for frac in cfg["eval"]["center_fractions"]:
+                f = f"{frac:g}"
+                lines.append(f"| centre box ({f} of the area) | {_cell(a, f'loc/{split}/iou_center{f}')} | | "
+                             f"{_cell(a, f'loc/{split}/corloc_center{f}')} | | "
+                             f"{_cell(a, f'loc/{split}/box_miou_center{f}')} | |")
+    lines += ["", "## Time", "", "| run | train s (mean) |", "|---|---|"]
+    for n in ssl + refs:
+        if "train_seconds" in agg[n]:
+            lines.append(f"| {n} | {agg[n]['train_seconds']['mean']:.1f} |")
+    t = results.get("timing", {})
+    if t:
+        lines += ["", "Wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in t.items()) + "."]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_protocol(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, scale: str = "small",
+                 seeds: Sequence[int] = (0, 1, 2), methods: Sequence[str] | None = None,
+                 arms: Sequence[str] = ARMS, modes: Sequence[str] = MODES, device: str = "cpu",
+                 progress: bool = True, figures: bool = True, steps: int | None = None) -> dict[str, Any]:
+    """Run (or resume) the whole protocol and write ``results.json``, ``results.md`` and the pictures.
+
+    Args:
+        data_dir: a built bgbench dataset (FORMAT.md).
+        out: output folder (created): ``runs/<run>/s<seed>/{result.json,model.pt}``, results, pictures.
+        scale: ``"tiny"`` (CI), ``"small"`` (2 CPU cores) or ``"large"`` (a GPU); see :data:`SCALES`.
+        seeds: seeds (>= 3 for mean ± std).
+        methods: SSL methods (default: the scale's).
+        arms: arms; ``baseline`` is always trained (the two-stage arms need it).
+        modes: modes of the object-aware arms.
+        device: ``"cpu"`` or ``"cuda"``.
+        progress: tqdm bars.
+        figures: write the pictures.
+        steps: override the scale's training steps (for timing experiments).
+
+    Returns:
+        The ``results.json`` content.
+    """
+    t_start = time.perf_counter()
+    out_p = Path(out)
+    out_p.mkdir(parents=True, exist_ok=True)
+    methods = tuple(methods) if methods else SCALES[scale].methods
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"unknown method {m!r}; methods are {METHODS}.")
+    arms = tuple(a for a in ARMS if a in arms or a == "baseline")
+    modes = tuple(m for m in MODES if m in modes)
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    proto = Protocol(Path(data_dir), out_p, scale, device=device, progress=progress, steps=steps)
+    say = print if progress else (lambda *a, **k: None)
+    say(f"bgbench protocol: scale {scale}, methods {list(methods)}, arms {list(arms)}, modes {list(modes)}, "
+        f"seeds {list(seeds)}, {proto.config['n_ssl_images']} SSL images of {proto.size} px, device {device}, "
+        f"{torch.get_num_threads()} threads -> {out_p}")
+    results: list[dict[str, Any]] = [proto.center_prior_run()]
+    timing = {"data": time.perf_counter() - t_start}
+    for seed in seeds:
+        for method in methods:
+            base = proto.base_cfg(method=method, seed=seed)
+            t0 = time.perf_counter()
+            r = proto.ssl_run(base, None)
+            results.append(r)
+            say(f"  {run_name(method, 'baseline', None)} s{seed}: " + _summary(r))
+            objects = None
+            if "two-stage" in modes and len(arms) > 1:
+                objects = proto.objects_for(base)
+                timing["two_stage_cams"] = timing.get("two_stage_cams", 0.0) + float(objects.get("seconds", 0.0))
+            for mode in modes:
+                for arm in arms:
+                    if arm == "baseline":
+                        continue
+                    cfg = dataclasses.replace(base, arm=arm, mode=mode)
+                    r = proto.ssl_run(cfg, objects if mode == "two-stage" else None)
+                    results.append(r)
+                    say(f"  {run_name(method, arm, mode)} s{seed}: " + _summary(r))
+            r = proto.random_init_run(base)
+            results.append(r)
+            say(f"  {method}/random_init s{seed}: " + _summary(r))
+            timing[f"{method}_s{seed}"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        r = proto.supervised_run(seed)
+        results.append(r)
+        say(f"  supervised s{seed}: " + _summary(r))
+        timing[f"supervised_s{seed}"] = time.perf_counter() - t0
+    runs = [{k: v for k, v in r.items() if k != "protocol_config"} for r in results]
+    payload: dict[str, Any] = {
+        "config": proto.config,
+        "methods": list(methods), "arms": list(arms), "modes": list(modes), "seeds": list(seeds),
+        "runs": runs,
+        "aggregate": aggregate(results),
+        "timing": {},
+        "environment": {"torch": torch.__version__, "python": platform.python_version(), "device": device,
+                        "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()},
+    }
+    if figures:
+        from .figures import write_figures
+
+        t0 = time.perf_counter()
+        payload["figures"] = [str(p.relative_to(out_p)) for p in write_figures(proto, methods[0], seeds[0], arms,
+                                                                                modes)]
+        timing["figures"] = time.perf_counter() - t0
+    timing["total"] = time.perf_counter() - t_start
+    payload["timing"] = {k: round(v, 1) for k, v in timing.items()}
+    _write_json(out_p / "results.json", payload)
+    write_markdown(payload, out_p / "results.md")
+    say(f"wrote {out_p / 'results.json'} and {out_p / 'results.md'} in {timing['total']:.0f} s")
+    return payload
+
+
+def _summary(r: dict[str, Any]) -> str:
+    m = r["metrics"]
+    parts = []
+    for key, label in (("probe/original", "orig"), ("probe/mixed_rand", "rand"), ("probe/bg_gap", "gap"),
+                       ("probe/objects", "obj"), ("loc/single/iou_T1", "IoU1"), ("loc/multi/corloc_T1", "CorLoc1m")):
+        if m.get(key) is not None:
+            parts.append(f"{label} {100 * m[key]:.1f}")
+    if isinstance(r.get("train"), dict):
+        parts.append(f"train {r['train']['seconds']:.0f} s")
+    if "eval_seconds" in r:
+        parts.append(f"eval {r['eval_seconds']:.0f} s")
+    return ", ".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: see the module docstring."""
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.bgbench.protocol",
+                                 description="bgbench SSL debiasing protocol (issue 7).")
+    ap.add_argument("--data", type=Path, required=True, help="a built bgbench dataset folder")
+    ap.add_argument("--out", type=Path, required=True, help="output folder (resumable)")
+    ap.add_argument("--scale", choices=tuple(SCALES), default="small")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--methods", nargs="+", choices=METHODS, default=None,
+                    help="SSL methods (default: the scale's; small: simclr)")
+    ap.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--steps", type=int, default=None, help="override the scale's training steps")
+    ap.add_argument("--no-figures", action="store_true")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars or per-run lines")
+    a = ap.parse_args(argv)
+    if a.threads is not None:
+        torch.set_num_threads(a.threads)
+    run_protocol(a.data, a.out, scale=a.scale, seeds=a.seeds, methods=a.methods, arms=a.arms, modes=a.modes,
+                 device=a.device, progress=not a.quiet, figures=not a.no_figures, steps=a.steps)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
