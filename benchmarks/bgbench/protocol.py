@@ -124,6 +124,28 @@ def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
     return {k: (round(v, 5) if isinstance(v, float) and math.isfinite(v) else None) for k, v in metrics.items()}
 
 
+def objects_stats(objects: dict[str, np.ndarray], mixup_threshold: float) -> dict[str, float]:
+    """What the two-stage CAMs give the augmentations, over the SSL set.
+
+    Returns:
+        ``valid_fraction`` (images with at least one CAM box), ``boxes_per_image`` (valid boxes),
+        ``box_area`` (mean area of the top box, fallback = whole image), ``mixable_fraction`` (images whose
+        mask >= ``mixup_threshold`` has a bounding rectangle smaller than the image: background mixup can
+        only build a background for those) and ``seconds`` (time of the CAM pass).
+    """
+    valid = objects["valid"]
+    box = objects["boxes"][:, 0]
+    fg = objects["masks"][:, 0] >= round(255 * mixup_threshold)
+    whole = fg.any(axis=2).all(axis=1) & fg.any(axis=1).all(axis=1)
+    return {
+        "valid_fraction": round(float(valid.any(axis=1).mean()), 4),
+        "boxes_per_image": round(float(valid.sum(axis=1).mean()), 3),
+        "box_area": round(float(((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])).mean()), 4),
+        "mixable_fraction": round(float(1.0 - whole.mean()), 4),
+        "seconds": round(float(objects.get("seconds", np.float64(0.0))), 1),
+    }
+
+
 def _run_dir(out: Path, name: str, seed: int) -> Path:
     return out / "runs" / name.replace("@", "-at-") / f"s{seed}"
 
@@ -305,11 +327,12 @@ def aggregate(results: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str
                 "std": round(float(vals.std(ddof=1)), 5) if vals.size > 1 else (0.0 if vals.size else None),
                 "n": int(vals.size),
             }
-        secs = [r["train"]["seconds"] for r in rs if isinstance(r.get("train"), dict)]
-        if secs:
-            out[name]["train_seconds"] = {"mean": round(float(np.mean(secs)), 2),
-                                          "std": round(float(np.std(secs, ddof=1)), 2) if len(secs) > 1 else 0.0,
-                                          "n": len(secs)}
+        for key in ("seconds", "object_fraction", "mixed_fraction"):
+            vals = [r["train"][key] for r in rs if isinstance(r.get("train"), dict) and key in r["train"]]
+            if vals:
+                out[name][f"train_{key}"] = {
+                    "mean": round(float(np.mean(vals)), 4),
+                    "std": round(float(np.std(vals, ddof=1)), 4) if len(vals) > 1 else 0.0, "n": len(vals)}
     return out
 
 
@@ -382,10 +405,25 @@ def write_markdown(results: dict[str, Any], path: Path) -> Path:
                 lines.append(f"| centre box ({f} of the area) | {_cell(a, f'loc/{split}/iou_center{f}')} | | "
                              f"{_cell(a, f'loc/{split}/corloc_center{f}')} | | "
                              f"{_cell(a, f'loc/{split}/box_miou_center{f}')} | |")
-    lines += ["", "## Time", "", "| run | train s (mean) |", "|---|---|"]
+    lines += ["", "## Augmentations and time", "",
+              "Share of training views cropped inside a CAM box and share of first views background-mixed "
+              "(means over the run); training seconds.", "",
+              "| run | views in a box (%) | views mixed (%) | train s |", "|---|---|---|---|"]
     for n in ssl + refs:
         if "train_seconds" in agg[n]:
-            lines.append(f"| {n} | {agg[n]['train_seconds']['mean']:.1f} |")
+            a = agg[n]
+            lines.append(f"| {n} | {_cell(a, 'train_object_fraction')} | {_cell(a, 'train_mixed_fraction')} | "
+                         f"{a['train_seconds']['mean']:.1f} |")
+    ts = results.get("two_stage_objects", {})
+    if ts:
+        lines += ["", "Two-stage CAMs of the baseline over the SSL set (T=" + str(cfg["two_stage_iters"]) + " boxes, "
+                  "T=1 masks): images with a box, boxes per image, area of the top box (fallback: whole image), "
+                  "images whose mask rectangle leaves a background strip (the only ones background mixup can mix).",
+                  "", "| baseline | with a box (%) | boxes / image | top box area (%) | mixable (%) | CAM pass s |",
+                  "|---|---|---|---|---|---|"]
+        for key, st in ts.items():
+            lines.append(f"| {key} | {100 * st['valid_fraction']:.1f} | {st['boxes_per_image']:.2f} | "
+                         f"{100 * st['box_area']:.1f} | {100 * st['mixable_fraction']:.1f} | {st['seconds']:.0f} |")
     t = results.get("timing", {})
     if t:
         lines += ["", "Wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in t.items()) + "."]
@@ -434,6 +472,7 @@ def run_protocol(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
         f"seeds {list(seeds)}, {proto.config['n_ssl_images']} SSL images of {proto.size} px, device {device}, "
         f"{torch.get_num_threads()} threads -> {out_p}")
     results: list[dict[str, Any]] = [proto.center_prior_run()]
+    two_stage: dict[str, dict[str, float]] = {}
     timing = {"data": time.perf_counter() - t_start}
     for seed in seeds:
         for method in methods:
@@ -445,7 +484,9 @@ def run_protocol(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
             objects = None
             if "two-stage" in modes and len(arms) > 1:
                 objects = proto.objects_for(base)
-                timing["two_stage_cams"] = timing.get("two_stage_cams", 0.0) + float(objects.get("seconds", 0.0))
+                stats = objects_stats(objects, base.mixup_threshold)
+                two_stage[f"{method}/s{seed}"] = stats
+                timing["two_stage_cams"] = timing.get("two_stage_cams", 0.0) + stats["seconds"]
             for mode in modes:
                 for arm in arms:
                     if arm == "baseline":
@@ -469,6 +510,7 @@ def run_protocol(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
         "methods": list(methods), "arms": list(arms), "modes": list(modes), "seeds": list(seeds),
         "runs": runs,
         "aggregate": aggregate(results),
+        "two_stage_objects": two_stage,
         "timing": {},
         "environment": {"torch": torch.__version__, "python": platform.python_version(), "device": device,
                         "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()},
