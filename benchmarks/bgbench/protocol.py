@@ -136,7 +136,7 @@ def objects_stats(objects: dict[str, np.ndarray], mixup_threshold: float) -> dic
     valid = objects["valid"]
     box = objects["boxes"][:, 0]
     fg = objects["masks"][:, 0] >= round(255 * mixup_threshold)
-    whole = fg.any(axis=2).all(axis=1) & fg.any(axis=1).all(axis=1)
+    whole = np.all(fg.any(axis=2), axis=1) & np.all(fg.any(axis=1), axis=1)
     return {
         "valid_fraction": round(float(valid.any(axis=1).mean()), 4),
         "boxes_per_image": round(float(valid.sum(axis=1).mean()), 3),
@@ -157,7 +157,7 @@ def _save_state(model: torch.nn.Module, path: Path) -> None:
 
 def _load_state(model: torch.nn.Module, path: Path, device: torch.device) -> torch.nn.Module:
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return model.to(device, memory_format=torch.channels_last).eval()
+    return model.to(device).to(memory_format=torch.channels_last).eval()
 
 
 # ------------------------------------------------------------------------------------------------ protocol
@@ -224,7 +224,7 @@ class Protocol:
         """A model of ``cfg``'s architecture with the seed's initial weights (no training)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            return SSLModel(cfg).to(self.device, memory_format=torch.channels_last).eval()
+            return SSLModel(cfg).to(self.device).to(memory_format=torch.channels_last).eval()
 
     def load_ssl(self, cfg: TrainConfig) -> SSLModel:
         """The trained weights of a finished run."""
@@ -271,9 +271,9 @@ class Protocol:
                                   box_threshold=cfg.box_threshold, progress=self.progress)
         seconds = time.perf_counter() - t0
         tmp = path.with_name("objects.tmp.npz")
-        np.savez_compressed(tmp, **objects, seconds=np.float64(seconds))
+        objects["seconds"] = np.asarray(seconds, dtype=np.float64)
+        np.savez_compressed(tmp, **objects)  # type: ignore[arg-type]
         os.replace(tmp, path)
-        objects["seconds"] = np.float64(seconds)
         return objects
 
     def random_init_run(self, cfg: TrainConfig) -> dict[str, Any]:
@@ -328,11 +328,11 @@ def aggregate(results: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str
                 "n": int(vals.size),
             }
         for key in ("seconds", "object_fraction", "mixed_fraction"):
-            vals = [r["train"][key] for r in rs if isinstance(r.get("train"), dict) and key in r["train"]]
-            if vals:
+            stats = [r["train"][key] for r in rs if isinstance(r.get("train"), dict) and key in r["train"]]
+            if stats:
                 out[name][f"train_{key}"] = {
-                    "mean": round(float(np.mean(vals)), 4),
-                    "std": round(float(np.std(vals, ddof=1)), 4) if len(vals) > 1 else 0.0, "n": len(vals)}
+                    "mean": round(float(np.mean(stats)), 4),
+                    "std": round(float(np.std(stats, ddof=1)), 4) if len(stats) > 1 else 0.0, "n": len(stats)}
     return out
 
 

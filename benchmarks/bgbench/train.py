@@ -456,7 +456,7 @@ def train_ssl(cfg: TrainConfig, images: Tensor, *, objects: dict[str, np.ndarray
     n = images.shape[0]
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(cfg.seed)
-        model = SSLModel(cfg).to(device, memory_format=torch.channels_last)
+        model = SSLModel(cfg).to(device).to(memory_format=torch.channels_last)
         augment = make_augment(cfg).to(device)
         step_fn: Any = None
         boxes_t = valid_t = masks_t = None
@@ -555,8 +555,8 @@ def train_supervised(cfg: TrainConfig, images: Tensor, labels: Tensor, n_classes
     n = images.shape[0]
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(cfg.seed)
-        model = SupervisedModel(cfg.arch, n_classes, stem_stride=cfg.stem_stride).to(
-            device, memory_format=torch.channels_last)
+        model = SupervisedModel(cfg.arch, n_classes, stem_stride=cfg.stem_stride).to(device).to(
+            memory_format=torch.channels_last)
         view = ViewConfig(input_size=cfg.view_size, min_scale=0.2, cj_strength=0.5, random_gray_scale=0.0,
                           gaussian_blur=0.0)
         augment = ObjectAwareAugment([view], check_inputs=False).to(device)
