@@ -467,7 +467,11 @@ def run_protocol(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     proto = Protocol(Path(data_dir), out_p, scale, device=device, progress=progress, steps=steps)
-    say = print if progress else (lambda *a, **k: None)
+    from tqdm import tqdm
+
+    def say(line: str) -> None:
+        if progress:
+            tqdm.write(line)  # keeps the lines whole between progress bars
     say(f"bgbench protocol: scale {scale}, methods {list(methods)}, arms {list(arms)}, modes {list(modes)}, "
         f"seeds {list(seeds)}, {proto.config['n_ssl_images']} SSL images of {proto.size} px, device {device}, "
         f"{torch.get_num_threads()} threads -> {out_p}")
