@@ -1,9 +1,9 @@
 """Pure, batched kernels for object-aware background mixup (Mo et al., NeurIPS 2021, method.md §4).
 
 Everything here works on a whole batch at once with tensor ops on the input's device: no per-sample
-Python loop, no ``.item()`` / ``.tolist()`` / ``nonzero()``, no host synchronisation (on CPU the
-per-pixel work runs over a few fixed-size chunks of the batch to keep temporaries small). The stateful
-part (the FIFO queue of recent backgrounds, random draws) lives in
+Python loop, no ``.item()`` / ``.tolist()`` / ``nonzero()``, no host synchronisation. A strip moves one
+coordinate only, so backgrounds are built with whole-row and whole-column gathers rather than a
+per-pixel index. The stateful part (the FIFO queue of recent backgrounds, random draws) lives in
 :class:`objaug.augment.mixup.BackgroundMixup`.
 
 Conventions shared by all kernels:
