@@ -110,6 +110,9 @@ class ObjectAwareStep(nn.Module):
             moves its buffers).
         calls: number of calls so far (drives ``refresh_every``).
         last_boxes: ``(boxes, valid)`` used by the last call (for inspection).
+        last_params: the last call's per-view parameter dicts (``crop_boxes``, ``flip``, ``object``,
+            ``fallback``, ... and ``mixed`` for mixup views; see ``ObjectAwareAugment(...,
+            return_params=True)``), e.g. to log how many views were cropped in a box or mixed.
     """
 
     def __init__(
@@ -192,6 +195,7 @@ class ObjectAwareStep(nn.Module):
         self.register_buffer("_cache_valid", None, persistent=False)
         self.calls = 0
         self.last_boxes: tuple[Tensor, Tensor] | None = None
+        self.last_params: list[dict[str, Tensor]] = []
 
     cam: Callable[..., Tensor] | None
     criterion: object
@@ -381,7 +385,7 @@ class ObjectAwareStep(nn.Module):
                 valid = torch.ones(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
             if boxes is not None and valid is not None:
                 self.last_boxes = (boxes, valid)
-            views = self.augment(images, boxes, valid, masks)
+            views, self.last_params = self.augment(images, boxes, valid, masks, return_params=True)
         return views
 
     def transform_batch(self, batch: Any, *, image_index: int = 0, index_position: int | None = None) -> Any:

@@ -118,6 +118,9 @@ def test_simclr_online_encoder_cam():
     assert_untouched(model, before, m)
     boxes, valid = step.last_boxes
     assert boxes.shape == (8, 4, 4) and valid.shape == (8, 4) and valid.any(1).all()
+    params = step.last_params  # one dict per view: where each crop came from
+    assert len(params) == 2 and all(p["crop_boxes"].shape == (8, 4) for p in params)
+    assert all(p["object"].dtype == torch.bool and p["object"].shape == (8,) for p in params)
     # the model is not registered in the step (not moved / saved with it)
     assert not any(p is q for p in step.parameters() for q in model.parameters())
     assert step.state_dict() == {} or all(not k.startswith("cam") for k in step.state_dict())
