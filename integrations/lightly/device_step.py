@@ -92,6 +92,10 @@ class ObjectAwareStep(nn.Module):
         num_samples: the dataset size, for the per-sample box cache (required with ``refresh_every > 1``).
         cam_iters: ContraCAM refinement iterations T when built from ``model`` (1 = one forward, the paper's
             setting for masks; 10 for its offline boxes).
+        mask_iters: the mixup masks from the union of only the first ``mask_iters`` of the ``cam_iters``
+            maps (one ContraCAM call gives both), while boxes use all of them: the paper's split is
+            ``cam_iters=10, mask_iters=1``. ``None`` (default): masks and boxes from the same maps. Needs a
+            ContraCAM (``model=``, or ``cam=`` a :class:`objaug.ContraCAM`).
         cam_size: run the CAM on the images resized to this size (int or (h, w)); ``None`` = full size.
             Boxes are normalised, so they apply to the full images; masks are resized back.
         cam_normalize: the normalisation the model expects (default ImageNet, as Lightly's transforms).
@@ -128,6 +132,7 @@ class ObjectAwareStep(nn.Module):
         refresh_every: int = 1,
         num_samples: int | None = None,
         cam_iters: int = 1,
+        mask_iters: int | None = None,
         cam_size: int | tuple[int, int] | None = None,
         cam_normalize: Mapping[str, Sequence[float]] | None = None,
         box_kwargs: Mapping[str, Any] | None = None,
@@ -151,6 +156,14 @@ class ObjectAwareStep(nn.Module):
             raise TypeError(f"cam must be callable as cam(images, negatives=None), got {type(cam).__name__}.")
         if model is not None:
             cam = ContraCAM(model, projector=projector, iters=cam_iters, check_finite=check_inputs)
+        if mask_iters is not None:
+            if not isinstance(cam, ContraCAM):
+                raise TypeError("mask_iters needs a ContraCAM (model=, or cam=ContraCAM(...)): the masks come from "
+                                "its per-iteration maps (return_steps=True).")
+            if isinstance(mask_iters, bool) or not isinstance(mask_iters, int) or not 1 <= mask_iters <= cam.iters:
+                raise ValueError(f"mask_iters must be an int in [1, {cam.iters}] (the CAM's iterations), got "
+                                 f"{mask_iters!r}.")
+        self.mask_iters = mask_iters
         if store is not None and not callable(getattr(store, "get_batch", None)):
             raise TypeError(f"store must have a get_batch(indexes) method, got {type(store).__name__}.")
         if isinstance(refresh_every, bool) or not isinstance(refresh_every, int) or refresh_every < 1:
@@ -258,10 +271,11 @@ class ObjectAwareStep(nn.Module):
             bank = memory_bank_negatives(self.criterion)
         return None if bank is None else bank.detach().to(device, non_blocking=True)
 
-    def cam_maps(self, images: Tensor) -> Tensor:
+    def cam_maps(self, images: Tensor, *, return_steps: bool = False) -> Any:
         """ContraCAM maps of ``images`` ((B, 3, H, W) in [0, 1]): (B, 1, h, w) float32 in [0, 1].
 
-        ``(h, w)`` is ``cam_size`` or ``(H, W)``. The model is left exactly as found.
+        ``(h, w)`` is ``cam_size`` or ``(H, W)``. The model is left exactly as found. With ``return_steps``
+        (a ContraCAM only): ``(maps, per-iteration maps)``.
         """
         if self.cam is None:
             raise ValueError("No CAM: build ObjectAwareStep with model= (or cam=) to compute boxes online.")
@@ -270,6 +284,8 @@ class ObjectAwareStep(nn.Module):
             size = (self.cam_size, self.cam_size) if isinstance(self.cam_size, int) else tuple(self.cam_size)
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
         x = (x - self.cam_mean.to(x)) / self.cam_std.to(x)
+        if return_steps:
+            return self.cam(x, negatives=self._negatives(images.device), return_steps=True)
         return self.cam(x, negatives=self._negatives(images.device))
 
     def _boxes_from_maps(self, maps: Tensor) -> tuple[Tensor, Tensor]:
@@ -372,11 +388,17 @@ class ObjectAwareStep(nn.Module):
                                 "every call (ObjectAwareDataset(..., return_index=True)), or use refresh_every=1.")
                         boxes, valid = self._cached(images, idx)
                     else:
-                        maps = self.cam_maps(images)
+                        mask_maps = maps = None
+                        if need_masks and self.mask_iters is not None:
+                            maps, steps = self.cam_maps(images, return_steps=True)
+                            mask_maps = torch.stack(steps[:self.mask_iters]).amax(dim=0)  # their union
+                        else:
+                            maps = self.cam_maps(images)
                         boxes, valid = self._boxes_from_maps(maps)
                         if need_masks:
-                            masks = maps if maps.shape[-2:] == images.shape[-2:] else F.interpolate(
-                                maps, size=images.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
+                            mm = maps if mask_maps is None else mask_maps
+                            masks = mm if mm.shape[-2:] == images.shape[-2:] else F.interpolate(
+                                mm, size=images.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
                             masks = masks.to(images.dtype)
                 else:
                     raise ValueError("No source of boxes: pass boxes=/masks= to the call, or build ObjectAwareStep "

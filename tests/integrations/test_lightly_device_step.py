@@ -340,3 +340,31 @@ def test_byol_loss_runs_on_the_views():
     loss = NegativeCosineSimilarity()(p0, z1)
     loss.backward()
     assert torch.isfinite(loss)
+
+
+def test_mask_iters_masks_from_the_first_steps_boxes_from_all():
+    """The paper's split: boxes from T=3 (here) refined maps, mixup masks from the T=1 map, one CAM call."""
+    from objaug import ContraCAM, boxes_from_cam
+
+    torch.manual_seed(0)
+    model = SimCLR().eval()
+    x = images()
+    step = ObjectAwareStep(simclr_views(SIZE, mixup=True), model=model, cam_iters=3, mask_iters=1)
+    seen: dict[str, torch.Tensor] = {}
+    forward = step.augment.forward
+
+    def spy(images, boxes=None, valid=None, masks=None, **kw):
+        seen["boxes"], seen["masks"] = boxes, masks
+        return forward(images, boxes, valid, masks, **kw)
+
+    object.__setattr__(step.augment, "forward", spy)
+    step(x)
+    norm = (x - step.cam_mean) / step.cam_std
+    union, steps = ContraCAM(model, iters=3)(norm, return_steps=True)
+    torch.testing.assert_close(seen["masks"], steps[0])
+    assert not torch.allclose(seen["masks"], union)  # refinement changed the union
+    torch.testing.assert_close(seen["boxes"], boxes_from_cam(union)[0])
+    with pytest.raises(ValueError, match="mask_iters"):
+        ObjectAwareStep(simclr_views(SIZE, mixup=True), model=model, cam_iters=3, mask_iters=4)
+    with pytest.raises(TypeError, match="mask_iters needs a ContraCAM"):
+        ObjectAwareStep(simclr_views(SIZE, mixup=True), cam=lambda im, negatives=None: im[:, :1], mask_iters=1)
