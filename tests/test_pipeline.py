@@ -174,9 +174,11 @@ class _FakeCAM:
 
     def __init__(self) -> None:
         self.calls: list[Tensor] = []
+        self.negatives: list[Tensor | None] = []
 
     def __call__(self, images: Tensor, negatives: Tensor | None = None) -> Tensor:
         self.calls.append(images)
+        self.negatives.append(negatives)
         maps = torch.zeros(images.shape[0], 1, *images.shape[-2:])
         maps[:, :, 4:20, 8:28] = 1.0
         return maps
@@ -202,6 +204,11 @@ def test_cam_path_normalises_and_derives_boxes() -> None:
     reg = params[0]["regions"]
     assert (reg[:, 0] <= 8 / 32 + 1e-6).all() and (reg[:, 2] >= 28 / 32 - 1e-6).all()
     assert "masks" in params[0]
+    bank = torch.randn(10, 8)  # e.g. a MoCo queue: passed through to the CAM
+    aug(images, negatives=bank)
+    assert cam.negatives == [None, bank]
+    with pytest.raises(ValueError, match="no cam"):
+        ObjectAwareAugment(simclr_views(16))(images, boxes, valid, negatives=bank)
 
 
 def test_real_contracam_smoke() -> None:

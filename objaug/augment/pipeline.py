@@ -343,18 +343,19 @@ class ObjectAwareAugment(nn.Module):
                 f"center_suppressed={self.center_suppressed}, antialias={self.antialias}, "
                 f"cam={type(self.cam).__name__ if self.cam is not None else None}")
 
-    def _masks_from_cam(self, images: Tensor) -> Tensor:
+    def _masks_from_cam(self, images: Tensor, negatives: Tensor | None = None) -> Tensor:
         normalized = (images - self.cam_mean.to(images)) / self.cam_std.to(images)
-        maps = self.cam(normalized, negatives=None)
+        maps = self.cam(normalized, negatives=negatives)
         return check_mask_batch(maps, "cam(images) output", like=images).to(images.dtype)
 
     @overload
     def forward(self, images: Tensor, boxes: Tensor | None = ..., valid: Tensor | None = ...,
-                masks: Tensor | None = ..., *, return_params: Literal[False] = ...) -> list[Tensor]: ...
+                masks: Tensor | None = ..., *, negatives: Tensor | None = ...,
+                return_params: Literal[False] = ...) -> list[Tensor]: ...
 
     @overload
     def forward(self, images: Tensor, boxes: Tensor | None = ..., valid: Tensor | None = ...,
-                masks: Tensor | None = ..., *, return_params: Literal[True]
+                masks: Tensor | None = ..., *, negatives: Tensor | None = ..., return_params: Literal[True]
                 ) -> tuple[list[Tensor], list[dict[str, Tensor]]]: ...
 
     def forward(
@@ -364,6 +365,7 @@ class ObjectAwareAugment(nn.Module):
         valid: Tensor | None = None,
         masks: Tensor | None = None,
         *,
+        negatives: Tensor | None = None,
         return_params: bool = False,
     ) -> list[Tensor] | tuple[list[Tensor], list[dict[str, Tensor]]]:
         """Augment a batch into ``len(views)`` views.
@@ -373,6 +375,8 @@ class ObjectAwareAugment(nn.Module):
             boxes: ``(B, K, 4)`` normalised xyxy object boxes (optional, see the class docs).
             valid: ``(B, K)`` bool (default: all boxes valid).
             masks: ``(B, 1, H, W)`` float soft object masks in [0, 1] (optional).
+            negatives: extra CAM negatives ``(N, D)`` (e.g. a MoCo queue as rows), passed to ``cam`` when
+                it runs (only with ``cam=``).
             return_params: also return one dict per view: ``crop_boxes`` ``(B, 4)``, ``flip`` ``(B,)``,
                 ``box_index``, ``object``, ``fallback``, ``regions``, and where available ``masks``
                 (the view's cropped+flipped masks, ``(B, 1, h, w)``) and ``mixed`` ``(B,)`` bool.
@@ -384,6 +388,9 @@ class ObjectAwareAugment(nn.Module):
         check_image_batch(images, "images", channels=3)
         b, _, h, w = images.shape
         device = images.device
+        if negatives is not None and self.cam is None:
+            raise ValueError("negatives= are CAM negatives, but this ObjectAwareAugment has no cam; build it with "
+                             "cam=ContraCAM(model) or drop negatives=.")
         if masks is not None:
             check_mask_batch(masks, "masks", like=images)
             check_same_device([("images", images), ("masks", masks)])
@@ -407,7 +414,7 @@ class ObjectAwareAugment(nn.Module):
 
         need_masks = any(v.mixup for v in self.views)
         if masks is None and self.cam is not None and (boxes is None or need_masks):
-            masks = self._masks_from_cam(images)
+            masks = self._masks_from_cam(images, negatives)
         if need_masks and masks is None:
             raise ValueError("A view has mixup=True, which needs soft object masks: pass masks=(B, 1, H, W) "
                              "or build ObjectAwareAugment(..., cam=ContraCAM(model)).")
