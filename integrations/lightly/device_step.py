@@ -388,17 +388,15 @@ class ObjectAwareStep(nn.Module):
                                 "every call (ObjectAwareDataset(..., return_index=True)), or use refresh_every=1.")
                         boxes, valid = self._cached(images, idx)
                     else:
-                        mask_maps = maps = None
                         if need_masks and self.mask_iters is not None:
                             maps, steps = self.cam_maps(images, return_steps=True)
                             mask_maps = torch.stack(steps[:self.mask_iters]).amax(dim=0)  # their union
                         else:
-                            maps = self.cam_maps(images)
+                            maps = mask_maps = self.cam_maps(images)
                         boxes, valid = self._boxes_from_maps(maps)
                         if need_masks:
-                            mm = maps if mask_maps is None else mask_maps
-                            masks = mm if mm.shape[-2:] == images.shape[-2:] else F.interpolate(
-                                mm, size=images.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
+                            masks = mask_maps if mask_maps.shape[-2:] == images.shape[-2:] else F.interpolate(
+                                mask_maps, size=images.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
                             masks = masks.to(images.dtype)
                 else:
                     raise ValueError("No source of boxes: pass boxes=/masks= to the call, or build ObjectAwareStep "

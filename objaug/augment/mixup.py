@@ -203,9 +203,8 @@ class BackgroundMixup(nn.Module):
         assert queue is not None
         q, b = queue.shape[0], images.shape[0]
         ws = self._ws
-        if (ws is None or ws.storage.shape[0] < q + b or ws.scratch.shape[0] < b
-                or ws.storage.shape[1:] != images.shape[1:] or ws.storage.dtype != images.dtype
-                or ws.storage.device != images.device
+        if (ws is None or ws.storage.shape[0] < q + b or ws.storage.shape[1:] != images.shape[1:]
+                or ws.storage.dtype != images.dtype or ws.storage.device != images.device
                 or (q > 0 and queue.data_ptr() != ws.storage.data_ptr())):
             rows = max(b, ws.scratch.shape[0] if ws is not None else 0)
             storage = torch.empty((q + rows, *images.shape[1:]), dtype=images.dtype, device=images.device)

@@ -370,9 +370,10 @@ def _mixup(
     weight keeps the image exactly), and one ``lerp`` with the soft mask as weight blends the image
     back in (``lerp(bg, x, 1) == x`` for finite x). ``workspace`` (from the module) holds the queue
     and reusable buffers, so no large temporary is allocated; ``inplace`` writes the result into
-    ``images`` (contiguous, no autograd). With autograd recording everything runs out of place.
+    ``images`` (contiguous, no autograd). Without a workspace, or with autograd recording, everything
+    runs out of place (same values).
     """
-    b, c, h, w = images.shape
+    b, _, h, w = images.shape
     dev = images.device
     grad = _needs_grad(images, masks)
     x = images.contiguous()
@@ -389,24 +390,17 @@ def _mixup(
     else:
         mixed = from_partner
     ar = torch.arange(b, device=dev)
-    if grad:
+    weight = torch.where(mixed.view(-1, 1, 1, 1), masks.to(x.dtype), 1.0)
+    if grad or workspace is None:  # out of place: autograd, or no reusable buffers (the functional API)
         bg = _backgrounds(x, masks, boxes, built, threshold, source)
         src = bg.index_select(0, torch.where(from_partner, perm, ar))
         if from_queue is not None:
             assert queue is not None and queue_slot is not None
             src = torch.where(from_queue.view(-1, 1, 1, 1), queue.index_select(0, queue_slot), src)
-        weight = torch.where(mixed.view(-1, 1, 1, 1), masks.to(x.dtype), 1.0)
         return BackgroundMixupOutput(torch.lerp(src, x, weight), mixed, built, boxes), bg.detach()
-    if workspace is None:
-        storage = torch.empty((q + b, c, h, w), dtype=x.dtype, device=dev)
-        if q:
-            assert queue is not None
-            storage[:q].copy_(queue)
-        workspace = _Workspace(storage, q, torch.empty_like(x))
     storage, q = workspace.storage, workspace.queue_rows
     bg = _backgrounds(x, masks, boxes, built, threshold, source, out=storage[q:q + b],
                       tmp=workspace.scratch[:b])
-    weight = torch.where(mixed.view(-1, 1, 1, 1), masks.to(x.dtype), 1.0)
     index = q + torch.where(from_partner, perm, ar)
     if from_queue is not None:
         assert queue_slot is not None
