@@ -142,15 +142,26 @@ def check_same_device(tensors: Sequence[tuple[str, Tensor]]) -> None:
         raise ValueError(f"All inputs must be on the same device: {where}. Move them with .to(device).")
 
 
+def _extremes(x: Tensor) -> Tensor:
+    """(2,) tensor ``[min, max]`` of a non-empty ``x`` in one pass; NaN if ``x`` holds a NaN (documented
+    for ``torch.aminmax``), so range and finiteness checks read two numbers, not a bool copy of ``x``."""
+    lo, hi = torch.aminmax(x.detach())
+    return torch.stack([lo, hi])
+
+
 def check_finite(x: Tensor, name: str) -> None:
     """Raise ValueError if ``x`` holds NaN or infinity (one device synchronisation)."""
-    if not bool(torch.isfinite(x).all()):
+    if x.numel() == 0:
+        return
+    if not bool(torch.isfinite(_extremes(x)).all()):
         raise ValueError(f"{name} contains NaN or infinite values; check the data loading and normalisation.")
 
 
 def check_range(x: Tensor, name: str, low: float, high: float) -> None:
-    """Raise ValueError if a value of ``x`` lies outside [low, high] (one device synchronisation)."""
-    bad = (x < low) | (x > high) | torch.isnan(x)
-    if bool(bad.any()):
+    """Raise ValueError if a value of ``x`` lies outside [low, high] or is NaN (one device synchronisation)."""
+    if x.numel() == 0:
+        return
+    lo, hi = _extremes(x).tolist()
+    if not (lo >= low and hi <= high):  # False for NaN too
         raise ValueError(f"{name} must lie in [{low}, {high}]; found values from "
                          f"{float(x.nan_to_num().min()):.4g} to {float(x.nan_to_num().max()):.4g}.")
