@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import Tensor
 
+import objaug.functional.mixup as fmix
 from objaug.augment.mixup import BackgroundMixup
 from objaug.functional.mixup import (
     STRIP_ORDER,
@@ -24,6 +25,15 @@ from objaug.functional.mixup import (
     mean_fill_backgrounds,
     tiled_strip_backgrounds,
 )
+
+
+@pytest.fixture(params=["compact", "fixed"], autouse=True)
+def mixup_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on both kernels: the CPU's compacting path and the fixed-shape (accelerator) one."""
+    if request.param == "fixed":
+        monkeypatch.setattr(fmix, "_COMPACT_DEVICE_TYPES", frozenset())
+    return str(request.param)
+
 
 # --------------------------------------------------------------------------- reference (slow)
 
@@ -655,6 +665,24 @@ def test_cuda_matches_cpu_and_queue_moves():
         moved(x.cuda(), m.cuda())
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("inplace", [False, True])
+def test_cuda_forward_has_no_host_sync(inplace):
+    gen = torch.Generator().manual_seed(10)
+    x = torch.randn(8, 3, 16, 16, generator=gen).cuda()
+    m = blob_masks(8, 16, 16, gen).cuda()
+    mix = BackgroundMixup(p=1.0, queue_size=6, check_inputs=False, inplace=inplace)
+    mix(x.clone(), m)  # warm-up: creates the queue and workspace
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            mix(x.clone(), m)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert int(mix.queue_length) == 6
+
+
 def test_inplace_falls_back_to_a_new_tensor_for_autograd_and_non_contiguous_input():
     gen = torch.Generator().manual_seed(21)
     x = torch.randn(4, 3, 8, 8, generator=gen)
@@ -670,3 +698,30 @@ def test_inplace_falls_back_to_a_new_tensor_for_autograd_and_non_contiguous_inpu
     before = strided.clone()
     got, _ = BackgroundMixup(p=1.0, inplace=True)(strided, m, params=prm)
     assert torch.equal(got, exp) and torch.equal(strided, before)
+
+
+def test_cpu_takes_the_compacting_path_and_autograd_the_fixed_one(mixup_path):
+    gen = torch.Generator().manual_seed(31)
+    x = torch.randn(6, 3, 10, 10, generator=gen)
+    m = torch.zeros(6, 1, 10, 10)
+    # objects low (top strip), left (right strip), high (bottom strip), right (left strip): both tiling axes
+    for i, (ys, xs) in enumerate([(slice(6, 9), slice(2, 7)), (slice(3, 6), slice(3, 6)), (slice(2, 7), slice(0, 3)),
+                                  (slice(0, 3), slice(3, 8)), (slice(3, 6), slice(3, 6)), (slice(2, 8), slice(7, 10))]):
+        m[i, 0, ys, xs] = 0.5 + 0.1 * i
+    apply = torch.tensor([True, False, True, True, False, True])
+    perm = torch.tensor([2, 0, 3, 5, 1, 0])
+    kw = dict(threshold=0.2, source="tiled-strip", queue=None, queue_slot=None, queue_len=None)
+    res, bgs, ranks = fmix._mixup(x, m, apply, perm, **kw)
+    compact = ranks is not None
+    assert compact == (mixup_path == "compact")
+    # compact: only the built backgrounds (in any row order, `ranks` gives the batch order); fixed: one per image
+    assert bgs.shape[0] == (int(res.built.sum()) if compact else 6)
+    expected = tiled_strip_backgrounds(x, res.boxes)[res.built]
+    if compact:
+        assert ranks.tolist() == [0, 2, 1, 3]  # images 0, 3 tile rows, then 2, 5 tile columns
+        torch.testing.assert_close(bgs, expected[ranks], rtol=0, atol=0)
+    else:
+        torch.testing.assert_close(bgs[res.built], expected, rtol=0, atol=0)
+    leaf = x.clone().requires_grad_()
+    res_g, _, ranks_g = fmix._mixup(leaf, m, apply, perm, **kw)
+    assert ranks_g is None and torch.equal(res_g.images.detach(), res.images)

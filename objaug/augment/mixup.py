@@ -22,6 +22,7 @@ from objaug.functional.mixup import (
     MixupSource,
     _check_source,
     _check_threshold,
+    _compacts,
     _mixup,
     _needs_grad,
     _Workspace,
@@ -97,12 +98,14 @@ class BackgroundMixup(nn.Module):
         >>> out, mixed = mix(images, masks)             # (B, C, H, W), (B,) bool
         >>> again, _ = twin(images, masks, params=mix._params)  # exact replay: again == out
 
-    Performance: the forward is a fixed sequence of batched kernels with no host sync (with
-    ``check_inputs=False``): the backgrounds of the whole batch are built once (a gather of pixel
-    rows, a gather of columns, a blend) and serve both the mix and the queue. The queue lives in a
-    reusable workspace of ``queue_size + 2 * B`` images (queue, backgrounds, scratch) kept by the
-    module, so a call allocates no large temporary besides its output (none with ``inplace=True``).
-    Every image is processed, including those that are not mixed (no data-dependent shapes).
+    Performance: the forward is a sequence of batched kernels with no host sync (with
+    ``check_inputs=False``): the backgrounds are built once (a gather of pixel rows or of columns, a
+    blend) and serve both the mix and the queue. On an accelerator every image goes through every
+    kernel (fixed shapes); on the CPU, where counting costs no synchronisation, only the images that
+    build a background (about ``p`` of the batch) are processed and the others are left untouched.
+    The queue lives in a reusable workspace kept by the module (``queue_size + 2 * B`` images on an
+    accelerator, ``queue_size + 3 * B`` on the CPU: queue, backgrounds, scratch), so a call allocates
+    no large temporary besides its output (none with ``inplace=True``).
     """
 
     _queue: Tensor | None
@@ -203,16 +206,38 @@ class BackgroundMixup(nn.Module):
         assert queue is not None
         q, b = queue.shape[0], images.shape[0]
         ws = self._ws
-        if (ws is None or ws.storage.shape[0] < q + b or ws.storage.shape[1:] != images.shape[1:]
+        scratch = 2 * b if _compacts(images) else b  # the compacting path keeps two sets of rows
+        if (ws is None or ws.storage.shape[0] < q + b or ws.scratch.shape[0] < scratch
+                or ws.storage.shape[1:] != images.shape[1:]
                 or ws.storage.dtype != images.dtype or ws.storage.device != images.device
                 or (q > 0 and queue.data_ptr() != ws.storage.data_ptr())):
-            rows = max(b, ws.scratch.shape[0] if ws is not None else 0)
+            rows = max(b, ws.storage.shape[0] - ws.queue_rows if ws is not None else 0)
             storage = torch.empty((q + rows, *images.shape[1:]), dtype=images.dtype, device=images.device)
             storage[:q].copy_(queue)
             self._queue = storage[:q]
-            ws = _Workspace(storage, q, torch.empty_like(storage[q:]))
+            ws = _Workspace(storage, q, storage.new_empty((max(scratch, rows), *images.shape[1:])))
             self._ws = ws
         return ws
+
+    @torch.no_grad()
+    def _push_compact(self, backgrounds: Tensor, ranks: Tensor) -> None:
+        """Push k built backgrounds (k, C, H, W) whose batch-order ranks are ``ranks`` (the CPU path).
+
+        The background of rank r goes to slot ``(pushed + r) % Q``; only ranks ``>= k - Q`` survive,
+        so only those are copied (each slot once).
+        """
+        queue = self._queue
+        if queue is None or queue.shape[0] == 0:
+            return
+        cap, k = queue.shape[0], backgrounds.shape[0]
+        if 0 < k <= cap:  # every row survives: one scatter, in any row order
+            queue.index_copy_(0, (self._queue_pushed + ranks) % cap, backgrounds)
+        elif k > cap:
+            where = torch.empty_like(ranks).index_copy_(0, ranks, torch.arange(k, device=ranks.device))
+            keep = where[k - cap:]  # rows of the last `cap` ranks
+            slot = (self._queue_pushed + ranks.index_select(0, keep)) % cap
+            queue.index_copy_(0, slot, backgrounds.index_select(0, keep))
+        self._queue_pushed.add_(k)
 
     @torch.no_grad()
     def _push(self, backgrounds: Tensor, built: Tensor, ws: _Workspace | None) -> None:
@@ -357,8 +382,11 @@ class BackgroundMixup(nn.Module):
         grad = _needs_grad(images, masks)
         ws = None if grad else self._workspace(images)
         current = self._queue if cap > 0 else None  # the workspace may have moved the queue
-        out, backgrounds = _mixup(images, masks, params["apply"], params["perm"], self.threshold, self.source,
-                                  current, slot, n, workspace=ws,
-                                  inplace=self.inplace and not grad)
-        self._push(backgrounds, out.built, ws)
+        out, backgrounds, ranks = _mixup(images, masks, params["apply"], params["perm"], self.threshold,
+                                         self.source, current, slot, n, workspace=ws,
+                                         inplace=self.inplace and not grad)
+        if ranks is not None:
+            self._push_compact(backgrounds, ranks)
+        else:
+            self._push(backgrounds, out.built, ws)
         return out.images, out.mixed

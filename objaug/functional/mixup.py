@@ -1,9 +1,15 @@
 """Pure, batched kernels for object-aware background mixup (Mo et al., NeurIPS 2021, method.md §4).
 
 Everything here works on a whole batch at once with tensor ops on the input's device: no per-sample
-Python loop, no ``.item()`` / ``.tolist()`` / ``nonzero()``, no host synchronisation. A strip moves one
-coordinate only, so backgrounds are built with whole-row and whole-column gathers rather than a
-per-pixel index. The stateful part (the FIFO queue of recent backgrounds, random draws) lives in
+Python loop, no ``.item()`` / ``.tolist()``, no host synchronisation. A strip moves one coordinate only,
+so backgrounds are built with whole-row and whole-column gathers rather than a per-pixel index.
+
+Two paths compute the same values. On an accelerator the shapes are fixed: every image of the batch
+goes through every kernel, and no ``nonzero()`` stalls the stream. On the CPU (no autograd) the batch is
+compacted to the images that build a background, about ``p`` of them, since only those can be mixed;
+there ``nonzero()`` reads host memory and synchronises nothing. The tests run both paths on the CPU.
+
+The stateful part (the FIFO queue of recent backgrounds, random draws) lives in
 :class:`objaug.augment.mixup.BackgroundMixup`.
 
 Conventions shared by all kernels:
@@ -334,12 +340,24 @@ def mean_fill_backgrounds(images: Tensor, masks: Tensor, threshold: float = 0.2)
     return _all_backgrounds(images, masks, _bounding_boxes(masks, threshold), threshold, "batch")
 
 
+#: Device types on which :func:`_mixup` compacts the batch to the images that build a background.
+#: Reading how many there are (``nonzero``) synchronises nothing on the CPU, where the tensors already
+#: live on the host; on an accelerator it would stall the stream, so there the shapes stay fixed.
+_COMPACT_DEVICE_TYPES: frozenset[str] = frozenset({"cpu"})
+
+
+def _compacts(t: Tensor) -> bool:
+    """Whether :func:`_mixup` takes its compacting path for tensors like ``t`` (see above)."""
+    return t.device.type in _COMPACT_DEVICE_TYPES
+
+
 class _Workspace(NamedTuple):
     """Buffers of one :func:`_mixup` call without autograd (all contiguous, the images' dtype/device).
 
     ``storage`` (Q + B, C, H, W): rows [0, Q) are the background queue, rows [Q, Q + B) receive the
     batch's backgrounds, so one ``index_select`` reads a partner's background or a queued one.
-    ``scratch`` (>= B, C, H, W): temporary rows (tiling, and the mixing source when in place).
+    ``scratch`` (>= B, C, H, W; >= 2B on compacting devices): temporary rows (the built images, the
+    tiling, and the mixing source).
     """
 
     storage: Tensor
@@ -360,8 +378,13 @@ def _mixup(
     *,
     workspace: _Workspace | None = None,
     inplace: bool = False,
-) -> tuple[BackgroundMixupOutput, Tensor]:
-    """Unchecked kernel of :func:`background_mixup`; also returns the batch's backgrounds (B, C, H, W).
+) -> tuple[BackgroundMixupOutput, Tensor, Tensor | None]:
+    """Unchecked kernel of :func:`background_mixup`; also returns the backgrounds and how they are laid out.
+
+    Returns ``(output, backgrounds, ranks)``: with ``ranks`` None, ``backgrounds`` is (B, C, H, W), row
+    i the background of image i (the image itself where none was built); otherwise it is (k, C, H, W),
+    only the k built backgrounds (the CPU path, see below), and ``ranks`` (k,) int64 gives each row's
+    rank among them in batch order.
 
     The per-image decisions (rectangles, strips, who is mixed with what) are computed once for the
     batch from small tensors. The backgrounds of all images are built in three batched passes
@@ -372,6 +395,10 @@ def _mixup(
     and reusable buffers, so no large temporary is allocated; ``inplace`` writes the result into
     ``images`` (contiguous, no autograd). Without a workspace, or with autograd recording, everything
     runs out of place (same values).
+
+    On CPU tensors without autograd (:data:`_COMPACT_DEVICE_TYPES`) the same values are computed for
+    the built images only (:func:`_mixup_compact`): there, counting them costs no synchronisation, and
+    the other images need no work at all.
     """
     b, _, h, w = images.shape
     dev = images.device
@@ -389,6 +416,9 @@ def _mixup(
         mixed = from_partner | from_queue
     else:
         mixed = from_partner
+    if not grad and _compacts(x):
+        return _mixup_compact(images, x, masks, boxes, built, mixed, from_partner, from_queue, perm, threshold,
+                              source, queue, queue_slot, workspace, inplace)
     ar = torch.arange(b, device=dev)
     weight = torch.where(mixed.view(-1, 1, 1, 1), masks.to(x.dtype), 1.0)
     if grad or workspace is None:  # out of place: autograd, or no reusable buffers (the functional API)
@@ -397,7 +427,7 @@ def _mixup(
         if from_queue is not None:
             assert queue is not None and queue_slot is not None
             src = torch.where(from_queue.view(-1, 1, 1, 1), queue.index_select(0, queue_slot), src)
-        return BackgroundMixupOutput(torch.lerp(src, x, weight), mixed, built, boxes), bg.detach()
+        return BackgroundMixupOutput(torch.lerp(src, x, weight), mixed, built, boxes), bg.detach(), None
     storage, q = workspace.storage, workspace.queue_rows
     bg = _backgrounds(x, masks, boxes, built, threshold, source, out=storage[q:q + b],
                       tmp=workspace.scratch[:b])
@@ -410,7 +440,113 @@ def _mixup(
         out = torch.lerp(src, images, weight, out=images)  # elementwise, so writing over `end` is safe
     else:
         out = storage.index_select(0, index).lerp_(x, weight)
-    return BackgroundMixupOutput(out, mixed, built, boxes), bg
+    return BackgroundMixupOutput(out, mixed, built, boxes), bg, None
+
+
+def _mixup_compact(
+    images: Tensor,
+    x: Tensor,
+    masks: Tensor,
+    boxes: Tensor,
+    built: Tensor,
+    mixed: Tensor,
+    from_partner: Tensor,
+    from_queue: Tensor | None,
+    perm: Tensor,
+    threshold: float,
+    source: MixupSource,
+    queue: Tensor | None,
+    queue_slot: Tensor | None,
+    workspace: _Workspace | None,
+    inplace: bool,
+) -> tuple[BackgroundMixupOutput, Tensor, Tensor]:
+    """The CPU path of :func:`_mixup` (no autograd): the same values, computed for the built images only.
+
+    Only an image that builds a background can be mixed (method.md §4), so the k built images (about
+    ``p`` of the batch) are gathered once, those with a top/bottom strip first, then those with a
+    left/right one: each group then needs a single tiling pass (rows, or columns). Their backgrounds
+    are built, each is blended with its partner's or a queued background, and the results are
+    scattered back; the other images are not touched (in place) or copied once. ``x`` is
+    ``images.contiguous()``. Returns the output, the (k, C, H, W) backgrounds in that grouped order, and
+    their (k,) int64 ranks in batch order (the order a queue receives them).
+    """
+    b, _, h, w = x.shape
+    dev = x.device
+    strip, _ = largest_strip(boxes, h, w)
+    by_rows = (strip == 0) | (strip == 3)
+    # On the CPU, nonzero reads host memory: no device synchronisation.
+    rows = torch.cat([(built & by_rows).nonzero().squeeze(1), (built & ~by_rows).nonzero().squeeze(1)])
+    k = rows.numel()
+    n_rows = int((built & by_rows).sum())  # a CPU tensor: no sync either
+    fresh = x is not images  # .contiguous() already made a copy
+    out = x if inplace or fresh else x.clone()
+    output = BackgroundMixupOutput(out, mixed, built, boxes)
+    ranks = (built.cumsum(0) - 1).index_select(0, rows)  # batch-order rank of each background row
+    if k == 0:
+        return output, x.new_empty((0, *x.shape[1:])), ranks
+    pos = torch.zeros(b, dtype=torch.int64, device=dev).index_copy_(0, rows, torch.arange(k, device=dev))
+    if workspace is not None:
+        q = workspace.queue_rows
+        xs = torch.index_select(x, 0, rows, out=workspace.scratch[:k])
+        tmp: Tensor | None = workspace.scratch[k:2 * k]
+        bg_out: Tensor | None = workspace.storage[q:q + k]
+    else:
+        q = 0
+        xs, tmp, bg_out = x.index_select(0, rows), None, None
+    mk = masks.index_select(0, rows)
+    bk = boxes.index_select(0, rows)
+    if source == "tiled-strip":
+        bg = _tiled_grouped(xs, bk, strip.index_select(0, rows), n_rows, bg_out, tmp)
+    else:
+        bg = _backgrounds(xs, mk, bk, torch.ones(k, dtype=torch.bool, device=dev), threshold, source,
+                          out=bg_out, tmp=tmp)
+    own = torch.arange(k, device=dev)
+    part = pos[perm].index_select(0, rows)  # the partner's background row (valid where it was built)
+    partner = torch.where(from_partner.index_select(0, rows), part, own)
+    weight = torch.where(mixed.index_select(0, rows).view(-1, 1, 1, 1), mk.to(x.dtype), 1.0)  # 1: unmixed
+    if workspace is not None:
+        index = q + partner
+        if from_queue is not None:
+            assert queue_slot is not None
+            index = torch.where(from_queue.index_select(0, rows), queue_slot.index_select(0, rows), index)
+        src = torch.index_select(workspace.storage, 0, index, out=tmp)
+    else:
+        src = bg.index_select(0, partner)
+        if from_queue is not None:
+            assert queue is not None and queue_slot is not None
+            fq = from_queue.index_select(0, rows)
+            src = torch.where(fq.view(-1, 1, 1, 1), queue.index_select(0, queue_slot.index_select(0, rows)), src)
+    res = torch.lerp(src, xs, weight, out=src)  # elementwise, so writing over `input` is safe
+    out.index_copy_(0, rows, res)
+    return output, bg, ranks
+
+
+def _tiled_grouped(xs: Tensor, boxes: Tensor, strip: Tensor, n_rows: int, out: Tensor | None,
+                   tmp: Tensor | None) -> Tensor:
+    """:func:`_tiled_into` for images whose rectangles do not cover the frame, sorted by strip axis.
+
+    The first ``n_rows`` images tile a top/bottom strip (one ``index_select`` of pixel rows), the
+    others a left/right strip (one ``gather`` of columns); one ``lerp`` restricts the tiling to the
+    rectangles. ``xs`` (k, C, H, W) contiguous; ``out`` / ``tmp`` optional contiguous buffers.
+    """
+    k, c, h, w = xs.shape
+    dev = xs.device
+    act = torch.ones(k, dtype=torch.bool, device=dev)
+    src_y, src_x, in_y, in_x = _source_rows_cols(boxes, strip, act, h, w)
+    tiled = torch.empty_like(xs) if tmp is None else tmp
+    if n_rows > 0:
+        flat_rows = ((torch.arange(n_rows * c, device=dev) * h).view(n_rows, c, 1)
+                     + src_y[:n_rows, None, :]).view(-1)
+        torch.index_select(xs[:n_rows].view(n_rows * c * h, w), 0, flat_rows,
+                           out=tiled[:n_rows].view(n_rows * c * h, w))
+    if n_rows < k:
+        n_cols = k - n_rows
+        index = src_x[n_rows:].view(n_cols, 1, 1, w).expand(n_cols, c, h, w)
+        torch.gather(xs[n_rows:], 3, index, out=tiled[n_rows:])
+    inside = torch.mul(in_y.to(xs.dtype).view(k, 1, h, 1), in_x.to(xs.dtype).view(k, 1, 1, w))
+    if out is None:
+        return torch.lerp(xs, tiled, inside)
+    return torch.lerp(xs, tiled, inside, out=out)
 
 
 def background_mixup(
