@@ -206,8 +206,10 @@ class BackgroundMixup(nn.Module):
         assert queue is not None
         q, b = queue.shape[0], images.shape[0]
         ws = self._ws
-        scratch = 2 * b if _compacts(images) else b  # the compacting path keeps two sets of rows
+        compacts = _compacts(images)
+        scratch = 2 * b if compacts else b  # the compacting path keeps two sets of rows
         if (ws is None or ws.storage.shape[0] < q + b or ws.scratch.shape[0] < scratch
+                or ws.maps.shape[0] < (scratch if compacts else 0)
                 or ws.storage.shape[1:] != images.shape[1:]
                 or ws.storage.dtype != images.dtype or ws.storage.device != images.device
                 or (q > 0 and queue.data_ptr() != ws.storage.data_ptr())):
@@ -215,7 +217,9 @@ class BackgroundMixup(nn.Module):
             storage = torch.empty((q + rows, *images.shape[1:]), dtype=images.dtype, device=images.device)
             storage[:q].copy_(queue)
             self._queue = storage[:q]
-            ws = _Workspace(storage, q, storage.new_empty((max(scratch, rows), *images.shape[1:])))
+            h, w = images.shape[2:]
+            maps = storage.new_empty((max(scratch, rows) if compacts else 0, 1, h, w))
+            ws = _Workspace(storage, q, storage.new_empty((max(scratch, rows), *images.shape[1:])), maps)
             self._ws = ws
         return ws
 

@@ -357,12 +357,15 @@ class _Workspace(NamedTuple):
     ``storage`` (Q + B, C, H, W): rows [0, Q) are the background queue, rows [Q, Q + B) receive the
     batch's backgrounds, so one ``index_select`` reads a partner's background or a queued one.
     ``scratch`` (>= B, C, H, W; >= 2B on compacting devices): temporary rows (the built images, the
-    tiling, and the mixing source).
+    tiling, and the mixing source). ``maps`` (>= 2B, 1, H, W on compacting devices, else empty):
+    mask-sized rows (the built images' masks and blend weights). Fresh buffers of this size cost more
+    in page faults on the CPU than the kernels that fill them.
     """
 
     storage: Tensor
     queue_rows: int
     scratch: Tensor
+    maps: Tensor
 
 
 def _mixup(
@@ -493,17 +496,24 @@ def _mixup_compact(
     else:
         q = 0
         xs, tmp, bg_out = x.index_select(0, rows), None, None
-    mk = masks.index_select(0, rows)
+    flat_masks = masks.reshape(b, h * w)
+    ins_out: Tensor | None = None
+    if workspace is not None and workspace.maps.shape[0] >= 2 * k and masks.dtype == x.dtype:
+        mk = torch.index_select(flat_masks, 0, rows, out=workspace.maps[:k].view(k, h * w)).view(k, 1, h, w)
+        ins_out = workspace.maps[k:2 * k]
+    else:
+        mk = flat_masks.index_select(0, rows).view(k, 1, h, w)  # a copy: filled below
     bk = boxes.index_select(0, rows)
     if source == "tiled-strip":
-        bg = _tiled_grouped(xs, bk, strip.index_select(0, rows), n_rows, bg_out, tmp)
+        bg = _tiled_grouped(xs, bk, strip.index_select(0, rows), n_rows, bg_out, tmp, ins_out)
     else:
         bg = _backgrounds(xs, mk, bk, torch.ones(k, dtype=torch.bool, device=dev), threshold, source,
                           out=bg_out, tmp=tmp)
     own = torch.arange(k, device=dev)
     part = pos[perm].index_select(0, rows)  # the partner's background row (valid where it was built)
     partner = torch.where(from_partner.index_select(0, rows), part, own)
-    weight = torch.where(mixed.index_select(0, rows).view(-1, 1, 1, 1), mk.to(x.dtype), 1.0)  # 1: unmixed
+    weight = mk.to(x.dtype)  # the soft mask; 1 (keep the image exactly) for built but unmixed images
+    weight.index_fill_(0, (~mixed.index_select(0, rows)).nonzero().squeeze(1), 1.0)
     if workspace is not None:
         index = q + partner
         if from_queue is not None:
@@ -522,12 +532,13 @@ def _mixup_compact(
 
 
 def _tiled_grouped(xs: Tensor, boxes: Tensor, strip: Tensor, n_rows: int, out: Tensor | None,
-                   tmp: Tensor | None) -> Tensor:
+                   tmp: Tensor | None, inside_out: Tensor | None = None) -> Tensor:
     """:func:`_tiled_into` for images whose rectangles do not cover the frame, sorted by strip axis.
 
     The first ``n_rows`` images tile a top/bottom strip (one ``index_select`` of pixel rows), the
     others a left/right strip (one ``gather`` of columns); one ``lerp`` restricts the tiling to the
-    rectangles. ``xs`` (k, C, H, W) contiguous; ``out`` / ``tmp`` optional contiguous buffers.
+    rectangles. ``xs`` (k, C, H, W) contiguous; ``out`` / ``tmp`` optional contiguous buffers like
+    ``xs``, ``inside_out`` an optional contiguous (k, 1, H, W) buffer of its dtype.
     """
     k, c, h, w = xs.shape
     dev = xs.device
@@ -543,7 +554,8 @@ def _tiled_grouped(xs: Tensor, boxes: Tensor, strip: Tensor, n_rows: int, out: T
         n_cols = k - n_rows
         index = src_x[n_rows:].view(n_cols, 1, 1, w).expand(n_cols, c, h, w)
         torch.gather(xs[n_rows:], 3, index, out=tiled[n_rows:])
-    inside = torch.mul(in_y.to(xs.dtype).view(k, 1, h, 1), in_x.to(xs.dtype).view(k, 1, 1, w))
+    rows, cols = in_y.to(xs.dtype).view(k, 1, h, 1), in_x.to(xs.dtype).view(k, 1, 1, w)
+    inside = torch.mul(rows, cols) if inside_out is None else torch.mul(rows, cols, out=inside_out)
     if out is None:
         return torch.lerp(xs, tiled, inside)
     return torch.lerp(xs, tiled, inside, out=out)
