@@ -376,14 +376,20 @@ def localisation_scores(maps: Tensor, loc: LocSet, *, threshold: float = 0.5) ->
         threshold: map threshold (mask IoU and ``boxes_from_cam``).
 
     Returns:
-        ``{"iou", "corloc", "box_miou"}``.
+        ``{"iou", "corloc", "box_miou", "contrast"}``; ``contrast`` in [-1, 1] is the mean over images of
+        (mean map value on object pixels) − (mean map value on background pixels): positive when the maps
+        favour the objects, negative when they favour the background (threshold-free).
     """
     maps = maps.to(loc.masks.device)
     iou = mask_iou(maps, loc.masks, threshold=threshold)
     boxes, valid = boxes_from_cam(maps, threshold=threshold)
     hit = box_corloc(boxes, valid, loc.boxes, loc.valid)
     miou = best_box_iou(boxes, valid, loc.boxes, loc.valid)
-    return {"iou": float(iou.mean()), "corloc": float(hit.float().mean()), "box_miou": float(miou.nanmean())}
+    obj = loc.masks.to(maps.dtype)
+    on = (maps * obj).sum(dim=(1, 2, 3)) / obj.sum(dim=(1, 2, 3)).clamp_min(1)
+    off = (maps * (1 - obj)).sum(dim=(1, 2, 3)) / (1 - obj).sum(dim=(1, 2, 3)).clamp_min(1)
+    return {"iou": float(iou.mean()), "corloc": float(hit.float().mean()), "box_miou": float(miou.nanmean()),
+            "contrast": float((on - off).mean())}
 
 
 def evaluate_center_prior(data: EvalData, cfg: EvalConfig) -> dict[str, float]:

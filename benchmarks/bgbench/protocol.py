@@ -168,16 +168,19 @@ class Protocol:
     """State of one protocol invocation (data, output folder, configuration); see :func:`run_protocol`."""
 
     def __init__(self, data_dir: Path, out: Path, scale_name: str, *, device: str, progress: bool,
-                 steps: int | None = None) -> None:
+                 steps: int | None = None, stem_stride: int | None = None, reevaluate: bool = False) -> None:
         self.data_dir = data_dir
         self.out = out
         self.scale_name = scale_name
         scale = SCALES[scale_name]
         if steps is not None:
             scale = dataclasses.replace(scale, steps=steps)
+        if stem_stride is not None:
+            scale = dataclasses.replace(scale, stem_stride=stem_stride)
         self.scale = scale
         self.device = torch.device(device)
         self.progress = progress
+        self.reevaluate = reevaluate
         self.manifest = load_manifest(data_dir)
         self.size = int(self.manifest["size"])
         self.n_classes = len(self.manifest["classes"])
@@ -223,6 +226,14 @@ class Protocol:
         _write_json(_run_dir(self.out, name, seed) / "result.json", result)
         return result
 
+    def _reevaluated(self, done: dict[str, Any], kind: str, model: Any) -> dict[str, Any]:
+        """``done`` with its metrics recomputed from ``model`` (training statistics kept)."""
+        t0 = time.perf_counter()
+        metrics = evaluate_model(kind, model, self.eval_data, self.scale.eval)
+        extra = {k: v for k, v in done.items() if k not in ("name", "seed", "metrics", "protocol_config")}
+        extra["eval_seconds"] = round(time.perf_counter() - t0, 2)
+        return self._finish(done["name"], done["seed"], metrics, extra)
+
     def ssl_model(self, cfg: TrainConfig) -> SSLModel:
         """A model of ``cfg``'s architecture with the seed's initial weights (no training)."""
         with torch.random.fork_rng(devices=[]):
@@ -250,7 +261,7 @@ class Protocol:
         name = run_name(cfg.method, cfg.arm, cfg.mode)
         done = self._done(name, cfg.seed)
         if done is not None:
-            return done
+            return self._reevaluated(done, "ssl", self.load_ssl(cfg)) if self.reevaluate else done
         model, stats = train_ssl(cfg, self.ssl_images, objects=objects, progress=self.progress,
                                  log_every=max(1, cfg.steps // 10))
         _save_state(model, _run_dir(self.out, name, cfg.seed) / "model.pt")
@@ -284,7 +295,7 @@ class Protocol:
         name = f"{cfg.method}/random_init"
         done = self._done(name, cfg.seed)
         if done is not None:
-            return done
+            return self._reevaluated(done, "ssl", self.ssl_model(cfg)) if self.reevaluate else done
         t0 = time.perf_counter()
         metrics = evaluate_model("ssl", self.ssl_model(cfg), self.eval_data, self.scale.eval)
         return self._finish(name, cfg.seed, metrics, {"method": cfg.method, "arm": "random_init", "mode": None,
@@ -294,7 +305,7 @@ class Protocol:
         """Train and evaluate the supervised reference of a seed."""
         done = self._done("supervised", seed)
         if done is not None:
-            return done
+            return self._reevaluated(done, "supervised", self.load_supervised(seed)) if self.reevaluate else done
         cfg = self.base_cfg(seed=seed)
         model, stats = train_supervised(cfg, self.sup_images, self.sup_labels, self.n_classes,
                                         progress=self.progress)
@@ -308,7 +319,7 @@ class Protocol:
     def center_prior_run(self) -> dict[str, Any]:
         """The centre-box priors (seed-independent)."""
         done = self._done("center_prior", 0)
-        if done is not None:
+        if done is not None and not self.reevaluate:
             return done
         return self._finish("center_prior", 0, evaluate_center_prior(self.eval_data, self.scale.eval),
                             {"method": None, "arm": "center_prior", "mode": None})
@@ -390,24 +401,28 @@ def write_markdown(results: dict[str, Any], path: Path) -> Path:
             f"## Localisation on {title}",
             "",
             "ContraCAM (Grad-CAM for the supervised model, T=1 only); mask IoU of map >= 0.5 vs the union of the "
-            "objects' masks; CorLoc@0.5 of the top `boxes_from_cam` box; box mIoU = best-box IoU per object.",
+            "objects' masks; CorLoc@0.5 of the top `boxes_from_cam` box; box mIoU = best-box IoU per object; "
+            "obj − bg = mean map value on the objects minus on the background (negative: the maps favour the "
+            "background).",
             "",
-            f"| run | IoU T=1 | IoU T={iters} | CorLoc T=1 | CorLoc T={iters} | box mIoU T=1 | box mIoU T={iters} |",
-            "|---|---|---|---|---|---|---|",
+            f"| run | IoU T=1 | IoU T={iters} | CorLoc T=1 | CorLoc T={iters} | box mIoU T=1 | box mIoU T={iters} "
+            f"| obj − bg T=1 | obj − bg T={iters} |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for n in ssl + refs:
             a = agg[n]
             lines.append(
                 f"| {n} | {_cell(a, f'loc/{split}/iou_T1')} | {_cell(a, f'loc/{split}/iou_T{iters}')} | "
                 f"{_cell(a, f'loc/{split}/corloc_T1')} | {_cell(a, f'loc/{split}/corloc_T{iters}')} | "
-                f"{_cell(a, f'loc/{split}/box_miou_T1')} | {_cell(a, f'loc/{split}/box_miou_T{iters}')} |")
+                f"{_cell(a, f'loc/{split}/box_miou_T1')} | {_cell(a, f'loc/{split}/box_miou_T{iters}')} | "
+                f"{_cell(a, f'loc/{split}/contrast_T1')} | {_cell(a, f'loc/{split}/contrast_T{iters}')} |")
         if "center_prior" in agg:
             a = agg["center_prior"]
             for frac in cfg["eval"]["center_fractions"]:
                 f = f"{frac:g}"
                 lines.append(f"| centre box ({f} of the area) | {_cell(a, f'loc/{split}/iou_center{f}')} | | "
                              f"{_cell(a, f'loc/{split}/corloc_center{f}')} | | "
-                             f"{_cell(a, f'loc/{split}/box_miou_center{f}')} | |")
+                             f"{_cell(a, f'loc/{split}/box_miou_center{f}')} | | | |")
     lines += ["", "## Augmentations and time", "",
               "Share of training views cropped inside a CAM box and share of first views background-mixed "
               "(means over the run); training seconds.", "",
@@ -437,7 +452,8 @@ def write_markdown(results: dict[str, Any], path: Path) -> Path:
 def run_protocol(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], *, scale: str = "small",
                  seeds: Sequence[int] = (0, 1, 2), methods: Sequence[str] | None = None,
                  arms: Sequence[str] = ARMS, modes: Sequence[str] = MODES, device: str = "cpu",
-                 progress: bool = True, figures: bool = True, steps: int | None = None) -> dict[str, Any]:
+                 progress: bool = True, figures: bool = True, steps: int | None = None,
+                 stem_stride: int | None = None, reevaluate: bool = False) -> dict[str, Any]:
     """Run (or resume) the whole protocol and write ``results.json``, ``results.md`` and the pictures.
 
     Args:
@@ -452,6 +468,9 @@ def run_protocol(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
         progress: tqdm bars.
         figures: write the pictures.
         steps: override the scale's training steps (for timing experiments).
+        stem_stride: override the scale's ResNet stem stride (1: 8x8 maps at 64 px, 4x the compute of 2).
+        reevaluate: recompute the metrics of finished runs from their saved weights (after the evaluation
+            changed); nothing is retrained.
 
     Returns:
         The ``results.json`` content.
@@ -469,7 +488,10 @@ def run_protocol(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    proto = Protocol(Path(data_dir), out_p, scale, device=device, progress=progress, steps=steps)
+    if stem_stride not in (None, 1, 2):
+        raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride!r}.")
+    proto = Protocol(Path(data_dir), out_p, scale, device=device, progress=progress, steps=steps,
+                     stem_stride=stem_stride, reevaluate=reevaluate)
     from tqdm import tqdm
 
     def say(line: str) -> None:
@@ -566,13 +588,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--steps", type=int, default=None, help="override the scale's training steps")
+    ap.add_argument("--stem-stride", type=int, choices=(1, 2), default=None,
+                    help="override the scale's stem stride (1: 8x8 maps at 64 px, about 4x the compute)")
+    ap.add_argument("--reevaluate", action="store_true",
+                    help="recompute the metrics of finished runs from their saved weights (nothing is retrained)")
     ap.add_argument("--no-figures", action="store_true")
     ap.add_argument("--quiet", action="store_true", help="no progress bars or per-run lines")
     a = ap.parse_args(argv)
     if a.threads is not None:
         torch.set_num_threads(a.threads)
     run_protocol(a.data, a.out, scale=a.scale, seeds=a.seeds, methods=a.methods, arms=a.arms, modes=a.modes,
-                 device=a.device, progress=not a.quiet, figures=not a.no_figures, steps=a.steps)
+                 device=a.device, progress=not a.quiet, figures=not a.no_figures, steps=a.steps,
+                 stem_stride=a.stem_stride, reevaluate=a.reevaluate)
     return 0
 
 

@@ -25,8 +25,8 @@ S = 32
 SSL_RUNS = [run_name("simclr", "baseline", None)] + [run_name("simclr", a, m) for m in MODES for a in ARMS[1:]]
 PROBES = ["probe/train", "probe/original", "probe/mixed_same", "probe/mixed_rand", "probe/only_fg",
           "probe/objects"]
-LOC = [f"loc/{split}/{metric}_T{t}" for split in ("single", "multi") for metric in ("iou", "corloc", "box_miou")
-       for t in (1, 2)]
+LOC = [f"loc/{split}/{metric}_T{t}" for split in ("single", "multi")
+       for metric in ("iou", "corloc", "box_miou", "contrast") for t in (1, 2)]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def protocol_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
 
 def _check_range(name: str, key: str, value: float | None) -> None:
     assert value is not None and math.isfinite(value), f"{name} {key} = {value}"
-    lo = -1.0 if key.endswith("bg_gap") else 0.0
+    lo = -1.0 if key.endswith(("bg_gap", "contrast_T1", "contrast_T2")) else 0.0
     assert lo <= value <= 1.0, f"{name} {key} = {value} out of range"
 
 
@@ -112,3 +112,59 @@ def test_aggregate_mean_std() -> None:
     agg = aggregate(runs)
     assert agg["a"]["m"] == {"mean": pytest.approx(0.4), "std": pytest.approx(0.2), "n": 3}
     assert agg["a"]["x"]["n"] == 0 and agg["a"]["train_seconds"]["mean"] == 1.0
+
+
+def test_stem_stride_override_is_recorded_and_checked(protocol_out: tuple[Path, dict[str, Any], float],
+                                                      tmp_path: Path) -> None:
+    _, results, _ = protocol_out
+    data = Path(results["config"]["data"]["dir"])
+    with pytest.raises(ValueError, match="stem_stride must be 1 or 2"):
+        run_protocol(data, tmp_path / "bad", scale="tiny", seeds=[0], stem_stride=3, progress=False)
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())  # nothing trained
+    assert main(["--data", str(data), "--out", str(tmp_path / "s1"), "--scale", "tiny", "--seeds", "0", "--arms",
+                 "baseline", "--stem-stride", "1", "--no-figures", "--quiet"]) == 0
+    again = json.loads((tmp_path / "s1" / "results.json").read_text())
+    assert again["config"]["train"]["stem_stride"] == 1
+    assert results["config"]["train"]["stem_stride"] == 2  # the tiny scale's own value
+    assert {r["name"] for r in again["runs"]} == {"simclr/baseline", "simclr/random_init", "supervised",
+                                                  "center_prior"}
+
+
+def test_localisation_scores_on_maps_with_known_answers() -> None:
+    import torch
+
+    from benchmarks.bgbench.evaluate import LocSet, localisation_scores
+
+    masks = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    masks[0, 0, 2:6, 1:5] = True  # a 4x4 object
+    masks[1, 0, 0:2, 0:8] = True  # a 2x8 object
+    boxes = torch.tensor([[[1 / 8, 2 / 8, 5 / 8, 6 / 8]], [[0.0, 0.0, 1.0, 2 / 8]]])
+    loc = LocSet(images=torch.zeros(2, 3, 8, 8), masks=masks, boxes=boxes, valid=torch.ones(2, 1, dtype=torch.bool))
+    exact = localisation_scores(masks.float(), loc)
+    assert exact["iou"] == pytest.approx(1.0) and exact["corloc"] == 1.0 and exact["contrast"] == pytest.approx(1.0)
+    inverse = localisation_scores(1.0 - masks.float(), loc)
+    assert inverse["contrast"] == pytest.approx(-1.0) and inverse["iou"] == pytest.approx(0.0)
+    flat = localisation_scores(torch.full((2, 1, 8, 8), 0.7), loc)
+    assert flat["contrast"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_reevaluate_recomputes_metrics_from_saved_weights(protocol_out: tuple[Path, dict[str, Any], float],
+                                                          tmp_path: Path) -> None:
+    _, results, _ = protocol_out
+    data = Path(results["config"]["data"]["dir"])
+    args = ["--data", str(data), "--out", str(tmp_path), "--scale", "tiny", "--seeds", "0", "--arms", "baseline",
+            "--no-figures", "--quiet"]
+    assert main(args) == 0
+    run = tmp_path / "runs" / "simclr" / "baseline" / "s0"
+    first = json.loads((run / "result.json").read_text())
+    weights = (run / "model.pt").stat().st_mtime_ns
+    tampered = dict(first, metrics={**first["metrics"], "probe/original": -5.0, "loc/single/contrast_T1": None})
+    (run / "result.json").write_text(json.dumps(tampered))
+    assert main(args) == 0  # a plain resume trusts the stored result
+    assert json.loads((run / "result.json").read_text())["metrics"]["probe/original"] == -5.0
+    assert main([*args, "--reevaluate"]) == 0
+    again = json.loads((run / "result.json").read_text())
+    assert (run / "model.pt").stat().st_mtime_ns == weights  # not retrained
+    assert again["train"] == first["train"]
+    for key in ("probe/original", "loc/single/contrast_T1", "loc/single/iou_T1"):
+        assert again["metrics"][key] == pytest.approx(first["metrics"][key], abs=1e-4), key
