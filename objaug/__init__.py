@@ -21,7 +21,15 @@ if TYPE_CHECKING:
     from objaug.boxes import boxes_from_cam, boxes_to_pixels
     from objaug.contracam import ContraCAM
     from objaug.masks import masks_from_uint8, masks_to_uint8, resize_masks, soft_masks, threshold_masks
-    from objaug.metrics import best_box_iou, box_corloc, center_box_prior, center_boxes, mask_iou, pairwise_box_iou
+    from objaug.metrics import (
+        best_box_iou,
+        box_corloc,
+        center_box_prior,
+        center_boxes,
+        map_contrast,
+        mask_iou,
+        pairwise_box_iou,
+    )
     from objaug.split import EncoderHead, split_model
     from objaug.store import ObjectStore
 
@@ -48,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     "box_corloc": "objaug.metrics",
     "center_box_prior": "objaug.metrics",
     "center_boxes": "objaug.metrics",
+    "map_contrast": "objaug.metrics",
     "mask_iou": "objaug.metrics",
     "pairwise_box_iou": "objaug.metrics",
     "EncoderHead": "objaug.split",
@@ -74,6 +83,7 @@ __all__ = [
     "byol_views",
     "center_box_prior",
     "center_boxes",
+    "map_contrast",
     "mask_iou",
     "masks_from_uint8",
     "masks_to_uint8",

@@ -1,4 +1,4 @@
-"""Localisation metrics: per-image mask IoU, CorLoc and best-box IoU, and centre-box baselines.
+"""Localisation metrics: per-image mask IoU, map contrast, CorLoc and best-box IoU, and centre-box baselines.
 
 Everything is batched and stays on the inputs' device; results are per image so that callers
 can average, filter or bootstrap them. Boxes are normalised ``(x1, y1, x2, y2)`` in [0, 1]
@@ -28,6 +28,7 @@ __all__ = [
     "box_corloc",
     "center_box_prior",
     "center_boxes",
+    "map_contrast",
     "mask_iou",
     "pairwise_box_iou",
 ]
@@ -76,6 +77,50 @@ def mask_iou(pred: Tensor, target: Tensor, *, threshold: float = 0.5) -> Tensor:
     inter = (p & g).sum(dim=(1, 2, 3)).to(torch.float32)
     union = (p | g).sum(dim=(1, 2, 3)).to(torch.float32)
     return torch.where(union > 0, inter / union.clamp(min=1), 1.0)
+
+
+def map_contrast(maps: Tensor, target: Tensor) -> Tensor:
+    """Per-image contrast of a map between the objects and the background (threshold-free).
+
+    ``mean(maps on object pixels) - mean(maps on background pixels)``: positive when the maps favour the
+    objects, negative when they favour the background, 0 for a constant map. A quick check of whether a
+    CAM (and so the boxes and masks made from it) points at objects at all: an encoder that has learned
+    backgrounds (a barely trained or background-biased one) gives maps near or below 0 here even when
+    its IoU looks no worse than a centre box's.
+
+    Args:
+        maps: (B, 1, H, W) floating maps in [0, 1] (e.g. ContraCAM's), same size as ``target``.
+        target: (B, 1, H, W) ground-truth object masks on the same device: bool, or floating with
+            foreground ``target >= 0.5``.
+
+    Returns:
+        (B,) float32 tensor on the inputs' device, in [-1, 1] for maps in [0, 1]; NaN for an image whose
+        mask is all object or all background (the contrast is undefined there; average with
+        ``nanmean``).
+
+    Raises:
+        TypeError: ``maps`` not floating, ``target`` neither bool nor floating.
+        ValueError: shapes or devices differ.
+    """
+    check_image_batch(maps, "maps", channels=1)
+    if not isinstance(target, Tensor):
+        raise TypeError(f"target must be a torch.Tensor of shape (B, 1, H, W), got {type(target).__name__}.")
+    if target.dtype != torch.bool and not target.is_floating_point():
+        raise TypeError(f"target must be bool or floating (foreground >= 0.5), got {target.dtype}.")
+    if target.shape != maps.shape:
+        raise ValueError(
+            f"maps and target must have the same shape (B, 1, H, W), got {tuple(maps.shape)} and "
+            f"{tuple(target.shape)}. Resize maps with objaug.masks.resize_masks(maps, target.shape[-2:])."
+        )
+    check_same_device([("maps", maps), ("target", target)])
+    m = maps.float()
+    fg = (target if target.dtype == torch.bool else target >= 0.5).float()
+    n_fg = fg.sum(dim=(1, 2, 3))
+    n_bg = fg[0].numel() - n_fg
+    on_sum = (m * fg).sum(dim=(1, 2, 3))
+    on = on_sum / n_fg
+    off = (m.sum(dim=(1, 2, 3)) - on_sum) / n_bg
+    return torch.where((n_fg > 0) & (n_bg > 0), on - off, torch.nan)
 
 
 def pairwise_box_iou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:

@@ -205,3 +205,28 @@ def test_center_boxes_agree_with_the_mask() -> None:
     default, _ = center_boxes(1)
     s = math.sqrt(0.5)
     torch.testing.assert_close(default[0, 0], torch.tensor([(1 - s) / 2, (1 - s) / 2, (1 + s) / 2, (1 + s) / 2]))
+
+
+def test_map_contrast_known_answers_and_errors() -> None:
+    from objaug.metrics import map_contrast
+
+    target = torch.zeros(4, 1, 6, 6, dtype=torch.bool)
+    target[:, :, 1:3, 2:5] = True  # 6 object pixels, 30 background pixels
+    maps = torch.zeros(4, 1, 6, 6)
+    maps[0] = target[0].float()  # exactly the object: +1
+    maps[1] = 1.0 - target[1].float()  # exactly the background: -1
+    maps[2] = 0.25  # constant: 0
+    maps[3, :, 1:3, 2:5] = 0.5  # objects at 0.5, background: 6 pixels at 0.9, 24 at 0
+    maps[3, :, 5, :] = 0.9
+    got = map_contrast(maps, target)
+    expected = torch.tensor([1.0, -1.0, 0.0, 0.5 - 6 * 0.9 / 30])
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(map_contrast(maps, target.float()), expected)  # float targets, >= 0.5
+    # undefined where the mask is all object or all background
+    full = torch.ones(2, 1, 6, 6, dtype=torch.bool)
+    full[1] = False
+    assert torch.isnan(map_contrast(maps[:2], full)).all()
+    with pytest.raises(ValueError, match="same shape"):
+        map_contrast(maps, target[:, :, :5])
+    with pytest.raises(TypeError, match="bool or floating"):
+        map_contrast(maps, target.to(torch.int64))

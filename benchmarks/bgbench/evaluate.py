@@ -36,6 +36,7 @@ from objaug import (
     boxes_from_cam,
     center_box_prior,
     center_boxes,
+    map_contrast,
     mask_iou,
     split_model,
 )
@@ -377,19 +378,18 @@ def localisation_scores(maps: Tensor, loc: LocSet, *, threshold: float = 0.5) ->
 
     Returns:
         ``{"iou", "corloc", "box_miou", "contrast"}``; ``contrast`` in [-1, 1] is the mean over images of
-        (mean map value on object pixels) − (mean map value on background pixels): positive when the maps
-        favour the objects, negative when they favour the background (threshold-free).
+        :func:`objaug.metrics.map_contrast`, (mean map value on object pixels) − (mean map value on
+        background pixels): positive when the maps favour the objects, negative when they favour the
+        background (threshold-free).
     """
     maps = maps.to(loc.masks.device)
     iou = mask_iou(maps, loc.masks, threshold=threshold)
     boxes, valid = boxes_from_cam(maps, threshold=threshold)
     hit = box_corloc(boxes, valid, loc.boxes, loc.valid)
     miou = best_box_iou(boxes, valid, loc.boxes, loc.valid)
-    obj = loc.masks.to(maps.dtype)
-    on = (maps * obj).sum(dim=(1, 2, 3)) / obj.sum(dim=(1, 2, 3)).clamp_min(1)
-    off = (maps * (1 - obj)).sum(dim=(1, 2, 3)) / (1 - obj).sum(dim=(1, 2, 3)).clamp_min(1)
+    contrast = map_contrast(maps, loc.masks)
     return {"iou": float(iou.mean()), "corloc": float(hit.float().mean()), "box_miou": float(miou.nanmean()),
-            "contrast": float((on - off).mean())}
+            "contrast": float(contrast.nanmean())}
 
 
 def evaluate_center_prior(data: EvalData, cfg: EvalConfig) -> dict[str, float]:
