@@ -189,6 +189,21 @@ def _source_rows_cols(boxes: Tensor, strip: Tensor, active: Tensor, height: int,
     return src_y, src_x, in_y, in_x
 
 
+def _flat_rows(src_y: Tensor, channels: int, height: int) -> Tensor:
+    """Flat index into an (R * C * H, W) view of pixel rows, channel by channel, from (R, H) source rows."""
+    r = src_y.shape[0]
+    base = (torch.arange(r * channels, device=src_y.device) * height).view(r, channels, 1)
+    return (base + src_y[:, None, :]).view(-1)
+
+
+def _rectangle_weight(in_y: Tensor, in_x: Tensor, dtype: torch.dtype, out: Tensor | None = None) -> Tensor:
+    """(R, 1, H, W) blend weight, 1 inside each rectangle and 0 outside: the outer product of its (R, H)
+    row and (R, W) column ranges. ``out``: optional contiguous (R, 1, H, W) buffer of ``dtype``."""
+    r, h, w = in_y.shape[0], in_y.shape[1], in_x.shape[1]
+    rows, cols = in_y.to(dtype).view(r, 1, h, 1), in_x.to(dtype).view(r, 1, 1, w)
+    return torch.mul(rows, cols) if out is None else torch.mul(rows, cols, out=out)
+
+
 def _tiled_into(images: Tensor, boxes: Tensor, active: Tensor, out: Tensor | None = None,
                 tmp: Tensor | None = None) -> Tensor:
     """Tiled-strip backgrounds of every image of the batch, with its own rectangle (three batched passes).
@@ -204,12 +219,10 @@ def _tiled_into(images: Tensor, boxes: Tensor, active: Tensor, out: Tensor | Non
     the images' dtype and device (``out`` is returned). With autograd recording, pass neither.
     """
     b, c, h, w = images.shape
-    dev = images.device
     strip, area = largest_strip(boxes, h, w)
     act = active & (area > 0)
     src_y, src_x, in_y, in_x = _source_rows_cols(boxes, strip, act, h, w)
-    base = (torch.arange(b * c, device=dev) * h).view(b, c, 1)
-    rows = (base + src_y[:, None, :]).view(-1)  # (B*C*H,) flat row index, channel by channel
+    rows = _flat_rows(src_y, c, h)
     flat = images.view(b * c * h, w)
     if tmp is None:
         tiled_rows = flat.index_select(0, rows).view(b, c, h, w)
@@ -217,9 +230,7 @@ def _tiled_into(images: Tensor, boxes: Tensor, active: Tensor, out: Tensor | Non
         tiled_rows = torch.index_select(flat, 0, rows, out=tmp.view(b * c * h, w)).view(b, c, h, w)
     index = src_x.view(b, 1, 1, w).expand(b, c, h, w)
     tiled = torch.gather(tiled_rows, 3, index) if out is None else torch.gather(tiled_rows, 3, index, out=out)
-    # 1 inside the rectangle (of active rows), 0 outside: an outer product of the row and column ranges.
-    inside = torch.mul((in_y & act[:, None]).to(images.dtype).view(b, 1, h, 1),
-                       in_x.to(images.dtype).view(b, 1, 1, w))
+    inside = _rectangle_weight(in_y & act[:, None], in_x, images.dtype)  # 0 for inactive rows
     if out is None:
         return torch.lerp(images, tiled, inside)
     return torch.lerp(images, tiled, inside, out=tiled)  # elementwise, so writing over `end` is safe
@@ -408,7 +419,7 @@ def _mixup(
     grad = _needs_grad(images, masks)
     x = images.contiguous()
     boxes = _bounding_boxes(masks, threshold)
-    _, area = largest_strip(boxes, h, w)
+    strip, area = largest_strip(boxes, h, w)
     built = apply & (area > 0)
     partner_built = built[perm]
     from_partner = built & partner_built
@@ -420,8 +431,8 @@ def _mixup(
     else:
         mixed = from_partner
     if not grad and _compacts(x):
-        return _mixup_compact(images, x, masks, boxes, built, mixed, from_partner, from_queue, perm, threshold,
-                              source, queue, queue_slot, workspace, inplace)
+        return _mixup_compact(images, x, masks, boxes, strip, built, mixed, from_partner, from_queue, perm,
+                              threshold, source, queue, queue_slot, workspace, inplace)
     ar = torch.arange(b, device=dev)
     weight = torch.where(mixed.view(-1, 1, 1, 1), masks.to(x.dtype), 1.0)
     if grad or workspace is None:  # out of place: autograd, or no reusable buffers (the functional API)
@@ -451,6 +462,7 @@ def _mixup_compact(
     x: Tensor,
     masks: Tensor,
     boxes: Tensor,
+    strip: Tensor,
     built: Tensor,
     mixed: Tensor,
     from_partner: Tensor,
@@ -470,17 +482,17 @@ def _mixup_compact(
     left/right one: each group then needs a single tiling pass (rows, or columns). Their backgrounds
     are built, each is blended with its partner's or a queued background, and the results are
     scattered back; the other images are not touched (in place) or copied once. ``x`` is
-    ``images.contiguous()``. Returns the output, the (k, C, H, W) backgrounds in that grouped order, and
-    their (k,) int64 ranks in batch order (the order a queue receives them).
+    ``images.contiguous()``, ``strip`` the (B,) :func:`largest_strip` index. Returns the output, the
+    (k, C, H, W) backgrounds in that grouped order, and their (k,) int64 ranks in batch order (the order
+    a queue receives them).
     """
     b, _, h, w = x.shape
     dev = x.device
-    strip, _ = largest_strip(boxes, h, w)
     by_rows = (strip == 0) | (strip == 3)
     # On the CPU, nonzero reads host memory: no device synchronisation.
-    rows = torch.cat([(built & by_rows).nonzero().squeeze(1), (built & ~by_rows).nonzero().squeeze(1)])
-    k = rows.numel()
-    n_rows = int((built & by_rows).sum())  # a CPU tensor: no sync either
+    tile_rows = (built & by_rows).nonzero().squeeze(1)
+    rows = torch.cat([tile_rows, (built & ~by_rows).nonzero().squeeze(1)])
+    k, n_rows = rows.numel(), tile_rows.numel()
     fresh = x is not images  # .contiguous() already made a copy
     out = x if inplace or fresh else x.clone()
     output = BackgroundMixupOutput(out, mixed, built, boxes)
@@ -546,16 +558,13 @@ def _tiled_grouped(xs: Tensor, boxes: Tensor, strip: Tensor, n_rows: int, out: T
     src_y, src_x, in_y, in_x = _source_rows_cols(boxes, strip, act, h, w)
     tiled = torch.empty_like(xs) if tmp is None else tmp
     if n_rows > 0:
-        flat_rows = ((torch.arange(n_rows * c, device=dev) * h).view(n_rows, c, 1)
-                     + src_y[:n_rows, None, :]).view(-1)
-        torch.index_select(xs[:n_rows].view(n_rows * c * h, w), 0, flat_rows,
+        torch.index_select(xs[:n_rows].view(n_rows * c * h, w), 0, _flat_rows(src_y[:n_rows], c, h),
                            out=tiled[:n_rows].view(n_rows * c * h, w))
     if n_rows < k:
         n_cols = k - n_rows
         index = src_x[n_rows:].view(n_cols, 1, 1, w).expand(n_cols, c, h, w)
         torch.gather(xs[n_rows:], 3, index, out=tiled[n_rows:])
-    rows, cols = in_y.to(xs.dtype).view(k, 1, h, 1), in_x.to(xs.dtype).view(k, 1, 1, w)
-    inside = torch.mul(rows, cols) if inside_out is None else torch.mul(rows, cols, out=inside_out)
+    inside = _rectangle_weight(in_y, in_x, xs.dtype, out=inside_out)
     if out is None:
         return torch.lerp(xs, tiled, inside)
     return torch.lerp(xs, tiled, inside, out=out)
