@@ -40,6 +40,27 @@ def _check_fraction(x: object, name: str) -> float:
     return float(x)
 
 
+def _foreground(target: Tensor) -> Tensor:
+    """A checked ground-truth mask as bool: itself if bool, else ``target >= 0.5``."""
+    return target if target.dtype == torch.bool else target >= 0.5
+
+
+def _check_against_target(pred: Tensor, target: Tensor, name: str) -> None:
+    """Check a (B, 1, H, W) floating ``pred`` (called ``name``) against its ground-truth ``target``: bool, or
+    floating with foreground ``>= 0.5``, of the same shape and device."""
+    check_image_batch(pred, name, channels=1)
+    if not isinstance(target, Tensor):
+        raise TypeError(f"target must be a torch.Tensor of shape (B, 1, H, W), got {type(target).__name__}.")
+    if target.dtype != torch.bool and not target.is_floating_point():
+        raise TypeError(f"target must be bool or floating (foreground >= 0.5), got {target.dtype}.")
+    if target.shape != pred.shape:
+        raise ValueError(
+            f"{name} and target must have the same shape (B, 1, H, W), got {tuple(pred.shape)} and "
+            f"{tuple(target.shape)}. Resize {name} with objaug.masks.resize_masks({name}, target.shape[-2:])."
+        )
+    check_same_device([(name, pred), ("target", target)])
+
+
 def mask_iou(pred: Tensor, target: Tensor, *, threshold: float = 0.5) -> Tensor:
     """Per-image intersection over union of predicted and ground-truth masks.
 
@@ -60,20 +81,10 @@ def mask_iou(pred: Tensor, target: Tensor, *, threshold: float = 0.5) -> Tensor:
         TypeError: ``pred`` not floating, ``target`` neither bool nor floating.
         ValueError: shapes differ, devices differ, or ``threshold`` outside (0, 1].
     """
-    check_image_batch(pred, "pred", channels=1)
-    if not isinstance(target, Tensor):
-        raise TypeError(f"target must be a torch.Tensor of shape (B, 1, H, W), got {type(target).__name__}.")
-    if target.dtype != torch.bool and not target.is_floating_point():
-        raise TypeError(f"target must be bool or floating (foreground >= 0.5), got {target.dtype}.")
-    if target.shape != pred.shape:
-        raise ValueError(
-            f"pred and target must have the same shape (B, 1, H, W), got {tuple(pred.shape)} and "
-            f"{tuple(target.shape)}. Resize pred with objaug.masks.resize_masks(pred, target.shape[-2:])."
-        )
-    check_same_device([("pred", pred), ("target", target)])
+    _check_against_target(pred, target, "pred")
     t = _check_fraction(threshold, "threshold")
     p = pred >= t
-    g = target if target.dtype == torch.bool else target >= 0.5
+    g = _foreground(target)
     inter = (p & g).sum(dim=(1, 2, 3)).to(torch.float32)
     union = (p | g).sum(dim=(1, 2, 3)).to(torch.float32)
     return torch.where(union > 0, inter / union.clamp(min=1), 1.0)
@@ -102,19 +113,9 @@ def map_contrast(maps: Tensor, target: Tensor) -> Tensor:
         TypeError: ``maps`` not floating, ``target`` neither bool nor floating.
         ValueError: shapes or devices differ.
     """
-    check_image_batch(maps, "maps", channels=1)
-    if not isinstance(target, Tensor):
-        raise TypeError(f"target must be a torch.Tensor of shape (B, 1, H, W), got {type(target).__name__}.")
-    if target.dtype != torch.bool and not target.is_floating_point():
-        raise TypeError(f"target must be bool or floating (foreground >= 0.5), got {target.dtype}.")
-    if target.shape != maps.shape:
-        raise ValueError(
-            f"maps and target must have the same shape (B, 1, H, W), got {tuple(maps.shape)} and "
-            f"{tuple(target.shape)}. Resize maps with objaug.masks.resize_masks(maps, target.shape[-2:])."
-        )
-    check_same_device([("maps", maps), ("target", target)])
+    _check_against_target(maps, target, "maps")
     m = maps.float()
-    fg = (target if target.dtype == torch.bool else target >= 0.5).float()
+    fg = _foreground(target).float()
     n_fg = fg.sum(dim=(1, 2, 3))
     n_bg = fg[0].numel() - n_fg
     on_sum = (m * fg).sum(dim=(1, 2, 3))
