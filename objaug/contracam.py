@@ -7,6 +7,7 @@ optional temperature and an optional external bank of negatives.
 
 from __future__ import annotations
 
+import warnings
 from contextlib import ExitStack
 from typing import Literal, overload
 
@@ -15,7 +16,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from objaug._checks import check_finite, check_image_batch
-from objaug.functional.cam import contrastive_score, fill_masked, gradcam_map, minmax_normalize, upsample_maps
+from objaug.functional.cam import (
+    contrastive_score,
+    edge_refine,
+    fill_masked,
+    gradcam_map,
+    minmax_normalize,
+    nearest_negatives,
+    upsample_maps,
+)
 from objaug.split import EncoderHead, expanded_resolution, module_device, preserve_model_state, split_model
 
 __all__ = ["ContraCAM"]
@@ -74,6 +83,11 @@ class ContraCAM:
         expand_res: bool = False,
         interpolation: str = "bicubic",
         check_finite: bool = True,
+        hard_negatives: int | None = None,
+        edges: bool = False,
+        edge_radius: float = 0.05,
+        edge_eps: float = 0.01,
+        refine: Literal["independent", "relative"] = "independent",
     ) -> None:
         if model is None and (encoder is None or head is None):
             raise TypeError("ContraCAM needs a model, or both encoder= and head=.")
@@ -81,10 +95,24 @@ class ContraCAM:
             raise TypeError("Pass either model or encoder=/head=, not both.")
         if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
             raise ValueError(f"iters must be an integer >= 1, got {iters!r}.")
-        if not (isinstance(temperature, (int, float)) and temperature > 0):
-            raise ValueError(f"temperature must be a positive number, got {temperature!r}.")
+        if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
+                or not 0 < temperature < float("inf")):
+            raise ValueError(f"temperature must be a positive finite number, got {temperature!r}.")
         if interpolation not in ("bicubic", "bilinear", "nearest"):
             raise ValueError(f"interpolation must be 'bicubic', 'bilinear' or 'nearest', got {interpolation!r}.")
+        if hard_negatives is not None and (isinstance(hard_negatives, bool) or not isinstance(hard_negatives, int)
+                                           or hard_negatives < 1):
+            raise ValueError(f"hard_negatives must be None (all negatives) or an int >= 1 (nearest neighbours "
+                             f"per image), got {hard_negatives!r}.")
+        if not isinstance(edges, bool):
+            raise TypeError(f"edges must be a bool, got {type(edges).__name__}.")
+        if isinstance(edge_radius, bool) or not isinstance(edge_radius, int | float) or not 0 < edge_radius <= 0.5:
+            raise ValueError(f"edge_radius must be a fraction of the image's short side in (0, 0.5], got "
+                             f"{edge_radius!r}.")
+        if isinstance(edge_eps, bool) or not isinstance(edge_eps, int | float) or not 0 < edge_eps < float("inf"):
+            raise ValueError(f"edge_eps must be a positive finite number, got {edge_eps!r}.")
+        if refine not in ("independent", "relative"):
+            raise ValueError(f"refine must be 'independent' or 'relative', got {refine!r}.")
         if model is not None:
             self.split = split_model(model, projector=projector)
         else:
@@ -95,6 +123,12 @@ class ContraCAM:
         self.expand_res = bool(expand_res)
         self.interpolation = interpolation
         self.check_finite = bool(check_finite)
+        self.hard_negatives = hard_negatives
+        self.edges = edges
+        self.edge_radius = float(edge_radius)
+        self.edge_eps = float(edge_eps)
+        self.refine = refine
+        self._warned_small = False
 
     def __repr__(self) -> str:
         return (f"ContraCAM(iters={self.iters}, temperature={self.temperature}, expand_res={self.expand_res}, "
@@ -172,11 +206,26 @@ class ContraCAM:
                 f"The encoder returned shape {tuple(feats.shape)}, not a spatial map (B, C, h, w). Pass an "
                 "encoder that stops at the last spatial stage: ContraCAM(encoder=..., head=...)."
             )
+        self._check_map_size(feats)
         feats = feats.detach().requires_grad_(True)
         z = self.split.head(feats)
         if z.ndim != 2:
             raise TypeError(f"The head returned shape {tuple(z.shape)}; it must return embeddings (B, D).")
         return feats, F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)
+
+    def _check_map_size(self, feats: Tensor) -> None:
+        h, w = feats.shape[-2:]
+        fix = ("Use larger images, expand_res=True (stride 1 in the last stage), or an encoder with a "
+               "smaller-stride stem (e.g. a CIFAR ResNet: 3x3 conv1 with stride 1, no max pooling).")
+        if h * w == 1:
+            raise ValueError(
+                f"The encoder returned a {h}x{w} map: there is nothing to localise (a pooled encoder, or images "
+                f"too small for its stride). Pass an encoder that stops before the global pooling "
+                f"(ContraCAM(encoder=..., head=...)). {fix}")
+        if min(h, w) < 3 and not self._warned_small:
+            self._warned_small = True
+            warnings.warn(f"ContraCAM: the encoder's last map is only {h}x{w}; maps and boxes this coarse are "
+                          f"mostly noise. {fix}", UserWarning, stacklevel=5)
 
     def _run(
         self, images: Tensor, negatives: Tensor | None, size: tuple[int, int], return_steps: bool
@@ -190,6 +239,10 @@ class ContraCAM:
         in_batch: list[Tensor] = []
         union: Tensor | None = None
         steps: list[Tensor] = []
+        batch_mask: Tensor | None = None
+        bank_mask: Tensor | None = None
+        peak0: Tensor | None = None
+        radius = max(1, round(self.edge_radius * min(size)))
         for _ in range(self.iters):
             feats, z = self._embed(x)
             if bank is not None and bank.shape[1] != z.shape[1]:
@@ -198,10 +251,23 @@ class ContraCAM:
                                  f"{z.shape[1]}{hint}.")
             if keys is None:
                 keys = z.detach()
+                if self.hard_negatives is not None:
+                    batch_mask, bank_mask = nearest_negatives(keys, self.hard_negatives, bank)
             in_batch.append(z.detach())
-            score = contrastive_score(z, keys, in_batch, bank=bank, temperature=self.temperature)
+            score = contrastive_score(z, keys, in_batch, bank=bank, temperature=self.temperature,
+                                      batch_mask=batch_mask, bank_mask=bank_mask)
             (grads,) = torch.autograd.grad(score.sum(), feats)
-            cam = minmax_normalize(upsample_maps(gradcam_map(feats.detach(), grads), size, mode=self.interpolation))
+            raw = upsample_maps(gradcam_map(feats.detach(), grads), size, mode=self.interpolation)
+            if self.edges:
+                raw = edge_refine(raw, images, radius=radius, eps=self.edge_eps)
+            if self.refine == "relative":
+                # every iteration on the scale of the first one's range: a weak later map stays weak
+                low = raw.flatten(1).amin(dim=1).view(-1, 1, 1, 1)
+                if peak0 is None:
+                    peak0 = (raw - low).flatten(1).amax(dim=1).view(-1, 1, 1, 1)
+                cam = ((raw - low) / (peak0 + 1e-20)).clamp(0.0, 1.0)
+            else:
+                cam = minmax_normalize(raw)
             steps.append(cam)
             union = cam if union is None else torch.maximum(union, cam)
             if mean_colour is not None and len(steps) < self.iters:

@@ -101,8 +101,9 @@ def test_external_negatives_match_reference():
 
 def test_single_image_with_bank_works():
     model = _small_resnet().eval()
-    maps = ContraCAM(model)(torch.randn(1, 3, 32, 32), negatives=torch.randn(10, 16))
-    assert maps.shape == (1, 1, 32, 32)
+    # 96 px: a 3x3 last map (at 32 px it is 1x1, refused since ContraCAM checks the map size)
+    maps = ContraCAM(model)(torch.randn(1, 3, 96, 96), negatives=torch.randn(10, 16))
+    assert maps.shape == (1, 1, 96, 96)
     assert torch.isfinite(maps).all() and maps.max() == pytest.approx(1.0, abs=1e-6)
 
 
@@ -272,7 +273,7 @@ def test_autocast_bf16_and_channels_last_close_to_float32():
 
 def test_works_under_no_grad():
     model = _small_resnet().eval()
-    images = torch.randn(3, 3, 32, 32)
+    images = torch.randn(3, 3, 64, 64)
     ref = ContraCAM(model)(images)
     with torch.no_grad():
         torch.testing.assert_close(ContraCAM(model)(images), ref)

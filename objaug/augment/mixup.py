@@ -7,6 +7,7 @@ The kernels are in :mod:`objaug.functional.mixup`; this module adds the random d
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +28,7 @@ from objaug.functional.mixup import (
     _needs_grad,
     _Workspace,
 )
+from objaug.masks import otsu_thresholds
 
 __all__ = ["BackgroundMixup"]
 
@@ -77,7 +79,11 @@ class BackgroundMixup(nn.Module):
 
     Args:
         p: probability in [0, 1] that an eligible image builds a background (and so may be mixed).
-        threshold: mask cut-off in (0, 1] for the hard mask H.
+        threshold: mask cut-off in (0, 1] for the hard mask H, or ``"otsu"``: a per-image cut from
+            each mask's histogram (:func:`objaug.masks.otsu_thresholds`). The fixed 0.2 of the paper
+            suits maps of a well-trained encoder; on diffuse maps (weak encoders, real photos) the
+            rectangle of ``mask >= 0.2`` is the whole frame and nothing is mixed, while Otsu's cut
+            still separates the peak (docs/how-it-works.md has the measured shares).
         queue_size: capacity (>= 0) of the FIFO background queue; 0 disables the queue.
         source: ``"tiled-strip"`` (the paper) or ``"batch"``, how backgrounds are built.
         check_inputs: check that masks lie in [0, 1] (and replayed ``perm`` in [0, B)) on every call;
@@ -115,7 +121,7 @@ class BackgroundMixup(nn.Module):
         self,
         *,
         p: float = 0.4,
-        threshold: float = 0.2,
+        threshold: float | Literal["otsu"] = 0.2,
         queue_size: int = 50,
         source: MixupSource = "tiled-strip",
         check_inputs: bool = True,
@@ -133,7 +139,7 @@ class BackgroundMixup(nn.Module):
         if not isinstance(check_inputs, bool):
             raise TypeError(f"check_inputs must be a bool, got {type(check_inputs).__name__}.")
         self.p = float(p)
-        self.threshold = _check_threshold(threshold)
+        self.threshold: float | Literal["otsu"] = "otsu" if threshold == "otsu" else _check_threshold(threshold)
         self.queue_size = queue_size
         self.source: MixupSource = _check_source(source)
         if not isinstance(inplace, bool):
@@ -386,7 +392,8 @@ class BackgroundMixup(nn.Module):
         grad = _needs_grad(images, masks)
         ws = None if grad else self._workspace(images)
         current = self._queue if cap > 0 else None  # the workspace may have moved the queue
-        out, backgrounds, ranks = _mixup(images, masks, params["apply"], params["perm"], self.threshold,
+        threshold = otsu_thresholds(masks) if self.threshold == "otsu" else self.threshold
+        out, backgrounds, ranks = _mixup(images, masks, params["apply"], params["perm"], threshold,
                                          self.source, current, slot, n, workspace=ws,
                                          inplace=self.inplace and not grad)
         if ranks is not None:

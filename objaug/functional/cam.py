@@ -11,7 +11,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["contrastive_score", "gradcam_map", "minmax_normalize", "upsample_maps", "fill_masked"]
+__all__ = [
+    "contrastive_score",
+    "edge_refine",
+    "fill_masked",
+    "gradcam_map",
+    "minmax_normalize",
+    "nearest_negatives",
+    "upsample_maps",
+]
 
 
 def contrastive_score(
@@ -21,10 +29,15 @@ def contrastive_score(
     *,
     bank: Tensor | None = None,
     temperature: float = 1.0,
+    batch_mask: Tensor | None = None,
+    bank_mask: Tensor | None = None,
 ) -> Tensor:
     """Per-sample contrastive score S_i of ContraCAM.
 
     ``S_i = z_i . k_i / t - logsumexp_{s, j != i}(z_i . z_j^s / t  [, z_i . n_m / t])``
+
+    With ``batch_mask`` / ``bank_mask`` (from :func:`nearest_negatives`) the sum runs over the selected
+    negatives only: entry ``[i, j]`` True keeps image j (at every iteration s) as a negative of image i.
 
     Args:
         z: (B, D) unit-norm embeddings of the current images (the ones differentiated).
@@ -33,6 +46,9 @@ def contrastive_score(
             (original and masked images), no gradient. Entry j of each is a negative for every i != j.
         bank: optional external negatives (N, D), unit norm (a MoCo queue, a lightly memory bank).
         temperature: the softmax temperature t > 0.
+        batch_mask: optional (B, B) bool, which in-batch images are negatives of each image (the
+            diagonal is ignored: an image is never its own negative).
+        bank_mask: optional (B, N) bool, which bank entries are negatives of each image.
 
     Returns:
         (B,) float tensor, the score of each sample; S.sum() differentiates each z_i independently.
@@ -43,10 +59,15 @@ def contrastive_score(
     if len(in_batch):
         stacked = torch.cat(list(in_batch), dim=0)  # (T*B, D)
         neg = z @ stacked.T / temperature  # (B, T*B)
-        self_mask = torch.eye(b, dtype=torch.bool, device=z.device).repeat(1, len(in_batch))
-        logits.append(neg.masked_fill(self_mask, float("-inf")))
+        drop = torch.eye(b, dtype=torch.bool, device=z.device)
+        if batch_mask is not None:
+            drop = drop | ~batch_mask
+        logits.append(neg.masked_fill(drop.repeat(1, len(in_batch)), float("-inf")))
     if bank is not None:
-        logits.append(z @ bank.T / temperature)
+        bank_logits = z @ bank.T / temperature
+        if bank_mask is not None:
+            bank_logits = bank_logits.masked_fill(~bank_mask, float("-inf"))
+        logits.append(bank_logits)
     if not logits:
         raise ValueError("contrastive_score needs negatives: in-batch embeddings or a bank.")
     return pos - torch.logsumexp(torch.cat(logits, dim=1), dim=1)
@@ -96,3 +117,61 @@ def fill_masked(images: Tensor, masks: Tensor, fill: Tensor) -> Tensor:
     """
     m = masks.to(images.dtype)
     return images * (1 - m) + fill.to(images.dtype) * m
+
+
+def nearest_negatives(keys: Tensor, k: int, bank: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    """The ``k`` hardest negatives of each image: its nearest neighbours in embedding space.
+
+    The label-free form of the reference code's class-sorted CAM batches (method.md §1): contrasting
+    an image with the images most similar to it (often the same kind of scene or background) leaves
+    what is specific to it, usually the object. Neighbours are searched jointly among the other
+    images of the batch and the bank, by cosine similarity (``keys`` and ``bank`` are unit norm).
+
+    Args:
+        keys: (B, D) unit-norm embeddings of the original images, any device.
+        k: neighbours per image, >= 1; clipped to ``B - 1 + N`` (all candidates).
+        bank: optional (N, D) unit-norm external embeddings on the same device.
+
+    Returns:
+        ``(batch_mask, bank_mask)``: (B, B) bool (False on the diagonal) and (B, N) bool (None without
+        a bank); row i has exactly ``min(k, B - 1 + N)`` True entries in the two together. Ties go to
+        ``torch.topk``'s choice.
+    """
+    b = keys.shape[0]
+    sims = keys @ keys.T
+    sims = sims.masked_fill(torch.eye(b, dtype=torch.bool, device=keys.device), float("-inf"))
+    if bank is not None:
+        sims = torch.cat([sims, keys @ bank.T], dim=1)
+    kk = max(1, min(int(k), sims.shape[1] - 1))  # never the diagonal: B - 1 + N candidates per row
+    idx = sims.topk(kk, dim=1).indices
+    chosen = torch.zeros_like(sims, dtype=torch.bool).scatter_(1, idx, True)
+    return chosen[:, :b], (chosen[:, b:] if bank is not None else None)
+
+
+def edge_refine(maps: Tensor, images: Tensor, *, radius: int, eps: float = 1e-2) -> Tensor:
+    """Make maps follow the image's edges: a guided filter (He et al., 2010) with the image as guide.
+
+    The guide is the per-image min-max normalised channel mean of ``images`` (grey, [0, 1]; so
+    ``eps`` means the same for normalised and [0, 1] inputs); :func:`kornia.filters.guided_blur`
+    filters each map with a ``(2 * radius + 1)`` square window. Inside a window the output is an affine
+    function of the guide, so a map that straddles an object edge is pulled towards the side it
+    mostly covers, and flat regions are smoothed.
+
+    Args:
+        maps: (B, 1, H, W) floating maps (any range).
+        images: (B, C, H, W) floating images of the same size, same device, any normalisation.
+        radius: window radius in pixels, >= 1.
+        eps: regulariser > 0 (larger = smoother, less edge-following), in units of the [0, 1] guide's
+            variance.
+
+    Returns:
+        (B, 1, H, W) maps in the working dtype (float32, or float64 for float64 input), clamped >= 0;
+        not normalised.
+    """
+    import kornia.filters as KF
+
+    dtype = torch.promote_types(maps.dtype, torch.float32)
+    guide = images.to(dtype).mean(dim=1, keepdim=True)
+    guide = minmax_normalize(guide, eps=1e-12)
+    k = 2 * int(radius) + 1
+    return KF.guided_blur(guide, maps.to(dtype), k, float(eps)).clamp_min(0)

@@ -82,10 +82,12 @@ def _check_source(source: object) -> MixupSource:
     return source  # type: ignore[return-value]
 
 
-def _bounding_boxes(masks: Tensor, threshold: float) -> Tensor:
-    """Unchecked kernel of :func:`mask_bounding_boxes`."""
+def _bounding_boxes(masks: Tensor, threshold: float | Tensor) -> Tensor:
+    """Unchecked kernel of :func:`mask_bounding_boxes` (``threshold``: a number or a (B,) tensor)."""
     b, _, h, w = masks.shape
     dev = masks.device
+    if isinstance(threshold, Tensor):
+        threshold = threshold.view(b, 1)
     # A row (column) meets the hard mask iff its maximum reaches the threshold: two reductions of the
     # soft mask, no (B, 1, H, W) bool temporary.
     rows = masks.amax(dim=3).view(b, h) >= threshold
@@ -240,7 +242,7 @@ def _needs_grad(*tensors: Tensor) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def _fill_with_background_mean(bg: Tensor, masks: Tensor, threshold: float, active: Tensor | None,
+def _fill_with_background_mean(bg: Tensor, masks: Tensor, threshold: float | Tensor, active: Tensor | None,
                                inplace: bool) -> Tensor:
     """Replace object pixels (``masks >= threshold``) of ``bg`` by its per-channel background mean.
 
@@ -248,6 +250,8 @@ def _fill_with_background_mean(bg: Tensor, masks: Tensor, threshold: float, acti
     The mean is a batched matrix product (no (R, C, H, W) temporary); an empty background gives 0.
     """
     n, c, h, w = bg.shape
+    if isinstance(threshold, Tensor):
+        threshold = threshold.view(n, 1, 1, 1)
     keep = (masks < threshold).to(bg.dtype)  # (R, 1, H, W)
     total = torch.bmm(bg.view(n, c, h * w), keep.view(n, h * w, 1))  # (R, C, 1)
     mean = (total / keep.sum(dim=(2, 3)).clamp_min(1)[:, :, None]).view(n, c, 1, 1)
@@ -259,7 +263,7 @@ def _fill_with_background_mean(bg: Tensor, masks: Tensor, threshold: float, acti
     return torch.where(fill, mean, bg)
 
 
-def _backgrounds(images: Tensor, masks: Tensor | None, boxes: Tensor, active: Tensor, threshold: float,
+def _backgrounds(images: Tensor, masks: Tensor | None, boxes: Tensor, active: Tensor, threshold: float | Tensor,
                  source: MixupSource, out: Tensor | None = None, tmp: Tensor | None = None) -> Tensor:
     """Background-only versions of all images of the batch (own rectangles / masks), (B, C, H, W).
 
@@ -384,7 +388,7 @@ def _mixup(
     masks: Tensor,
     apply: Tensor,
     perm: Tensor,
-    threshold: float,
+    threshold: float | Tensor,
     source: MixupSource,
     queue: Tensor | None,
     queue_slot: Tensor | None,
@@ -468,7 +472,7 @@ def _mixup_compact(
     from_partner: Tensor,
     from_queue: Tensor | None,
     perm: Tensor,
-    threshold: float,
+    threshold: float | Tensor,
     source: MixupSource,
     queue: Tensor | None,
     queue_slot: Tensor | None,
@@ -519,7 +523,8 @@ def _mixup_compact(
     if source == "tiled-strip":
         bg = _tiled_grouped(xs, bk, strip.index_select(0, rows), n_rows, bg_out, tmp, ins_out)
     else:
-        bg = _backgrounds(xs, mk, bk, torch.ones(k, dtype=torch.bool, device=dev), threshold, source,
+        thr = threshold.index_select(0, rows) if isinstance(threshold, Tensor) else threshold
+        bg = _backgrounds(xs, mk, bk, torch.ones(k, dtype=torch.bool, device=dev), thr, source,
                           out=bg_out, tmp=tmp)
     own = torch.arange(k, device=dev)
     part = pos[perm].index_select(0, rows)  # the partner's background row (valid where it was built)

@@ -24,7 +24,7 @@ from objaug.augment.pipeline import ViewConfig  # noqa: E402
 from objaug.augment.presets import byol_views, moco_v2_views, simclr_views  # noqa: E402
 from objaug.integrations.lightly.device_step import ObjectAwareStep, memory_bank_negatives  # noqa: E402
 
-SIZE = 32
+SIZE = 64  # 2x2 last maps for resnet18 (32 px gives 1x1, which ContraCAM refuses)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -189,7 +189,7 @@ def test_byol_momentum_encoder_and_a_mixup_view():
 def test_cam_on_a_smaller_copy_of_the_images():
     torch.manual_seed(3)
     model = SimCLR()
-    step = ObjectAwareStep(simclr_views(SIZE, mixup=True), model=model, cam_size=16)
+    step = ObjectAwareStep(simclr_views(SIZE, mixup=True), model=model, cam_size=48)
     views = step(images(b=4, seed=1))
     assert views[0].shape == (4, 3, SIZE, SIZE)
     assert step.augment._params[0]["masks"].shape == (4, 1, SIZE, SIZE)
