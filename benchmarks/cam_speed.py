@@ -130,6 +130,17 @@ def main(argv: list[str] | None = None) -> int:
         fns[f"objaug ContraCAM iters={iters}"] = run_cam
         if iters > 2:
             every[f"objaug ContraCAM iters={iters}"] = 2  # slow row: every other round
+    # the defaults include the edge filter; these rows show its cost and that of the other options
+    variants = {"reference settings (no edge filter)": dict(edges=False, refine="union"),
+                "every option (edges, hard_negatives=8)": dict(edges=True, hard_negatives=8)}
+    for label, options in variants.items():
+        cam = ContraCAM(model, iters=1, check_finite=False, **options)
+
+        def run_variant(cam: ContraCAM = cam) -> object:
+            with autocast():
+                return cam(images)
+
+        fns[f"objaug ContraCAM iters=1, {label}"] = run_variant
 
     if not args.no_baselines:
         with torch.no_grad(), autocast():

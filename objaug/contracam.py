@@ -84,10 +84,10 @@ class ContraCAM:
         interpolation: str = "bicubic",
         check_finite: bool = True,
         hard_negatives: int | None = None,
-        edges: bool = False,
+        edges: bool = True,
         edge_radius: float = 0.05,
         edge_eps: float = 0.01,
-        refine: Literal["independent", "relative"] = "independent",
+        refine: Literal["weighted", "union"] = "weighted",
     ) -> None:
         if model is None and (encoder is None or head is None):
             raise TypeError("ContraCAM needs a model, or both encoder= and head=.")
@@ -111,8 +111,8 @@ class ContraCAM:
                              f"{edge_radius!r}.")
         if isinstance(edge_eps, bool) or not isinstance(edge_eps, int | float) or not 0 < edge_eps < float("inf"):
             raise ValueError(f"edge_eps must be a positive finite number, got {edge_eps!r}.")
-        if refine not in ("independent", "relative"):
-            raise ValueError(f"refine must be 'independent' or 'relative', got {refine!r}.")
+        if refine not in ("weighted", "union"):
+            raise ValueError(f"refine must be 'weighted' or 'union', got {refine!r}.")
         if model is not None:
             self.split = split_model(model, projector=projector)
         else:
@@ -241,7 +241,7 @@ class ContraCAM:
         steps: list[Tensor] = []
         batch_mask: Tensor | None = None
         bank_mask: Tensor | None = None
-        peak0: Tensor | None = None
+        area0: Tensor | None = None
         radius = max(1, round(self.edge_radius * min(size)))
         for _ in range(self.iters):
             feats, z = self._embed(x)
@@ -258,20 +258,21 @@ class ContraCAM:
                                       batch_mask=batch_mask, bank_mask=bank_mask)
             (grads,) = torch.autograd.grad(score.sum(), feats)
             raw = upsample_maps(gradcam_map(feats.detach(), grads), size, mode=self.interpolation)
-            if self.edges:
-                raw = edge_refine(raw, images, radius=radius, eps=self.edge_eps)
-            if self.refine == "relative":
-                # every iteration on the scale of the first one's range: a weak later map stays weak
-                low = raw.flatten(1).amin(dim=1).view(-1, 1, 1, 1)
-                if peak0 is None:
-                    peak0 = (raw - low).flatten(1).amax(dim=1).view(-1, 1, 1, 1)
-                cam = ((raw - low) / (peak0 + 1e-20)).clamp(0.0, 1.0)
-            else:
-                cam = minmax_normalize(raw)
+            cam = minmax_normalize(raw)
             steps.append(cam)
+            if self.refine == "weighted":
+                # a later iteration whose high region (>= 0.5) is larger than the first one's is diffuse, not
+                # a further object: scale it by the area ratio (<= 1), so it cannot outgrow the first map
+                area = (cam >= 0.5).flatten(1).float().mean(dim=1).view(-1, 1, 1, 1)
+                if area0 is None:
+                    area0 = area
+                else:
+                    cam = cam * (area0 / area.clamp_min(1e-12)).clamp(max=1.0)
             union = cam if union is None else torch.maximum(union, cam)
             if mean_colour is not None and len(steps) < self.iters:
                 x = fill_masked(images, union, mean_colour)
         assert union is not None
+        if self.edges:
+            union = minmax_normalize(edge_refine(union, images, radius=radius, eps=self.edge_eps))
         union = union.clamp(0.0, 1.0).float()
         return (union, [s.float() for s in steps]) if return_steps else union

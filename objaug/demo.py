@@ -94,6 +94,7 @@ class DemoResult:
     box_recall: dict[str, float]
     files: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def build_demo_model(cfg: DemoConfig) -> tuple[nn.Module, nn.Module]:
@@ -189,23 +190,34 @@ def train_simclr(model: nn.Module, projector: nn.Module, cfg: DemoConfig, *,
 
 
 def evaluate_localisation(model: nn.Module, projector: nn.Module | None, scenes: SceneBatch, *,
-                          iters: int = 1, threshold: float = 0.5,
-                          max_boxes: int = 4) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                          iters: int = 1, threshold: float = 0.5, max_boxes: int = 4,
+                          reference: bool = False, **cam_options: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """ContraCAM of a held-out batch, scored against its masks.
+
+    Args:
+        reference: boxes as the reference code takes them, from the components of the union of the
+            iterations' maps (:func:`objaug.boxes.boxes_from_cam`); by default (objaug's) each
+            iteration's own boxes (:func:`objaug.boxes.boxes_from_steps`). Identical for ``iters=1``.
+        cam_options: further :class:`objaug.ContraCAM` options (``temperature``, ``hard_negatives``,
+            ``edges``, ...).
 
     Returns:
         ``(maps, iou, boxes, valid)``: maps (N, 1, S, S) in [0, 1], per-image mask IoU (N,), and the
-        boxes of :func:`objaug.boxes.boxes_from_cam` (N, K, 4) / (N, K).
+        boxes (N, K, 4) / (N, K).
     """
-    from objaug.boxes import boxes_from_cam
+    from objaug.boxes import boxes_from_cam, boxes_from_steps
     from objaug.contracam import ContraCAM
     from objaug.metrics import mask_iou
 
     device = next(model.parameters()).device
-    cam = ContraCAM(model, projector=projector, iters=iters)
-    maps = cam(_normalize(scenes.images.to(device))).cpu()
+    cam = ContraCAM(model, projector=projector, iters=iters, **cam_options)
+    maps, steps = cam(_normalize(scenes.images.to(device)), return_steps=True)
+    maps, steps = maps.cpu(), [s.cpu() for s in steps]
     iou = mask_iou(maps, scenes.masks, threshold=threshold)
-    boxes, valid = boxes_from_cam(maps, threshold=threshold, max_boxes=max_boxes)
+    if reference:
+        boxes, valid = boxes_from_cam(maps, threshold=threshold, max_boxes=max_boxes)
+    else:
+        boxes, valid = boxes_from_steps(steps, threshold=threshold, max_boxes=max_boxes)
     return maps, iou, boxes, valid
 
 
@@ -254,9 +266,12 @@ def run_demo(cfg: DemoConfig | None = None, *, out_dir: str | None = "objaug_dem
     iou: dict[str, float] = {}
     recall: dict[str, float] = {}
     results = {}
-    for name, (m, p) in {"random_init": (init_model, init_proj), "trained": (model, projector)}.items():
+    runs = {"random_init": (init_model, init_proj, False), "trained": (model, projector, False),
+            "reference": (model, projector, True)}  # "reference": the reference code's box extraction
+    for name, (m, p, ref) in runs.items():
         for t in sorted({1, cfg.refined_iters}):
-            maps, per_image, boxes, valid = evaluate_localisation(m, p, held_out, iters=t, threshold=cfg.threshold)
+            maps, per_image, boxes, valid = evaluate_localisation(m, p, held_out, iters=t, threshold=cfg.threshold,
+                                                                  reference=ref)
             key = f"contracam_{name}_T{t}"
             iou[key] = float(per_image.mean())
             recall[key] = _box_recall(boxes, valid, held_out.boxes, held_out.valid)
@@ -275,7 +290,10 @@ def run_demo(cfg: DemoConfig | None = None, *, out_dir: str | None = "objaug_dem
         f"{iou[f'contracam_random_init_T{cfg.refined_iters}']:.3f}")
     say(f"  centre-box prior (best of area 0.1/0.25/0.5: {best_prior[1].split('_')[-1]})  {best_prior[0]:.3f}")
     say(f"box recall (GT boxes hit at IoU >= 0.5): trained T=1 {recall['contracam_trained_T1']:.3f}, "
-        f"T={cfg.refined_iters} {recall[tr]:.3f}; random init T=1 {recall['contracam_random_init_T1']:.3f}")
+        f"T={cfg.refined_iters} {recall[tr]:.3f} (boxes of the union, as the reference code: "
+        f"{recall[f'contracam_reference_T{cfg.refined_iters}']:.3f}); "
+        f"random init T=1 {recall['contracam_random_init_T1']:.3f}")
+    metrics = _headline_metrics(iou, recall, cfg.refined_iters, best_prior[0])
 
     files: list[str] = []
     if out_dir is not None:
@@ -294,8 +312,13 @@ def run_demo(cfg: DemoConfig | None = None, *, out_dir: str | None = "objaug_dem
         tiles = torch.stack(cols, dim=1).flatten(0, 1)  # row per image: image | T=1 | refined+boxes | GT
         tiles = torch.nn.functional.interpolate(tiles.float(), scale_factor=2, mode="nearest").to(torch.uint8)
         grid_path = os.path.join(out_dir, "demo_grid.png")
-        save_png(make_grid(tiles, nrow=8), grid_path)  # two images per row
+        titles = ["image", "ContraCAM T=1", f"T={cfg.refined_iters} + boxes", "ground truth"] * 2
+        save_png(_with_titles(make_grid(tiles, nrow=8), titles, tiles.shape[-1]), grid_path)  # two images a row
         files.append(grid_path)
+        metrics_path = os.path.join(out_dir, "metrics.json")
+        with open(metrics_path, "w") as f:
+            json.dump(metrics, f, indent=1)
+        files.append(metrics_path)
         rows = []
         for i in range(cfg.eval_images):
             rows.append({
@@ -325,7 +348,37 @@ def run_demo(cfg: DemoConfig | None = None, *, out_dir: str | None = "objaug_dem
             f"--checkpoint {model_path} --projector {cfg.projector} --image-size {cfg.image_size} "
             f"--iters {cfg.refined_iters} --out OUT")
     return DemoResult(steps=steps, train_seconds=seconds, final_loss=loss, iou=iou, box_recall=recall,
-                      files=files, config=_jsonable(asdict(cfg)))
+                      files=files, config=_jsonable(asdict(cfg)), metrics=metrics)
+
+
+def _headline_metrics(iou: dict[str, float], recall: dict[str, float], t_ref: int, center: float) -> dict[str, float]:
+    """``metrics.json``: fractions in [0, 1]; ``ref_*`` with the reference code's settings (temperature 1,
+    in-batch negatives, no edge refinement, boxes from the union of the iterations)."""
+    return {
+        "iou_t1": iou["contracam_trained_T1"], "iou_tref": iou[f"contracam_trained_T{t_ref}"],
+        "recall_t1": recall["contracam_trained_T1"], "recall_tref": recall[f"contracam_trained_T{t_ref}"],
+        "iou_center": center, "iou_random": iou["contracam_random_init_T1"],
+        "ref_iou_t1": iou["contracam_reference_T1"], "ref_iou_tref": iou[f"contracam_reference_T{t_ref}"],
+        "ref_recall_t1": recall["contracam_reference_T1"],
+        "ref_recall_tref": recall[f"contracam_reference_T{t_ref}"],
+        "t_ref": float(t_ref),
+    }
+
+
+def _with_titles(grid: Tensor, titles: list[str], tile: int, padding: int = 2) -> Tensor:
+    """A (3, H, W) uint8 grid with a band of column titles on top (PIL's default font)."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    band = 14
+    c, h, w = grid.shape
+    out = torch.full((c, h + band, w), 255, dtype=torch.uint8)
+    out[:, band:] = grid
+    img = Image.fromarray(out.permute(1, 2, 0).numpy())
+    draw = ImageDraw.Draw(img)
+    for j, text in enumerate(titles):
+        draw.text((padding + j * (tile + padding) + 2, 1), text, fill=(0, 0, 0))
+    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

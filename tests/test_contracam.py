@@ -79,7 +79,7 @@ def test_batched_equals_per_sample_reference(iters, temperature):
     model = _small_resnet().double().eval()
     torch.manual_seed(1)
     images = torch.randn(5, 3, 48, 48, dtype=torch.float64)
-    maps = ContraCAM(model, iters=iters, temperature=temperature)(images)
+    maps = ContraCAM(model, iters=iters, temperature=temperature, refine="union", edges=False)(images)
     encoder = nn.Sequential(*list(model.children())[:-2])
     head = nn.Sequential(model.avgpool, nn.Flatten(1), model.fc)
     expected = _reference_contracam(encoder, head, images, iters=iters, temperature=temperature)
@@ -92,7 +92,7 @@ def test_external_negatives_match_reference():
     torch.manual_seed(2)
     images = torch.randn(3, 3, 64, 64, dtype=torch.float64)
     bank = torch.randn(7, 16, dtype=torch.float64)
-    maps = ContraCAM(model, iters=2)(images, negatives=bank)
+    maps = ContraCAM(model, iters=2, refine="union", edges=False)(images, negatives=bank)
     encoder = nn.Sequential(*list(model.children())[:-2])
     head = nn.Sequential(model.avgpool, nn.Flatten(1), model.fc)
     expected = _reference_contracam(encoder, head, images, iters=2, bank=bank)
@@ -171,8 +171,15 @@ def test_refinement_finds_a_second_object():
     assert ((one[0, 0] >= 0.5) & green).sum() < 0.1 * green.sum(), "one pass should miss the green object"
     assert refined[0, 0][green].mean() > 0.6, "refinement should find the green object"
     assert _iou(refined[0, 0] >= 0.5, red | green) > 0.9
-    torch.testing.assert_close(steps[0], one)
-    torch.testing.assert_close(refined, torch.stack(steps).amax(0))
+    # steps are the plain per-iteration maps; with the reference's plain union and no edge filter the
+    # output is their maximum and the first step is the T=1 map
+    plain = dict(encoder=encoder, head=head, refine="union", edges=False)
+    one_plain = ContraCAM(**plain, iters=1)(images)
+    refined_plain, steps_plain = ContraCAM(**plain, iters=3)(images, return_steps=True)
+    torch.testing.assert_close(steps[0], one_plain)
+    torch.testing.assert_close(steps_plain[0], one_plain)
+    torch.testing.assert_close(refined_plain, torch.stack(steps_plain).amax(0))
+    torch.testing.assert_close(torch.stack(steps), torch.stack(steps_plain))
 
 
 # --------------------------------------------------------------------------------------------------
