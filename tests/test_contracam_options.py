@@ -216,3 +216,18 @@ def test_pooled_maps_are_refused_and_tiny_maps_warned():
 def test_bad_options_are_refused(kwargs, match):
     with pytest.raises((TypeError, ValueError), match=match):
         ContraCAM(encoder=nn.Identity(), head=nn.Flatten(1), **kwargs)
+
+
+def test_box_mean_and_edge_filter_equal_kornia():
+    import kornia.filters as KF
+
+    from objaug.functional.cam import box_mean, minmax_normalize
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(2, 1, 30, 26, generator=g, dtype=torch.float64)
+    for r in (1, 4, 9):
+        torch.testing.assert_close(box_mean(x, r), KF.box_blur(x, 2 * r + 1, border_type="reflect"))
+    images = torch.randn(2, 3, 30, 26, generator=g, dtype=torch.float64)
+    guide = minmax_normalize(images.mean(dim=1, keepdim=True), eps=1e-12)
+    expected = KF.guided_blur(guide, x, 9, 0.02).clamp_min(0)
+    torch.testing.assert_close(edge_refine(x, images, radius=4, eps=0.02), expected)
