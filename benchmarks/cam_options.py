@@ -152,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"best centre box (area 0.1/0.25/0.5): IoU {centre:.3f}")
     rows = [("random init, reference T=1", init_model, init_proj.eval(), SETTINGS[next(iter(SETTINGS))])]
     rows += [(name, model, projector, opt) for name, opt in SETTINGS.items()]
-    head = f"{'setting':48s} {'IoU':>6s} {'obj-bg':>7s} {'box':>6s} {'elig.2':>7s} {'mix.2':>6s} {'eligO':>6s} {'mixO':>6s}"
-    print(head)
+    cols = ("IoU", "obj-bg", "box", "elig.2", "mix.2", "eligO", "mixO")
+    print(f"{'setting':48s} " + " ".join(f"{c:>6s}" for c in cols))
     for name, m, p, opt in rows:
         r = evaluate(m, p, images, masks, boxes, opt)
         print(f"{name:48s} {r['iou']:6.3f} {r['obj-bg']:7.3f} {r['box_hit']:6.3f} {r['eligible@0.2']:7.3f} "

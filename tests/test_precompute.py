@@ -2,7 +2,7 @@
 
 A tiny random-weight torchvision ResNet (objaug.archs.tiny_resnet, one BasicBlock per stage) on 32 px
 generated images keeps every run to a fraction of a second; the reference results are computed by
-calling ContraCAM and boxes_from_cam directly on hand-written batches.
+calling ContraCAM and boxes_from_steps directly on hand-written batches.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from objaug.archs import build_backbone, tiny_resnet
-from objaug.boxes import boxes_from_cam
+from objaug.boxes import boxes_from_steps
 from objaug.contracam import ContraCAM
 from objaug.masks import masks_to_uint8, resize_masks
 from objaug.store.format import (
@@ -140,8 +140,8 @@ def _reference(model, ds, ranges, mask_size=16, iters=2):
     boxes, valid, masks = [], [], []
     for a, b in ranges:
         x = (torch.stack([ds[i][0] for i in range(a, b)]) - mean) / std
-        maps = cam(x)
-        bx, v = boxes_from_cam(maps)
+        maps, steps = cam(x, return_steps=True)
+        bx, v = boxes_from_steps(steps)  # refined boxes: each iteration's own objects
         boxes.append(bx)
         valid.append(v)
         masks.append(masks_to_uint8(resize_masks(maps, mask_size, mode="area")))
@@ -281,7 +281,7 @@ def test_bad_samples_are_skipped_counted_and_listed(tmp_path):
     ref_b, ref_v, _ = _reference(model, ds, [(12, 16)])
     got = store.get_batch(torch.arange(12, 16))
     torch.testing.assert_close(got.boxes, ref_b, atol=1e-6, rtol=0)
-    # the lone image 8 was contrasted with a flat image: it still got a map
+    # the lone image 8 was contrasted with the previous batch: it still got a map
     assert store.get(8).mask.max() > 0
 
 

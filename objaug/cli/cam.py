@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
     from PIL import Image
     from tqdm import tqdm
 
-    from objaug.boxes import boxes_from_cam
+    from objaug.boxes import boxes_from_steps, frame_boxes
     from objaug.cli._model import ModelSetupError, build_model
     from objaug.contracam import ContraCAM
     from objaug.viz import IMAGENET_MEAN, IMAGENET_STD, draw_boxes, make_grid, overlay_cam, save_png, to_uint8
@@ -216,12 +216,13 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
             sl = slice(idx.start, idx.stop)
             x = ((images_u8[sl].float() / 255.0 - mean) / std).to(device)
             try:
-                m = cam(x)
+                m, steps = cam(x, return_steps=True)
             except (TypeError, ValueError) as e:  # e.g. a model without a spatial stage (ViT tokens)
                 bar.close()
                 return _fail(f"ContraCAM cannot run on this model: {e}")
-            b, v = boxes_from_cam(m, threshold=args.threshold, min_area=args.min_area, margin=args.margin,
-                                  max_boxes=args.max_boxes)
+            # refined boxes: each iteration's own objects (boxes of the union merge neighbours)
+            b, v = boxes_from_steps(steps, threshold=args.threshold, min_area=args.min_area, margin=args.margin,
+                                    max_boxes=args.max_boxes)
             maps[sl] = m.float().cpu()
             boxes[sl] = b.float().cpu()
             valid[sl] = v.cpu()
@@ -229,6 +230,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
 
     # outputs
     os.makedirs(os.path.join(args.out, "overlays"), exist_ok=True)
+    # images whose every found box is (nearly) the whole frame: nothing localised, though "found"
+    frame_all = valid.any(dim=1) & ~(valid & ~frame_boxes(boxes, valid)).any(dim=1)
     net_images = images_u8.float() / 255.0
     for i, rec in enumerate(records):
         w, h = rec["width"], rec["height"]
@@ -255,15 +258,22 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
             "boxes_norm": [[round(float(c), 6) for c in bx] for bx in boxes[i]],
             "valid": [bool(v) for v in valid[i]],
             "fallback": not bool(valid[i].any()),
+            "whole_frame": bool(frame_all[i]),
         })
     k = min(n, GRID_IMAGES)
     over_small = draw_boxes(overlay_cam(net_images[:k], maps[:k], alpha=args.alpha), boxes[:k], valid[:k])
     pairs = torch.stack([to_uint8(net_images[:k]), over_small], dim=1).flatten(0, 1)
     save_png(make_grid(pairs, nrow=8), os.path.join(args.out, "grid.png"))
     _write_json(args, records, skipped)
-    found = sum(1 for r in records if not r["fallback"])
-    print(f"objaug cam: {n} images, {found} with at least one box, {len(skipped)} skipped -> {args.out}",
+    objects = sum(1 for r in records if not r["fallback"] and not r["whole_frame"])
+    frames = sum(1 for r in records if not r["fallback"] and r["whole_frame"])
+    fallbacks = sum(1 for r in records if r["fallback"])
+    print(f"objaug cam: {n} images: {objects} with an object box, {frames} whose box is the whole frame, "
+          f"{fallbacks} with nothing found (whole-frame fallback); {len(skipped)} skipped -> {args.out}",
           file=sys.stderr)
+    if n and objects < 0.5 * n:
+        print("objaug cam: most maps found no object smaller than the frame: the encoder may not have learnt "
+              "the objects (check a trained checkpoint), or try --threshold higher", file=sys.stderr)
     return 0
 
 

@@ -48,10 +48,10 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 import objaug
-from objaug.boxes import boxes_from_cam
+from objaug.boxes import boxes_from_cam, boxes_from_steps
 from objaug.contracam import ContraCAM
 from objaug.masks import masks_to_uint8, resize_masks
-from objaug.split import module_device
+from objaug.split import module_device, preserve_model_state
 from objaug.store.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -665,6 +665,7 @@ def _run_shards(
                smoothing=0.1)
     queue = list(pending)
     cur: dict[str, Any] | None = None
+    previous: Tensor | None = None  # the last batch of 2+ images: negatives for a lone image
     processed = 0
     try:
         for idx, images, ok, errors in loader:
@@ -681,14 +682,21 @@ def _run_shards(
             n_ok = int(ok_np.sum())
             if n_ok:
                 x = images if n_ok == len(ok_np) else images[torch.from_numpy(ok_np)]
-                if n_ok == 1:  # a lone image: contrast it with a flat mean-colour image (zeros)
-                    x = torch.cat([x, torch.zeros_like(x)])
                 x = x.to(device, non_blocking=True)
+                negatives = None
+                if n_ok == 1:  # a lone image: contrast it with the previous batch, else a flat mean-colour image
+                    if previous is not None:
+                        negatives = _embeddings(cam, previous)
+                    else:
+                        x = torch.cat([x, torch.zeros_like(x)])
                 ctx = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
                 with ctx:
-                    maps = cam(x)
+                    maps, steps = cam(x, negatives=negatives, return_steps=True)
+                if n_ok > 1:
+                    previous = x
                 maps = maps[:n_ok].float()
-                boxes, valid = boxes_from_cam(maps, **box_kwargs)
+                # refined boxes: each iteration's own objects (the union's components merge neighbours)
+                boxes, valid = boxes_from_steps([s[:n_ok].float() for s in steps], **box_kwargs)
                 m8 = masks_to_uint8(resize_masks(maps, mask_size, mode=mask_mode))
                 sel = local[ok_np]
                 cur["boxes"][sel] = boxes.cpu().numpy()
@@ -710,3 +718,9 @@ def _run_shards(
     finally:
         bar.close()
     return processed, writer.written
+
+
+def _embeddings(cam: ContraCAM, images: Tensor) -> Tensor:
+    """Unit-norm (N, D) embeddings of ``images`` by ``cam``'s model (left as found): negatives for a lone image."""
+    with preserve_model_state(cam.split), torch.no_grad():
+        return F.normalize(cam.split(images).float(), dim=1)
