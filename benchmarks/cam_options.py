@@ -54,8 +54,8 @@ SETTINGS: dict[str, dict[str, object]] = {
 def load(path: Path) -> tuple[Tensor, Tensor, Tensor]:
     d = np.load(path)
     images = torch.from_numpy(d["images"]).permute(0, 3, 1, 2).float() / 255
-    masks = torch.from_numpy(d["masks"]).float().unsqueeze(1) / 255
-    return images, (masks > 0.5).float(), torch.from_numpy(d["boxes"]).float()
+    masks = torch.from_numpy(d["masks"]).unsqueeze(1) > 0  # bgbench stores 0/1 (older builds 0/255)
+    return images, masks.float(), torch.from_numpy(d["boxes"]).float()
 
 
 def train(images: Tensor, steps: int, batch: int, seed: int) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -88,14 +88,13 @@ def train(images: Tensor, steps: int, batch: int, seed: int) -> tuple[torch.nn.M
 def mixup_shares(maps: Tensor, images: Tensor) -> dict[str, float]:
     out = {}
     h, w = maps.shape[-2:]
-    for name, thr in (("0.2", 0.2), ("otsu", "otsu")):
-        t = otsu_thresholds(maps) if thr == "otsu" else None
-        if t is None:
-            rect = mask_bounding_boxes(maps, 0.2)
-        else:
+    for name, thr in (("0.2", 0.2), ("0.5", 0.5), ("otsu", "otsu")):
+        if thr == "otsu":
             from objaug.functional.mixup import _bounding_boxes
 
-            rect = _bounding_boxes(maps, t)
+            rect = _bounding_boxes(maps, otsu_thresholds(maps))
+        else:
+            rect = mask_bounding_boxes(maps, float(thr))
         _, area = largest_strip(rect, h, w)
         mix = BackgroundMixup(p=0.4, threshold=thr, queue_size=50)  # type: ignore[arg-type]
         mixed = torch.cat([mix(images[i:i + 64], maps[i:i + 64], generator=torch.Generator().manual_seed(i))[1]
@@ -130,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--weights", type=Path, default=None,
+                    help="load the trained encoder from this file if it exists, else train and save it there")
     args = ap.parse_args(argv)
     if not (args.data / "train.npz").is_file() or not (args.data / "val_original.npz").is_file():
         print(f"cam_options: error: {args.data} has no train.npz / val_original.npz (build it with "
@@ -143,21 +144,33 @@ def main(argv: list[str] | None = None) -> int:
     init_model, init_proj = demo_backbone(width=16).eval(), build_projector("bn:128-64", 64)
     assert init_proj is not None
     t0 = time.perf_counter()
-    model, projector = train(train_images, args.steps, args.batch_size, args.seed)
-    print(f"trained {args.steps} steps (batch {args.batch_size}) in {time.perf_counter() - t0:.0f} s on "
-          f"{train_images.shape[0]} images; validation: {images.shape[0]} images, object share "
-          f"{float(masks.mean()):.3f}")
+    if args.weights is not None and args.weights.is_file():
+        model, projector = demo_backbone(width=16), build_projector("bn:128-64", 64)
+        assert projector is not None
+        state = torch.load(args.weights)
+        model.load_state_dict(state["backbone"])
+        projector.load_state_dict(state["projector"])
+        model.eval(), projector.eval()
+        print(f"loaded the encoder from {args.weights}")
+    else:
+        model, projector = train(train_images, args.steps, args.batch_size, args.seed)
+        if args.weights is not None:
+            torch.save({"backbone": model.state_dict(), "projector": projector.state_dict()}, args.weights)
+        print(f"trained {args.steps} steps (batch {args.batch_size}) in {time.perf_counter() - t0:.0f} s on "
+              f"{train_images.shape[0]} images")
+    print(f"validation: {images.shape[0]} images, object share {float(masks.mean()):.3f}")
     n = images.shape[0]
     centre = max(float(mask_iou(center_box_prior(n, 64, fraction=f), masks).mean()) for f in (0.1, 0.25, 0.5))
     print(f"best centre box (area 0.1/0.25/0.5): IoU {centre:.3f}")
     rows = [("random init, reference T=1", init_model, init_proj.eval(), SETTINGS[next(iter(SETTINGS))])]
     rows += [(name, model, projector, opt) for name, opt in SETTINGS.items()]
-    cols = ("IoU", "obj-bg", "box", "elig.2", "mix.2", "eligO", "mixO")
+    cols = ("IoU", "obj-bg", "box", "elig.2", "mix.2", "elig.5", "mix.5", "eligO", "mixO")
     print(f"{'setting':48s} " + " ".join(f"{c:>6s}" for c in cols))
     for name, m, p, opt in rows:
         r = evaluate(m, p, images, masks, boxes, opt)
-        print(f"{name:48s} {r['iou']:6.3f} {r['obj-bg']:7.3f} {r['box_hit']:6.3f} {r['eligible@0.2']:7.3f} "
-              f"{r['mixed@0.2']:6.3f} {r['eligible@otsu']:6.3f} {r['mixed@otsu']:6.3f}")
+        vals = [r["iou"], r["obj-bg"], r["box_hit"]] + [r[f"{k}@{t}"] for t in ("0.2", "0.5", "otsu")
+                                                       for k in ("eligible", "mixed")]
+        print(f"{name:48s} " + " ".join(f"{v:6.3f}" for v in vals))
     return 0
 
 
