@@ -25,12 +25,8 @@ from objaug._checks import (
     check_same_device,
 )
 from objaug.augment.crop import _check_pair, _check_prob, _check_size
-from objaug.functional.crop import (
-    crop_and_resize,
-    full_image_boxes,
-    sample_regions,
-    sample_resized_crop_boxes,
-)
+from objaug.engine import crop_view
+from objaug.functional.crop import full_image_boxes, sample_regions
 
 __all__ = ["IMAGENET_NORMALIZE", "ObjectAwareAugment", "ViewConfig"]
 
@@ -434,18 +430,14 @@ class ObjectAwareAugment(nn.Module):
         all_params: list[dict[str, Tensor]] = []
         for cfg, ops in zip(self.views, self.ops, strict=True):
             regions = object_regions if cfg.object_crop else full
-            crop_boxes, fallback = sample_resized_crop_boxes(
-                regions, (h, w), scale=(cfg.min_scale, cfg.max_scale), ratio=cfg.ratio,
-                attempts=self.attempts, center_suppressed=self.center_suppressed, alpha=self.alpha)
-            flip = torch.rand(b, device=device) < cfg.hf_prob
-            x = crop_and_resize(images, crop_boxes, cfg.size, antialias=self.antialias, flip=flip)
-            view_masks = None
-            if masks is not None:
-                view_masks = crop_and_resize(masks, crop_boxes, cfg.size, antialias=self.antialias, flip=flip)
-            x = ops(x, self.cpu_chunk_size)
+            cut = crop_view(images, regions, cfg.size, scale=(cfg.min_scale, cfg.max_scale), ratio=cfg.ratio,
+                            flip_prob=cfg.hf_prob, masks=masks, attempts=self.attempts,
+                            center_suppressed=self.center_suppressed, alpha=self.alpha, antialias=self.antialias)
+            view_masks, fallback = cut.masks, cut.fallback
+            x = ops(cut.image, self.cpu_chunk_size)
             params: dict[str, Tensor] = {
-                "crop_boxes": crop_boxes,
-                "flip": flip,
+                "crop_boxes": cut.crop_boxes,
+                "flip": cut.flip,
                 "box_index": box_index if cfg.object_crop else torch.full_like(box_index, -1),
                 "object": use if cfg.object_crop else torch.zeros_like(use),
                 "fallback": fallback,
