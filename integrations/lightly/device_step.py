@@ -48,8 +48,7 @@ from torch import Tensor, nn
 from objaug._checks import check_image_batch
 from objaug.augment.pipeline import IMAGENET_NORMALIZE, ObjectAwareAugment, ViewConfig
 from objaug.contracam import ContraCAM
-
-from .dataset import unpack_objects
+from objaug.engine import ObjectSource, boxes_from_maps, read_store
 
 __all__ = ["ObjectAwareStep", "memory_bank_negatives"]
 
@@ -204,9 +203,8 @@ class ObjectAwareStep(nn.Module):
                              persistent=False)
         self.register_buffer("cam_std", torch.tensor(norm["std"], dtype=torch.float32).view(1, 3, 1, 1),
                              persistent=False)
-        self.register_buffer("_cache_boxes", None, persistent=False)
-        self.register_buffer("_cache_valid", None, persistent=False)
-        self.calls = 0
+        self.source = ObjectSource(every_n_steps=refresh_every)
+        self._refreshed = False
         self.last_boxes: tuple[Tensor, Tensor] | None = None
         self.last_params: list[dict[str, Tensor]] = []
 
@@ -216,8 +214,6 @@ class ObjectAwareStep(nn.Module):
     store: Any
     cam_mean: Tensor
     cam_std: Tensor
-    _cache_boxes: Tensor | None
-    _cache_valid: Tensor | None
 
     @classmethod
     def from_model(cls, module: nn.Module, views: Sequence[ViewConfig] | ObjectAwareAugment | None = None,
@@ -258,10 +254,14 @@ class ObjectAwareStep(nn.Module):
                   f"cam={type(self.cam).__name__}" if self.cam is not None else "boxes per call")
         return f"{source}, refresh_every={self.refresh_every}, num_samples={self.num_samples}"
 
+    @property
+    def calls(self) -> int:
+        """Number of calls so far (drives ``refresh_every``): the engine's ``batches_seen``."""
+        return self.source.batches_seen
+
     def reset_cache(self) -> None:
         """Forget the cached per-sample boxes (e.g. after loading other weights)."""
-        self._cache_boxes = None
-        self._cache_valid = None
+        self.source.release()
 
     # ------------------------------------------------------------------ sources of boxes
     def _negatives(self, device: torch.device) -> Tensor | None:
@@ -289,19 +289,7 @@ class ObjectAwareStep(nn.Module):
         return self.cam(x, negatives=self._negatives(images.device))
 
     def _boxes_from_maps(self, maps: Tensor) -> tuple[Tensor, Tensor]:
-        from objaug.boxes import boxes_from_cam
-
-        return boxes_from_cam(maps.float(), **self.box_kwargs)
-
-    def _from_store(self, indexes: Tensor, device: torch.device) -> tuple[Tensor, Tensor, Tensor | None]:
-        boxes, valid, masks = unpack_objects(self.store.get_batch(indexes), name="store.get_batch(indexes)")
-        if masks is not None:
-            masks = masks.to(device, non_blocking=True)
-            if not masks.is_floating_point():
-                masks = masks.float()
-        if valid is None:
-            valid = torch.ones(boxes.shape[:2], dtype=torch.bool)
-        return boxes.to(device, non_blocking=True), valid.to(device, non_blocking=True), masks
+        return boxes_from_maps(maps, **self.box_kwargs)
 
     def _check_indexes(self, indexes: object, batch: int, device: torch.device) -> Tensor:
         if not isinstance(indexes, Tensor):
@@ -320,18 +308,15 @@ class ObjectAwareStep(nn.Module):
         assert self.num_samples is not None
         if self.check_inputs and bool(((indexes < 0) | (indexes >= self.num_samples)).any()):
             raise ValueError(f"indexes must lie in [0, num_samples={self.num_samples}).")
-        refresh = (self.calls - 1) % self.refresh_every == 0
-        if refresh or self._cache_boxes is None:
+        if self.source.needs_cam():
             boxes, valid = self._boxes_from_maps(self.cam_maps(images))
-            if self._cache_boxes is None or self._cache_valid is None or \
-                    self._cache_boxes.shape[1] != boxes.shape[1] or self._cache_boxes.device != boxes.device:
-                self._cache_boxes = boxes.new_zeros(self.num_samples, boxes.shape[1], 4)
-                self._cache_valid = valid.new_zeros(self.num_samples, boxes.shape[1])
-            self._cache_boxes.index_copy_(0, indexes, boxes)
-            self._cache_valid.index_copy_(0, indexes, valid)
+            if self.source.cache is None or not self.source.cache.fits(boxes):
+                self.source.allocate(self.num_samples, boxes.shape[1], device=boxes.device, box_dtype=boxes.dtype)
+            self.source.remember(indexes, boxes, valid)
+            self._refreshed = True
             return boxes, valid
-        assert self._cache_valid is not None
-        return self._cache_boxes.index_select(0, indexes), self._cache_valid.index_select(0, indexes)
+        boxes, valid, _ = self.source.recall(indexes)
+        return boxes, valid
 
     # ------------------------------------------------------------------ call
     def forward(
@@ -362,7 +347,7 @@ class ObjectAwareStep(nn.Module):
         check_image_batch(images, "images", channels=3)
         b = images.shape[0]
         device = images.device
-        self.calls += 1
+        self._refreshed = False
         if self.cam_mean.device != device:
             self.to(device)
         idx = None if indexes is None else self._check_indexes(indexes, b, device)
@@ -374,7 +359,7 @@ class ObjectAwareStep(nn.Module):
                         raise ValueError("A store needs the batch's dataset indexes: call step(images, indexes=...) "
                                          "(ObjectAwareDataset(..., return_index=True) puts them in the batch).")
                     store_idx = indexes if isinstance(indexes, Tensor) else torch.tensor(list(indexes))
-                    boxes, valid, masks = self._from_store(store_idx.cpu(), device)
+                    boxes, valid, masks = read_store(self.store, store_idx, device)
                     if masks is not None and masks.shape[-2:] != images.shape[-2:]:
                         masks = F.interpolate(masks, size=images.shape[-2:], mode="bilinear",
                                               align_corners=False).clamp_(0.0, 1.0)
@@ -394,6 +379,7 @@ class ObjectAwareStep(nn.Module):
                         else:
                             maps = mask_maps = self.cam_maps(images)
                         boxes, valid = self._boxes_from_maps(maps)
+                        self._refreshed = True
                         if need_masks:
                             masks = mask_maps if mask_maps.shape[-2:] == images.shape[-2:] else F.interpolate(
                                 mask_maps, size=images.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
@@ -406,6 +392,7 @@ class ObjectAwareStep(nn.Module):
             if boxes is not None and valid is not None:
                 self.last_boxes = (boxes, valid)
             views, self.last_params = self.augment(images, boxes, valid, masks, return_params=True)
+        self.source.finish(cam=self._refreshed)
         return views
 
     def transform_batch(self, batch: Any, *, image_index: int = 0, index_position: int | None = None) -> Any:
