@@ -1,13 +1,14 @@
 """The callback's logic, shared by the ``lightning`` and ``pytorch_lightning`` callback classes.
 
-Imports neither Lightning package (the two thin classes in :mod:`.callback` and :mod:`.pl_callback` add
-the right ``Callback`` base) and nothing heavy at import time: the tensor code of :mod:`.views` is
-imported in ``setup`` only when an enabled ``objaug`` block is found.
+Imports neither Lightning package (:func:`callback_class` builds the callback class on the right
+``Callback`` base, for :mod:`.callback` and :mod:`.pl_callback`) and nothing heavy at import time: the
+tensor code of :mod:`.views` is imported in ``setup`` only when an enabled ``objaug`` block is found.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import warnings
 from collections.abc import Callable, Mapping
@@ -247,3 +248,31 @@ class ObjectAwareHooks:
         valid_all = gather(valid.float()).reshape(-1, *valid.shape[1:]) > 0.5
         masks_all = None if masks is None else gather(masks.float()).reshape(-1, *masks.shape[1:])
         engine.cache_write(idx_all, boxes_all, valid_all, masks_all)
+
+
+_CLASSES: dict[str, type] = {}
+
+
+def callback_class(package: str) -> type:
+    """The objaug solo-learn callback as a subclass of ``<package>.callbacks.Callback``.
+
+    Args:
+        package: ``"lightning.pytorch"`` or ``"pytorch_lightning"`` (imported here, on first use).
+
+    Returns:
+        ``ObjectAwareCallback(config=None, *, store=None, from_entry_point=False)``, one class per package
+        (cached: ``isinstance`` checks stay stable).
+    """
+    if package not in _CLASSES:
+        base = importlib.import_module(package + ".callbacks").Callback
+
+        def __init__(self: Any, config: Mapping[str, Any] | ObjaugConfig | None = None, *,
+                     store: BoxStore | None = None, from_entry_point: bool = False) -> None:
+            base.__init__(self)
+            ObjectAwareHooks.__init__(self, config, store=store, from_entry_point=from_entry_point)
+
+        _CLASSES[package] = type("ObjectAwareCallback", (ObjectAwareHooks, base), {
+            "__init__": __init__, "__doc__": ObjectAwareHooks.__doc__,
+            "__module__": "objaug.integrations.solo_learn.callback" if package == "lightning.pytorch"
+            else "objaug.integrations.solo_learn.pl_callback"})
+    return _CLASSES[package]
