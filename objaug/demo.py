@@ -28,14 +28,14 @@ import torch
 from torch import Tensor, nn
 
 from objaug.archs import build_projector, demo_backbone
+from objaug.constants import IMAGENET_MEAN, IMAGENET_STD
 from objaug.losses import nt_xent
 from objaug.synthetic import SceneBatch, make_scenes
 
 __all__ = ["DemoConfig", "DemoResult", "build_demo_model", "evaluate_localisation", "run_demo",
            "train_simclr"]
 
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
+_MEAN, _STD = IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass

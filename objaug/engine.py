@@ -17,20 +17,21 @@ Nothing here syncs with the host or loops over samples; all work stays on the ba
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from objaug.boxes import boxes_from_cam
+from objaug.constants import IMAGENET_NORMALIZE
 from objaug.functional.crop import crop_and_resize, full_image_boxes, sample_regions, sample_resized_crop_boxes
 from objaug.masks import masks_from_uint8, masks_to_uint8
 
 __all__ = ["CroppedView", "IndexCache", "ObjectSource", "boxes_from_maps", "choose_regions", "crop_view",
-           "read_store", "unpack_objects"]
+           "read_store", "register_cam_normalization", "unpack_objects"]
 
 
 # ---------------------------------------------------------------------- the store
@@ -99,7 +100,22 @@ def read_store(store: Any, indexes: Tensor, device: torch.device) -> tuple[Tenso
     return (boxes.to(device, torch.float32, non_blocking=True), valid.to(device, non_blocking=True).bool(), masks)
 
 
-# ---------------------------------------------------------------------- CAM maps -> boxes
+# ---------------------------------------------------------------------- CAM input and maps -> boxes
+def register_cam_normalization(module: nn.Module, normalize: Mapping[str, Sequence[float]] | None = None) -> None:
+    """Give ``module`` the non-persistent ``(1, 3, 1, 1)`` float32 buffers ``cam_mean`` / ``cam_std``.
+
+    Args:
+        module: the module normalising images for its CAM (moved by ``module.to(device)``, not saved).
+        normalize: ``{"mean": (3,), "std": (3,)}`` the CAM's model expects (default ImageNet).
+    """
+    norm = normalize if normalize is not None else IMAGENET_NORMALIZE
+    module.register_buffer("cam_mean", torch.tensor(norm["mean"], dtype=torch.float32).view(1, 3, 1, 1),
+                           persistent=False)
+    module.register_buffer("cam_std", torch.tensor(norm["std"], dtype=torch.float32).view(1, 3, 1, 1),
+                           persistent=False)
+
+
+
 def boxes_from_maps(maps: Tensor, *, map_size: int | None = None, **box_kwargs: Any) -> tuple[Tensor, Tensor]:
     """Boxes of ``(B, 1, h, w)`` maps in [0, 1] by :func:`objaug.boxes.boxes_from_cam`.
 

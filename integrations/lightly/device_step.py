@@ -46,9 +46,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from objaug._checks import check_image_batch
-from objaug.augment.pipeline import IMAGENET_NORMALIZE, ObjectAwareAugment, ViewConfig
+from objaug.augment.pipeline import ObjectAwareAugment, ViewConfig
 from objaug.contracam import ContraCAM
-from objaug.engine import ObjectSource, boxes_from_maps, read_store
+from objaug.engine import ObjectSource, boxes_from_maps, read_store, register_cam_normalization
 
 __all__ = ["ObjectAwareStep", "memory_bank_negatives"]
 
@@ -198,11 +198,7 @@ class ObjectAwareStep(nn.Module):
         object.__setattr__(self, "criterion", criterion)
         object.__setattr__(self, "negatives", negatives)
         object.__setattr__(self, "store", store)
-        norm = cam_normalize if cam_normalize is not None else IMAGENET_NORMALIZE
-        self.register_buffer("cam_mean", torch.tensor(norm["mean"], dtype=torch.float32).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer("cam_std", torch.tensor(norm["std"], dtype=torch.float32).view(1, 3, 1, 1),
-                             persistent=False)
+        register_cam_normalization(self, cam_normalize)
         self.source = ObjectSource(every_n_steps=refresh_every)
         self._refreshed = False
         self.last_boxes: tuple[Tensor, Tensor] | None = None

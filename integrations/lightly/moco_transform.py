@@ -26,13 +26,9 @@ class ObjectAwareMoCoV2Transform(ObjectAwareMultiViewTransform, MoCoV2Transform)
     Output of this transform:
         List of 2 Tensors ``[query, key]``; with ``return_masks=True`` ``(views, masks)``.
 
-    Applies the following augmentations by default:
-        - Object-aware random resized crop
-        - Random horizontal flip
-        - Color jitter
-        - Random gray scale
-        - Gaussian blur
-        - ImageNet normalization
+    Applies the following augmentations by default: those of
+    :class:`~objaug.integrations.lightly.simclr_transform.ObjectAwareSimCLRTransform` (object-aware random
+    resized crop, horizontal flip, colour jitter, gray scale, Gaussian blur, ImageNet normalisation).
 
     Args: those of ``lightly.transforms.MoCoV2Transform`` (same names and defaults), plus the
         keyword-only ``p``, ``box_sampling``, ``return_masks``, ``box_kwargs``, ``center_suppressed``,

@@ -25,16 +25,12 @@ from objaug._checks import (
     check_same_device,
 )
 from objaug.augment.crop import _check_pair, _check_prob, _check_size
-from objaug.engine import crop_view
+from objaug.constants import IMAGENET_NORMALIZE
+from objaug.engine import crop_view, register_cam_normalization
 from objaug.functional.crop import full_image_boxes, sample_regions
 
 __all__ = ["IMAGENET_NORMALIZE", "ObjectAwareAugment", "ViewConfig"]
 
-#: ImageNet statistics, as ``lightly.transforms.utils.IMAGENET_NORMALIZE``.
-IMAGENET_NORMALIZE: dict[str, tuple[float, float, float]] = {
-    "mean": (0.485, 0.456, 0.406),
-    "std": (0.229, 0.224, 0.225),
-}
 
 
 @dataclass(frozen=True)
@@ -320,11 +316,7 @@ class ObjectAwareAugment(nn.Module):
         self.box_kwargs = dict(box_kwargs or {})
         # The CAM (and its model) is not a submodule: .to()/state_dict of the augmenter leave it alone.
         object.__setattr__(self, "cam", cam)
-        norm = cam_normalize if cam_normalize is not None else IMAGENET_NORMALIZE
-        self.register_buffer("cam_mean", torch.tensor(norm["mean"], dtype=torch.float32).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer("cam_std", torch.tensor(norm["std"], dtype=torch.float32).view(1, 3, 1, 1),
-                             persistent=False)
+        register_cam_normalization(self, cam_normalize)
         self.ops = nn.ModuleList(_ViewOps(v) for v in views)
         if mixup is None and any(v.mixup for v in views):
             from objaug.augment.mixup import BackgroundMixup

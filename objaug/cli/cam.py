@@ -29,9 +29,11 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from objaug.cli import fail
+from objaug.constants import IMAGE_EXTENSIONS
+
 HELP = "ContraCAM maps and object boxes for images, with a trained checkpoint"
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MAX_OVERLAY_SIDE = 1024
 GRID_IMAGES = 32
 
@@ -101,21 +103,14 @@ def find_images(inputs: Iterable[str]) -> tuple[list[str], list[dict[str, str]]]
 def balanced_batches(n: int, batch_size: int) -> list[range]:
     """Split ``range(n)`` into ``ceil(n / batch_size)`` consecutive batches of near-equal size.
 
-    With ``n >= 2`` no batch has a single image (ContraCAM needs at least 2 per batch).
+    With ``n >= 2`` no batch has a single image (ContraCAM needs at least 2 per batch): the store's
+    :func:`objaug.store.precompute.shard_batches` over ``[0, n)``, as ranges.
     """
     if n <= 0:
         return []
-    k = -(-n // max(batch_size, 2))
-    if n >= 2:
-        k = min(k, n // 2)
-    k = max(k, 1)
-    base, extra = divmod(n, k)
-    out, start = [], 0
-    for i in range(k):
-        size = base + (1 if i < extra else 0)
-        out.append(range(start, start + size))
-        start += size
-    return out
+    from objaug.store.precompute import shard_batches
+
+    return [range(a, b) for a, b in shard_batches(0, n, max(batch_size, 1))]
 
 
 def _read_rgb(path: str) -> Any:
@@ -134,8 +129,7 @@ def _overlay_name(index: int, path: str) -> str:
 
 
 def _fail(message: str) -> int:
-    print(f"objaug cam: error: {message}", file=sys.stderr)
-    return 2
+    return fail("cam", message)
 
 
 def run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script

@@ -19,8 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from typing import Any
+
+from objaug.cli import fail
 
 HELP = "summarise an object store (count, coverage, skipped, settings) and draw its boxes and masks"
 
@@ -40,8 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _fail(message: str) -> int:
-    print(f"objaug inspect: error: {message}", file=sys.stderr)
-    return 2
+    return fail("inspect", message)
 
 
 def summarize(store: Any) -> dict[str, Any]:

@@ -22,10 +22,11 @@ store does not depend on the number of processes.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 from typing import Any
+
+from objaug.cli import fail
 
 HELP = "precompute ContraCAM boxes and masks for a dataset into an object store (resumable, multi-GPU)"
 
@@ -78,16 +79,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _fail(message: str) -> int:
-    print(f"objaug precompute: error: {message}", file=sys.stderr)
-    return 2
+    return fail("precompute", message)
 
 
 def _checkpoint_identity(path: str) -> dict[str, Any]:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return {"bytes": os.path.getsize(path), "name": os.path.basename(path), "sha256": h.hexdigest()}
+    from objaug.store.format import file_sha256
+
+    return {"bytes": os.path.getsize(path), "name": os.path.basename(path), "sha256": file_sha256(path)}
 
 
 def _init_distributed(device_arg: str) -> tuple[Any, bool]:

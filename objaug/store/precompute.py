@@ -49,6 +49,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import objaug
 from objaug.boxes import boxes_from_cam
+from objaug.constants import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD
 from objaug.contracam import ContraCAM
 from objaug.masks import masks_to_uint8, resize_masks
 from objaug.split import module_device
@@ -87,11 +88,6 @@ __all__ = [
     "shard_batches",
 ]
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-#: File name endings (lower case) that :class:`ImageFolderFiles` lists.
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
-                                     ".ppm", ".pgm", ".pbm")
 _IDENTITY_KEYS = ("format", "version", "dataset", "model", "settings", "layout")
 _FINGERPRINT_PROBES = 8
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
