@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from objaug.engine import unpack_objects
+from objaug.validation import check_box_layout
 
 __all__ = ["ObjectAwareDataset", "unpack_objects"]
 
@@ -107,11 +108,7 @@ class ObjectAwareDataset(Dataset):
             raise TypeError(f"objects must have a get(index) method returning (boxes, valid, masks), got "
                             f"{type(objects).__name__}.")
         if boxes is not None:
-            if not isinstance(boxes, Tensor) or boxes.ndim != 3 or boxes.shape[-1] != 4:
-                raise ValueError(f"boxes must be a (N, K, 4) tensor of normalised xyxy boxes, got "
-                                 f"{getattr(boxes, 'shape', type(boxes).__name__)}.")
-            if not boxes.is_floating_point():
-                raise TypeError(f"boxes must be floating point in [0, 1], got {boxes.dtype}.")
+            boxes = check_box_layout(boxes, "boxes", rows="N")
             if boxes.shape[0] != n:
                 raise ValueError(f"boxes holds {boxes.shape[0]} images but the dataset has {n}.")
             if valid is None:

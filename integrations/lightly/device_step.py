@@ -45,10 +45,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from objaug._checks import check_image_batch
 from objaug.augment.pipeline import ObjectAwareAugment, ViewConfig
 from objaug.contracam import ContraCAM
 from objaug.engine import ObjectSource, boxes_from_maps, read_store, register_cam_normalization
+from objaug.validation import check_image_batch
 
 __all__ = ["ObjectAwareStep", "memory_bank_negatives"]
 

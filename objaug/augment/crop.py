@@ -12,13 +12,13 @@ from kornia.augmentation import GeometricAugmentationBase2D
 from kornia.constants import Resample
 from torch import Tensor
 
-from objaug._checks import check_box_values, check_boxes, check_image_batch, check_same_device
 from objaug.functional.crop import (
     crop_and_resize,
     crop_matrix,
     sample_regions,
     sample_resized_crop_boxes,
 )
+from objaug.validation import check_box_values, check_boxes, check_image_batch, check_same_device
 
 __all__ = ["ObjectAwareRandomResizedCrop", "check_box_values"]
 

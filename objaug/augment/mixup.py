@@ -11,13 +11,6 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from objaug._checks import (
-    check_image_batch,
-    check_mask_batch,
-    check_range,
-    check_same_batch,
-    check_same_device,
-)
 from objaug.functional.mixup import (
     MixupSource,
     _check_source,
@@ -26,6 +19,13 @@ from objaug.functional.mixup import (
     _mixup,
     _needs_grad,
     _Workspace,
+)
+from objaug.validation import (
+    check_image_batch,
+    check_mask_batch,
+    check_range,
+    check_same_batch,
+    check_same_device,
 )
 
 __all__ = ["BackgroundMixup"]

@@ -16,7 +16,11 @@ import kornia.augmentation as K
 import torch
 from torch import Tensor, nn
 
-from objaug._checks import (
+from objaug.augment.crop import _check_pair, _check_prob, _check_size
+from objaug.constants import IMAGENET_NORMALIZE
+from objaug.engine import crop_view, register_cam_normalization
+from objaug.functional.crop import full_image_boxes, sample_regions
+from objaug.validation import (
     check_box_values,
     check_boxes,
     check_image_batch,
@@ -24,10 +28,6 @@ from objaug._checks import (
     check_range,
     check_same_device,
 )
-from objaug.augment.crop import _check_pair, _check_prob, _check_size
-from objaug.constants import IMAGENET_NORMALIZE
-from objaug.engine import crop_view, register_cam_normalization
-from objaug.functional.crop import full_image_boxes, sample_regions
 
 __all__ = ["IMAGENET_NORMALIZE", "ObjectAwareAugment", "ViewConfig"]
 

@@ -32,7 +32,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from objaug._checks import check_image_batch, check_mask_batch, check_same_batch, check_same_device
+from objaug.validation import check_image_batch, check_mask_batch, check_same_batch, check_same_device
 
 __all__ = [
     "STRIP_ORDER",
