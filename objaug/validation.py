@@ -9,22 +9,84 @@ where they are used on hot paths.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 __all__ = [
+    "BOX_SAMPLING",
     "check_box_layout",
+    "check_box_sampling",
     "check_box_values",
     "check_boxes",
     "check_finite",
     "check_image_batch",
     "check_mask_batch",
+    "check_pair",
+    "check_probability",
     "check_range",
     "check_same_batch",
     "check_same_device",
+    "check_size",
+    "check_threshold",
 ]
+
+#: The ways of choosing one of an image's boxes (``box_sampling`` / ``mode``).
+BOX_SAMPLING: tuple[str, ...] = ("uniform", "area")
+
+
+# ---------------------------------------------------------------------- options
+def check_probability(p: object, name: str = "p") -> float:
+    """A probability option: ``TypeError`` for a non-number (bools included), ``ValueError`` outside [0, 1]."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)):
+        raise TypeError(f"{name} must be a float in [0, 1], got {type(p).__name__}.")
+    if not 0.0 <= float(p) <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {p}.")
+    return float(p)
+
+
+def check_threshold(threshold: object, name: str = "threshold") -> float:
+    """A mask cut-off: a finite number in (0, 1] (masks are in [0, 1]); ``ValueError`` otherwise."""
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
+        raise ValueError(f"{name} must be a number in (0, 1], got {threshold!r}.")
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1] (masks are in [0, 1]), got {threshold!r}.")
+    return float(threshold)
+
+
+def check_box_sampling(value: object, name: str = "box_sampling") -> str:
+    """``"uniform"`` or ``"area"`` (see :data:`BOX_SAMPLING`); ``ValueError`` otherwise."""
+    if value not in BOX_SAMPLING:
+        raise ValueError(f"{name} must be 'uniform' or 'area', got {value!r}.")
+    return str(value)
+
+
+def check_pair(value: object, name: str, low: float, high: float, *, fix: str) -> tuple[float, float]:
+    """A ``(min, max)`` pair of floats with ``low < min <= max <= high``; ``fix`` says how to repair it."""
+    if (not isinstance(value, (tuple, list)) or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise TypeError(f"{name} must be a (min, max) pair of floats, got {value!r}.")
+    a, b = float(value[0]), float(value[1])
+    if not (low < a <= b <= high) or math.isnan(a) or math.isnan(b):
+        raise ValueError(f"{name} must satisfy {low} < min <= max <= {high}, got {value!r}. {fix}")
+    return a, b
+
+
+def check_size(size: object, name: str = "size") -> tuple[int, int]:
+    """An output size: an int ``S`` (for ``S x S``) or a positive ``(height, width)`` pair of ints."""
+    if isinstance(size, int) and not isinstance(size, bool):
+        size = (size, size)
+    if (not isinstance(size, (tuple, list)) or len(size) != 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in size)):
+        raise TypeError(f"{name} must be an int or an (height, width) pair of ints, got {size!r}.")
+    if size[0] <= 0 or size[1] <= 0:
+        raise ValueError(f"{name} must be positive, got {tuple(size)}.")
+    return (int(size[0]), int(size[1]))
+
+
+# ---------------------------------------------------------------------- tensors
 
 
 def check_image_batch(images: object, name: str = "images", *, channels: int | None = None) -> Tensor:

@@ -45,6 +45,7 @@ from torchvision.transforms.v2 import functional as TF
 from torchvision.transforms.v2._utils import query_size
 
 from objaug.functional.crop import sample_box_index, sample_resized_crop_boxes
+from objaug.validation import check_box_sampling, check_probability
 
 __all__ = [
     "ObjectAwareMultiViewTransform",
@@ -56,18 +57,6 @@ __all__ = [
 _WHOLE = (0.0, 0.0, 1.0, 1.0)
 # A box edge within this many pixels of a pixel edge counts as on it (float round-off of normalised boxes).
 _EDGE_TOL = 1e-3
-
-
-def _box_sampling(value: object) -> str:
-    if value not in ("uniform", "area"):
-        raise ValueError(f"box_sampling must be 'uniform' or 'area', got {value!r}.")
-    return str(value)
-
-
-def _probability(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}.")
-    return float(value)
 
 
 def _inner_span(lo: float, hi: float, size: int) -> tuple[int, int]:
@@ -161,7 +150,7 @@ class PerImageObjectAwareCrop(T.RandomResizedCrop):
             raise ValueError(f"alpha must be a float > 0, got {alpha!r}.")
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise ValueError(f"attempts must be an int >= 1, got {attempts!r}.")
-        self.box_sampling = _box_sampling(box_sampling)
+        self.box_sampling = check_box_sampling(box_sampling)
         self.center_suppressed = bool(center_suppressed)
         self.alpha = float(alpha)
         self.attempts = attempts
@@ -459,8 +448,8 @@ class ObjectAwareMultiViewTransform(MultiViewTransform):
                 "whole image."
             )
         MultiViewTransform.__init__(self, transforms)
-        self.p = _probability(p, "p")
-        self.box_sampling = _box_sampling(box_sampling)
+        self.p = check_probability(p, "p")
+        self.box_sampling = check_box_sampling(box_sampling)
         if not isinstance(return_masks, bool):
             raise TypeError(f"return_masks must be a bool, got {type(return_masks).__name__}.")
         self.return_masks = return_masks

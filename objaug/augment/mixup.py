@@ -14,7 +14,6 @@ from torch import Tensor, nn
 from objaug.functional.mixup import (
     MixupSource,
     _check_source,
-    _check_threshold,
     _compacts,
     _mixup,
     _needs_grad,
@@ -26,6 +25,7 @@ from objaug.validation import (
     check_range,
     check_same_batch,
     check_same_device,
+    check_threshold,
 )
 
 __all__ = ["BackgroundMixup"]
@@ -133,7 +133,7 @@ class BackgroundMixup(nn.Module):
         if not isinstance(check_inputs, bool):
             raise TypeError(f"check_inputs must be a bool, got {type(check_inputs).__name__}.")
         self.p = float(p)
-        self.threshold = _check_threshold(threshold)
+        self.threshold = check_threshold(threshold)
         self.queue_size = queue_size
         self.source: MixupSource = _check_source(source)
         if not isinstance(inplace, bool):

@@ -16,17 +16,20 @@ import kornia.augmentation as K
 import torch
 from torch import Tensor, nn
 
-from objaug.augment.crop import _check_pair, _check_prob, _check_size
 from objaug.constants import IMAGENET_NORMALIZE
 from objaug.engine import crop_view, register_cam_normalization
 from objaug.functional.crop import full_image_boxes, sample_regions
 from objaug.validation import (
+    check_box_sampling,
     check_box_values,
     check_boxes,
     check_image_batch,
     check_mask_batch,
+    check_pair,
+    check_probability,
     check_range,
     check_same_device,
+    check_size,
 )
 
 __all__ = ["IMAGENET_NORMALIZE", "ObjectAwareAugment", "ViewConfig"]
@@ -85,12 +88,12 @@ class ViewConfig:
     object_crop: bool = True
 
     def __post_init__(self) -> None:
-        _check_size(self.input_size)
-        _check_pair((self.min_scale, self.max_scale), "(min_scale, max_scale)", 0.0, 1.0,
+        check_size(self.input_size)
+        check_pair((self.min_scale, self.max_scale), "(min_scale, max_scale)", 0.0, 1.0,
                     fix="lightly uses min_scale=0.08 (SimCLR, BYOL) or 0.2 (MoCo v2) and max_scale=1.")
-        _check_pair(self.ratio, "ratio", 0.0, math.inf, fix="Use e.g. ratio=(3/4, 4/3).")
+        check_pair(self.ratio, "ratio", 0.0, math.inf, fix="Use e.g. ratio=(3/4, 4/3).")
         for name in ("cj_prob", "random_gray_scale", "gaussian_blur", "solarization_prob", "hf_prob"):
-            _check_prob(getattr(self, name), name)
+            check_probability(getattr(self, name), name)
         for name in ("cj_strength", "cj_bright", "cj_contrast", "cj_sat", "cj_hue"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
@@ -98,7 +101,7 @@ class ViewConfig:
         if self.cj_strength * self.cj_hue > 0.5:
             raise ValueError(f"cj_strength * cj_hue must be <= 0.5 (hue is a fraction of a turn), got "
                              f"{self.cj_strength * self.cj_hue}.")
-        _check_pair(self.sigmas, "sigmas", 0.0, math.inf, fix="lightly uses sigmas=(0.1, 2).")
+        check_pair(self.sigmas, "sigmas", 0.0, math.inf, fix="lightly uses sigmas=(0.1, 2).")
         if self.kernel_size is not None and (isinstance(self.kernel_size, bool) or not isinstance(
                 self.kernel_size, int) or self.kernel_size < 1 or self.kernel_size % 2 == 0):
             raise ValueError(f"kernel_size must be an odd int >= 1 or None, got {self.kernel_size!r}.")
@@ -113,7 +116,7 @@ class ViewConfig:
     @property
     def size(self) -> tuple[int, int]:
         """Output (height, width)."""
-        return _check_size(self.input_size)
+        return check_size(self.input_size)
 
     @property
     def blur_kernel_size(self) -> int:
@@ -291,8 +294,7 @@ class ObjectAwareAugment(nn.Module):
         if not views or not all(isinstance(v, ViewConfig) for v in views):
             raise TypeError("views must be a non-empty sequence of ViewConfig (e.g. objaug.augment.presets."
                             f"simclr_views()), got {views!r}.")
-        if box_sampling not in ("uniform", "area"):
-            raise ValueError(f"box_sampling must be 'uniform' or 'area', got {box_sampling!r}.")
+        check_box_sampling(box_sampling)
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
             raise ValueError(f"alpha must be a float > 0, got {alpha!r}.")
         if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
@@ -303,7 +305,7 @@ class ObjectAwareAugment(nn.Module):
         if cam is not None and not callable(cam):
             raise TypeError(f"cam must be callable as cam(images, negatives=None), got {type(cam).__name__}.")
         self.views = views
-        self.p = _check_prob(p, "p")
+        self.p = check_probability(p, "p")
         self.box_sampling = box_sampling
         self.center_suppressed = bool(center_suppressed)
         self.alpha = float(alpha)

@@ -32,7 +32,13 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from objaug.validation import check_image_batch, check_mask_batch, check_same_batch, check_same_device
+from objaug.validation import (
+    check_image_batch,
+    check_mask_batch,
+    check_same_batch,
+    check_same_device,
+    check_threshold,
+)
 
 __all__ = [
     "STRIP_ORDER",
@@ -68,12 +74,7 @@ class BackgroundMixupOutput(NamedTuple):
     boxes: Tensor
 
 
-def _check_threshold(threshold: float) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-        raise TypeError(f"threshold must be a float in (0, 1], got {type(threshold).__name__}.")
-    if not 0.0 < float(threshold) <= 1.0:
-        raise ValueError(f"threshold must lie in (0, 1] (a mask value cut-off), got {threshold}.")
-    return float(threshold)
+_check_threshold = check_threshold  # former private name (objaug.augment.mixup imported it)
 
 
 def _check_source(source: object) -> MixupSource:
@@ -119,7 +120,7 @@ def mask_bounding_boxes(masks: Tensor, threshold: float = 0.2) -> Tensor:
         TypeError: ``masks`` not a floating tensor, ``threshold`` not a number.
         ValueError: ``masks`` not (B, 1, H, W), ``threshold`` outside (0, 1].
     """
-    threshold = _check_threshold(threshold)
+    threshold = check_threshold(threshold)
     if not isinstance(masks, Tensor) or masks.ndim != 4 or masks.shape[1] != 1:
         shape = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
         raise ValueError(f"masks must be a (B, 1, H, W) tensor, got {shape}.")
@@ -342,7 +343,7 @@ def mean_fill_backgrounds(images: Tensor, masks: Tensor, threshold: float = 0.2)
     Raises:
         TypeError, ValueError: bad shapes, dtypes, devices or threshold.
     """
-    threshold = _check_threshold(threshold)
+    threshold = check_threshold(threshold)
     check_image_batch(images)
     if isinstance(masks, Tensor):
         check_same_batch("images", images, "masks", masks)
@@ -613,7 +614,7 @@ def background_mixup(
     Raises:
         TypeError, ValueError: bad shapes, dtypes, devices or options (metadata only, no sync).
     """
-    threshold = _check_threshold(threshold)
+    threshold = check_threshold(threshold)
     source = _check_source(source)
     check_image_batch(images)
     if isinstance(masks, Tensor):
