@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import Any
 
@@ -80,6 +81,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _fail(message: str) -> int:
     return fail("precompute", message)
+
+
+#: Library wording -> this command's flags (the library names its parameters, the CLI its options).
+_FLAGS = ((r"^root: ", "--data: "), (r"\bthe dataset spec\b", "--dataset"), (r"\bout=", "--out "),
+          (r"\banother out directory\b", "another --out"), (r"\boverwrite=True\b", "--overwrite"))
+
+
+def _as_flags(message: str) -> str:
+    """An error of :mod:`objaug.store.precompute` in the command's terms (``out=`` -> ``--out``, ...)."""
+    for library, flag in _FLAGS:
+        message = re.sub(library, flag, message)
+    return message
 
 
 def _checkpoint_identity(path: str) -> dict[str, Any]:
@@ -140,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
                 dataset = load_dataset(args.dataset)
                 dataset_info = {"kind": "callable", "source": args.dataset}
         except (FileNotFoundError, ValueError, ImportError, AttributeError) as e:
-            return _fail(str(e))
+            return _fail(_as_flags(str(e)))
         # model (seeded: with --random-init every process must build the same weights)
         torch.manual_seed(args.seed)
         try:
@@ -164,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
                 model_info=model_info, dataset_info=dataset_info, overwrite=args.overwrite,
                 progress=not args.no_progress)
         except (StoreError, ValueError, TypeError) as e:
-            return _fail(str(e))
+            return _fail(_as_flags(str(e)))
         if result.rank == 0:
             s = result.manifest["summary"]
             print(f"objaug precompute: {s['count']} samples, {s['skipped']} skipped, coverage {s['coverage']:.3f} "

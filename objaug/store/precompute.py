@@ -119,7 +119,7 @@ class ImageFolderFiles(Dataset):
     def __init__(self, root: str | os.PathLike[str], *, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"--data: {self.root} is not a directory.")
+            raise FileNotFoundError(f"root: {self.root} is not a directory.")
         ext = tuple(e.lower() for e in extensions)
         found = []
         for dirpath, _, files in os.walk(self.root):
@@ -164,18 +164,19 @@ def load_dataset(spec: str) -> Any:
         ImportError / AttributeError: the module or attribute does not exist.
     """
     if not isinstance(spec, str) or ":" not in spec:
-        raise ValueError(f"--dataset must look like 'package.module:callable' or 'file.py:callable', got {spec!r}.")
+        raise ValueError(f"the dataset spec must look like 'package.module:callable' or 'file.py:callable', "
+                         f"got {spec!r}.")
     mod_name, _, attr = spec.rpartition(":")
     if not mod_name or not attr:
-        raise ValueError(f"--dataset must look like 'package.module:callable', got {spec!r}.")
+        raise ValueError(f"the dataset spec must look like 'package.module:callable', got {spec!r}.")
     if mod_name.endswith(".py"):
         path = Path(mod_name)
         if not path.is_file():
-            raise FileNotFoundError(f"--dataset: no file {path}.")
+            raise FileNotFoundError(f"the dataset spec names no file {path}.")
         name = f"_objaug_dataset_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
         mspec = importlib.util.spec_from_file_location(name, path)
         if mspec is None or mspec.loader is None:
-            raise ImportError(f"--dataset: cannot import {path}.")
+            raise ImportError(f"the dataset spec names {path}, which cannot be imported.")
         module = importlib.util.module_from_spec(mspec)
         sys.modules[name] = module  # so that DataLoader workers started with spawn can unpickle it
         mspec.loader.exec_module(module)
@@ -185,7 +186,7 @@ def load_dataset(spec: str) -> Any:
     if callable(obj) and not hasattr(obj, "__getitem__"):
         obj = obj()
     if isinstance(obj, str | bytes) or not (hasattr(obj, "__len__") and hasattr(obj, "__getitem__")):
-        raise ValueError(f"--dataset {spec!r} gave a {type(obj).__name__}, not a map-style dataset "
+        raise ValueError(f"the dataset spec {spec!r} gave a {type(obj).__name__}, not a map-style dataset "
                          "(it needs __len__ and __getitem__).")
     return obj
 
@@ -444,11 +445,11 @@ def _existing_manifest(out: Path) -> dict[str, Any] | None:
     if not out.exists():
         return None
     if not out.is_dir():
-        raise StoreError(f"--out {out} exists and is not a directory.")
+        raise StoreError(f"out={str(out)!r} exists and is not a directory.")
     if not (out / MANIFEST_NAME).is_file():
         others = [p.name for p in out.iterdir() if p.name not in (SHARDS_DIR, LOG_NAME)]
         if others:
-            raise StoreError(f"--out {out} is a non-empty directory that is not an objaug store "
+            raise StoreError(f"out={str(out)!r} is a non-empty directory that is not an objaug store "
                              f"(it holds {others[:3]}); choose a new or empty directory.")
         return None
     return read_manifest(out, require_complete=False)
@@ -583,7 +584,7 @@ def precompute(
             raise StoreMismatchError(
                 f"{out} holds a store made with other data, model or settings, so it cannot be resumed:\n  "
                 + "\n  ".join(diffs[:12])
-                + "\nUse another --out, the same settings, or overwrite=True (--overwrite) to start again."
+                + "\nUse another out directory, the same settings, or overwrite=True to start again."
             )
     complete = existing is not None and bool(existing.get("complete"))
     group.barrier()

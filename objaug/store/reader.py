@@ -144,7 +144,7 @@ class ObjectStore:
             raise StoreIncompleteError(
                 f"The store at {self.path} has {len(missing)} missing or resized shard file(s) "
                 f"({', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}). Restore them, or recompute the "
-                "store (`objaug precompute ... --overwrite`)."
+                "store (precompute(..., overwrite=True))."
             )
         if verify:
             self.verify()
