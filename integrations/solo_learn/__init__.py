@@ -13,8 +13,7 @@ Exports (imported lazily, so importing this package imports neither Lightning no
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from objaug.lazy import lazy_exports
 
 __all__ = [
     "ObjaugConfig",
@@ -37,11 +36,4 @@ _WHERE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(_WHERE[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _WHERE)
