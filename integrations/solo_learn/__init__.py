@@ -13,7 +13,8 @@ Exports (imported lazily, so importing this package imports neither Lightning no
 
 from __future__ import annotations
 
-from objaug.lazy import lazy_exports
+import importlib
+from typing import Any
 
 __all__ = [
     "ObjaugConfig",
@@ -36,4 +37,11 @@ _WHERE = {
 }
 
 
-__getattr__, __dir__ = lazy_exports(__name__, globals(), _WHERE)
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
