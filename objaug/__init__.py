@@ -17,8 +17,8 @@ from objaug.lazy import lazy_exports
 if TYPE_CHECKING:
     from objaug.augment.crop import ObjectAwareRandomResizedCrop
     from objaug.augment.mixup import BackgroundMixup
-    from objaug.augment.pipeline import ObjectAwareAugment, ViewConfig
-    from objaug.augment.presets import byol_views, moco_v2_views, simclr_views
+    from objaug.augment.pipeline import ObjectAwareAugment
+    from objaug.augment.views import ViewConfig, byol_views, moco_v2_views, simclr_views
     from objaug.boxes import boxes_from_cam, boxes_to_pixels
     from objaug.constants import IMAGENET_NORMALIZE
     from objaug.contracam import ContraCAM
@@ -42,10 +42,10 @@ _EXPORTS: dict[str, str] = {
     "BackgroundMixup": "objaug.augment.mixup",
     "IMAGENET_NORMALIZE": "objaug.constants",
     "ObjectAwareAugment": "objaug.augment.pipeline",
-    "ViewConfig": "objaug.augment.pipeline",
-    "byol_views": "objaug.augment.presets",
-    "moco_v2_views": "objaug.augment.presets",
-    "simclr_views": "objaug.augment.presets",
+    "ViewConfig": "objaug.augment.views",
+    "byol_views": "objaug.augment.views",
+    "moco_v2_views": "objaug.augment.views",
+    "simclr_views": "objaug.augment.views",
     "boxes_from_cam": "objaug.boxes",
     "boxes_to_pixels": "objaug.boxes",
     "ContraCAM": "objaug.contracam",
