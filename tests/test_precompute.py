@@ -1,6 +1,6 @@
 """Tests for objaug.store.precompute and the precompute / inspect command lines.
 
-A tiny random-weight torchvision ResNet (objaug.archs.tiny_resnet, one BasicBlock per stage) on 32 px
+A tiny random-weight torchvision ResNet (objaug.tools.archs.tiny_resnet, one BasicBlock per stage) on 32 px
 generated images keeps every run to a fraction of a second; the reference results are computed by
 calling ContraCAM and boxes_from_cam directly on hand-written batches.
 """
@@ -20,7 +20,6 @@ import torch.multiprocessing as mp
 from PIL import Image
 from torch.utils.data import Dataset
 
-from objaug.archs import build_backbone, tiny_resnet
 from objaug.boxes import boxes_from_cam
 from objaug.contracam import ContraCAM
 from objaug.masks import masks_to_uint8, resize_masks
@@ -45,6 +44,7 @@ from objaug.store.precompute import (
 )
 from objaug.store.reader import ObjectStore
 from objaug.store.writer import FAIL_ENV, SimulatedCrash
+from objaug.tools.archs import build_backbone, tiny_resnet
 
 SIZE = 32
 KW = {"iters": 2, "batch_size": 4, "image_size": SIZE, "mask_size": 16, "shard_size": 8, "num_workers": 0,

@@ -5,7 +5,7 @@ Example:
 
 Reads every jpg/jpeg/png/bmp/webp file under the given directories (recursively) and every file given
 explicitly; resizes each to --image-size square and normalises with the ImageNet statistics; loads the
-checkpoint into the backbone (the key prefix is detected, see objaug.checkpoint); runs ContraCAM in
+checkpoint into the backbone (the key prefix is detected, see objaug.tools.checkpoint); runs ContraCAM in
 batches; writes
 
     OUT/overlays/NNNN_<name>.png   the map over the image, with the boxes (at most 1024 px on a side)
@@ -50,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="prefix of the backbone keys in the checkpoint, e.g. 'backbone.' (default: detect)")
     p.add_argument("--projector", default=None,
                    help="projector MLP spec, e.g. 2048-128, bn:4096-256 or bn,nobias,bnlast:2048-128 (see "
-                        "objaug.archs.build_projector; loaded from the checkpoint's projector keys); default: "
+                        "objaug.tools.archs.build_projector; loaded from the checkpoint's projector keys); default: "
                         "none (ContraCAM on the pooled features)")
     p.add_argument("--projector-prefix", default=None,
                    help="prefix of the projector keys (default: detect, e.g. 'projector.')")
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
     from objaug.boxes import boxes_from_cam
     from objaug.cli._model import ModelSetupError, build_model
     from objaug.contracam import ContraCAM
-    from objaug.viz import IMAGENET_MEAN, IMAGENET_STD, draw_boxes, make_grid, overlay_cam, save_png, to_uint8
+    from objaug.tools.viz import IMAGENET_MEAN, IMAGENET_STD, draw_boxes, make_grid, overlay_cam, save_png, to_uint8
 
     if args.checkpoint is None and not args.random_init:
         return _fail("--checkpoint is required (or --random-init for a smoke test with random weights).")

@@ -109,7 +109,7 @@ def draw(store: Any, dataset: Any | None, indexes: list[int], path: str) -> str:
     import torch
 
     from objaug.store.precompute import load_image
-    from objaug.viz import draw_boxes, make_grid, overlay_cam, save_png
+    from objaug.tools.viz import draw_boxes, make_grid, overlay_cam, save_png
 
     size = int(min(224, max(64, store.settings.get("image_size", 112))))
     batch = store.get_batch(torch.tensor(indexes, dtype=torch.int64), mask_size=size)
