@@ -44,7 +44,7 @@ def _split(sig: inspect.Signature, options: Mapping[str, Any], args: tuple[Any, 
     return values, ours
 
 
-def view_init(base: type) -> Callable[..., None]:
+def view_init(base: Any) -> Callable[..., None]:
     """The ``__init__`` of ``ObjectAware<base>``: ``base.__init__`` then the object-aware crop installed."""
     sig = _signature(base.__init__, VIEW_OPTIONS)
 
@@ -57,7 +57,7 @@ def view_init(base: type) -> Callable[..., None]:
     return __init__
 
 
-def multi_view_init(base: type, view: type) -> Callable[..., None]:
+def multi_view_init(base: Any, view: Any) -> Callable[..., None]:
     """The ``__init__`` of a two-view ``ObjectAware<base>`` whose two views are one ``view(**base's arguments)``."""
     sig = _signature(base.__init__, MULTI_VIEW_OPTIONS)
 
