@@ -108,7 +108,7 @@ def draw(store: Any, dataset: Any | None, indexes: list[int], path: str) -> str:
     """Draw the grid of ``indexes`` (image + boxes, mask overlay + boxes) and save it as a PNG."""
     import torch
 
-    from objaug.store.precompute import load_image
+    from objaug.store.datasets import load_image
     from objaug.tools.viz import draw_boxes, make_grid, overlay_cam, save_png
 
     size = int(min(224, max(64, store.settings.get("image_size", 112))))
@@ -132,8 +132,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the ``inspect`` subcommand."""
     import numpy as np
 
+    from objaug.store.datasets import ImageFolderFiles, load_dataset
     from objaug.store.format import StoreError
-    from objaug.store.precompute import ImageFolderFiles, load_dataset
     from objaug.store.reader import ObjectStore
 
     if args.num < 1:

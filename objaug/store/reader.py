@@ -218,7 +218,7 @@ class ObjectStore:
 
     def check_dataset(self, dataset: object) -> None:
         """Raise :class:`StoreMismatchError` unless ``dataset`` has the store's length and fingerprint."""
-        from objaug.store.precompute import dataset_fingerprint
+        from objaug.store.datasets import dataset_fingerprint
 
         info = self.manifest["dataset"]
         n = len(dataset)  # type: ignore[arg-type]
