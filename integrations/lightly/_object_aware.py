@@ -41,12 +41,11 @@ from lightly.transforms.torchvision_v2_compatibility import torchvision_transfor
 from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
-from torchvision.transforms.v2._utils import query_size
 
 from objaug.functional.crop import sample_box_index, sample_resized_crop_boxes
 from objaug.validation import check_box_sampling, check_probability
 
-from .objects import normalized_xyxy, parse_objects
+from .objects import input_size, normalized_xyxy, parse_objects
 
 __all__ = [
     "ObjectAwareMultiViewTransform",
@@ -145,7 +144,7 @@ class PerImageObjectAwareCrop(T.RandomResizedCrop):
         self.attempts = attempts
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        h, w = query_size(flat_inputs)
+        h, w = input_size(flat_inputs)
         found = [normalized_xyxy(x) for x in flat_inputs if isinstance(x, tv_tensors.BoundingBoxes)]
         region = torch.tensor([_WHOLE])
         if found:

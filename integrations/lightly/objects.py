@@ -7,7 +7,8 @@ bool, uint8 or instance masks) and returns them in objaug's convention.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import PIL.Image
 import torch
@@ -15,7 +16,30 @@ from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
-__all__ = ["normalized_xyxy", "parse_objects"]
+__all__ = ["input_size", "normalized_xyxy", "parse_objects"]
+
+_SIZED = (tv_tensors.Image, tv_tensors.Video, tv_tensors.Mask, tv_tensors.BoundingBoxes)
+
+
+def input_size(flat_inputs: Sequence[Any]) -> tuple[int, int]:
+    """The common ``(H, W)`` of a v2 transform's inputs (images, videos, masks, boxes; plain tensors, PIL).
+
+    What torchvision's private ``transforms.v2._utils.query_size`` computes, with the public
+    ``transforms.v2.functional.get_size``.
+
+    Raises:
+        TypeError: no input with a size.
+        ValueError: inputs of different sizes.
+    """
+    sizes = {tuple(TF.get_size(x)) for x in flat_inputs
+             if isinstance(x, PIL.Image.Image) or isinstance(x, _SIZED)
+             or (isinstance(x, Tensor) and not isinstance(x, tv_tensors.TVTensor))}
+    if not sizes:
+        raise TypeError("No image, video, mask or bounding box was found in the sample.")
+    if len(sizes) > 1:
+        raise ValueError(f"Found multiple HxW dimensions in the sample: {sorted(sizes)}.")
+    (h, w), = sizes
+    return int(h), int(w)
 
 
 def normalized_xyxy(boxes: tv_tensors.BoundingBoxes) -> Tensor:

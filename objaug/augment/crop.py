@@ -33,7 +33,10 @@ __all__ = ["ObjectAwareRandomResizedCrop", "check_box_values"]
 
 _F = TypeVar("_F", bound=Callable[..., Tensor])
 
-try:  # Kornia's marker for matrix code that reads only the input's shape/dtype/device (lazy matrices).
+# Kornia's private marker for matrix code that reads only the input's shape/dtype/device (it then builds
+# transformation matrices lazily). There is no public equivalent; without it (older/newer kornia) the
+# crop is only slower, never wrong. tests/test_pipeline.py::test_kornia_private_hooks_still_exist pins it.
+try:
     from kornia.augmentation._2d.base import _input_metadata_only
 except ImportError:  # pragma: no cover - older/newer kornia without the private marker
     def _input_metadata_only(method: _F) -> _F:

@@ -63,7 +63,13 @@ def _adjust_hue_turns(images: Tensor, factor: Tensor) -> Tensor:
 
 
 class _ColorJitter(K.ColorJitter):
-    """kornia's ``ColorJitter`` (torchvision formulas) with a faster, equivalent hue step."""
+    """kornia's ``ColorJitter`` (torchvision formulas) with a faster, equivalent hue step.
+
+    Overrides kornia's private ``ColorJitter._adjust_hue_turns``: kornia has no public hook for one step of
+    its jitter (its public ``kornia.enhance.adjust_hue`` is the slower formula this replaces), so the
+    override stays; ``tests/test_pipeline.py::test_kornia_private_hooks_still_exist`` fails if kornia
+    renames it (the hue step would then silently fall back to kornia's own, equal but slower).
+    """
 
     def _adjust_hue_turns(self, input: Tensor, factor: Tensor) -> Tensor:
         return _adjust_hue_turns(input, factor)
