@@ -17,7 +17,7 @@ Nothing here syncs with the host or loops over samples; all work stays on the ba
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ from objaug.constants import IMAGENET_NORMALIZE
 from objaug.functional.crop import crop_and_resize, full_image_boxes, sample_regions, sample_resized_crop_boxes
 from objaug.masks import masks_from_uint8, masks_to_uint8
 
-__all__ = ["CroppedView", "IndexCache", "ObjectSource", "boxes_from_maps", "choose_regions", "crop_view",
+__all__ = ["CroppedView", "IndexCache", "ObjectSource", "boxes_from_maps", "cam_maps", "choose_regions", "crop_view",
            "read_store", "register_cam_normalization", "unpack_objects"]
 
 
@@ -114,6 +114,32 @@ def register_cam_normalization(module: nn.Module, normalize: Mapping[str, Sequen
     module.register_buffer("cam_std", torch.tensor(norm["std"], dtype=torch.float32).view(1, 3, 1, 1),
                            persistent=False)
 
+
+
+def cam_maps(cam: Callable[..., Any], images: Tensor, mean: Tensor, std: Tensor, *,
+             size: int | tuple[int, int] | None = None, negatives: Tensor | None = None,
+             return_steps: bool = False) -> Any:
+    """The CAM of a batch of base images: optionally resized, normalised, then ``cam(x, negatives=...)``.
+
+    Args:
+        cam: a :class:`objaug.ContraCAM` (or any ``cam(images, negatives=None) -> (B, 1, h, w)``).
+        images: ``(B, 3, H, W)`` in [0, 1].
+        mean, std: ``(1, 3, 1, 1)`` normalisation the CAM's model expects.
+        size: run the CAM at this size (int or ``(h, w)``, bilinear with antialiasing); ``None``: ``(H, W)``.
+        negatives: extra ``(N, D)`` CAM negatives.
+        return_steps: also return the per-iteration maps (a ContraCAM only).
+
+    Returns:
+        ``(B, 1, h, w)`` maps in [0, 1] (and the steps with ``return_steps``).
+    """
+    x = images
+    if size is not None:
+        hw = (size, size) if isinstance(size, int) else tuple(size)
+        x = F.interpolate(x, size=hw, mode="bilinear", align_corners=False, antialias=True)
+    x = (x - mean.to(x)) / std.to(x)
+    if return_steps:
+        return cam(x, negatives=negatives, return_steps=True)
+    return cam(x, negatives=negatives)
 
 
 def boxes_from_maps(maps: Tensor, *, map_size: int | None = None, **box_kwargs: Any) -> tuple[Tensor, Tensor]:

@@ -23,8 +23,11 @@ __all__ = [
     "check_boxes",
     "check_finite",
     "check_image_batch",
+    "check_indexes",
+    "check_int",
     "check_mask_batch",
     "check_pair",
+    "check_positive_float",
     "check_probability",
     "check_range",
     "check_same_batch",
@@ -45,6 +48,20 @@ def check_probability(p: object, name: str = "p") -> float:
     if not 0.0 <= float(p) <= 1.0:
         raise ValueError(f"{name} must be a probability in [0, 1], got {p}.")
     return float(p)
+
+
+def check_int(value: object, name: str, *, low: int, why: str = "") -> int:
+    """An integer option ``>= low`` (bools refused): ``ValueError`` "``name`` must be an int >= low``why``"."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}{why}, got {value!r}.")
+    return value
+
+
+def check_positive_float(value: object, name: str) -> float:
+    """A number ``> 0`` (bools refused): ``ValueError`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a float > 0, got {value!r}.")
+    return float(value)
 
 
 def check_threshold(threshold: object, name: str = "threshold") -> float:
@@ -201,6 +218,26 @@ def check_box_values(boxes: Tensor, valid: Tensor, name: str = "boxes") -> None:
             f"{name} must satisfy x1 <= x2 and y1 <= y2 (xyxy format); some valid boxes are reversed. "
             f"Convert xywh/cxcywh boxes with torchvision.ops.box_convert(boxes, in_fmt, 'xyxy')."
         )
+
+
+def check_indexes(indexes: object, batch: int, device: torch.device | None = None,
+                  name: str = "indexes") -> Tensor:
+    """Dataset indexes of a batch: a ``(B,)`` integer tensor (or a sequence of ints), as int64 on ``device``.
+
+    Raises:
+        TypeError: not a tensor or a sequence of ints.
+        ValueError: wrong shape, or a floating / bool tensor.
+    """
+    if not isinstance(indexes, Tensor):
+        if isinstance(indexes, Sequence) and all(isinstance(i, int) for i in indexes):
+            indexes = torch.tensor(list(indexes), dtype=torch.long)
+        else:
+            raise TypeError(f"{name} must be a (B,) integer tensor of dataset indexes, got {type(indexes).__name__}.")
+    assert isinstance(indexes, Tensor)
+    if indexes.shape != (batch,) or indexes.is_floating_point() or indexes.dtype == torch.bool:
+        raise ValueError(f"{name} must be a (B,) = ({batch},) integer tensor, got {indexes.dtype} "
+                         f"{tuple(indexes.shape)}.")
+    return indexes.to(device, dtype=torch.long, non_blocking=True)
 
 
 def check_same_batch(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:

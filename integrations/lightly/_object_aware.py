@@ -43,7 +43,7 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
 from objaug.functional.crop import sample_box_index, sample_resized_crop_boxes
-from objaug.validation import check_box_sampling, check_probability
+from objaug.validation import check_box_sampling, check_int, check_positive_float, check_probability
 
 from .objects import input_size, normalized_xyxy, parse_objects
 
@@ -134,10 +134,8 @@ class PerImageObjectAwareCrop(T.RandomResizedCrop):
             raise ValueError(f"scale must satisfy 0 < min <= max <= 1 (relative to the box), got {scale!r}.")
         if not 0.0 < float(ratio[0]) <= float(ratio[1]):
             raise ValueError(f"ratio must satisfy 0 < min <= max, got {ratio!r}.")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
-            raise ValueError(f"alpha must be a float > 0, got {alpha!r}.")
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-            raise ValueError(f"attempts must be an int >= 1, got {attempts!r}.")
+        check_positive_float(alpha, "alpha")
+        check_int(attempts, "attempts", low=1)
         self.box_sampling = check_box_sampling(box_sampling)
         self.center_suppressed = bool(center_suppressed)
         self.alpha = float(alpha)

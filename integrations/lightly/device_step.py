@@ -47,8 +47,8 @@ from torch import Tensor, nn
 
 from objaug.augment.pipeline import ObjectAwareAugment, ViewConfig
 from objaug.contracam import ContraCAM
-from objaug.engine import ObjectSource, boxes_from_maps, read_store, register_cam_normalization
-from objaug.validation import check_image_batch
+from objaug.engine import ObjectSource, boxes_from_maps, cam_maps, read_store, register_cam_normalization
+from objaug.validation import check_image_batch, check_indexes, check_int
 
 __all__ = ["ObjectAwareStep", "memory_bank_negatives"]
 
@@ -165,9 +165,7 @@ class ObjectAwareStep(nn.Module):
         self.mask_iters = mask_iters
         if store is not None and not callable(getattr(store, "get_batch", None)):
             raise TypeError(f"store must have a get_batch(indexes) method, got {type(store).__name__}.")
-        if isinstance(refresh_every, bool) or not isinstance(refresh_every, int) or refresh_every < 1:
-            raise ValueError(f"refresh_every must be an int >= 1 (the CAM runs on every N-th call), got "
-                             f"{refresh_every!r}.")
+        check_int(refresh_every, "refresh_every", low=1, why=" (the CAM runs on every N-th call)")
         if negatives is not None and not (isinstance(negatives, Tensor) or callable(negatives)):
             raise TypeError(f"negatives must be an (N, D) tensor or a callable returning one, got "
                             f"{type(negatives).__name__}.")
@@ -275,30 +273,11 @@ class ObjectAwareStep(nn.Module):
         """
         if self.cam is None:
             raise ValueError("No CAM: build ObjectAwareStep with model= (or cam=) to compute boxes online.")
-        x = images
-        if self.cam_size is not None:
-            size = (self.cam_size, self.cam_size) if isinstance(self.cam_size, int) else tuple(self.cam_size)
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-        x = (x - self.cam_mean.to(x)) / self.cam_std.to(x)
-        if return_steps:
-            return self.cam(x, negatives=self._negatives(images.device), return_steps=True)
-        return self.cam(x, negatives=self._negatives(images.device))
+        return cam_maps(self.cam, images, self.cam_mean, self.cam_std, size=self.cam_size,
+                        negatives=self._negatives(images.device), return_steps=return_steps)
 
     def _boxes_from_maps(self, maps: Tensor) -> tuple[Tensor, Tensor]:
         return boxes_from_maps(maps, **self.box_kwargs)
-
-    def _check_indexes(self, indexes: object, batch: int, device: torch.device) -> Tensor:
-        if not isinstance(indexes, Tensor):
-            if isinstance(indexes, Sequence) and all(isinstance(i, int) for i in indexes):
-                indexes = torch.tensor(list(indexes), dtype=torch.long)
-            else:
-                raise TypeError(f"indexes must be a (B,) integer tensor of dataset indexes, got "
-                                f"{type(indexes).__name__}.")
-        assert isinstance(indexes, Tensor)
-        if indexes.shape != (batch,) or indexes.is_floating_point() or indexes.dtype == torch.bool:
-            raise ValueError(f"indexes must be a (B,) = ({batch},) integer tensor, got {indexes.dtype} "
-                             f"{tuple(indexes.shape)}.")
-        return indexes.to(device, dtype=torch.long, non_blocking=True)
 
     def _cached(self, images: Tensor, indexes: Tensor) -> tuple[Tensor, Tensor]:
         assert self.num_samples is not None
@@ -346,7 +325,7 @@ class ObjectAwareStep(nn.Module):
         self._refreshed = False
         if self.cam_mean.device != device:
             self.to(device)
-        idx = None if indexes is None else self._check_indexes(indexes, b, device)
+        idx = None if indexes is None else check_indexes(indexes, b, device)
         need_masks = any(v.mixup for v in self.augment.views)
         with torch.no_grad():
             if boxes is None and masks is None:

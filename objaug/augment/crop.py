@@ -23,6 +23,7 @@ from objaug.validation import (
     check_box_values,
     check_boxes,
     check_image_batch,
+    check_int,
     check_pair,
     check_probability,
     check_same_device,
@@ -137,8 +138,7 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
                              f"got {alpha!r}.")
         if resample not in ("bilinear", "nearest"):
             raise ValueError(f"resample must be 'bilinear' or 'nearest', got {resample!r}.")
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-            raise ValueError(f"attempts must be an int >= 1 (torchvision uses 10), got {attempts!r}.")
+        check_int(attempts, "attempts", low=1, why=" (torchvision uses 10)")
         if antialias not in (True, False, "auto"):
             raise ValueError(f"antialias must be True, False or 'auto', got {antialias!r}.")
         for flag_name, flag in (("center_suppressed", center_suppressed),

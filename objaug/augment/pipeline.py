@@ -23,7 +23,9 @@ from objaug.validation import (
     check_box_values,
     check_boxes,
     check_image_batch,
+    check_int,
     check_mask_batch,
+    check_positive_float,
     check_probability,
     check_range,
     check_same_device,
@@ -206,10 +208,8 @@ class ObjectAwareAugment(nn.Module):
             raise TypeError("views must be a non-empty sequence of ViewConfig (e.g. objaug.augment.presets."
                             f"simclr_views()), got {views!r}.")
         check_box_sampling(box_sampling)
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
-            raise ValueError(f"alpha must be a float > 0, got {alpha!r}.")
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-            raise ValueError(f"attempts must be an int >= 1, got {attempts!r}.")
+        check_positive_float(alpha, "alpha")
+        check_int(attempts, "attempts", low=1)
         if cpu_chunk_size is not None and (isinstance(cpu_chunk_size, bool) or not isinstance(cpu_chunk_size, int)
                                            or cpu_chunk_size < 1):
             raise ValueError(f"cpu_chunk_size must be an int >= 1 or None, got {cpu_chunk_size!r}.")

@@ -74,6 +74,7 @@ from objaug.store.writer import (
     remove_partials,
     write_pending_manifest,
 )
+from objaug.validation import check_int
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -175,9 +176,7 @@ class PrecomputeResult:
 
 
 def _check_int(name: str, value: object, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
-    return value
+    return check_int(value, name, low=low)
 
 
 def precompute(
