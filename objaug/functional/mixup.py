@@ -30,17 +30,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from objaug.functional import backgrounds
 from objaug.functional._mixup_fast import _mixup
-from objaug.functional.backgrounds import (
-    STRIP_ORDER,
-    BackgroundMixupOutput,
-    MixupSource,
-    _check_source,
-    largest_strip,
-    mask_bounding_boxes,
-    mean_fill_backgrounds,
-    tiled_strip_backgrounds,
-)
+from objaug.functional.backgrounds import *  # noqa: F403 - the building blocks, re-exported
+from objaug.functional.backgrounds import BackgroundMixupOutput, MixupSource, _check_source
 from objaug.validation import (
     check_image_batch,
     check_mask_batch,
@@ -49,16 +42,8 @@ from objaug.validation import (
     check_threshold,
 )
 
-__all__ = [
-    "STRIP_ORDER",
-    "BackgroundMixupOutput",
-    "MixupSource",
-    "background_mixup",
-    "largest_strip",
-    "mask_bounding_boxes",
-    "mean_fill_backgrounds",
-    "tiled_strip_backgrounds",
-]
+__all__ = [*backgrounds.__all__, "background_mixup"]
+
 
 def background_mixup(
     images: Tensor,
