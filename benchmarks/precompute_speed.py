@@ -10,7 +10,7 @@ already decoded, normalised images that sit on the device.
 
 Prints both throughputs, their ratio, and the store's bytes per image. --repeats timed passes of each,
 alternating (after a warm-up batch); the best of each is compared, which keeps the ratio meaningful on
-a shared machine. The images are synthetic multi-object scenes (objaug.synthetic) written as JPEG.
+a shared machine. The images are synthetic multi-object scenes (objaug.tools.synthetic) written as JPEG.
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from objaug.archs import build_backbone
 from objaug.contracam import ContraCAM
 from objaug.store.precompute import IMAGENET_MEAN, IMAGENET_STD, ImageFolderFiles, _Prepared, precompute, shard_batches
-from objaug.synthetic import make_scenes
+from objaug.tools.archs import build_backbone
+from objaug.tools.synthetic import make_scenes
 
 
 def _sync(device: torch.device) -> None:

@@ -1,7 +1,7 @@
 """One SSL training step (SimCLR, ResNet-18): Lightly's CPU pipeline vs objaug's device step.
 
 Same model (Lightly's example structure: ``nn.Sequential`` ResNet-18 backbone + ``SimCLRProjectionHead``,
-``NTXentLoss``, SGD), same batch of B generated multi-object scenes (``objaug.synthetic``), one process.
+``NTXentLoss``, SGD), same batch of B generated multi-object scenes (``objaug.tools.synthetic``), one process.
 
 Step time, per path (everything in the step is timed, the device is synchronised at the end):
 
@@ -45,7 +45,7 @@ from torch import nn
 
 from objaug.augment.presets import simclr_views
 from objaug.integrations.lightly.device_step import ObjectAwareStep
-from objaug.synthetic import make_scenes
+from objaug.tools.synthetic import make_scenes
 
 
 class SimCLR(nn.Module):

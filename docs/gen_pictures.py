@@ -38,8 +38,8 @@ def demo_picture() -> None:
 def augment_picture(n: int = 8, size: int = 96) -> None:
     from objaug.augment.crop import ObjectAwareRandomResizedCrop
     from objaug.augment.mixup import BackgroundMixup
-    from objaug.synthetic import make_scenes
-    from objaug.viz import draw_boxes, make_grid, save_png, to_uint8
+    from objaug.tools.synthetic import make_scenes
+    from objaug.tools.viz import draw_boxes, make_grid, save_png, to_uint8
 
     torch.manual_seed(0)
     scenes = make_scenes(n, size=size, max_objects=3, seed=0, backgrounds=None)

@@ -10,15 +10,17 @@ Adapters for Lightly and solo-learn live in ``objaug.integrations.lightly`` and
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from objaug.lazy import alias_modules, lazy_exports
 
 if TYPE_CHECKING:
     from objaug.augment.crop import ObjectAwareRandomResizedCrop
     from objaug.augment.mixup import BackgroundMixup
-    from objaug.augment.pipeline import IMAGENET_NORMALIZE, ObjectAwareAugment, ViewConfig
-    from objaug.augment.presets import byol_views, moco_v2_views, simclr_views
+    from objaug.augment.pipeline import ObjectAwareAugment
+    from objaug.augment.views import ViewConfig, byol_views, moco_v2_views, simclr_views
     from objaug.boxes import boxes_from_cam, boxes_to_pixels
+    from objaug.constants import IMAGENET_NORMALIZE
     from objaug.contracam import ContraCAM
     from objaug.masks import masks_from_uint8, masks_to_uint8, resize_masks, soft_masks, threshold_masks
     from objaug.metrics import (
@@ -38,12 +40,12 @@ if TYPE_CHECKING:
 _EXPORTS: dict[str, str] = {
     "ObjectAwareRandomResizedCrop": "objaug.augment.crop",
     "BackgroundMixup": "objaug.augment.mixup",
-    "IMAGENET_NORMALIZE": "objaug.augment.pipeline",
+    "IMAGENET_NORMALIZE": "objaug.constants",
     "ObjectAwareAugment": "objaug.augment.pipeline",
-    "ViewConfig": "objaug.augment.pipeline",
-    "byol_views": "objaug.augment.presets",
-    "moco_v2_views": "objaug.augment.presets",
-    "simclr_views": "objaug.augment.presets",
+    "ViewConfig": "objaug.augment.views",
+    "byol_views": "objaug.augment.views",
+    "moco_v2_views": "objaug.augment.views",
+    "simclr_views": "objaug.augment.views",
     "boxes_from_cam": "objaug.boxes",
     "boxes_to_pixels": "objaug.boxes",
     "ContraCAM": "objaug.contracam",
@@ -66,45 +68,11 @@ _EXPORTS: dict[str, str] = {
 
 __version__ = "0.1.0.dev0"
 
-__all__ = [
-    "IMAGENET_NORMALIZE",
-    "BackgroundMixup",
-    "ContraCAM",
-    "EncoderHead",
-    "ObjectAwareAugment",
-    "ObjectAwareRandomResizedCrop",
-    "ObjectStore",
-    "ViewConfig",
-    "__version__",
-    "best_box_iou",
-    "box_corloc",
-    "boxes_from_cam",
-    "boxes_to_pixels",
-    "byol_views",
-    "center_box_prior",
-    "center_boxes",
-    "map_contrast",
-    "mask_iou",
-    "masks_from_uint8",
-    "masks_to_uint8",
-    "moco_v2_views",
-    "pairwise_box_iou",
-    "resize_masks",
-    "simclr_views",
-    "soft_masks",
-    "split_model",
-    "threshold_masks",
-]
+__all__ = ["__version__", *sorted(_EXPORTS)]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'objaug' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+# Modules moved to objaug.tools keep their old import paths (deprecated; same module objects).
+alias_modules({f"objaug.{name}": f"objaug.tools.{name}"
+               for name in ("demo", "synthetic", "archs", "checkpoint", "viz", "losses")})

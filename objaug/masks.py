@@ -6,13 +6,11 @@ on any device; every function here works on the whole batch on the input's devic
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from objaug._checks import check_image_batch
+from objaug._checks import check_image_batch, check_threshold
 
 __all__ = ["masks_from_uint8", "masks_to_uint8", "otsu_thresholds", "resize_masks", "soft_masks", "threshold_masks"]
 
@@ -32,12 +30,7 @@ def _size_pair(size: object, name: str = "size") -> tuple[int, int]:
     return int(pair[0]), int(pair[1])  # type: ignore[call-overload]
 
 
-def _check_threshold(threshold: object) -> float:
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
-        raise ValueError(f"threshold must be a number in (0, 1], got {threshold!r}.")
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"threshold must be in (0, 1] (masks are in [0, 1]), got {threshold!r}.")
-    return float(threshold)
+_check_threshold = check_threshold  # the shared check (objaug.validation)
 
 
 def resize_masks(

@@ -1,4 +1,4 @@
-"""Tests of objaug.checkpoint: every supported checkpoint layout round-trips into a fresh model."""
+"""Tests of objaug.tools.checkpoint: every supported checkpoint layout round-trips into a fresh model."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from objaug.archs import build_projector, tiny_resnet
-from objaug.checkpoint import CheckpointError, extract_state_dict, load_weights
+from objaug.tools.archs import build_projector, tiny_resnet
+from objaug.tools.checkpoint import CheckpointError, extract_state_dict, load_weights
 
 
 def _model(seed: int) -> nn.Module:

@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from objaug.archs import build_projector, demo_backbone
 from objaug.cli import SUBCOMMANDS, build_parser, main
 from objaug.cli.cam import balanced_batches, find_images
-from objaug.synthetic import make_scenes
+from objaug.tools.archs import build_projector, demo_backbone
+from objaug.tools.synthetic import make_scenes
 
 ARCH = ["--arch", "tiny_resnet_w4"]
 FAST = ["--image-size", "32", "--iters", "2"]

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from objaug.cli import main
-from objaug.losses import nt_xent
+from objaug.tools.losses import nt_xent
 
 
 def _nt_xent_reference(z1: torch.Tensor, z2: torch.Tensor, t: float) -> float:
@@ -64,7 +64,7 @@ def test_demo_quick_writes_its_files(tmp_path, capsys):
     assert (out / "model.pt").is_file() and "objaug cam" in captured
     from PIL import Image
 
-    from objaug.synthetic import make_scenes
+    from objaug.tools.synthetic import make_scenes
 
     imgs = (make_scenes(3, size=32, seed=9).images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     for i, a in enumerate(imgs):
@@ -77,7 +77,7 @@ def test_demo_quick_writes_its_files(tmp_path, capsys):
 
 
 def test_demo_is_deterministic_for_a_seed(tmp_path):
-    from objaug.demo import DemoConfig, run_demo
+    from objaug.tools.demo import DemoConfig, run_demo
 
     cfg = dict(steps=2, width=4, batch_size=4, eval_images=4, image_size=32, refined_iters=1, projector="8-8")
     before = torch.random.get_rng_state()

@@ -18,6 +18,11 @@ from objaug.metrics import (
 )
 
 
+def random_boxes(g: torch.Generator, b: int, k: int, lo: float, gap: float, span: float) -> torch.Tensor:
+    """(b, k, 4) xyxy boxes: corners uniform in [0, lo), sides gap + uniform [0, span)."""
+    xy = torch.rand(b, k, 2, generator=g) * lo
+    return torch.cat([xy, xy + gap + torch.rand(b, k, 2, generator=g) * span], dim=2)
+
 def test_mask_iou_hand_computed() -> None:
     pred = torch.zeros(4, 1, 4, 4)
     target = torch.zeros(4, 1, 4, 4, dtype=torch.bool)
@@ -69,10 +74,8 @@ def test_mask_iou_validation() -> None:
 
 def test_pairwise_box_iou_matches_torchvision() -> None:
     g = torch.Generator().manual_seed(1)
-    xy = torch.rand(3, 5, 2, generator=g) * 0.6
-    a = torch.cat([xy, xy + 0.05 + torch.rand(3, 5, 2, generator=g) * 0.4], dim=2)
-    xy = torch.rand(3, 2, 2, generator=g) * 0.6
-    b = torch.cat([xy, xy + 0.05 + torch.rand(3, 2, 2, generator=g) * 0.4], dim=2)
+    a = random_boxes(g, 3, 5, 0.6, 0.05, 0.4)
+    b = random_boxes(g, 3, 2, 0.6, 0.05, 0.4)
     out = pairwise_box_iou(a, b)
     assert out.shape == (3, 5, 2) and out.dtype == torch.float32
     for i in range(3):
@@ -148,10 +151,8 @@ def test_best_box_iou() -> None:
 
 def test_best_box_iou_matches_torchvision_loop() -> None:
     g = torch.Generator().manual_seed(2)
-    xy = torch.rand(4, 3, 2, generator=g) * 0.5
-    pred = torch.cat([xy, xy + 0.1 + torch.rand(4, 3, 2, generator=g) * 0.4], dim=2)
-    xy = torch.rand(4, 2, 2, generator=g) * 0.5
-    gt = torch.cat([xy, xy + 0.1 + torch.rand(4, 2, 2, generator=g) * 0.4], dim=2)
+    pred = random_boxes(g, 4, 3, 0.5, 0.1, 0.4)
+    gt = random_boxes(g, 4, 2, 0.5, 0.1, 0.4)
     pred_valid = torch.tensor([[True, True, False], [True, False, False], [True, True, True], [True, True, False]])
     gt_valid = torch.tensor([[True, True], [True, False], [True, True], [False, True]])
     out = best_box_iou(pred, pred_valid, gt, gt_valid)

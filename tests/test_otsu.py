@@ -45,7 +45,7 @@ def test_otsu_separates_a_bimodal_map():
 
 @pytest.mark.parametrize("path", ["compact", "fixed"])
 def test_otsu_makes_mixup_act_on_diffuse_masks(path, monkeypatch):
-    import objaug.functional.mixup as fmix
+    import objaug.functional._mixup_fast as fmix
 
     if path == "fixed":
         monkeypatch.setattr(fmix, "_COMPACT_DEVICE_TYPES", frozenset())
@@ -65,7 +65,7 @@ def test_otsu_makes_mixup_act_on_diffuse_masks(path, monkeypatch):
 
 @pytest.mark.parametrize("path", ["compact", "fixed"])
 def test_a_per_image_threshold_tensor_equals_the_number(path, monkeypatch):
-    import objaug.functional.mixup as fmix
+    import objaug.functional._mixup_fast as fmix
     from objaug.functional.mixup import _mixup
 
     if path == "fixed":  # the accelerators' fixed-shape kernel, on the CPU

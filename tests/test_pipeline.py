@@ -350,3 +350,16 @@ def test_cuda_views_on_device() -> None:
     out = aug(torch.rand(8, 3, 64, 64, device="cuda"), boxes.cuda(), valid.cuda())
     assert all(o.is_cuda and o.shape == (8, 3, 32, 32) for o in out)
     assert isinstance(K.ColorJitter, type)
+
+
+def test_kornia_private_hooks_still_exist():
+    """The two private kornia names objaug relies on (no public equivalent; see their comments)."""
+    import kornia.augmentation as K
+    from kornia.augmentation._2d.base import _input_metadata_only
+
+    from objaug.augment.crop import ObjectAwareRandomResizedCrop
+
+    assert callable(getattr(K.ColorJitter, "_adjust_hue_turns", None))
+    marked = ObjectAwareRandomResizedCrop.compute_transformation
+    assert _input_metadata_only(lambda: None).__dict__.get("_kornia_input_metadata_only") is not None
+    assert marked.__dict__.get("_kornia_input_metadata_only") is marked

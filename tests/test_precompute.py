@@ -1,6 +1,6 @@
 """Tests for objaug.store.precompute and the precompute / inspect command lines.
 
-A tiny random-weight torchvision ResNet (objaug.archs.tiny_resnet, one BasicBlock per stage) on 32 px
+A tiny random-weight torchvision ResNet (objaug.tools.archs.tiny_resnet, one BasicBlock per stage) on 32 px
 generated images keeps every run to a fraction of a second; the reference results are computed by
 calling ContraCAM and boxes_from_steps directly on hand-written batches.
 """
@@ -20,7 +20,6 @@ import torch.multiprocessing as mp
 from PIL import Image
 from torch.utils.data import Dataset
 
-from objaug.archs import build_backbone, tiny_resnet
 from objaug.boxes import boxes_from_steps
 from objaug.contracam import ContraCAM
 from objaug.masks import masks_to_uint8, resize_masks
@@ -45,19 +44,14 @@ from objaug.store.precompute import (
 )
 from objaug.store.reader import ObjectStore
 from objaug.store.writer import FAIL_ENV, SimulatedCrash
+from objaug.tools.archs import build_backbone, tiny_resnet
 
 SIZE = 32
 KW = {"iters": 2, "batch_size": 4, "image_size": SIZE, "mask_size": 16, "shard_size": 8, "num_workers": 0,
       "progress": False}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: far faster for these tiny models on a shared 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def make_model(seed: int = 0) -> torch.nn.Module:
@@ -103,6 +97,13 @@ class Faulty(Blobs):
         if kind == "shape":
             return torch.zeros(5, 8, 8), 0
         return self.images[i], 0
+
+
+def resume_and_compare(ds, model, tmp_path, *, written: int) -> None:
+    """Resume the store at tmp_path/s: ``written`` shards are (re)computed and it equals tmp_path/ref byte for byte."""
+    res = precompute(ds, model, tmp_path / "s", **KW)
+    assert res.shards_written == written
+    assert store_files(tmp_path / "s") == store_files(tmp_path / "ref")
 
 
 def store_files(path: Path) -> dict[str, bytes]:
@@ -194,14 +195,9 @@ def test_resume_after_crash_is_byte_identical(tmp_path, monkeypatch, mode):
     assert read_manifest(tmp_path / "s", require_complete=False)["complete"] is False
     with pytest.raises(StoreIncompleteError, match="resume"):
         ObjectStore(tmp_path / "s")
-    res = precompute(ds, model, tmp_path / "s", **KW)
-    assert res.shards_written == 3  # only the unfinished shards were redone
-    assert store_files(tmp_path / "s") == store_files(tmp_path / "ref")
+    resume_and_compare(ds, model, tmp_path, written=3)  # only the unfinished shards were redone
     assert not list((tmp_path / "s").rglob("*.partial"))
-    # a finished store: nothing to do, same bytes
-    res = precompute(ds, model, tmp_path / "s", **KW)
-    assert res.shards_written == 0
-    assert store_files(tmp_path / "s") == store_files(tmp_path / "ref")
+    resume_and_compare(ds, model, tmp_path, written=0)  # a finished store: nothing to do, same bytes
 
 
 def test_resume_redoes_damaged_shard(tmp_path):
@@ -211,9 +207,7 @@ def test_resume_redoes_damaged_shard(tmp_path):
     precompute(ds, model, tmp_path / "s", **KW)
     shard = tmp_path / "s" / "shards" / "00001.bin"
     shard.write_bytes(shard.read_bytes()[:100])  # truncated by a disk problem
-    res = precompute(ds, model, tmp_path / "s", **KW)
-    assert res.shards_written == 1
-    assert store_files(tmp_path / "s") == store_files(tmp_path / "ref")
+    resume_and_compare(ds, model, tmp_path, written=1)
 
 
 def test_resume_refuses_other_data_model_settings_or_version(tmp_path):

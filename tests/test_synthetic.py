@@ -1,11 +1,11 @@
-"""Tests of objaug.synthetic: determinism, value ranges, mask/box/label consistency."""
+"""Tests of objaug.tools.synthetic: determinism, value ranges, mask/box/label consistency."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from objaug.synthetic import SHAPES, SyntheticScenes, background_family, boxes_from_masks, make_scenes
+from objaug.tools.synthetic import SHAPES, SyntheticScenes, background_family, boxes_from_masks, make_scenes
 
 
 def _box_of(mask: torch.Tensor) -> list[float]:

@@ -1,4 +1,4 @@
-"""Tests of objaug.viz: colormap values, overlays, box outlines, grids and PNG files."""
+"""Tests of objaug.tools.viz: colormap values, overlays, box outlines, grids and PNG files."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from objaug.viz import (
+from objaug.tools.viz import (
     FALLBACK_COLOR,
     denormalize,
     draw_boxes,

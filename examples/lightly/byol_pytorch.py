@@ -7,7 +7,7 @@
 # at once. Use refresh_every=N (with dataset indexes) to run the CAM every N steps only, or store= to
 # read precomputed boxes.
 #
-# Runs on the CPU in about a minute on generated multi-object scenes (objaug.synthetic):
+# Runs on the CPU in about a minute on generated multi-object scenes (objaug.tools.synthetic):
 #     python examples/lightly/byol_pytorch.py              # 1 epoch of 256 images (8 steps of 32)
 #     python examples/lightly/byol_pytorch.py --quick      # 2 small steps (used by the tests)
 
@@ -24,7 +24,7 @@ from torch import nn
 
 from objaug.augment.presets import byol_views  # objaug
 from objaug.integrations.lightly.device_step import ObjectAwareStep  # objaug
-from objaug.synthetic import make_scenes  # objaug (generated data instead of CIFAR-10)
+from objaug.tools.synthetic import make_scenes  # objaug (generated data instead of CIFAR-10)
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--epochs", type=int, default=1)

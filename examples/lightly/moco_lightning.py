@@ -9,7 +9,7 @@
 # training_step is unchanged. Without touching the module:
 #     Trainer(callbacks=[ObjectAwareCallback(moco_v2_views(32))])  # objaug.integrations.lightly.lightning
 #
-# Runs on the CPU in about a minute on generated multi-object scenes (objaug.synthetic):
+# Runs on the CPU in about a minute on generated multi-object scenes (objaug.tools.synthetic):
 #     python examples/lightly/moco_lightning.py            # 1 epoch of 256 images (8 steps of 32)
 #     python examples/lightly/moco_lightning.py --quick    # 2 small steps (used by the tests)
 
@@ -27,7 +27,7 @@ from torch import nn
 
 from objaug.augment.presets import moco_v2_views  # objaug
 from objaug.integrations.lightly.device_step import ObjectAwareStep  # objaug
-from objaug.synthetic import make_scenes  # objaug (generated data instead of CIFAR-10)
+from objaug.tools.synthetic import make_scenes  # objaug (generated data instead of CIFAR-10)
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--epochs", type=int, default=1)

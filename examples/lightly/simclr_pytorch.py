@@ -6,7 +6,7 @@
 # to the dataset by index (here the generated scenes' own boxes; in practice an objaug ObjectStore
 # precomputed with ContraCAM: ObjectAwareDataset(dataset, ObjectStore(path), transform=transform)).
 #
-# Runs on the CPU in about a minute on generated multi-object scenes (objaug.synthetic):
+# Runs on the CPU in about a minute on generated multi-object scenes (objaug.tools.synthetic):
 #     python examples/lightly/simclr_pytorch.py            # 1 epoch of 256 images (8 steps of 32)
 #     python examples/lightly/simclr_pytorch.py --quick    # 2 small steps (used by the tests)
 
@@ -20,7 +20,7 @@ from torch import nn
 
 from objaug.integrations.lightly.dataset import ObjectAwareDataset  # objaug
 from objaug.integrations.lightly.simclr_transform import ObjectAwareSimCLRTransform  # objaug
-from objaug.synthetic import make_scenes  # objaug (generated data instead of CIFAR-10)
+from objaug.tools.synthetic import make_scenes  # objaug (generated data instead of CIFAR-10)
 
 parser = argparse.ArgumentParser(description=__doc__)
 parser.add_argument("--epochs", type=int, default=1)

@@ -19,35 +19,24 @@ Lightning; see ``docs/lightly.md``.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from objaug.lazy import lazy_exports
 
 _EXPORTS = {
-    "ObjectAwareSimCLRTransform": "simclr_transform",
-    "ObjectAwareSimCLRViewTransform": "simclr_transform",
-    "ObjectAwareMoCoV2Transform": "moco_transform",
-    "ObjectAwareBYOLTransform": "byol_transform",
-    "ObjectAwareBYOLView1Transform": "byol_transform",
-    "ObjectAwareBYOLView2Transform": "byol_transform",
-    "ObjectAwareMultiViewTransform": "_object_aware",
-    "PerImageObjectAwareCrop": "_object_aware",
-    "ObjectAwareDataset": "dataset",
-    "ObjectAwareStep": "device_step",
-    "memory_bank_negatives": "device_step",
-    "ObjectAwareCallback": "lightning",
+    "ObjectAwareSimCLRTransform": ".simclr_transform",
+    "ObjectAwareSimCLRViewTransform": ".simclr_transform",
+    "ObjectAwareMoCoV2Transform": ".moco_transform",
+    "ObjectAwareBYOLTransform": ".byol_transform",
+    "ObjectAwareBYOLView1Transform": ".byol_transform",
+    "ObjectAwareBYOLView2Transform": ".byol_transform",
+    "ObjectAwareMultiViewTransform": "._object_aware",
+    "PerImageObjectAwareCrop": "._object_aware",
+    "ObjectAwareDataset": ".dataset",
+    "ObjectAwareStep": ".device_step",
+    "memory_bank_negatives": ".device_step",
+    "ObjectAwareCallback": ".lightning",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

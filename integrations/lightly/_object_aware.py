@@ -34,7 +34,6 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import PIL.Image
 import torch
 from lightly.transforms.multi_view_transform import MultiViewTransform
 from lightly.transforms.rotation import RandomRotate, RandomRotateDegrees
@@ -42,32 +41,22 @@ from lightly.transforms.torchvision_v2_compatibility import torchvision_transfor
 from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
-from torchvision.transforms.v2._utils import query_size
 
 from objaug.functional.crop import sample_box_index, sample_resized_crop_boxes
+from objaug.validation import check_box_sampling, check_int, check_positive_float, check_probability
+
+from .objects import input_size, normalized_xyxy, parse_objects
 
 __all__ = [
     "ObjectAwareMultiViewTransform",
     "ObjectAwareViewMixin",
     "PerImageObjectAwareCrop",
-    "parse_objects",
+    "parse_objects",  # re-exported from .objects
 ]
 
 _WHOLE = (0.0, 0.0, 1.0, 1.0)
 # A box edge within this many pixels of a pixel edge counts as on it (float round-off of normalised boxes).
 _EDGE_TOL = 1e-3
-
-
-def _box_sampling(value: object) -> str:
-    if value not in ("uniform", "area"):
-        raise ValueError(f"box_sampling must be 'uniform' or 'area', got {value!r}.")
-    return str(value)
-
-
-def _probability(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}.")
-    return float(value)
 
 
 def _inner_span(lo: float, hi: float, size: int) -> tuple[int, int]:
@@ -96,18 +85,6 @@ def _crop_pixels(crop: Sequence[float], region: Sequence[float], h: int, w: int)
         b = min(max(round(hi * size), a + 1), rb)
         out[start], out[length] = a, b - a
     return out
-
-
-def _normalized_xyxy(boxes: tv_tensors.BoundingBoxes) -> Tensor:
-    fmt = boxes.format
-    name = fmt.name if hasattr(fmt, "name") else str(fmt)
-    if name not in ("XYXY", "XYWH", "CXCYWH"):
-        raise ValueError(f"boxes in format {name} are not supported: the object-aware crop needs axis-aligned "
-                         "boxes (XYXY, XYWH or CXCYWH).")
-    xyxy = TF.convert_bounding_box_format(boxes, new_format=tv_tensors.BoundingBoxFormat.XYXY)
-    h, w = boxes.canvas_size
-    scale = torch.tensor([w, h, w, h], dtype=torch.float32)
-    return (xyxy.as_subclass(Tensor).reshape(-1, 4).float() / scale).clamp(0.0, 1.0)
 
 
 class PerImageObjectAwareCrop(T.RandomResizedCrop):
@@ -157,18 +134,16 @@ class PerImageObjectAwareCrop(T.RandomResizedCrop):
             raise ValueError(f"scale must satisfy 0 < min <= max <= 1 (relative to the box), got {scale!r}.")
         if not 0.0 < float(ratio[0]) <= float(ratio[1]):
             raise ValueError(f"ratio must satisfy 0 < min <= max, got {ratio!r}.")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
-            raise ValueError(f"alpha must be a float > 0, got {alpha!r}.")
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-            raise ValueError(f"attempts must be an int >= 1, got {attempts!r}.")
-        self.box_sampling = _box_sampling(box_sampling)
+        check_positive_float(alpha, "alpha")
+        check_int(attempts, "attempts", low=1)
+        self.box_sampling = check_box_sampling(box_sampling)
         self.center_suppressed = bool(center_suppressed)
         self.alpha = float(alpha)
         self.attempts = attempts
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        h, w = query_size(flat_inputs)
-        found = [_normalized_xyxy(x) for x in flat_inputs if isinstance(x, tv_tensors.BoundingBoxes)]
+        h, w = input_size(flat_inputs)
+        found = [normalized_xyxy(x) for x in flat_inputs if isinstance(x, tv_tensors.BoundingBoxes)]
         region = torch.tensor([_WHOLE])
         if found:
             boxes = torch.cat(found)[None]  # (1, K, 4)
@@ -184,122 +159,6 @@ class PerImageObjectAwareCrop(T.RandomResizedCrop):
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
-def _image_size(image: object, name: str = "image") -> tuple[int, int]:
-    if isinstance(image, PIL.Image.Image):
-        return image.height, image.width
-    if isinstance(image, Tensor):
-        if image.ndim != 3:
-            hint = (" This transform works on one image at a time (Lightly's pipeline); for a batch on the "
-                    "device use objaug.integrations.lightly.device_step.ObjectAwareStep."
-                    if image.ndim == 4 else "")
-            raise ValueError(f"{name} must be a PIL image or a (C, H, W) tensor, got shape "
-                             f"{tuple(image.shape)}.{hint}")
-        return int(image.shape[-2]), int(image.shape[-1])
-    raise TypeError(f"{name} must be a PIL image or a (C, H, W) tensor, got {type(image).__name__}. If the "
-                    "dataset yields (image, target) tuples, wrap it with objaug.integrations.lightly.dataset."
-                    "ObjectAwareDataset instead of calling the transform on the whole sample.")
-
-
-def _as_mask(mask: object, size: tuple[int, int]) -> Tensor:
-    if not isinstance(mask, Tensor):
-        raise TypeError(f"mask must be a tensor (1, H, W) / (H, W) or a tv_tensors.Mask, got "
-                        f"{type(mask).__name__}.")
-    m = mask.as_subclass(Tensor)
-    if m.ndim == 2:
-        m = m[None]
-    if m.ndim != 3 or tuple(m.shape[-2:]) != size:
-        raise ValueError(f"mask must have shape (1, H, W) (or (N, H, W) instance masks) with (H, W) = {size} "
-                         f"(the image's size), got {tuple(mask.shape)}. Resize the mask to the image first.")
-    if m.dtype == torch.bool:
-        m = m.float()
-    elif m.dtype == torch.uint8:
-        m = m.float() / (255.0 if bool(m.max() > 1) else 1.0)
-    elif m.is_floating_point():
-        m = m.float()
-        if not bool(((m >= 0) & (m <= 1)).all()):
-            raise ValueError("mask values must lie in [0, 1] (a soft object mask, e.g. a ContraCAM map).")
-    else:
-        m = (m > 0).float()
-    return m.amax(0, keepdim=True) if m.shape[0] > 1 else m
-
-
-def _as_boxes(boxes: object, valid: object, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-    if isinstance(boxes, tv_tensors.BoundingBoxes):
-        if tuple(boxes.canvas_size) != size:
-            raise ValueError(f"boxes.canvas_size is {tuple(boxes.canvas_size)} but the image is {size} (H, W); "
-                             "the boxes belong to another resolution.")
-        norm = _normalized_xyxy(boxes)
-    elif isinstance(boxes, Tensor):
-        if boxes.ndim != 2 or boxes.shape[-1] != 4:
-            hint = (" That looks like a batch (B, K, 4): here boxes are per image; for batches use "
-                    "ObjectAwareStep on the device." if boxes.ndim == 3 else
-                    " A single box needs shape (1, 4): boxes[None]." if boxes.ndim == 1 else "")
-            raise ValueError(f"boxes must have shape (K, 4) (normalised x1, y1, x2, y2 of one image), got "
-                             f"{tuple(boxes.shape)}.{hint}")
-        if not boxes.is_floating_point():
-            raise TypeError(f"boxes must be floating point, normalised to [0, 1], got {boxes.dtype}.")
-        norm = boxes.float()
-    else:
-        raise TypeError(f"boxes must be a (K, 4) tensor of normalised xyxy boxes, a tv_tensors.BoundingBoxes or "
-                        f"a mapping with 'boxes', got {type(boxes).__name__}.")
-    if valid is None:
-        ok = torch.ones(norm.shape[0], dtype=torch.bool)
-    else:
-        if not isinstance(valid, Tensor) or valid.dtype != torch.bool or tuple(valid.shape) != (norm.shape[0],):
-            raise ValueError(f"valid must be a bool tensor of shape (K,) = ({norm.shape[0]},), got "
-                             f"{getattr(valid, 'dtype', type(valid).__name__)} "
-                             f"{tuple(getattr(valid, 'shape', ()))}.")
-        ok = valid.cpu()
-    norm = norm.cpu()
-    if not isinstance(boxes, tv_tensors.BoundingBoxes) and norm.numel():
-        live = norm[ok]
-        if live.numel() and (bool(((live < 0) | (live > 1) | live.isnan()).any())):
-            raise ValueError("boxes must be normalised (x1, y1, x2, y2) in [0, 1]; got values outside. Divide "
-                             "pixel boxes by (W, H, W, H), or pass a tv_tensors.BoundingBoxes with its "
-                             "canvas_size.")
-        if live.numel() and bool(((live[:, 2] < live[:, 0]) | (live[:, 3] < live[:, 1])).any()):
-            raise ValueError("boxes must satisfy x1 <= x2 and y1 <= y2 (xyxy); convert with "
-                             "torchvision.ops.box_convert(boxes, in_fmt, 'xyxy').")
-    return norm, ok
-
-
-def parse_objects(
-    image: object, boxes: object = None, mask: object = None, valid: object = None
-) -> tuple[tuple[int, int], Tensor | None, Tensor | None, Tensor | None]:
-    """Check one image's objects and bring them to objaug's conventions.
-
-    Args:
-        image: PIL image or ``(C, H, W)`` tensor.
-        boxes: ``(K, 4)`` normalised xyxy tensor, ``tv_tensors.BoundingBoxes``, a mapping with
-            ``"boxes"`` (and optionally ``"masks"``/``"mask"``, ``"valid"``), or ``None``.
-        mask: ``(1, H, W)``/``(H, W)`` tensor or ``tv_tensors.Mask``, or ``None``.
-        valid: ``(K,)`` bool for tensor boxes, or ``None`` (all valid).
-
-    Returns:
-        ``((H, W), boxes (K, 4) float32 normalised or None, valid (K,) bool or None,
-        mask (1, H, W) float32 in [0, 1] or None)``, all on the CPU.
-    """
-    size = _image_size(image)
-    if isinstance(boxes, Mapping):
-        target = boxes
-        if "boxes" not in target and "masks" not in target and "mask" not in target:
-            raise ValueError(f"A mapping of objects needs a 'boxes' or 'masks' key, got keys {sorted(target)}.")
-        boxes = target.get("boxes")
-        if mask is None:
-            mask = target.get("masks", target.get("mask"))
-        if valid is None:
-            valid = target.get("valid")
-    norm: Tensor | None = None
-    ok: Tensor | None = None
-    if boxes is not None:
-        norm, ok = _as_boxes(boxes, valid, size)
-    elif valid is not None:
-        raise ValueError("valid was given without boxes; pass boxes=(K, 4) too.")
-    m = _as_mask(mask, size) if mask is not None else None
-    return size, norm, ok, m
-
-
-# ---------------------------------------------------------------------------------------------------- views
 def _to_tv_image(image: Any) -> Any:
     """PIL stays PIL; a plain tensor becomes a ``tv_tensors.Image`` (so a mask Image beside it is not
     mistaken for the image by torchvision's pure-tensor heuristic)."""
@@ -459,8 +318,8 @@ class ObjectAwareMultiViewTransform(MultiViewTransform):
                 "whole image."
             )
         MultiViewTransform.__init__(self, transforms)
-        self.p = _probability(p, "p")
-        self.box_sampling = _box_sampling(box_sampling)
+        self.p = check_probability(p, "p")
+        self.box_sampling = check_box_sampling(box_sampling)
         if not isinstance(return_masks, bool):
             raise TypeError(f"return_masks must be a bool, got {type(return_masks).__name__}.")
         self.return_masks = return_masks

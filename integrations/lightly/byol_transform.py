@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from lightly.transforms.byol_transform import BYOLTransform, BYOLView1Transform, BYOLView2Transform
-from lightly.transforms.utils import IMAGENET_NORMALIZE
 
 from ._object_aware import ObjectAwareMultiViewTransform, ObjectAwareViewMixin
+from ._signatures import view_init
 
 __all__ = ["ObjectAwareBYOLTransform", "ObjectAwareBYOLView1Transform", "ObjectAwareBYOLView2Transform"]
 
@@ -21,39 +21,7 @@ class ObjectAwareBYOLView1Transform(ObjectAwareViewMixin, BYOLView1Transform):
         :class:`~objaug.integrations.lightly.simclr_transform.ObjectAwareSimCLRViewTransform`).
     """
 
-    def __init__(
-        self,
-        input_size: int = 224,
-        cj_prob: float = 0.8,
-        cj_strength: float = 1.0,
-        cj_bright: float = 0.4,
-        cj_contrast: float = 0.4,
-        cj_sat: float = 0.2,
-        cj_hue: float = 0.1,
-        min_scale: float = 0.08,
-        random_gray_scale: float = 0.2,
-        gaussian_blur: float = 1.0,
-        solarization_prob: float = 0.0,
-        sigmas: tuple[float, float] = (0.1, 2),
-        vf_prob: float = 0.0,
-        hf_prob: float = 0.5,
-        rr_prob: float = 0.0,
-        rr_degrees: float | tuple[float, float] | None = None,
-        normalize: None | dict[str, list[float]] = IMAGENET_NORMALIZE,
-        *,
-        box_sampling: str = "uniform",
-        center_suppressed: bool = False,
-        alpha: float = 0.6,
-    ) -> None:
-        BYOLView1Transform.__init__(
-            self, input_size=input_size, cj_prob=cj_prob, cj_strength=cj_strength, cj_bright=cj_bright,
-            cj_contrast=cj_contrast, cj_sat=cj_sat, cj_hue=cj_hue, min_scale=min_scale,
-            random_gray_scale=random_gray_scale, gaussian_blur=gaussian_blur, solarization_prob=solarization_prob,
-            sigmas=sigmas, vf_prob=vf_prob, hf_prob=hf_prob, rr_prob=rr_prob, rr_degrees=rr_degrees,
-            normalize=normalize)
-        self._install_object_aware_crop(box_sampling=box_sampling, center_suppressed=center_suppressed,
-                                        alpha=alpha)
-
+    __init__ = view_init(BYOLView1Transform)
 
 class ObjectAwareBYOLView2Transform(ObjectAwareViewMixin, BYOLView2Transform):
     """Lightly's ``BYOLView2Transform`` (blur 0.1, solarisation 0.2) with the object-aware crop.
@@ -62,39 +30,7 @@ class ObjectAwareBYOLView2Transform(ObjectAwareViewMixin, BYOLView2Transform):
         ``box_sampling``, ``center_suppressed``, ``alpha``.
     """
 
-    def __init__(
-        self,
-        input_size: int = 224,
-        cj_prob: float = 0.8,
-        cj_strength: float = 1.0,
-        cj_bright: float = 0.4,
-        cj_contrast: float = 0.4,
-        cj_sat: float = 0.2,
-        cj_hue: float = 0.1,
-        min_scale: float = 0.08,
-        random_gray_scale: float = 0.2,
-        gaussian_blur: float = 0.1,
-        solarization_prob: float = 0.2,
-        sigmas: tuple[float, float] = (0.1, 2),
-        vf_prob: float = 0.0,
-        hf_prob: float = 0.5,
-        rr_prob: float = 0.0,
-        rr_degrees: float | tuple[float, float] | None = None,
-        normalize: None | dict[str, list[float]] = IMAGENET_NORMALIZE,
-        *,
-        box_sampling: str = "uniform",
-        center_suppressed: bool = False,
-        alpha: float = 0.6,
-    ) -> None:
-        BYOLView2Transform.__init__(
-            self, input_size=input_size, cj_prob=cj_prob, cj_strength=cj_strength, cj_bright=cj_bright,
-            cj_contrast=cj_contrast, cj_sat=cj_sat, cj_hue=cj_hue, min_scale=min_scale,
-            random_gray_scale=random_gray_scale, gaussian_blur=gaussian_blur, solarization_prob=solarization_prob,
-            sigmas=sigmas, vf_prob=vf_prob, hf_prob=hf_prob, rr_prob=rr_prob, rr_degrees=rr_degrees,
-            normalize=normalize)
-        self._install_object_aware_crop(box_sampling=box_sampling, center_suppressed=center_suppressed,
-                                        alpha=alpha)
-
+    __init__ = view_init(BYOLView2Transform)
 
 class ObjectAwareBYOLTransform(ObjectAwareMultiViewTransform, BYOLTransform):
     """Lightly's ``BYOLTransform`` with the object-aware crop (Mo et al., NeurIPS 2021).

@@ -10,6 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from objaug.engine import unpack_objects
+from objaug.validation import check_box_layout
+
 __all__ = ["ObjectAwareDataset", "unpack_objects"]
 
 
@@ -31,31 +34,6 @@ def _fit_mask(mask: Tensor, size: tuple[int, int] | None) -> Tensor:
     m = mask.float() if mask.dtype == torch.bool else mask.float() / 255.0 if mask.dtype == torch.uint8 else mask
     m = m.reshape(-1, 1, *m.shape[-2:])
     return F.interpolate(m.float(), size=size, mode="bilinear", align_corners=False).clamp_(0.0, 1.0)[:, 0]
-
-
-def unpack_objects(result: object, *, name: str = "store.get(index)") -> tuple[Any, Any, Any]:
-    """Read ``(boxes, valid, masks)`` from what an object store returned.
-
-    Accepts a tuple/list ``(boxes, valid)`` or ``(boxes, valid, masks)``, a mapping with keys ``boxes``,
-    ``valid`` and ``masks``/``mask``, or an object with those attributes (``masks`` may be missing or
-    ``None``).
-
-    Raises:
-        TypeError: none of these shapes.
-    """
-    if isinstance(result, (tuple, list)):
-        if len(result) == 2:
-            return result[0], result[1], None
-        if len(result) == 3:
-            return result[0], result[1], result[2]
-    elif isinstance(result, Mapping):
-        if "boxes" in result:
-            return result["boxes"], result.get("valid"), result.get("masks", result.get("mask"))
-    elif hasattr(result, "boxes"):
-        masks = getattr(result, "masks", getattr(result, "mask", None))
-        return result.boxes, getattr(result, "valid", None), masks  # type: ignore[attr-defined]
-    raise TypeError(f"{name} must return (boxes, valid[, masks]), a mapping or an object with boxes/valid/masks, "
-                    f"got {type(result).__name__}.")
 
 
 class ObjectAwareDataset(Dataset):
@@ -130,11 +108,7 @@ class ObjectAwareDataset(Dataset):
             raise TypeError(f"objects must have a get(index) method returning (boxes, valid, masks), got "
                             f"{type(objects).__name__}.")
         if boxes is not None:
-            if not isinstance(boxes, Tensor) or boxes.ndim != 3 or boxes.shape[-1] != 4:
-                raise ValueError(f"boxes must be a (N, K, 4) tensor of normalised xyxy boxes, got "
-                                 f"{getattr(boxes, 'shape', type(boxes).__name__)}.")
-            if not boxes.is_floating_point():
-                raise TypeError(f"boxes must be floating point in [0, 1], got {boxes.dtype}.")
+            boxes = check_box_layout(boxes, "boxes", rows="N")
             if boxes.shape[0] != n:
                 raise ValueError(f"boxes holds {boxes.shape[0]} images but the dataset has {n}.")
             if valid is None:

@@ -45,11 +45,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from objaug._checks import check_image_batch
-from objaug.augment.pipeline import IMAGENET_NORMALIZE, ObjectAwareAugment, ViewConfig
+from objaug.augment.pipeline import ObjectAwareAugment, ViewConfig
 from objaug.contracam import ContraCAM
-
-from .dataset import unpack_objects
+from objaug.engine import ObjectSource, boxes_from_maps, cam_maps, read_store, register_cam_normalization
+from objaug.validation import check_image_batch, check_indexes, check_int
 
 __all__ = ["ObjectAwareStep", "memory_bank_negatives"]
 
@@ -166,9 +165,7 @@ class ObjectAwareStep(nn.Module):
         self.mask_iters = mask_iters
         if store is not None and not callable(getattr(store, "get_batch", None)):
             raise TypeError(f"store must have a get_batch(indexes) method, got {type(store).__name__}.")
-        if isinstance(refresh_every, bool) or not isinstance(refresh_every, int) or refresh_every < 1:
-            raise ValueError(f"refresh_every must be an int >= 1 (the CAM runs on every N-th call), got "
-                             f"{refresh_every!r}.")
+        check_int(refresh_every, "refresh_every", low=1, why=" (the CAM runs on every N-th call)")
         if negatives is not None and not (isinstance(negatives, Tensor) or callable(negatives)):
             raise TypeError(f"negatives must be an (N, D) tensor or a callable returning one, got "
                             f"{type(negatives).__name__}.")
@@ -199,14 +196,9 @@ class ObjectAwareStep(nn.Module):
         object.__setattr__(self, "criterion", criterion)
         object.__setattr__(self, "negatives", negatives)
         object.__setattr__(self, "store", store)
-        norm = cam_normalize if cam_normalize is not None else IMAGENET_NORMALIZE
-        self.register_buffer("cam_mean", torch.tensor(norm["mean"], dtype=torch.float32).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer("cam_std", torch.tensor(norm["std"], dtype=torch.float32).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer("_cache_boxes", None, persistent=False)
-        self.register_buffer("_cache_valid", None, persistent=False)
-        self.calls = 0
+        register_cam_normalization(self, cam_normalize)
+        self.source = ObjectSource(every_n_steps=refresh_every)
+        self._refreshed = False
         self.last_boxes: tuple[Tensor, Tensor] | None = None
         self.last_params: list[dict[str, Tensor]] = []
 
@@ -216,8 +208,6 @@ class ObjectAwareStep(nn.Module):
     store: Any
     cam_mean: Tensor
     cam_std: Tensor
-    _cache_boxes: Tensor | None
-    _cache_valid: Tensor | None
 
     @classmethod
     def from_model(cls, module: nn.Module, views: Sequence[ViewConfig] | ObjectAwareAugment | None = None,
@@ -258,10 +248,14 @@ class ObjectAwareStep(nn.Module):
                   f"cam={type(self.cam).__name__}" if self.cam is not None else "boxes per call")
         return f"{source}, refresh_every={self.refresh_every}, num_samples={self.num_samples}"
 
+    @property
+    def calls(self) -> int:
+        """Number of calls so far (drives ``refresh_every``): the engine's ``batches_seen``."""
+        return self.source.batches_seen
+
     def reset_cache(self) -> None:
         """Forget the cached per-sample boxes (e.g. after loading other weights)."""
-        self._cache_boxes = None
-        self._cache_valid = None
+        self.source.release()
 
     # ------------------------------------------------------------------ sources of boxes
     def _negatives(self, device: torch.device) -> Tensor | None:
@@ -279,59 +273,25 @@ class ObjectAwareStep(nn.Module):
         """
         if self.cam is None:
             raise ValueError("No CAM: build ObjectAwareStep with model= (or cam=) to compute boxes online.")
-        x = images
-        if self.cam_size is not None:
-            size = (self.cam_size, self.cam_size) if isinstance(self.cam_size, int) else tuple(self.cam_size)
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-        x = (x - self.cam_mean.to(x)) / self.cam_std.to(x)
-        if return_steps:
-            return self.cam(x, negatives=self._negatives(images.device), return_steps=True)
-        return self.cam(x, negatives=self._negatives(images.device))
+        return cam_maps(self.cam, images, self.cam_mean, self.cam_std, size=self.cam_size,
+                        negatives=self._negatives(images.device), return_steps=return_steps)
 
     def _boxes_from_maps(self, maps: Tensor) -> tuple[Tensor, Tensor]:
-        from objaug.boxes import boxes_from_cam
-
-        return boxes_from_cam(maps.float(), **self.box_kwargs)
-
-    def _from_store(self, indexes: Tensor, device: torch.device) -> tuple[Tensor, Tensor, Tensor | None]:
-        boxes, valid, masks = unpack_objects(self.store.get_batch(indexes), name="store.get_batch(indexes)")
-        if masks is not None:
-            masks = masks.to(device, non_blocking=True)
-            if not masks.is_floating_point():
-                masks = masks.float()
-        if valid is None:
-            valid = torch.ones(boxes.shape[:2], dtype=torch.bool)
-        return boxes.to(device, non_blocking=True), valid.to(device, non_blocking=True), masks
-
-    def _check_indexes(self, indexes: object, batch: int, device: torch.device) -> Tensor:
-        if not isinstance(indexes, Tensor):
-            if isinstance(indexes, Sequence) and all(isinstance(i, int) for i in indexes):
-                indexes = torch.tensor(list(indexes), dtype=torch.long)
-            else:
-                raise TypeError(f"indexes must be a (B,) integer tensor of dataset indexes, got "
-                                f"{type(indexes).__name__}.")
-        assert isinstance(indexes, Tensor)
-        if indexes.shape != (batch,) or indexes.is_floating_point() or indexes.dtype == torch.bool:
-            raise ValueError(f"indexes must be a (B,) = ({batch},) integer tensor, got {indexes.dtype} "
-                             f"{tuple(indexes.shape)}.")
-        return indexes.to(device, dtype=torch.long, non_blocking=True)
+        return boxes_from_maps(maps, **self.box_kwargs)
 
     def _cached(self, images: Tensor, indexes: Tensor) -> tuple[Tensor, Tensor]:
         assert self.num_samples is not None
         if self.check_inputs and bool(((indexes < 0) | (indexes >= self.num_samples)).any()):
             raise ValueError(f"indexes must lie in [0, num_samples={self.num_samples}).")
-        refresh = (self.calls - 1) % self.refresh_every == 0
-        if refresh or self._cache_boxes is None:
+        if self.source.needs_cam():
             boxes, valid = self._boxes_from_maps(self.cam_maps(images))
-            if self._cache_boxes is None or self._cache_valid is None or \
-                    self._cache_boxes.shape[1] != boxes.shape[1] or self._cache_boxes.device != boxes.device:
-                self._cache_boxes = boxes.new_zeros(self.num_samples, boxes.shape[1], 4)
-                self._cache_valid = valid.new_zeros(self.num_samples, boxes.shape[1])
-            self._cache_boxes.index_copy_(0, indexes, boxes)
-            self._cache_valid.index_copy_(0, indexes, valid)
+            if self.source.cache is None or not self.source.cache.fits(boxes):
+                self.source.allocate(self.num_samples, boxes.shape[1], device=boxes.device, box_dtype=boxes.dtype)
+            self.source.remember(indexes, boxes, valid)
+            self._refreshed = True
             return boxes, valid
-        assert self._cache_valid is not None
-        return self._cache_boxes.index_select(0, indexes), self._cache_valid.index_select(0, indexes)
+        boxes, valid, _ = self.source.recall(indexes)
+        return boxes, valid
 
     # ------------------------------------------------------------------ call
     def forward(
@@ -362,10 +322,10 @@ class ObjectAwareStep(nn.Module):
         check_image_batch(images, "images", channels=3)
         b = images.shape[0]
         device = images.device
-        self.calls += 1
+        self._refreshed = False
         if self.cam_mean.device != device:
             self.to(device)
-        idx = None if indexes is None else self._check_indexes(indexes, b, device)
+        idx = None if indexes is None else check_indexes(indexes, b, device)
         need_masks = any(v.mixup for v in self.augment.views)
         with torch.no_grad():
             if boxes is None and masks is None:
@@ -374,7 +334,7 @@ class ObjectAwareStep(nn.Module):
                         raise ValueError("A store needs the batch's dataset indexes: call step(images, indexes=...) "
                                          "(ObjectAwareDataset(..., return_index=True) puts them in the batch).")
                     store_idx = indexes if isinstance(indexes, Tensor) else torch.tensor(list(indexes))
-                    boxes, valid, masks = self._from_store(store_idx.cpu(), device)
+                    boxes, valid, masks = read_store(self.store, store_idx, device)
                     if masks is not None and masks.shape[-2:] != images.shape[-2:]:
                         masks = F.interpolate(masks, size=images.shape[-2:], mode="bilinear",
                                               align_corners=False).clamp_(0.0, 1.0)
@@ -394,6 +354,7 @@ class ObjectAwareStep(nn.Module):
                         else:
                             maps = mask_maps = self.cam_maps(images)
                         boxes, valid = self._boxes_from_maps(maps)
+                        self._refreshed = True
                         if need_masks:
                             masks = mask_maps if mask_maps.shape[-2:] == images.shape[-2:] else F.interpolate(
                                 mask_maps, size=images.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
@@ -406,6 +367,7 @@ class ObjectAwareStep(nn.Module):
             if boxes is not None and valid is not None:
                 self.last_boxes = (boxes, valid)
             views, self.last_params = self.augment(images, boxes, valid, masks, return_params=True)
+        self.source.finish(cam=self._refreshed)
         return views
 
     def transform_batch(self, batch: Any, *, image_index: int = 0, index_position: int | None = None) -> Any:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from lightly.transforms.simclr_transform import SimCLRTransform, SimCLRViewTransform
-from lightly.transforms.utils import IMAGENET_NORMALIZE
 
 from ._object_aware import ObjectAwareMultiViewTransform, ObjectAwareViewMixin
+from ._signatures import multi_view_init, view_init
 
 __all__ = ["ObjectAwareSimCLRTransform", "ObjectAwareSimCLRViewTransform"]
 
@@ -36,37 +33,7 @@ class ObjectAwareSimCLRViewTransform(ObjectAwareViewMixin, SimCLRViewTransform):
         ``center_suppressed`` / ``alpha`` (ContrastiveCrop's Beta(alpha, alpha) crop placement).
     """
 
-    def __init__(
-        self,
-        input_size: int = 224,
-        cj_prob: float = 0.8,
-        cj_strength: float = 1.0,
-        cj_bright: float = 0.8,
-        cj_contrast: float = 0.8,
-        cj_sat: float = 0.8,
-        cj_hue: float = 0.2,
-        min_scale: float = 0.08,
-        random_gray_scale: float = 0.2,
-        gaussian_blur: float = 0.5,
-        sigmas: tuple[float, float] = (0.1, 2),
-        vf_prob: float = 0.0,
-        hf_prob: float = 0.5,
-        rr_prob: float = 0.0,
-        rr_degrees: float | tuple[float, float] | None = None,
-        normalize: None | dict[str, list[float]] = IMAGENET_NORMALIZE,
-        *,
-        box_sampling: str = "uniform",
-        center_suppressed: bool = False,
-        alpha: float = 0.6,
-    ) -> None:
-        SimCLRViewTransform.__init__(
-            self, input_size=input_size, cj_prob=cj_prob, cj_strength=cj_strength, cj_bright=cj_bright,
-            cj_contrast=cj_contrast, cj_sat=cj_sat, cj_hue=cj_hue, min_scale=min_scale,
-            random_gray_scale=random_gray_scale, gaussian_blur=gaussian_blur, sigmas=sigmas, vf_prob=vf_prob,
-            hf_prob=hf_prob, rr_prob=rr_prob, rr_degrees=rr_degrees, normalize=normalize)
-        self._install_object_aware_crop(box_sampling=box_sampling, center_suppressed=center_suppressed,
-                                        alpha=alpha)
-
+    __init__ = view_init(SimCLRViewTransform)
 
 class ObjectAwareSimCLRTransform(ObjectAwareMultiViewTransform, SimCLRTransform):
     """Lightly's ``SimCLRTransform`` with the object-aware crop (Mo et al., NeurIPS 2021).
@@ -100,37 +67,4 @@ class ObjectAwareSimCLRTransform(ObjectAwareMultiViewTransform, SimCLRTransform)
         center_suppressed, alpha: ContrastiveCrop's crop placement inside the box.
     """
 
-    def __init__(
-        self,
-        input_size: int = 224,
-        cj_prob: float = 0.8,
-        cj_strength: float = 1.0,
-        cj_bright: float = 0.8,
-        cj_contrast: float = 0.8,
-        cj_sat: float = 0.8,
-        cj_hue: float = 0.2,
-        min_scale: float = 0.08,
-        random_gray_scale: float = 0.2,
-        gaussian_blur: float = 0.5,
-        sigmas: tuple[float, float] = (0.1, 2),
-        vf_prob: float = 0.0,
-        hf_prob: float = 0.5,
-        rr_prob: float = 0.0,
-        rr_degrees: float | tuple[float, float] | None = None,
-        normalize: None | dict[str, list[float]] = IMAGENET_NORMALIZE,
-        *,
-        p: float = 1.0,
-        box_sampling: str = "uniform",
-        return_masks: bool = False,
-        box_kwargs: Mapping[str, Any] | None = None,
-        center_suppressed: bool = False,
-        alpha: float = 0.6,
-    ) -> None:
-        view = ObjectAwareSimCLRViewTransform(
-            input_size=input_size, cj_prob=cj_prob, cj_strength=cj_strength, cj_bright=cj_bright,
-            cj_contrast=cj_contrast, cj_sat=cj_sat, cj_hue=cj_hue, min_scale=min_scale,
-            random_gray_scale=random_gray_scale, gaussian_blur=gaussian_blur, sigmas=sigmas, vf_prob=vf_prob,
-            hf_prob=hf_prob, rr_prob=rr_prob, rr_degrees=rr_degrees, normalize=normalize,
-            box_sampling=box_sampling, center_suppressed=center_suppressed, alpha=alpha)
-        ObjectAwareMultiViewTransform.__init__(self, [view, view], p=p, box_sampling=box_sampling,
-                                               return_masks=return_masks, box_kwargs=box_kwargs)
+    __init__ = multi_view_init(SimCLRTransform, ObjectAwareSimCLRViewTransform)

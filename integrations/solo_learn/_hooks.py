@@ -1,13 +1,14 @@
 """The callback's logic, shared by the ``lightning`` and ``pytorch_lightning`` callback classes.
 
-Imports neither Lightning package (the two thin classes in :mod:`.callback` and :mod:`.pl_callback` add
-the right ``Callback`` base) and nothing heavy at import time: the tensor code of :mod:`.views` is
-imported in ``setup`` only when an enabled ``objaug`` block is found.
+Imports neither Lightning package (:func:`callback_class` builds the callback class on the right
+``Callback`` base, for :mod:`.callback` and :mod:`.pl_callback`) and nothing heavy at import time: the
+tensor code of :mod:`.views` is imported in ``setup`` only when an enabled ``objaug`` block is found.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import warnings
 from collections.abc import Callable, Mapping
@@ -190,7 +191,7 @@ class ObjectAwareHooks:
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self.engine is not None:
-            self.engine.cache_boxes = self.engine.cache_valid = self.engine.cache_masks = None
+            self.engine.release_cache()
 
     # ------------------------------------------------------------------ per batch
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
@@ -205,14 +206,8 @@ class ObjectAwareHooks:
         if not isinstance(indexes, Tensor):
             raise TypeError(f"objaug expects the first item of the batch to be the dataset indexes (a tensor), "
                             f"got {type(indexes).__name__}.")
-        device = views[config.views[0]].device
-        boxes: Tensor | None = None
-        valid: Tensor | None = None
-        masks: Tensor | None = None
-        cam = False
-        if config.source == "store":
-            boxes, valid, masks = engine.store_lookup(indexes, device)
-        elif engine.cam_due():
+
+        def compute() -> tuple[Tensor, Tensor, Tensor]:
             backbone, projector, _ = pick_cam_model(pl_module, config.online.model)
             view = config.online.view if config.online.view is not None else config.views[0]
             world = int(getattr(trainer, "world_size", 1) or 1)
@@ -227,18 +222,14 @@ class ObjectAwareHooks:
                 )
             plugin = getattr(trainer, "precision_plugin", None)
             context = getattr(plugin, "forward_context", None) or contextlib.nullcontext
-            maps, boxes, valid = engine.compute_cam(
-                backbone, projector, views[view], context=context, channels_last=_uses_channels_last(backbone),
-                gather=gather, rank=int(getattr(trainer, "global_rank", 0) or 0))
-            masks = maps if config.mixup.enabled else None
-            cam = True
-            if engine.uses_cache:
-                self._cache_update(trainer, indexes, boxes, valid, masks)
-        elif engine.uses_cache:
-            boxes, valid, masks = engine.cache_read(indexes)
-        engine.recrop(views, boxes, valid, masks)
-        engine.last_info["cam"] = cam
-        engine.batches_seen += 1
+            return engine.compute_cam(backbone, projector, views[view], context=context,
+                                      channels_last=_uses_channels_last(backbone), gather=gather,
+                                      rank=int(getattr(trainer, "global_rank", 0) or 0))
+
+        def remember(idx: Tensor, boxes: Tensor, valid: Tensor, masks: Tensor | None) -> None:
+            self._cache_update(trainer, idx, boxes, valid, masks)
+
+        engine.step(views, indexes, compute=compute, remember=remember)
 
     def _cache_update(self, trainer: Any, indexes: Tensor, boxes: Tensor, valid: Tensor,
                       masks: Tensor | None) -> None:
@@ -249,12 +240,39 @@ class ObjectAwareHooks:
         if world <= 1:
             engine.cache_write(indexes, boxes, valid, masks)
             return
-        if masks is not None and engine.cache_masks is not None:
-            s = engine.cache_masks.shape[-1]
-            masks = torch.nn.functional.interpolate(masks.float(), size=(s, s), mode="area")
+        if masks is not None and engine.source.cache is not None and engine.source.cache.masks is not None:
+            masks = engine.source.cache.small_masks(masks)
         gather = trainer.strategy.all_gather
         idx_all = gather(indexes.long()).reshape(-1)
         boxes_all = gather(boxes.float()).reshape(-1, *boxes.shape[1:])
         valid_all = gather(valid.float()).reshape(-1, *valid.shape[1:]) > 0.5
         masks_all = None if masks is None else gather(masks.float()).reshape(-1, *masks.shape[1:])
         engine.cache_write(idx_all, boxes_all, valid_all, masks_all)
+
+
+_CLASSES: dict[str, type] = {}
+
+
+def callback_class(package: str) -> type:
+    """The objaug solo-learn callback as a subclass of ``<package>.callbacks.Callback``.
+
+    Args:
+        package: ``"lightning.pytorch"`` or ``"pytorch_lightning"`` (imported here, on first use).
+
+    Returns:
+        ``ObjectAwareCallback(config=None, *, store=None, from_entry_point=False)``, one class per package
+        (cached: ``isinstance`` checks stay stable).
+    """
+    if package not in _CLASSES:
+        base = importlib.import_module(package + ".callbacks").Callback
+
+        def __init__(self: Any, config: Mapping[str, Any] | ObjaugConfig | None = None, *,
+                     store: BoxStore | None = None, from_entry_point: bool = False) -> None:
+            base.__init__(self)
+            ObjectAwareHooks.__init__(self, config, store=store, from_entry_point=from_entry_point)
+
+        _CLASSES[package] = type("ObjectAwareCallback", (ObjectAwareHooks, base), {
+            "__init__": __init__, "__doc__": ObjectAwareHooks.__doc__,
+            "__module__": "objaug.integrations.solo_learn.callback" if package == "lightning.pytorch"
+            else "objaug.integrations.solo_learn.pl_callback"})
+    return _CLASSES[package]

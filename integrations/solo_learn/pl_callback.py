@@ -1,41 +1,18 @@
-"""The objaug callback for solo-learn, as a ``pytorch_lightning`` callback, and its entry-point factory.
-
-``pyproject.toml`` registers :func:`callbacks_factory` in the ``pytorch_lightning.callbacks_factory``
-entry-point group, so every ``pytorch_lightning.Trainer`` gets one :class:`ObjectAwareCallback`; it stays
-inert unless the module's ``cfg.objaug.enabled`` is true.
-Importing this module imports pytorch_lightning and objaug's small config module only.
-"""
+"""The objaug solo-learn callback as a ``pytorch_lightning`` callback (see :mod:`.callback`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pytorch_lightning.callbacks import Callback
-
-from ._hooks import ObjectAwareHooks
-from .config import ObjaugConfig
-
-if TYPE_CHECKING:
-    from .views import BoxStore
+from ._hooks import callback_class
 
 __all__ = ["ObjectAwareCallback", "callbacks_factory"]
 
-
-class ObjectAwareCallback(ObjectAwareHooks, Callback):
-    __doc__ = ObjectAwareHooks.__doc__
-
-    def __init__(
-        self,
-        config: Mapping[str, Any] | ObjaugConfig | None = None,
-        *,
-        store: BoxStore | None = None,
-        from_entry_point: bool = False,
-    ) -> None:
-        Callback.__init__(self)
-        ObjectAwareHooks.__init__(self, config, store=store, from_entry_point=from_entry_point)
+#: the callback class on ``pytorch_lightning.callbacks.Callback``.
+ObjectAwareCallback = callback_class("pytorch_lightning")
 
 
-def callbacks_factory() -> list[Callback]:
+def callbacks_factory() -> list[Any]:
     """Entry point of ``pytorch_lightning.callbacks_factory``: one inert-until-configured callback."""
     return [ObjectAwareCallback(from_entry_point=True)]
+

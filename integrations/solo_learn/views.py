@@ -35,9 +35,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from objaug.augment.mixup import BackgroundMixup
-from objaug.boxes import boxes_from_cam
 from objaug.contracam import ContraCAM
-from objaug.functional.crop import crop_and_resize, full_image_boxes, sample_box_index, sample_resized_crop_boxes
+from objaug.engine import ObjectSource, boxes_from_maps, choose_regions, crop_view, read_store
 from objaug.split import preserve_model_state
 
 from .config import ObjaugConfig, ObjaugConfigError
@@ -119,23 +118,20 @@ def views_of(batch: Any) -> list[Tensor]:
     return views
 
 
-def _as_float_masks(masks: Tensor) -> Tensor:
-    if masks.dtype == torch.uint8:
-        return masks.float() / 255.0
-    if masks.dtype == torch.bool or not masks.is_floating_point():
-        return masks.float()
-    return masks.float()
-
-
 class SoloObjectAware(nn.Module):
     """Object-aware re-cropping and background mixup of solo-learn views, on the device.
+
+    Glue over :mod:`objaug.engine`: the box source's state (counters, refresh schedule, per-index cache)
+    is an :class:`objaug.engine.ObjectSource`, the store read is :func:`objaug.engine.read_store`, the
+    per-view crop is :func:`objaug.engine.crop_view`.
 
     Args:
         config: the validated ``objaug`` block.
         store: the object store for ``source: store`` (anything with ``get_batch``).
 
     Attributes:
-        last_info: after each :meth:`apply`, a dict of tensors about the batch (``"object"``: (B,) bool,
+        source: the :class:`~objaug.engine.ObjectSource` (``batches_seen``, ``refreshes``, ``last_info``).
+        last_info: after each batch, a dict of tensors about the batch (``"object"``: (B,) bool,
             images cropped inside a box; ``"regions"``: (B, 4); ``"crop_boxes"``/``"flip"``: per view;
             ``"mixed"``: per mixup view (B,) bool; ``"cam"``: True if a CAM was computed).
     """
@@ -150,19 +146,34 @@ class SoloObjectAware(nn.Module):
             for v in mix.views:
                 self.mixers[str(v)] = BackgroundMixup(p=mix.p, threshold=mix.threshold, queue_size=mix.queue_size,
                                                       source=mix.source, check_inputs=False)  # type: ignore[arg-type]
-        self.batches_seen = 0
-        self.cache_boxes: Tensor | None = None
-        self.cache_valid: Tensor | None = None
-        self.cache_masks: Tensor | None = None
+        self.source = ObjectSource(every_n_steps=config.online.every_n_steps, start_step=config.online.start_step)
         self._index_checked = False
-        self.last_info: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ read-only views of the state
+    @property
+    def batches_seen(self) -> int:
+        return self.source.batches_seen
+
+    @property
+    def last_info(self) -> dict[str, Any]:
+        return self.source.last_info
+
+    @property
+    def cache_boxes(self) -> Tensor | None:
+        return None if self.source.cache is None else self.source.cache.boxes
+
+    @property
+    def cache_valid(self) -> Tensor | None:
+        return None if self.source.cache is None else self.source.cache.valid
+
+    @property
+    def cache_masks(self) -> Tensor | None:
+        return None if self.source.cache is None else self.source.cache.masks
 
     # ------------------------------------------------------------------ sources
     def cam_due(self) -> bool:
         """Whether the current batch gets a fresh CAM (``source: online``)."""
-        o = self.config.online
-        s = self.batches_seen - o.start_step
-        return s >= 0 and s % o.every_n_steps == 0
+        return self.source.cam_due()
 
     @property
     def uses_cache(self) -> bool:
@@ -171,12 +182,13 @@ class SoloObjectAware(nn.Module):
 
     def allocate_cache(self, size: int, device: torch.device) -> None:
         """Create the per-index cache: boxes (float16), valid (bool) and, with mixup, masks (uint8)."""
-        k = self.config.boxes.max_boxes
-        self.cache_boxes = torch.zeros(size, k, 4, dtype=torch.float16, device=device)
-        self.cache_valid = torch.zeros(size, k, dtype=torch.bool, device=device)
-        if self.config.mixup.enabled:
-            s = self.config.online.cache_mask_size
-            self.cache_masks = torch.zeros(size, 1, s, s, dtype=torch.uint8, device=device)
+        mask_size = self.config.online.cache_mask_size if self.config.mixup.enabled else None
+        self.source.allocate(size, self.config.boxes.max_boxes, device=device, box_dtype=torch.float16,
+                             mask_size=mask_size)
+
+    def release_cache(self) -> None:
+        """Drop the per-index cache (end of training)."""
+        self.source.release()
 
     def _check_indexes(self, indexes: Tensor, size: int) -> None:
         if self._index_checked:
@@ -191,47 +203,21 @@ class SoloObjectAware(nn.Module):
         self._index_checked = True
 
     def cache_write(self, indexes: Tensor, boxes: Tensor, valid: Tensor, masks: Tensor | None) -> None:
-        assert self.cache_boxes is not None and self.cache_valid is not None
-        self._check_indexes(indexes, self.cache_boxes.shape[0])
-        idx = indexes.long()
-        self.cache_boxes[idx] = boxes.to(self.cache_boxes.dtype)
-        self.cache_valid[idx] = valid
-        if self.cache_masks is not None and masks is not None:
-            s = self.cache_masks.shape[-1]
-            small = F.interpolate(masks.float(), size=(s, s), mode="area") if masks.shape[-1] != s or \
-                masks.shape[-2] != s else masks.float()
-            self.cache_masks[idx] = (small.clamp(0, 1) * 255).round().to(torch.uint8)
+        assert self.source.cache is not None
+        self._check_indexes(indexes, len(self.source.cache))
+        self.source.remember(indexes, boxes, valid, masks)
 
     def cache_read(self, indexes: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        assert self.cache_boxes is not None and self.cache_valid is not None
-        self._check_indexes(indexes, self.cache_boxes.shape[0])
-        idx = indexes.long()
-        masks = None if self.cache_masks is None else self.cache_masks[idx].float() / 255.0
-        return self.cache_boxes[idx].float(), self.cache_valid[idx], masks
+        assert self.source.cache is not None
+        self._check_indexes(indexes, len(self.source.cache))
+        return self.source.recall(indexes)
 
     def store_lookup(self, indexes: Tensor, device: torch.device) -> tuple[Tensor, Tensor, Tensor | None]:
         """Boxes, valid and masks of the batch from the store, moved to ``device``."""
         if self.store is None:
             raise RuntimeError("objaug.source is 'store' but no store was opened.")
-        out = self.store.get_batch(indexes.detach().to("cpu"))
-        if not isinstance(out, tuple | list) or len(out) != 3:
-            raise TypeError(f"{type(self.store).__name__}.get_batch must return (boxes, valid, masks), got "
-                            f"{type(out).__name__}.")
-        boxes, valid, masks = out
-        b = indexes.shape[0]
-        if not isinstance(boxes, Tensor) or boxes.ndim != 3 or boxes.shape[0] != b or boxes.shape[-1] != 4:
-            raise ValueError(f"the store's boxes must be a (B={b}, K, 4) tensor, got "
-                             f"{getattr(boxes, 'shape', type(boxes).__name__)}.")
-        if not isinstance(valid, Tensor) or tuple(valid.shape) != tuple(boxes.shape[:2]):
-            raise ValueError(f"the store's valid must be a (B, K) = {tuple(boxes.shape[:2])} tensor.")
-        boxes = boxes.to(device, torch.float32, non_blocking=True)
-        valid = valid.to(device, non_blocking=True).bool()
-        if masks is not None:
-            if not isinstance(masks, Tensor) or masks.ndim != 4 or masks.shape[:2] != (b, 1):
-                raise ValueError(f"the store's masks must be a (B={b}, 1, h, w) tensor or None, got "
-                                 f"{getattr(masks, 'shape', type(masks).__name__)}.")
-            masks = _as_float_masks(masks.to(device, non_blocking=True))
-        elif self.config.mixup.enabled:
+        boxes, valid, masks = read_store(self.store, indexes, device)
+        if masks is None and self.config.mixup.enabled:
             raise ValueError(f"objaug.mixup.enabled needs masks, but {type(self.store).__name__}.get_batch returned "
                              "masks=None. Build the store with masks, or set objaug.mixup.enabled: false.")
         return boxes, valid, masks
@@ -282,55 +268,72 @@ class SoloObjectAware(nn.Module):
                     negatives = everyone[keep].reshape(-1, everyone.shape[-1]).to(z.dtype)
             maps = cam(x, negatives)
         maps = maps.float()
-        h, w = maps.shape[-2:]
-        small = maps
-        if max(h, w) > bx.map_size:
-            small = F.interpolate(maps, size=(bx.map_size, bx.map_size), mode="area")
-        boxes, valid = boxes_from_cam(small, threshold=bx.threshold, min_area=bx.min_area, margin=bx.margin,
-                                      max_boxes=bx.max_boxes)
+        boxes, valid = boxes_from_maps(maps, map_size=bx.map_size, threshold=bx.threshold, min_area=bx.min_area,
+                                       margin=bx.margin, max_boxes=bx.max_boxes)
         return maps, boxes, valid
 
     # ------------------------------------------------------------------ augmentation
     @torch.no_grad()
     def recrop(self, views: list[Tensor], boxes: Tensor | None, valid: Tensor | None,
-               masks: Tensor | None) -> None:
+               masks: Tensor | None) -> dict[str, Any]:
         """Re-crop ``views[v]`` for v in ``config.views`` in place (list items replaced), then mix.
 
         Args:
             views: solo-learn's list X (modified in place).
             boxes, valid: (B, K, 4) normalised xyxy and (B, K) bool, or None (whole-frame crops only).
             masks: (B, 1, h, w) soft masks of the full frame in [0, 1] (any h, w), or None (no mixup).
+
+        Returns:
+            The batch's info (see ``last_info``).
         """
         c = self.config.crop
         first = views[self.config.views[0]]
         b, device = first.shape[0], first.device
-        whole = full_image_boxes(b, device=device)
-        info: dict[str, Any] = {"crop_boxes": {}, "flip": {}, "mixed": {}}
-        if boxes is not None and valid is not None and boxes.shape[1] > 0:
-            index, has_box = sample_box_index(boxes, valid, mode=c.box_sampling)
-            use = has_box & (torch.rand(b, device=device) < c.p)
-            chosen = boxes.gather(1, index.clamp_min(0).view(b, 1, 1).expand(b, 1, 4)).squeeze(1).float()
-            regions = torch.where(use[:, None], chosen, whole)
-        else:
-            use = torch.zeros(b, dtype=torch.bool, device=device)
-            regions = whole
-        info["object"], info["regions"] = use, regions
+        regions, use = choose_regions(boxes, valid, b, device, p=c.p, mode=c.box_sampling)
+        info: dict[str, Any] = {"crop_boxes": {}, "flip": {}, "mixed": {}, "object": use, "regions": regions}
         for v in self.config.views:
             x = views[v]
             if x.shape[0] != b:
                 raise ValueError(f"objaug: view {v} has batch size {x.shape[0]}, view {self.config.views[0]} has {b}.")
-            size = (int(x.shape[-2]), int(x.shape[-1]))
-            crop_boxes, _ = sample_resized_crop_boxes(regions, size, scale=c.scale, ratio=c.ratio,
-                                                      attempts=c.attempts, center_suppressed=c.center_suppressed,
-                                                      alpha=c.alpha)
-            flip = torch.rand(b, device=device) < c.flip_prob
-            out = crop_and_resize(x, crop_boxes, size, antialias=c.antialias, flip=flip)
             key = str(v)
-            if key in self.mixers and masks is not None:
-                m = crop_and_resize(masks.to(device=device, dtype=torch.float32), crop_boxes, size,
-                                    antialias=c.antialias, flip=flip).clamp_(0.0, 1.0)
-                out, mixed = self.mixers[key](out, m.to(out.dtype))
+            mix = key in self.mixers and masks is not None
+            cut = crop_view(x, regions, (int(x.shape[-2]), int(x.shape[-1])), scale=c.scale, ratio=c.ratio,
+                            flip_prob=c.flip_prob, attempts=c.attempts, center_suppressed=c.center_suppressed,
+                            alpha=c.alpha, antialias=c.antialias,
+                            masks=masks.to(device=device, dtype=torch.float32) if mix and masks is not None else None)
+            out = cut.image
+            if mix and cut.masks is not None:
+                out, mixed = self.mixers[key](out, cut.masks.clamp_(0.0, 1.0).to(out.dtype))
                 info["mixed"][v] = mixed
             views[v] = out
-            info["crop_boxes"][v], info["flip"][v] = crop_boxes, flip
-        self.last_info = info
+            info["crop_boxes"][v], info["flip"][v] = cut.crop_boxes, cut.flip
+        return info
+
+    def step(self, views: list[Tensor], indexes: Tensor, *,
+             compute: Callable[[], tuple[Tensor, Tensor, Tensor]] | None = None,
+             remember: Callable[[Tensor, Tensor, Tensor, Tensor | None], None] | None = None) -> None:
+        """One training batch: the objects from the store, a fresh CAM or the cache, then :meth:`recrop`.
+
+        Args:
+            views: solo-learn's list X (modified in place).
+            indexes: (B,) dataset indexes of the batch.
+            compute: on a CAM batch, returns ``(maps, boxes, valid)`` (see :meth:`compute_cam`).
+            remember: writes a CAM batch's objects to the cache (default :meth:`cache_write`; the DDP
+                callback all-gathers first).
+        """
+        boxes: Tensor | None = None
+        valid: Tensor | None = None
+        masks: Tensor | None = None
+        cam = False
+        if self.config.source == "store":
+            boxes, valid, masks = self.store_lookup(indexes, views[self.config.views[0]].device)
+        elif self.cam_due():
+            assert compute is not None
+            maps, boxes, valid = compute()
+            masks = maps if self.config.mixup.enabled else None
+            cam = True
+            if self.uses_cache:
+                (remember or self.cache_write)(indexes, boxes, valid, masks)
+        elif self.uses_cache:
+            boxes, valid, masks = self.cache_read(indexes)
+        self.source.finish(self.recrop(views, boxes, valid, masks), cam=cam)

@@ -3,7 +3,7 @@
 from objaug.augment.crop import ObjectAwareRandomResizedCrop
 from objaug.augment.mixup import BackgroundMixup
 from objaug.augment.pipeline import IMAGENET_NORMALIZE, ObjectAwareAugment, ViewConfig
-from objaug.augment.presets import byol_views, moco_v2_views, simclr_views
+from objaug.augment.views import byol_views, moco_v2_views, simclr_views
 
 __all__ = [
     "IMAGENET_NORMALIZE",

@@ -12,23 +12,17 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from objaug._checks import (
+from objaug.functional._mixup_fast import Workspace, check_source, mixup_kernel, needs_grad, uses_compact_path
+from objaug.functional.mixup import MixupSource
+from objaug.masks import otsu_thresholds
+from objaug.validation import (
     check_image_batch,
     check_mask_batch,
     check_range,
     check_same_batch,
     check_same_device,
+    check_threshold,
 )
-from objaug.functional.mixup import (
-    MixupSource,
-    _check_source,
-    _check_threshold,
-    _compacts,
-    _mixup,
-    _needs_grad,
-    _Workspace,
-)
-from objaug.masks import otsu_thresholds
 
 __all__ = ["BackgroundMixup"]
 
@@ -140,14 +134,14 @@ class BackgroundMixup(nn.Module):
         if not isinstance(check_inputs, bool):
             raise TypeError(f"check_inputs must be a bool, got {type(check_inputs).__name__}.")
         self.p = float(p)
-        self.threshold: float | Literal["otsu"] = "otsu" if threshold == "otsu" else _check_threshold(threshold)
+        self.threshold: float | Literal["otsu"] = "otsu" if threshold == "otsu" else check_threshold(threshold)
         self.queue_size = queue_size
-        self.source: MixupSource = _check_source(source)
+        self.source: MixupSource = check_source(source)
         if not isinstance(inplace, bool):
             raise TypeError(f"inplace must be a bool, got {type(inplace).__name__}.")
         self.check_inputs = check_inputs
         self.inplace = inplace
-        self._ws: _Workspace | None = None
+        self._ws: Workspace | None = None
         self.register_buffer("_queue", None, persistent=False)
         self.register_buffer("_queue_pushed", torch.zeros((), dtype=torch.int64), persistent=False)
         self._params: dict[str, Tensor] | None = None
@@ -203,7 +197,7 @@ class BackgroundMixup(nn.Module):
             )
         return queue
 
-    def _workspace(self, images: Tensor) -> _Workspace:
+    def _workspace(self, images: Tensor) -> Workspace:
         """The reusable [queue; backgrounds] storage and scratch rows for a batch like ``images``.
 
         Re-created (copying the queue into it) when the batch is larger than before, or when the queue
@@ -213,7 +207,7 @@ class BackgroundMixup(nn.Module):
         assert queue is not None
         q, b = queue.shape[0], images.shape[0]
         ws = self._ws
-        compacts = _compacts(images)
+        compacts = uses_compact_path(images)
         scratch = 2 * b if compacts else b  # the compacting path keeps two sets of rows
         if (ws is None or ws.storage.shape[0] < q + b or ws.scratch.shape[0] < scratch
                 or ws.maps.shape[0] < (scratch if compacts else 0)
@@ -226,7 +220,7 @@ class BackgroundMixup(nn.Module):
             self._queue = storage[:q]
             h, w = images.shape[2:]
             maps = storage.new_empty((max(scratch, rows) if compacts else 0, 1, h, w))
-            ws = _Workspace(storage, q, storage.new_empty((max(scratch, rows), *images.shape[1:])), maps)
+            ws = Workspace(storage, q, storage.new_empty((max(scratch, rows), *images.shape[1:])), maps)
             self._ws = ws
         return ws
 
@@ -251,7 +245,7 @@ class BackgroundMixup(nn.Module):
         self._queue_pushed.add_(k)
 
     @torch.no_grad()
-    def _push(self, backgrounds: Tensor, built: Tensor, ws: _Workspace | None) -> None:
+    def _push(self, backgrounds: Tensor, built: Tensor, ws: Workspace | None) -> None:
         """Push the backgrounds of the ``built`` images, in batch order, into the FIFO ring buffer.
 
         No host sync, and only the at most ``min(B, Q)`` slots that can change are touched:
@@ -390,11 +384,11 @@ class BackgroundMixup(nn.Module):
         cap = queue.shape[0]
         n = self._queue_pushed.clamp_max(cap)
         slot = (self._queue_pushed - n + params["queue_idx"] % n.clamp_min(1)) % max(cap, 1)
-        grad = _needs_grad(images, masks)
+        grad = needs_grad(images, masks)
         ws = None if grad else self._workspace(images)
         current = self._queue if cap > 0 else None  # the workspace may have moved the queue
         threshold = otsu_thresholds(masks) if self.threshold == "otsu" else self.threshold
-        out, backgrounds, ranks = _mixup(images, masks, params["apply"], params["perm"], threshold,
+        out, backgrounds, ranks = mixup_kernel(images, masks, params["apply"], params["perm"], threshold,
                                          self.source, current, slot, n, workspace=ws,
                                          inplace=self.inplace and not grad)
         if ranks is not None:

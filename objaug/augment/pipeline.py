@@ -7,128 +7,32 @@ batched pass over full frames on the training device, with the object-aware crop
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 
 import kornia.augmentation as K
 import torch
 from torch import Tensor, nn
 
-from objaug._checks import (
+from objaug.augment.views import ViewConfig, simclr_views
+from objaug.constants import IMAGENET_NORMALIZE
+from objaug.engine import crop_view, register_cam_normalization
+from objaug.functional.crop import full_image_boxes, sample_regions
+from objaug.validation import (
+    check_box_sampling,
     check_box_values,
     check_boxes,
     check_image_batch,
+    check_int,
     check_mask_batch,
+    check_positive_float,
+    check_probability,
     check_range,
     check_same_device,
-)
-from objaug.augment.crop import _check_pair, _check_prob, _check_size
-from objaug.functional.crop import (
-    crop_and_resize,
-    full_image_boxes,
-    sample_regions,
-    sample_resized_crop_boxes,
 )
 
 __all__ = ["IMAGENET_NORMALIZE", "ObjectAwareAugment", "ViewConfig"]
 
-#: ImageNet statistics, as ``lightly.transforms.utils.IMAGENET_NORMALIZE``.
-IMAGENET_NORMALIZE: dict[str, tuple[float, float, float]] = {
-    "mean": (0.485, 0.456, 0.406),
-    "std": (0.229, 0.224, 0.225),
-}
-
-
-@dataclass(frozen=True)
-class ViewConfig:
-    """Augmentation settings of one view, with lightly's parameter names and SimCLR's defaults.
-
-    The defaults are those of ``lightly.transforms.SimCLRViewTransform`` (lightly 1.6); see
-    :mod:`objaug.augment.presets` for the MoCo v2 and BYOL views. Order of operations, as lightly:
-    random resized crop (object-aware), horizontal flip, colour jitter (applied with ``cj_prob``),
-    random grayscale, Gaussian blur, solarisation, normalisation, then background mixup if ``mixup``.
-
-    Attributes:
-        input_size: output size (int or (height, width)).
-        min_scale: minimum crop area fraction (of the chosen box, or of the image).
-        max_scale: maximum crop area fraction (lightly: always 1.0).
-        ratio: crop width / height range (torchvision's default).
-        cj_prob: probability of applying colour jitter.
-        cj_strength: multiplies the four jitter strengths.
-        cj_bright, cj_contrast, cj_sat, cj_hue: jitter strengths (torchvision ``ColorJitter`` semantics).
-        random_gray_scale: probability of converting to grayscale (3 channels kept).
-        gaussian_blur: probability of a Gaussian blur.
-        sigmas: (min, max) of the uniformly drawn blur sigma, in output pixels.
-        kernel_size: blur kernel size; ``None`` = ``2 * ceil(3 * sigmas[1]) + 1`` (13 for sigma 2), which
-            covers +-3 sigma as PIL's ``GaussianBlur`` (lightly's) effectively does.
-        solarization_prob: probability of solarising (pixels >= 0.5 become 1 - value).
-        hf_prob: probability of a horizontal flip.
-        normalize: ``{"mean": ..., "std": ...}`` or ``None`` for no normalisation.
-        mixup: apply background mixup to this view (after normalisation, as the reference code;
-            needs soft masks).
-        object_crop: crop inside the image's chosen box; ``False`` gives a plain whole-image crop
-            for this view (e.g. a global view).
-    """
-
-    input_size: int | tuple[int, int] = 224
-    min_scale: float = 0.08
-    max_scale: float = 1.0
-    ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
-    cj_prob: float = 0.8
-    cj_strength: float = 1.0
-    cj_bright: float = 0.8
-    cj_contrast: float = 0.8
-    cj_sat: float = 0.8
-    cj_hue: float = 0.2
-    random_gray_scale: float = 0.2
-    gaussian_blur: float = 0.5
-    sigmas: tuple[float, float] = (0.1, 2.0)
-    kernel_size: int | None = None
-    solarization_prob: float = 0.0
-    hf_prob: float = 0.5
-    normalize: Mapping[str, Sequence[float]] | None = field(default_factory=lambda: dict(IMAGENET_NORMALIZE))
-    mixup: bool = False
-    object_crop: bool = True
-
-    def __post_init__(self) -> None:
-        _check_size(self.input_size)
-        _check_pair((self.min_scale, self.max_scale), "(min_scale, max_scale)", 0.0, 1.0,
-                    fix="lightly uses min_scale=0.08 (SimCLR, BYOL) or 0.2 (MoCo v2) and max_scale=1.")
-        _check_pair(self.ratio, "ratio", 0.0, math.inf, fix="Use e.g. ratio=(3/4, 4/3).")
-        for name in ("cj_prob", "random_gray_scale", "gaussian_blur", "solarization_prob", "hf_prob"):
-            _check_prob(getattr(self, name), name)
-        for name in ("cj_strength", "cj_bright", "cj_contrast", "cj_sat", "cj_hue"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"{name} must be a float >= 0, got {value!r}.")
-        if self.cj_strength * self.cj_hue > 0.5:
-            raise ValueError(f"cj_strength * cj_hue must be <= 0.5 (hue is a fraction of a turn), got "
-                             f"{self.cj_strength * self.cj_hue}.")
-        _check_pair(self.sigmas, "sigmas", 0.0, math.inf, fix="lightly uses sigmas=(0.1, 2).")
-        if self.kernel_size is not None and (isinstance(self.kernel_size, bool) or not isinstance(
-                self.kernel_size, int) or self.kernel_size < 1 or self.kernel_size % 2 == 0):
-            raise ValueError(f"kernel_size must be an odd int >= 1 or None, got {self.kernel_size!r}.")
-        if self.normalize is not None:
-            if not isinstance(self.normalize, Mapping) or set(self.normalize) != {"mean", "std"}:
-                raise ValueError(f"normalize must be None or a dict with keys 'mean' and 'std', got "
-                                 f"{self.normalize!r}.")
-            if len(self.normalize["mean"]) != 3 or len(self.normalize["std"]) != 3 or \
-                    any(s <= 0 for s in self.normalize["std"]):
-                raise ValueError(f"normalize needs 3 means and 3 positive stds, got {self.normalize!r}.")
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """Output (height, width)."""
-        return _check_size(self.input_size)
-
-    @property
-    def blur_kernel_size(self) -> int:
-        """The blur kernel size used (``kernel_size`` or the +-3 sigma default)."""
-        if self.kernel_size is not None:
-            return self.kernel_size
-        return 2 * math.ceil(3 * self.sigmas[1]) + 1
 
 
 def _adjust_hue_turns(images: Tensor, factor: Tensor) -> Tensor:
@@ -161,7 +65,13 @@ def _adjust_hue_turns(images: Tensor, factor: Tensor) -> Tensor:
 
 
 class _ColorJitter(K.ColorJitter):
-    """kornia's ``ColorJitter`` (torchvision formulas) with a faster, equivalent hue step."""
+    """kornia's ``ColorJitter`` (torchvision formulas) with a faster, equivalent hue step.
+
+    Overrides kornia's private ``ColorJitter._adjust_hue_turns``: kornia has no public hook for one step of
+    its jitter (its public ``kornia.enhance.adjust_hue`` is the slower formula this replaces), so the
+    override stays; ``tests/test_pipeline.py::test_kornia_private_hooks_still_exist`` fails if kornia
+    renames it (the hue step would then silently fall back to kornia's own, equal but slower).
+    """
 
     def _adjust_hue_turns(self, input: Tensor, factor: Tensor) -> Tensor:
         return _adjust_hue_turns(input, factor)
@@ -292,26 +202,21 @@ class ObjectAwareAugment(nn.Module):
     ) -> None:
         super().__init__()
         if views is None:
-            from objaug.augment.presets import simclr_views
-
             views = simclr_views()
         views = list(views)
         if not views or not all(isinstance(v, ViewConfig) for v in views):
             raise TypeError("views must be a non-empty sequence of ViewConfig (e.g. objaug.augment.presets."
                             f"simclr_views()), got {views!r}.")
-        if box_sampling not in ("uniform", "area"):
-            raise ValueError(f"box_sampling must be 'uniform' or 'area', got {box_sampling!r}.")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
-            raise ValueError(f"alpha must be a float > 0, got {alpha!r}.")
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-            raise ValueError(f"attempts must be an int >= 1, got {attempts!r}.")
+        check_box_sampling(box_sampling)
+        check_positive_float(alpha, "alpha")
+        check_int(attempts, "attempts", low=1)
         if cpu_chunk_size is not None and (isinstance(cpu_chunk_size, bool) or not isinstance(cpu_chunk_size, int)
                                            or cpu_chunk_size < 1):
             raise ValueError(f"cpu_chunk_size must be an int >= 1 or None, got {cpu_chunk_size!r}.")
         if cam is not None and not callable(cam):
             raise TypeError(f"cam must be callable as cam(images, negatives=None), got {type(cam).__name__}.")
         self.views = views
-        self.p = _check_prob(p, "p")
+        self.p = check_probability(p, "p")
         self.box_sampling = box_sampling
         self.center_suppressed = bool(center_suppressed)
         self.alpha = float(alpha)
@@ -324,11 +229,7 @@ class ObjectAwareAugment(nn.Module):
         self.box_kwargs = dict(box_kwargs or {})
         # The CAM (and its model) is not a submodule: .to()/state_dict of the augmenter leave it alone.
         object.__setattr__(self, "cam", cam)
-        norm = cam_normalize if cam_normalize is not None else IMAGENET_NORMALIZE
-        self.register_buffer("cam_mean", torch.tensor(norm["mean"], dtype=torch.float32).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer("cam_std", torch.tensor(norm["std"], dtype=torch.float32).view(1, 3, 1, 1),
-                             persistent=False)
+        register_cam_normalization(self, cam_normalize)
         self.ops = nn.ModuleList(_ViewOps(v) for v in views)
         if mixup is None and any(v.mixup for v in views):
             from objaug.augment.mixup import BackgroundMixup
@@ -434,18 +335,14 @@ class ObjectAwareAugment(nn.Module):
         all_params: list[dict[str, Tensor]] = []
         for cfg, ops in zip(self.views, self.ops, strict=True):
             regions = object_regions if cfg.object_crop else full
-            crop_boxes, fallback = sample_resized_crop_boxes(
-                regions, (h, w), scale=(cfg.min_scale, cfg.max_scale), ratio=cfg.ratio,
-                attempts=self.attempts, center_suppressed=self.center_suppressed, alpha=self.alpha)
-            flip = torch.rand(b, device=device) < cfg.hf_prob
-            x = crop_and_resize(images, crop_boxes, cfg.size, antialias=self.antialias, flip=flip)
-            view_masks = None
-            if masks is not None:
-                view_masks = crop_and_resize(masks, crop_boxes, cfg.size, antialias=self.antialias, flip=flip)
-            x = ops(x, self.cpu_chunk_size)
+            cut = crop_view(images, regions, cfg.size, scale=(cfg.min_scale, cfg.max_scale), ratio=cfg.ratio,
+                            flip_prob=cfg.hf_prob, masks=masks, attempts=self.attempts,
+                            center_suppressed=self.center_suppressed, alpha=self.alpha, antialias=self.antialias)
+            view_masks, fallback = cut.masks, cut.fallback
+            x = ops(cut.image, self.cpu_chunk_size)
             params: dict[str, Tensor] = {
-                "crop_boxes": crop_boxes,
-                "flip": flip,
+                "crop_boxes": cut.crop_boxes,
+                "flip": cut.flip,
                 "box_index": box_index if cfg.object_crop else torch.full_like(box_index, -1),
                 "object": use if cfg.object_crop else torch.zeros_like(use),
                 "fallback": fallback,

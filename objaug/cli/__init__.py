@@ -17,7 +17,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-__all__ = ["SUBCOMMANDS", "build_parser", "main"]
+__all__ = ["SUBCOMMANDS", "build_parser", "fail", "main"]
 
 #: Subcommand name -> module implementing it (see the module docstring for the interface).
 SUBCOMMANDS: dict[str, str] = {
@@ -26,6 +26,12 @@ SUBCOMMANDS: dict[str, str] = {
     "precompute": "objaug.cli.precompute",
     "inspect": "objaug.cli.inspect",
 }
+
+
+def fail(command: str, message: str) -> int:
+    """Print ``objaug <command>: error: <message>`` to stderr and return the usage-error status 2."""
+    print(f"objaug {command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 def build_parser() -> argparse.ArgumentParser:

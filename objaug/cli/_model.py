@@ -8,8 +8,8 @@ import sys
 import torch
 from torch import nn
 
-from objaug.archs import backbone_dim, build_backbone, build_projector
-from objaug.checkpoint import CheckpointError, load_weights
+from objaug.tools.archs import backbone_dim, build_backbone, build_projector
+from objaug.tools.checkpoint import CheckpointError, load_weights
 
 __all__ = ["ModelSetupError", "build_model"]
 

@@ -5,7 +5,7 @@ Example:
 
 Reads every jpg/jpeg/png/bmp/webp file under the given directories (recursively) and every file given
 explicitly; resizes each to --image-size square and normalises with the ImageNet statistics; loads the
-checkpoint into the backbone (the key prefix is detected, see objaug.checkpoint); runs ContraCAM in
+checkpoint into the backbone (the key prefix is detected, see objaug.tools.checkpoint); runs ContraCAM in
 batches; writes
 
     OUT/overlays/NNNN_<name>.png   the map over the image, with the boxes (at most 1024 px on a side)
@@ -29,9 +29,11 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from objaug.cli import fail
+from objaug.constants import IMAGE_EXTENSIONS
+
 HELP = "ContraCAM maps and object boxes for images, with a trained checkpoint"
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MAX_OVERLAY_SIDE = 1024
 GRID_IMAGES = 32
 
@@ -48,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="prefix of the backbone keys in the checkpoint, e.g. 'backbone.' (default: detect)")
     p.add_argument("--projector", default=None,
                    help="projector MLP spec, e.g. 2048-128, bn:4096-256 or bn,nobias,bnlast:2048-128 (see "
-                        "objaug.archs.build_projector; loaded from the checkpoint's projector keys); default: "
+                        "objaug.tools.archs.build_projector; loaded from the checkpoint's projector keys); default: "
                         "none (ContraCAM on the pooled features)")
     p.add_argument("--projector-prefix", default=None,
                    help="prefix of the projector keys (default: detect, e.g. 'projector.')")
@@ -101,21 +103,14 @@ def find_images(inputs: Iterable[str]) -> tuple[list[str], list[dict[str, str]]]
 def balanced_batches(n: int, batch_size: int) -> list[range]:
     """Split ``range(n)`` into ``ceil(n / batch_size)`` consecutive batches of near-equal size.
 
-    With ``n >= 2`` no batch has a single image (ContraCAM needs at least 2 per batch).
+    With ``n >= 2`` no batch has a single image (ContraCAM needs at least 2 per batch): the store's
+    :func:`objaug.store.precompute.shard_batches` over ``[0, n)``, as ranges.
     """
     if n <= 0:
         return []
-    k = -(-n // max(batch_size, 2))
-    if n >= 2:
-        k = min(k, n // 2)
-    k = max(k, 1)
-    base, extra = divmod(n, k)
-    out, start = [], 0
-    for i in range(k):
-        size = base + (1 if i < extra else 0)
-        out.append(range(start, start + size))
-        start += size
-    return out
+    from objaug.store.precompute import shard_batches
+
+    return [range(a, b) for a, b in shard_batches(0, n, max(batch_size, 1))]
 
 
 def _read_rgb(path: str) -> Any:
@@ -134,8 +129,7 @@ def _overlay_name(index: int, path: str) -> str:
 
 
 def _fail(message: str) -> int:
-    print(f"objaug cam: error: {message}", file=sys.stderr)
-    return 2
+    return fail("cam", message)
 
 
 def run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
@@ -148,7 +142,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
     from objaug.boxes import boxes_from_steps, frame_boxes
     from objaug.cli._model import ModelSetupError, build_model
     from objaug.contracam import ContraCAM
-    from objaug.viz import IMAGENET_MEAN, IMAGENET_STD, draw_boxes, make_grid, overlay_cam, save_png, to_uint8
+    from objaug.tools.viz import IMAGENET_MEAN, IMAGENET_STD, draw_boxes, make_grid, overlay_cam, save_png, to_uint8
 
     if args.checkpoint is None and not args.random_init:
         return _fail("--checkpoint is required (or --random-init for a smoke test with random weights).")

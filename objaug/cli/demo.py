@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from objaug.demo import DemoConfig, run_demo
+    from objaug.tools.demo import DemoConfig, run_demo
 
     try:
         torch.empty(0, device=torch.device(args.device))

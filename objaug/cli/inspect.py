@@ -19,8 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from typing import Any
+
+from objaug.cli import fail
 
 HELP = "summarise an object store (count, coverage, skipped, settings) and draw its boxes and masks"
 
@@ -40,8 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _fail(message: str) -> int:
-    print(f"objaug inspect: error: {message}", file=sys.stderr)
-    return 2
+    return fail("inspect", message)
 
 
 def summarize(store: Any) -> dict[str, Any]:
@@ -108,8 +108,8 @@ def draw(store: Any, dataset: Any | None, indexes: list[int], path: str) -> str:
     """Draw the grid of ``indexes`` (image + boxes, mask overlay + boxes) and save it as a PNG."""
     import torch
 
-    from objaug.store.precompute import load_image
-    from objaug.viz import draw_boxes, make_grid, overlay_cam, save_png
+    from objaug.store.datasets import load_image
+    from objaug.tools.viz import draw_boxes, make_grid, overlay_cam, save_png
 
     size = int(min(224, max(64, store.settings.get("image_size", 112))))
     batch = store.get_batch(torch.tensor(indexes, dtype=torch.int64), mask_size=size)
@@ -132,8 +132,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the ``inspect`` subcommand."""
     import numpy as np
 
+    from objaug.store.datasets import ImageFolderFiles, load_dataset
     from objaug.store.format import StoreError
-    from objaug.store.precompute import ImageFolderFiles, load_dataset
     from objaug.store.reader import ObjectStore
 
     if args.num < 1:

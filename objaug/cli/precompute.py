@@ -22,10 +22,12 @@ store does not depend on the number of processes.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
+import re
 import sys
 from typing import Any
+
+from objaug.cli import fail
 
 HELP = "precompute ContraCAM boxes and masks for a dataset into an object store (resumable, multi-GPU)"
 
@@ -78,16 +80,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _fail(message: str) -> int:
-    print(f"objaug precompute: error: {message}", file=sys.stderr)
-    return 2
+    return fail("precompute", message)
+
+
+#: Library wording -> this command's flags (the library names its parameters, the CLI its options).
+_FLAGS = ((r"^root: ", "--data: "), (r"\bthe dataset spec\b", "--dataset"), (r"\bout=", "--out "),
+          (r"\banother out directory\b", "another --out"), (r"\boverwrite=True\b", "--overwrite"))
+
+
+def _as_flags(message: str) -> str:
+    """An error of :mod:`objaug.store.precompute` in the command's terms (``out=`` -> ``--out``, ...)."""
+    for library, flag in _FLAGS:
+        message = re.sub(library, flag, message)
+    return message
 
 
 def _checkpoint_identity(path: str) -> dict[str, Any]:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return {"bytes": os.path.getsize(path), "name": os.path.basename(path), "sha256": h.hexdigest()}
+    from objaug.store.format import file_sha256
+
+    return {"bytes": os.path.getsize(path), "name": os.path.basename(path), "sha256": file_sha256(path)}
 
 
 def _init_distributed(device_arg: str) -> tuple[Any, bool]:
@@ -142,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
                 dataset = load_dataset(args.dataset)
                 dataset_info = {"kind": "callable", "source": args.dataset}
         except (FileNotFoundError, ValueError, ImportError, AttributeError) as e:
-            return _fail(str(e))
+            return _fail(_as_flags(str(e)))
         # model (seeded: with --random-init every process must build the same weights)
         torch.manual_seed(args.seed)
         try:
@@ -166,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
                 model_info=model_info, dataset_info=dataset_info, overwrite=args.overwrite,
                 progress=not args.no_progress)
         except (StoreError, ValueError, TypeError) as e:
-            return _fail(str(e))
+            return _fail(_as_flags(str(e)))
         if result.rank == 0:
             s = result.manifest["summary"]
             print(f"objaug precompute: {s['count']} samples, {s['skipped']} skipped, coverage {s['coverage']:.3f} "

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from objaug.validation import check_box_sampling
+
 __all__ = [
     "AUTO_ANTIALIAS_FACTOR",
     "apply_crop",
@@ -87,8 +89,7 @@ def sample_box_index(boxes: Tensor, valid: Tensor, *, mode: str = "uniform",
         ``(index, has_box)``: ``(B,)`` long indices into ``K`` (``-1`` where the image has no usable box)
         and ``(B,)`` bool. One uniform draw per image (inverse CDF), no host synchronisation.
     """
-    if mode not in ("uniform", "area"):
-        raise ValueError(f"mode must be 'uniform' or 'area', got {mode!r}.")
+    check_box_sampling(mode, "mode")
     b, k = valid.shape
     device = boxes.device
     u = torch.rand(1 if same_on_batch else b, 1, device=device).expand(b, 1)

@@ -3,9 +3,15 @@
 * :func:`precompute` writes a store (resumable, sharded, multi-process with ``torch.distributed``).
 * :class:`ObjectStore` reads one by dataset index (memory-mapped, safe in DataLoader workers).
 
+Modules: :mod:`~objaug.store.format` (layout, manifest, mask codec), :mod:`~objaug.store.writer`,
+:mod:`~objaug.store.reader`, :mod:`~objaug.store.datasets` (image folder, dataset specs, decoding,
+fingerprints), :mod:`~objaug.store.distributed` (the process group), :mod:`~objaug.store.resume` (what a
+resumed run must match) and :mod:`~objaug.store.precompute` (the run loop).
+
 The format is described in ``docs/store-format.md`` and :mod:`objaug.store.format`.
 """
 
+from objaug.store.datasets import ImageFolderFiles, dataset_fingerprint, load_dataset
 from objaug.store.format import (
     FORMAT_VERSION,
     StoreError,
@@ -13,13 +19,7 @@ from objaug.store.format import (
     StoreMismatchError,
     StoreVersionError,
 )
-from objaug.store.precompute import (
-    ImageFolderFiles,
-    PrecomputeResult,
-    dataset_fingerprint,
-    load_dataset,
-    precompute,
-)
+from objaug.store.precompute import PrecomputeResult, precompute
 from objaug.store.reader import ObjectStore, StoreBatch, StoreItem
 
 __all__ = [

@@ -144,7 +144,7 @@ class ObjectStore:
             raise StoreIncompleteError(
                 f"The store at {self.path} has {len(missing)} missing or resized shard file(s) "
                 f"({', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}). Restore them, or recompute the "
-                "store (`objaug precompute ... --overwrite`)."
+                "store (precompute(..., overwrite=True))."
             )
         if verify:
             self.verify()
@@ -218,7 +218,7 @@ class ObjectStore:
 
     def check_dataset(self, dataset: object) -> None:
         """Raise :class:`StoreMismatchError` unless ``dataset`` has the store's length and fingerprint."""
-        from objaug.store.precompute import dataset_fingerprint
+        from objaug.store.datasets import dataset_fingerprint
 
         info = self.manifest["dataset"]
         n = len(dataset)  # type: ignore[arg-type]

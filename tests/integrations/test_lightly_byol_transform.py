@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import pytest
 import torch
@@ -12,6 +10,7 @@ pytest.importorskip("lightly")
 
 import PIL.Image  # noqa: E402
 from lightly.transforms.byol_transform import BYOLTransform, BYOLView1Transform, BYOLView2Transform  # noqa: E402
+from lightly_support import describe, positional  # noqa: E402
 
 from objaug.integrations.lightly._object_aware import PerImageObjectAwareCrop  # noqa: E402
 from objaug.integrations.lightly.byol_transform import (  # noqa: E402
@@ -19,19 +18,6 @@ from objaug.integrations.lightly.byol_transform import (  # noqa: E402
     ObjectAwareBYOLView1Transform,
     ObjectAwareBYOLView2Transform,
 )
-
-
-def describe(op) -> str:
-    """repr, or type + attributes for Lightly's ops that have the default object repr."""
-    r = repr(op)
-    if " object at 0x" not in r:
-        return r
-    return f"{type(op).__name__}({', '.join(f'{k}={describe(v)}' for k, v in sorted(vars(op).items()))})"
-
-
-def positional(cls) -> dict:
-    return {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
-            if k != "self" and p.kind is not p.KEYWORD_ONLY}
 
 
 @pytest.mark.parametrize(("ours", "ref"), [(ObjectAwareBYOLView1Transform, BYOLView1Transform),

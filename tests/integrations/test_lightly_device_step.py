@@ -27,13 +27,7 @@ from objaug.integrations.lightly.device_step import ObjectAwareStep, memory_bank
 SIZE = 64  # 2x2 last maps for resnet18 (32 px gives 1x1, which ContraCAM refuses)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, 2 OpenMP threads run these small convolutions ~4x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def resnet_backbone() -> nn.Module:

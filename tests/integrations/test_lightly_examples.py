@@ -18,12 +18,7 @@ pytest.importorskip("lightly")
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "lightly"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.mark.slow

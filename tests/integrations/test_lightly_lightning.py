@@ -25,12 +25,7 @@ from objaug.integrations.lightly.lightning import ObjectAwareCallback  # noqa: E
 SIZE = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def moco_class(lightning_module: type) -> type:

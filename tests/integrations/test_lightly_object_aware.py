@@ -251,3 +251,21 @@ def test_bad_image_and_construction_errors():
     with pytest.raises(ValueError, match="probability"):
         ObjectAwareSimCLRTransform(p=1.5)
     assert math.isclose(ObjectAwareSimCLRTransform(p=0.25).p, 0.25)
+
+
+def test_input_size_matches_torchvision_query_size():
+    """objects.input_size (public torchvision API) computes what torchvision's private query_size does."""
+    from torchvision import tv_tensors
+    from torchvision.transforms.v2._utils import query_size
+
+    from objaug.integrations.lightly.objects import input_size
+
+    image = tv_tensors.Image(torch.rand(3, 12, 20))
+    boxes = tv_tensors.BoundingBoxes(torch.tensor([[1.0, 2.0, 5.0, 6.0]]), format="XYXY", canvas_size=(12, 20))
+    mask = tv_tensors.Mask(torch.zeros(1, 12, 20))
+    for flat in ([image], [image, boxes, mask], [torch.rand(3, 12, 20), 3, "x"], [PIL.Image.new("RGB", (20, 12))]):
+        assert input_size(flat) == tuple(query_size(flat))
+    with pytest.raises(ValueError, match="multiple"):
+        input_size([image, tv_tensors.Mask(torch.zeros(1, 5, 5))])
+    with pytest.raises(TypeError, match="No image"):
+        input_size([3])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import pytest
 import torch
@@ -13,25 +11,14 @@ pytest.importorskip("lightly")
 import PIL.Image  # noqa: E402
 from lightly.transforms.simclr_transform import SimCLRTransform, SimCLRViewTransform  # noqa: E402
 from lightly.transforms.utils import IMAGENET_NORMALIZE  # noqa: E402
+from lightly_support import describe  # noqa: E402
+from lightly_support import positional as lightly_params  # noqa: E402
 
 from objaug.integrations.lightly._object_aware import PerImageObjectAwareCrop  # noqa: E402
 from objaug.integrations.lightly.simclr_transform import (  # noqa: E402
     ObjectAwareSimCLRTransform,
     ObjectAwareSimCLRViewTransform,
 )
-
-
-def describe(op) -> str:
-    """repr, or type + attributes for Lightly's ops that have the default object repr."""
-    r = repr(op)
-    if " object at 0x" not in r:
-        return r
-    return f"{type(op).__name__}({', '.join(f'{k}={describe(v)}' for k, v in sorted(vars(op).items()))})"
-
-
-def lightly_params(cls) -> dict:
-    return {k: p.default for k, p in inspect.signature(cls.__init__).parameters.items()
-            if k != "self" and p.kind is not p.KEYWORD_ONLY}
 
 
 def test_same_arguments_and_defaults_as_lightly():

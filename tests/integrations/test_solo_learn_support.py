@@ -99,14 +99,11 @@ class CoordDataset(Dataset):
         return index, [frame.clone() for _ in range(self.views)], index % 2
 
 
-class BlobDataset(Dataset):
+class BlobDataset(CoordDataset):
     """Full frames with one bright square object on a textured background (for the online CAM)."""
 
     def __init__(self, n: int = 8, size: int = CAM_SIZE, views: int = 2) -> None:
-        self.n, self.size, self.views = n, size, views
-
-    def __len__(self) -> int:
-        return self.n
+        super().__init__(n, size, views)
 
     def __getitem__(self, index: int) -> tuple[int, list[Tensor], int]:
         g = torch.Generator().manual_seed(index)

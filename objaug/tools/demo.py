@@ -27,15 +27,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from objaug.archs import build_projector, demo_backbone
-from objaug.losses import nt_xent
-from objaug.synthetic import SceneBatch, make_scenes
+from objaug.constants import IMAGENET_MEAN, IMAGENET_STD
+from objaug.tools.archs import build_projector, demo_backbone
+from objaug.tools.losses import nt_xent
+from objaug.tools.synthetic import SceneBatch, make_scenes
 
 __all__ = ["DemoConfig", "DemoResult", "build_demo_model", "evaluate_localisation", "run_demo",
            "train_simclr"]
 
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
+_MEAN, _STD = IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass
@@ -245,7 +245,7 @@ def run_demo(cfg: DemoConfig | None = None, *, out_dir: str | None = "objaug_dem
         A :class:`DemoResult`.
     """
     from objaug.metrics import center_box_prior, mask_iou
-    from objaug.viz import draw_boxes, make_grid, mask_to_rgb, overlay_cam, save_png, to_uint8
+    from objaug.tools.viz import draw_boxes, make_grid, mask_to_rgb, overlay_cam, save_png, to_uint8
 
     cfg = cfg or DemoConfig()
     say = log or (lambda *a, **k: None)

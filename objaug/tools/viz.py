@@ -17,11 +17,11 @@ import torch.nn.functional as F
 import torchvision.utils as tvu
 from torch import Tensor
 
+from objaug.constants import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = ["BOX_COLORS", "FALLBACK_COLOR", "IMAGENET_MEAN", "IMAGENET_STD", "denormalize", "draw_boxes",
            "jet", "make_grid", "mask_to_rgb", "overlay_cam", "save_png", "to_uint8"]
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 #: Colours of valid boxes (cycled by slot index).
 BOX_COLORS: tuple[tuple[int, int, int], ...] = ((0, 255, 0), (255, 0, 255), (0, 255, 255), (255, 255, 0),
                                                 (255, 128, 0), (0, 128, 255), (255, 0, 0), (255, 255, 255))

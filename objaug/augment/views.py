@@ -1,0 +1,183 @@
+"""The views of :class:`objaug.augment.pipeline.ObjectAwareAugment`: :class:`ViewConfig` and its presets.
+
+:class:`ViewConfig` holds one view's augmentation settings (lightly's parameter names); the presets
+give lightly 1.6's default parameters.
+
+The numbers are copied from lightly 1.6.0 (objaug does not import lightly):
+
+* ``lightly/transforms/simclr_transform.py``: ``SimCLRTransform`` / ``SimCLRViewTransform``.
+* ``lightly/transforms/moco_transform.py``: ``MoCoV2Transform`` (a ``SimCLRTransform`` with MoCo v2's
+  values).
+* ``lightly/transforms/byol_transform.py``: ``BYOLView1Transform`` / ``BYOLView2Transform``.
+
+All use ImageNet normalisation (``lightly.transforms.utils.IMAGENET_NORMALIZE``), Gaussian-blur sigmas
+``(0.1, 2)``, horizontal flip 0.5, and no vertical flip or rotation (``vf_prob=0``, ``rr_prob=0``, which
+objaug does not implement). ``tests/test_pipeline.py`` checks these values against lightly's objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from objaug.constants import IMAGENET_NORMALIZE
+from objaug.validation import check_pair, check_probability, check_size
+
+__all__ = ["ViewConfig", "byol_views", "moco_v2_views", "simclr_views"]
+
+
+@dataclass(frozen=True)
+class ViewConfig:
+    """Augmentation settings of one view, with lightly's parameter names and SimCLR's defaults.
+
+    The defaults are those of ``lightly.transforms.SimCLRViewTransform`` (lightly 1.6); see
+    the presets below for the MoCo v2 and BYOL views. Order of operations, as lightly:
+    random resized crop (object-aware), horizontal flip, colour jitter (applied with ``cj_prob``),
+    random grayscale, Gaussian blur, solarisation, normalisation, then background mixup if ``mixup``.
+
+    Attributes:
+        input_size: output size (int or (height, width)).
+        min_scale: minimum crop area fraction (of the chosen box, or of the image).
+        max_scale: maximum crop area fraction (lightly: always 1.0).
+        ratio: crop width / height range (torchvision's default).
+        cj_prob: probability of applying colour jitter.
+        cj_strength: multiplies the four jitter strengths.
+        cj_bright, cj_contrast, cj_sat, cj_hue: jitter strengths (torchvision ``ColorJitter`` semantics).
+        random_gray_scale: probability of converting to grayscale (3 channels kept).
+        gaussian_blur: probability of a Gaussian blur.
+        sigmas: (min, max) of the uniformly drawn blur sigma, in output pixels.
+        kernel_size: blur kernel size; ``None`` = ``2 * ceil(3 * sigmas[1]) + 1`` (13 for sigma 2), which
+            covers +-3 sigma as PIL's ``GaussianBlur`` (lightly's) effectively does.
+        solarization_prob: probability of solarising (pixels >= 0.5 become 1 - value).
+        hf_prob: probability of a horizontal flip.
+        normalize: ``{"mean": ..., "std": ...}`` or ``None`` for no normalisation.
+        mixup: apply background mixup to this view (after normalisation, as the reference code;
+            needs soft masks).
+        object_crop: crop inside the image's chosen box; ``False`` gives a plain whole-image crop
+            for this view (e.g. a global view).
+    """
+
+    input_size: int | tuple[int, int] = 224
+    min_scale: float = 0.08
+    max_scale: float = 1.0
+    ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
+    cj_prob: float = 0.8
+    cj_strength: float = 1.0
+    cj_bright: float = 0.8
+    cj_contrast: float = 0.8
+    cj_sat: float = 0.8
+    cj_hue: float = 0.2
+    random_gray_scale: float = 0.2
+    gaussian_blur: float = 0.5
+    sigmas: tuple[float, float] = (0.1, 2.0)
+    kernel_size: int | None = None
+    solarization_prob: float = 0.0
+    hf_prob: float = 0.5
+    normalize: Mapping[str, Sequence[float]] | None = field(default_factory=lambda: dict(IMAGENET_NORMALIZE))
+    mixup: bool = False
+    object_crop: bool = True
+
+    def __post_init__(self) -> None:
+        check_size(self.input_size)
+        check_pair((self.min_scale, self.max_scale), "(min_scale, max_scale)", 0.0, 1.0,
+                    fix="lightly uses min_scale=0.08 (SimCLR, BYOL) or 0.2 (MoCo v2) and max_scale=1.")
+        check_pair(self.ratio, "ratio", 0.0, math.inf, fix="Use e.g. ratio=(3/4, 4/3).")
+        for name in ("cj_prob", "random_gray_scale", "gaussian_blur", "solarization_prob", "hf_prob"):
+            check_probability(getattr(self, name), name)
+        for name in ("cj_strength", "cj_bright", "cj_contrast", "cj_sat", "cj_hue"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ValueError(f"{name} must be a float >= 0, got {value!r}.")
+        if self.cj_strength * self.cj_hue > 0.5:
+            raise ValueError(f"cj_strength * cj_hue must be <= 0.5 (hue is a fraction of a turn), got "
+                             f"{self.cj_strength * self.cj_hue}.")
+        check_pair(self.sigmas, "sigmas", 0.0, math.inf, fix="lightly uses sigmas=(0.1, 2).")
+        if self.kernel_size is not None and (isinstance(self.kernel_size, bool) or not isinstance(
+                self.kernel_size, int) or self.kernel_size < 1 or self.kernel_size % 2 == 0):
+            raise ValueError(f"kernel_size must be an odd int >= 1 or None, got {self.kernel_size!r}.")
+        if self.normalize is not None:
+            if not isinstance(self.normalize, Mapping) or set(self.normalize) != {"mean", "std"}:
+                raise ValueError(f"normalize must be None or a dict with keys 'mean' and 'std', got "
+                                 f"{self.normalize!r}.")
+            if len(self.normalize["mean"]) != 3 or len(self.normalize["std"]) != 3 or \
+                    any(s <= 0 for s in self.normalize["std"]):
+                raise ValueError(f"normalize needs 3 means and 3 positive stds, got {self.normalize!r}.")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Output (height, width)."""
+        return check_size(self.input_size)
+
+    @property
+    def blur_kernel_size(self) -> int:
+        """The blur kernel size used (``kernel_size`` or the +-3 sigma default)."""
+        if self.kernel_size is not None:
+            return self.kernel_size
+        return 2 * math.ceil(3 * self.sigmas[1]) + 1
+
+
+def _views(base: dict[str, Any], n: int, mixup: bool, overrides: dict[str, Any]) -> list[ViewConfig]:
+    cfg = ViewConfig(**{**base, **overrides})
+    views = [cfg] * n
+    if mixup:
+        views[0] = dataclasses.replace(cfg, mixup=True)
+    return views
+
+
+_SIMCLR: dict[str, Any] = dict(
+    min_scale=0.08, cj_prob=0.8, cj_strength=1.0, cj_bright=0.8, cj_contrast=0.8, cj_sat=0.8, cj_hue=0.2,
+    random_gray_scale=0.2, gaussian_blur=0.5, sigmas=(0.1, 2.0), solarization_prob=0.0, hf_prob=0.5,
+)
+
+_MOCO_V2: dict[str, Any] = dict(
+    min_scale=0.2, cj_prob=0.8, cj_strength=1.0, cj_bright=0.4, cj_contrast=0.4, cj_sat=0.4, cj_hue=0.1,
+    random_gray_scale=0.2, gaussian_blur=0.5, sigmas=(0.1, 2.0), solarization_prob=0.0, hf_prob=0.5,
+)
+
+_BYOL: dict[str, Any] = dict(
+    min_scale=0.08, cj_prob=0.8, cj_strength=1.0, cj_bright=0.4, cj_contrast=0.4, cj_sat=0.2, cj_hue=0.1,
+    random_gray_scale=0.2, sigmas=(0.1, 2.0), hf_prob=0.5,
+)
+
+
+def simclr_views(input_size: int = 224, *, mixup: bool = False, **overrides: Any) -> list[ViewConfig]:
+    """Two identical SimCLR views (lightly 1.6 ``SimCLRTransform`` defaults).
+
+    ``RandomResizedCrop(scale=(0.08, 1))``, flip 0.5, ``ColorJitter(0.8, 0.8, 0.8, 0.2)`` with p 0.8,
+    grayscale 0.2, Gaussian blur 0.5 (sigma in (0.1, 2)), ImageNet normalisation.
+
+    Args:
+        input_size: output size of both views.
+        mixup: apply background mixup to the first view (the reference code mixes view 1 only).
+        **overrides: any :class:`ViewConfig` field, applied to both views.
+    """
+    return _views(_SIMCLR, 2, mixup, {"input_size": input_size, **overrides})
+
+
+def moco_v2_views(input_size: int = 224, *, mixup: bool = False, **overrides: Any) -> list[ViewConfig]:
+    """Two identical MoCo v2 views (lightly 1.6 ``MoCoV2Transform`` defaults).
+
+    ``RandomResizedCrop(scale=(0.2, 1))``, flip 0.5, ``ColorJitter(0.4, 0.4, 0.4, 0.1)`` with p 0.8,
+    grayscale 0.2, Gaussian blur 0.5 (sigma in (0.1, 2)), ImageNet normalisation.
+    ``mixup`` mixes the first view (the MoCo query, as the reference code).
+    """
+    return _views(_MOCO_V2, 2, mixup, {"input_size": input_size, **overrides})
+
+
+def byol_views(input_size: int = 224, *, mixup: bool = False, **overrides: Any) -> list[ViewConfig]:
+    """The two asymmetric BYOL views (lightly 1.6 ``BYOLView1Transform`` / ``BYOLView2Transform``).
+
+    Both: ``RandomResizedCrop(scale=(0.08, 1))``, flip 0.5, ``ColorJitter(0.4, 0.4, 0.2, 0.1)`` with
+    p 0.8, grayscale 0.2, sigma in (0.1, 2), ImageNet normalisation. View 1: blur 1.0, no
+    solarisation; view 2: blur 0.1, solarisation 0.2. ``mixup`` mixes view 1 (as the reference code).
+    """
+    v1 = ViewConfig(**{**_BYOL, "gaussian_blur": 1.0, "solarization_prob": 0.0, "input_size": input_size,
+                       **overrides})
+    v2 = ViewConfig(**{**_BYOL, "gaussian_blur": 0.1, "solarization_prob": 0.2, "input_size": input_size,
+                       **overrides})
+    if mixup:
+        v1 = dataclasses.replace(v1, mixup=True)
+    return [v1, v2]
