@@ -430,6 +430,7 @@ def test_cli_precompute_and_inspect_on_a_folder(tmp_path, capsys):
     assert _cli(["inspect", str(out), "--data", str(root), "--picture", str(pic)]) == 0
     text = capsys.readouterr().out
     assert "samples:      6" in text and "skipped 2" in text and "coverage:" in text and "broken.jpg" in text
+    assert "with an object box" in text and "whole frame" in text
     assert Image.open(pic).size[0] > SIZE
     assert _cli(["inspect", str(out), "--json"]) == 0
     assert '"coverage"' in capsys.readouterr().out

@@ -47,6 +47,9 @@ def _fail(message: str) -> int:
 def summarize(store: Any) -> dict[str, Any]:
     """The summary printed by ``objaug inspect`` (JSON-able)."""
     import numpy as np
+    import torch
+
+    from objaug.boxes import frame_boxes
 
     m = store.manifest
     allb = store.all_boxes()
@@ -57,6 +60,9 @@ def summarize(store: Any) -> dict[str, Any]:
     b = allb.boxes.numpy()[~skipped]
     v = valid[~skipped]
     areas = ((b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]))[v]
+    # images whose every found box is (nearly) the whole frame: found, but nothing localised
+    frame = frame_boxes(allb.boxes[torch.from_numpy(~skipped)], torch.from_numpy(v)).numpy()
+    whole_frame = int((v.any(axis=1) & ~(v & ~frame).any(axis=1)).sum())
     shard_bytes = sum(int(e["bytes"]) for e in m["shards"])
     files_bytes = shard_bytes + os.path.getsize(store.path / "manifest.json")
     n = len(store)
@@ -70,6 +76,7 @@ def summarize(store: Any) -> dict[str, Any]:
         "skipped": m["summary"]["skipped"],
         "with_box": m["summary"]["with_box"],
         "coverage": m["summary"]["coverage"],
+        "whole_frame": whole_frame,
         "boxes_per_image": hist,
         "mean_box_area": float(areas.mean()) if areas.size else 0.0,
         "bytes_per_sample": round(files_bytes / n, 1),
@@ -87,7 +94,9 @@ def _print_summary(s: dict[str, Any]) -> None:
     print(f"store:        {s['store']} ({s['format']})")
     print(f"samples:      {s['samples']} in {s['shards']} shard(s) of {s['shard_size']}; ok {s['ok']}, "
           f"skipped {s['skipped']}")
-    print(f"coverage:     {s['coverage']:.4f} ({s['with_box']} of {s['ok']} with >= 1 box)")
+    objects = s["with_box"] - s["whole_frame"]
+    print(f"coverage:     {s['coverage']:.4f} ({s['with_box']} of {s['ok']} with >= 1 box: {objects} with an object "
+          f"box, {s['whole_frame']} whose boxes are all the whole frame; {s['ok'] - s['with_box']} nothing found)")
     hist = ", ".join(f"{k}: {v}" for k, v in s["boxes_per_image"].items())
     print(f"boxes/image:  {hist}; mean box area {s['mean_box_area']:.3f}")
     print(f"size:         {s['bytes_total']} bytes, {s['bytes_per_sample']} bytes/sample "

@@ -295,10 +295,10 @@ def run_demo(cfg: DemoConfig | None = None, *, out_dir: str | None = "objaug_dem
     say(f"  centre-box prior (best of area 0.1/0.25/0.5: {best_prior[1].split('_')[-1]})  {best_prior[0]:.3f}")
     say(f"box recall (GT boxes hit at IoU >= 0.5): trained T=1 {recall['contracam_trained_T1']:.3f}, "
         f"T={cfg.refined_iters} {recall[tr]:.3f}; random init T=1 {recall['contracam_random_init_T1']:.3f}")
-    ref = f"contracam_reference_T{cfg.refined_iters}"
+    rkey = f"contracam_reference_T{cfg.refined_iters}"
     say(f"with the reference code's settings (plain union, no edge filter, boxes of the union): mask IoU "
-        f"T=1 {iou['contracam_reference_T1']:.3f}, T={cfg.refined_iters} {iou[ref]:.3f}; box recall "
-        f"T=1 {recall['contracam_reference_T1']:.3f}, T={cfg.refined_iters} {recall[ref]:.3f}")
+        f"T=1 {iou['contracam_reference_T1']:.3f}, T={cfg.refined_iters} {iou[rkey]:.3f}; box recall "
+        f"T=1 {recall['contracam_reference_T1']:.3f}, T={cfg.refined_iters} {recall[rkey]:.3f}")
     metrics = _headline_metrics(iou, recall, cfg.refined_iters, best_prior[0])
 
     files: list[str] = []
