@@ -19,10 +19,17 @@ if TYPE_CHECKING:
     from objaug.augment.mixup import BackgroundMixup
     from objaug.augment.pipeline import ObjectAwareAugment
     from objaug.augment.views import ViewConfig, byol_views, moco_v2_views, simclr_views
-    from objaug.boxes import boxes_from_cam, boxes_to_pixels
+    from objaug.boxes import boxes_from_cam, boxes_from_steps, boxes_to_pixels
     from objaug.constants import IMAGENET_NORMALIZE
     from objaug.contracam import ContraCAM
-    from objaug.masks import masks_from_uint8, masks_to_uint8, resize_masks, soft_masks, threshold_masks
+    from objaug.masks import (
+        masks_from_uint8,
+        masks_to_uint8,
+        otsu_thresholds,
+        resize_masks,
+        soft_masks,
+        threshold_masks,
+    )
     from objaug.metrics import (
         best_box_iou,
         box_corloc,
@@ -47,10 +54,12 @@ _EXPORTS: dict[str, str] = {
     "moco_v2_views": "objaug.augment.views",
     "simclr_views": "objaug.augment.views",
     "boxes_from_cam": "objaug.boxes",
+    "boxes_from_steps": "objaug.boxes",
     "boxes_to_pixels": "objaug.boxes",
     "ContraCAM": "objaug.contracam",
     "masks_from_uint8": "objaug.masks",
     "masks_to_uint8": "objaug.masks",
+    "otsu_thresholds": "objaug.masks",
     "resize_masks": "objaug.masks",
     "soft_masks": "objaug.masks",
     "threshold_masks": "objaug.masks",
