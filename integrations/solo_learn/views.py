@@ -235,17 +235,32 @@ class SoloObjectAware(nn.Module):
             info["crop_boxes"][v], info["flip"][v] = cut.crop_boxes, cut.flip
         return info
 
+    def cache_write_gathered(self, gather: Callable[[Tensor], Tensor], indexes: Tensor, boxes: Tensor,
+                             valid: Tensor, masks: Tensor | None) -> None:
+        """DDP: write every rank's boxes/masks of this batch to the cache (``gather``: ``(B, ...) -> (W, B, ...)``).
+
+        Masks are shrunk to the cache's size before the all-gather (less traffic).
+        """
+        cache = self.source.cache
+        if masks is not None and cache is not None and cache.masks is not None:
+            masks = cache.small_masks(masks)
+        idx_all = gather(indexes.long()).reshape(-1)
+        boxes_all = gather(boxes.float()).reshape(-1, *boxes.shape[1:])
+        valid_all = gather(valid.float()).reshape(-1, *valid.shape[1:]) > 0.5
+        masks_all = None if masks is None else gather(masks.float()).reshape(-1, *masks.shape[1:])
+        self.cache_write(idx_all, boxes_all, valid_all, masks_all)
+
     def step(self, views: list[Tensor], indexes: Tensor, *,
              compute: Callable[[], tuple[Tensor, Tensor, Tensor]] | None = None,
-             remember: Callable[[Tensor, Tensor, Tensor, Tensor | None], None] | None = None) -> None:
+             gather: Callable[[Tensor], Tensor] | None = None) -> None:
         """One training batch: the objects from the store, a fresh CAM or the cache, then :meth:`recrop`.
 
         Args:
             views: solo-learn's list X (modified in place).
             indexes: (B,) dataset indexes of the batch.
             compute: on a CAM batch, returns ``(maps, boxes, valid)`` (see :meth:`compute_cam`).
-            remember: writes a CAM batch's objects to the cache (default :meth:`cache_write`; the DDP
-                callback all-gathers first).
+            gather: DDP all-gather; with it a CAM batch's objects are written to every rank's cache
+                (:meth:`cache_write_gathered`), else to this process's (:meth:`cache_write`).
         """
         boxes: Tensor | None = None
         valid: Tensor | None = None
@@ -259,7 +274,10 @@ class SoloObjectAware(nn.Module):
             masks = maps if self.config.mixup.enabled else None
             cam = True
             if self.uses_cache:
-                (remember or self.cache_write)(indexes, boxes, valid, masks)
+                if gather is None:
+                    self.cache_write(indexes, boxes, valid, masks)
+                else:
+                    self.cache_write_gathered(gather, indexes, boxes, valid, masks)
         elif self.uses_cache:
             boxes, valid, masks = self.cache_read(indexes)
         self.source.finish(self.recrop(views, boxes, valid, masks), cam=cam)
