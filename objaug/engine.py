@@ -186,6 +186,14 @@ class IndexCache:
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
 
+    def to(self, device: torch.device | str) -> IndexCache:
+        """Move the rows to ``device`` (no copy when they are there already); returns ``self``."""
+        self.boxes = self.boxes.to(device)
+        self.valid = self.valid.to(device)
+        if self.masks is not None:
+            self.masks = self.masks.to(device)
+        return self
+
     def fits(self, boxes: Tensor) -> bool:
         """Whether ``(B, K, 4)`` boxes fit the rows (same ``K``, same device)."""
         return self.boxes.shape[1] == boxes.shape[1] and self.boxes.device == boxes.device

@@ -283,6 +283,8 @@ class ObjectAwareStep(nn.Module):
         assert self.num_samples is not None
         if self.check_inputs and bool(((indexes < 0) | (indexes >= self.num_samples)).any()):
             raise ValueError(f"indexes must lie in [0, num_samples={self.num_samples}).")
+        if self.source.cache is not None:
+            self.source.cache.to(images.device)  # follows the step across .to(device), as a buffer would
         if self.source.needs_cam():
             boxes, valid = self._boxes_from_maps(self.cam_maps(images))
             if self.source.cache is None or not self.source.cache.fits(boxes):

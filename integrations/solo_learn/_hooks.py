@@ -226,28 +226,8 @@ class ObjectAwareHooks:
                                       channels_last=_uses_channels_last(backbone), gather=gather,
                                       rank=int(getattr(trainer, "global_rank", 0) or 0))
 
-        def remember(idx: Tensor, boxes: Tensor, valid: Tensor, masks: Tensor | None) -> None:
-            self._cache_update(trainer, idx, boxes, valid, masks)
-
-        engine.step(views, indexes, compute=compute, remember=remember)
-
-    def _cache_update(self, trainer: Any, indexes: Tensor, boxes: Tensor, valid: Tensor,
-                      masks: Tensor | None) -> None:
-        """Write this batch's boxes/masks to the cache, on every rank (DDP: all-gathered)."""
-        engine = self.engine
-        assert engine is not None
         world = int(getattr(trainer, "world_size", 1) or 1)
-        if world <= 1:
-            engine.cache_write(indexes, boxes, valid, masks)
-            return
-        if masks is not None and engine.source.cache is not None and engine.source.cache.masks is not None:
-            masks = engine.source.cache.small_masks(masks)
-        gather = trainer.strategy.all_gather
-        idx_all = gather(indexes.long()).reshape(-1)
-        boxes_all = gather(boxes.float()).reshape(-1, *boxes.shape[1:])
-        valid_all = gather(valid.float()).reshape(-1, *valid.shape[1:]) > 0.5
-        masks_all = None if masks is None else gather(masks.float()).reshape(-1, *masks.shape[1:])
-        engine.cache_write(idx_all, boxes_all, valid_all, masks_all)
+        engine.step(views, indexes, compute=compute, gather=trainer.strategy.all_gather if world > 1 else None)
 
 
 _CLASSES: dict[str, type] = {}

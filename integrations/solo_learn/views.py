@@ -26,9 +26,8 @@ blur and equalisation do not exactly), and the crop is resampled from the delive
 from __future__ import annotations
 
 import contextlib
-import importlib
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,83 +38,10 @@ from objaug.contracam import ContraCAM
 from objaug.engine import ObjectSource, boxes_from_maps, choose_regions, crop_view, read_store
 from objaug.split import preserve_model_state
 
+from .batch import BoxStore, load_store, pick_cam_model, views_of
 from .config import ObjaugConfig, ObjaugConfigError
 
 __all__ = ["BoxStore", "SoloObjectAware", "load_store", "pick_cam_model", "views_of"]
-
-
-class BoxStore(Protocol):
-    """What ``source: store`` needs: boxes, validity and masks for a batch of dataset indexes."""
-
-    def get_batch(self, indexes: Tensor) -> tuple[Tensor, Tensor, Tensor | None]: ...
-
-
-def load_store(config: ObjaugConfig) -> BoxStore:
-    """Open the store named by ``objaug.store.cls`` (``module:Name``) at ``objaug.store.path``."""
-    module_name, _, attr = config.store.cls.partition(":")
-    try:
-        factory: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            factory = getattr(factory, part)
-    except (ImportError, AttributeError) as err:
-        raise ObjaugConfigError(f"objaug.store.cls={config.store.cls!r} cannot be imported ({err}). Give "
-                                "'package.module:Name' of a class/function taking the store path.") from err
-    store = factory(config.store.path)
-    if not callable(getattr(store, "get_batch", None)):
-        raise ObjaugConfigError(f"objaug.store.cls={config.store.cls!r} returned a {type(store).__name__} without a "
-                                "get_batch(indexes) method.")
-    return store
-
-
-def pick_cam_model(pl_module: Any, which: str) -> tuple[nn.Module, nn.Module | None, str]:
-    """The (backbone, projector, name) pair ContraCAM uses, per ``objaug.online.model``.
-
-    Raises:
-        ObjaugConfigError: the module lacks the requested attributes.
-    """
-    has_momentum = isinstance(getattr(pl_module, "momentum_backbone", None), nn.Module)
-    if which == "auto":
-        which = "momentum" if has_momentum else "online"
-    prefix = "momentum_" if which == "momentum" else ""
-    backbone = getattr(pl_module, prefix + "backbone", None)
-    projector = getattr(pl_module, prefix + "projector", None)
-    if not isinstance(backbone, nn.Module):
-        raise ObjaugConfigError(
-            f"objaug.online.model={which!r} needs the method's `{prefix}backbone`, which "
-            f"{type(pl_module).__name__} does not have. Allowed: 'online' (backbone + projector), 'momentum' "
-            "(momentum_backbone + momentum_projector, BYOL/MoCo-style methods) or 'auto'."
-        )
-    if projector is not None and not isinstance(projector, nn.Module):
-        projector = None
-    return backbone, projector, which
-
-
-def views_of(batch: Any) -> list[Tensor]:
-    """Check solo-learn's batch structure and return the (mutable) list of views inside it.
-
-    A tuple of views inside a list batch is replaced by a list (so items can be assigned).
-    """
-    if not isinstance(batch, list | tuple) or len(batch) != 3:
-        raise TypeError(
-            "objaug expects solo-learn's training batch [indexes, [X_1..X_n], targets]; got "
-            f"{type(batch).__name__} of length {len(batch) if isinstance(batch, list | tuple) else '?'}."
-        )
-    views = batch[1]
-    if isinstance(views, Tensor):
-        views = [views]
-    if isinstance(views, tuple):
-        if not isinstance(batch, list):
-            raise TypeError("objaug rewrites the views in place: the batch must be a list (solo-learn's default "
-                            "collate), got a tuple of a tuple.")
-        views = list(views)
-    if isinstance(batch, list):
-        batch[1] = views
-    elif batch[1] is not views:
-        raise TypeError("objaug rewrites the views in place: the batch must be a list (solo-learn's default "
-                        "collate); got a tuple whose views are not a list.")
-    if not isinstance(views, list) or not all(isinstance(x, Tensor) and x.ndim == 4 for x in views):
-        raise TypeError("objaug expects the views X of the batch to be a list of (B, C, H, W) tensors.")
-    return views
 
 
 class SoloObjectAware(nn.Module):
@@ -309,17 +235,32 @@ class SoloObjectAware(nn.Module):
             info["crop_boxes"][v], info["flip"][v] = cut.crop_boxes, cut.flip
         return info
 
+    def cache_write_gathered(self, gather: Callable[[Tensor], Tensor], indexes: Tensor, boxes: Tensor,
+                             valid: Tensor, masks: Tensor | None) -> None:
+        """DDP: write every rank's boxes/masks of this batch to the cache (``gather``: ``(B, ...) -> (W, B, ...)``).
+
+        Masks are shrunk to the cache's size before the all-gather (less traffic).
+        """
+        cache = self.source.cache
+        if masks is not None and cache is not None and cache.masks is not None:
+            masks = cache.small_masks(masks)
+        idx_all = gather(indexes.long()).reshape(-1)
+        boxes_all = gather(boxes.float()).reshape(-1, *boxes.shape[1:])
+        valid_all = gather(valid.float()).reshape(-1, *valid.shape[1:]) > 0.5
+        masks_all = None if masks is None else gather(masks.float()).reshape(-1, *masks.shape[1:])
+        self.cache_write(idx_all, boxes_all, valid_all, masks_all)
+
     def step(self, views: list[Tensor], indexes: Tensor, *,
              compute: Callable[[], tuple[Tensor, Tensor, Tensor]] | None = None,
-             remember: Callable[[Tensor, Tensor, Tensor, Tensor | None], None] | None = None) -> None:
+             gather: Callable[[Tensor], Tensor] | None = None) -> None:
         """One training batch: the objects from the store, a fresh CAM or the cache, then :meth:`recrop`.
 
         Args:
             views: solo-learn's list X (modified in place).
             indexes: (B,) dataset indexes of the batch.
             compute: on a CAM batch, returns ``(maps, boxes, valid)`` (see :meth:`compute_cam`).
-            remember: writes a CAM batch's objects to the cache (default :meth:`cache_write`; the DDP
-                callback all-gathers first).
+            gather: DDP all-gather; with it a CAM batch's objects are written to every rank's cache
+                (:meth:`cache_write_gathered`), else to this process's (:meth:`cache_write`).
         """
         boxes: Tensor | None = None
         valid: Tensor | None = None
@@ -333,7 +274,10 @@ class SoloObjectAware(nn.Module):
             masks = maps if self.config.mixup.enabled else None
             cam = True
             if self.uses_cache:
-                (remember or self.cache_write)(indexes, boxes, valid, masks)
+                if gather is None:
+                    self.cache_write(indexes, boxes, valid, masks)
+                else:
+                    self.cache_write_gathered(gather, indexes, boxes, valid, masks)
         elif self.uses_cache:
             boxes, valid, masks = self.cache_read(indexes)
         self.source.finish(self.recrop(views, boxes, valid, masks), cam=cam)

@@ -44,10 +44,6 @@ except ImportError:  # pragma: no cover - older/newer kornia without the private
         return method
 
 
-# Former private names, kept for code that imported them.
-_check_pair, _check_size, _check_prob = check_pair, check_size, check_probability
-
-
 class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
     """RandomResizedCrop inside a randomly chosen object box, batched on the device.
 

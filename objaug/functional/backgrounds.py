@@ -53,9 +53,6 @@ class BackgroundMixupOutput(NamedTuple):
     boxes: Tensor
 
 
-_check_threshold = check_threshold  # former private name (objaug.augment.mixup imported it)
-
-
 def _check_source(source: object) -> MixupSource:
     if source not in ("tiled-strip", "batch"):
         raise ValueError(f"source must be 'tiled-strip' or 'batch', got {source!r}.")
