@@ -169,12 +169,9 @@ def boxes_from_cam(
 def boxes_from_steps(
     steps: Sequence[Tensor],
     *,
-    threshold: float = 0.5,
-    min_area: float = 0.01,
-    margin: float = 0.2,
-    max_boxes: int = 4,
-    connectivity: int = 4,
     overlap: float = 0.3,
+    threshold: float = 0.5, min_area: float = 0.01, margin: float = 0.2,  # as boxes_from_cam
+    max_boxes: int = 4, connectivity: int = 4, relative: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Boxes of a refined ContraCAM: each iteration's own objects, the first iteration's first.
 
@@ -191,8 +188,8 @@ def boxes_from_steps(
 
     Args:
         steps: the T per-iteration maps, each (B, 1, H, W) floating in [0, 1], same shape and device.
-        threshold, min_area, margin, max_boxes, connectivity: as :func:`boxes_from_cam`, applied to
-            each iteration's map.
+        threshold, min_area, margin, max_boxes, connectivity, relative: as :func:`boxes_from_cam`,
+            applied to each iteration's map.
         overlap: in [0, 1]; the largest intersection-over-smaller-area a later box may have with an
             earlier iteration's box and still be kept.
 
@@ -215,10 +212,10 @@ def boxes_from_steps(
                              f"{tuple(first.shape)} on {first.device}; all steps must match.")
     if not _is_number(overlap) or not 0.0 <= overlap <= 1.0:  # type: ignore[operator]
         raise ValueError(f"overlap must be a number in [0, 1], got {overlap!r}.")
-    _check_box_args(threshold, min_area, margin, max_boxes, connectivity, False)
+    _check_box_args(threshold, min_area, margin, max_boxes, connectivity, relative)
     b, n_steps, k = first.shape[0], len(steps), max_boxes
     boxes, valid = boxes_from_cam(torch.cat(list(steps), dim=0), threshold=threshold, min_area=min_area,
-                                  margin=margin, max_boxes=max_boxes, connectivity=connectivity)
+                                  margin=margin, max_boxes=max_boxes, connectivity=connectivity, relative=relative)
     if n_steps == 1:
         return boxes, valid
     boxes = boxes.view(n_steps, b, k, 4).transpose(0, 1).reshape(b, n_steps * k, 4)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from objaug.boxes import boxes_from_cam
+from objaug.boxes import boxes_from_cam, boxes_from_steps
 from objaug.constants import IMAGENET_NORMALIZE
 from objaug.functional.crop import crop_and_resize, full_image_boxes, sample_regions, sample_resized_crop_boxes
 from objaug.masks import masks_from_uint8, masks_to_uint8
@@ -142,11 +142,14 @@ def cam_maps(cam: Callable[..., Any], images: Tensor, mean: Tensor, std: Tensor,
     return cam(x, negatives=negatives)
 
 
-def boxes_from_maps(maps: Tensor, *, map_size: int | None = None, **box_kwargs: Any) -> tuple[Tensor, Tensor]:
-    """Boxes of ``(B, 1, h, w)`` maps in [0, 1] by :func:`objaug.boxes.boxes_from_cam`.
+def boxes_from_maps(maps: Tensor | Sequence[Tensor], *, map_size: int | None = None,
+                    **box_kwargs: Any) -> tuple[Tensor, Tensor]:
+    """Boxes of CAM maps: :func:`objaug.boxes.boxes_from_cam`, or per iteration for a refined ContraCAM.
 
     Args:
-        maps: ``(B, 1, h, w)`` CAM maps (any floating dtype; read as float32).
+        maps: ``(B, 1, h, w)`` CAM maps (any floating dtype; read as float32), or the list of a refined
+            ContraCAM's per-iteration maps (``return_steps=True``): then each iteration's own boxes
+            (:func:`objaug.boxes.boxes_from_steps`; boxes of the union merge neighbouring objects).
         map_size: find the boxes on an area-downsampled ``map_size`` x ``map_size`` copy when the maps are
             larger (boxes are normalised, so they apply to the full maps); ``None``: the maps as they are.
         box_kwargs: :func:`~objaug.boxes.boxes_from_cam` arguments.
@@ -154,10 +157,16 @@ def boxes_from_maps(maps: Tensor, *, map_size: int | None = None, **box_kwargs: 
     Returns:
         ``(boxes, valid)``: ``(B, K, 4)`` normalised xyxy, ``(B, K)`` bool.
     """
-    maps = maps.float()
-    if map_size is not None and max(maps.shape[-2:]) > map_size:
-        maps = F.interpolate(maps, size=(map_size, map_size), mode="area")
-    return boxes_from_cam(maps, **box_kwargs)
+    steps = [maps] if isinstance(maps, Tensor) else list(maps)
+    small = []
+    for m in steps:
+        m = m.float()
+        if map_size is not None and max(m.shape[-2:]) > map_size:
+            m = F.interpolate(m, size=(map_size, map_size), mode="area")
+        small.append(m)
+    if len(small) == 1:
+        return boxes_from_cam(small[0], **box_kwargs)
+    return boxes_from_steps(small, **box_kwargs)
 
 
 # ---------------------------------------------------------------------- the per-index cache

@@ -81,3 +81,22 @@ def test_read_store_validates_once_and_unpacks_uint8_masks():
         read_store(_Store((boxes[0], valid)), torch.tensor([0, 1]), torch.device("cpu"))
     with pytest.raises(TypeError, match="get_batch"):
         read_store(_Store(boxes), torch.tensor([0, 1]), torch.device("cpu"))
+
+
+def test_boxes_from_maps_takes_a_refined_camss_steps():
+    import torch.nn.functional as F
+
+    from objaug.boxes import boxes_from_cam, boxes_from_steps
+    from objaug.engine import boxes_from_maps
+
+    g = torch.Generator().manual_seed(0)
+    steps = [torch.rand(3, 1, 32, 32, generator=g) ** 4 for _ in range(3)]
+    a = boxes_from_maps(steps, threshold=0.6)
+    b = boxes_from_steps(steps, threshold=0.6)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    one = boxes_from_maps(steps[0], threshold=0.6)
+    ref = boxes_from_cam(steps[0], threshold=0.6)
+    assert torch.equal(one[0], ref[0]) and torch.equal(one[1], ref[1])
+    small = boxes_from_maps(steps, map_size=16, threshold=0.6)
+    ref = boxes_from_steps([F.interpolate(s, size=(16, 16), mode="area") for s in steps], threshold=0.6)
+    assert torch.equal(small[0], ref[0]) and torch.equal(small[1], ref[1])

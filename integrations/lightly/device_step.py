@@ -276,7 +276,15 @@ class ObjectAwareStep(nn.Module):
         return cam_maps(self.cam, images, self.cam_mean, self.cam_std, size=self.cam_size,
                         negatives=self._negatives(images.device), return_steps=return_steps)
 
-    def _boxes_from_maps(self, maps: Tensor) -> tuple[Tensor, Tensor]:
+    def _refined_steps(self, images: Tensor) -> tuple[Tensor, Tensor | list[Tensor]]:
+        """``(maps, steps)``: a ContraCAM's per-iteration maps (boxes per iteration), else ``(maps, maps)``."""
+        if isinstance(self.cam, ContraCAM) and (self.cam.iters > 1 or self.mask_iters is not None):
+            maps, steps = self.cam_maps(images, return_steps=True)
+            return maps, list(steps)
+        maps = self.cam_maps(images)
+        return maps, maps
+
+    def _boxes_from_maps(self, maps: Tensor | list[Tensor]) -> tuple[Tensor, Tensor]:
         return boxes_from_maps(maps, **self.box_kwargs)
 
     def _cached(self, images: Tensor, indexes: Tensor) -> tuple[Tensor, Tensor]:
@@ -286,7 +294,7 @@ class ObjectAwareStep(nn.Module):
         if self.source.cache is not None:
             self.source.cache.to(images.device)  # follows the step across .to(device), as a buffer would
         if self.source.needs_cam():
-            boxes, valid = self._boxes_from_maps(self.cam_maps(images))
+            boxes, valid = self._boxes_from_maps(self._refined_steps(images)[1])
             if self.source.cache is None or not self.source.cache.fits(boxes):
                 self.source.allocate(self.num_samples, boxes.shape[1], device=boxes.device, box_dtype=boxes.dtype)
             self.source.remember(indexes, boxes, valid)
@@ -350,12 +358,12 @@ class ObjectAwareStep(nn.Module):
                                 "every call (ObjectAwareDataset(..., return_index=True)), or use refresh_every=1.")
                         boxes, valid = self._cached(images, idx)
                     else:
+                        maps, steps = self._refined_steps(images)
+                        mask_maps = maps
                         if need_masks and self.mask_iters is not None:
-                            maps, steps = self.cam_maps(images, return_steps=True)
+                            assert isinstance(steps, list)
                             mask_maps = torch.stack(steps[:self.mask_iters]).amax(dim=0)  # their union
-                        else:
-                            maps = mask_maps = self.cam_maps(images)
-                        boxes, valid = self._boxes_from_maps(maps)
+                        boxes, valid = self._boxes_from_maps(steps)
                         self._refreshed = True
                         if need_masks:
                             masks = mask_maps if mask_maps.shape[-2:] == images.shape[-2:] else F.interpolate(

@@ -192,9 +192,10 @@ class SoloObjectAware(nn.Module):
                 if everyone.ndim == 3 and everyone.shape[0] > 1:
                     keep = torch.arange(everyone.shape[0], device=everyone.device) != rank
                     negatives = everyone[keep].reshape(-1, everyone.shape[-1]).to(z.dtype)
-            maps = cam(x, negatives)
+            maps, steps = cam(x, negatives, return_steps=True)
         maps = maps.float()
-        boxes, valid = boxes_from_maps(maps, map_size=bx.map_size, threshold=bx.threshold, min_area=bx.min_area,
+        # refined boxes: each iteration's own objects (boxes of the union merge neighbouring objects)
+        boxes, valid = boxes_from_maps(steps, map_size=bx.map_size, threshold=bx.threshold, min_area=bx.min_area,
                                        margin=bx.margin, max_boxes=bx.max_boxes)
         return maps, boxes, valid
 
