@@ -14,7 +14,7 @@ import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "BoxesConfig",
@@ -54,7 +54,7 @@ class MixupConfig:
     enabled: bool = False
     views: tuple[int, ...] = (0,)
     p: float = 0.4
-    threshold: float = 0.2
+    threshold: float | Literal["otsu"] = "otsu"
     queue_size: int = 50
     source: str = "tiled-strip"
 
@@ -162,6 +162,14 @@ def _float(low: float | None = None, high: float | None = None, *, open_low: boo
     return parse
 
 
+def _otsu_or(number: _Parser) -> _Parser:
+    def parse(value: Any, key: str) -> float | str:
+        if isinstance(value, str) and value != "otsu":
+            raise ObjaugConfigError(f"{key} must be 'otsu' or a number in (0.0, 1.0], got {value!r}.")
+        return "otsu" if value == "otsu" else number(value, key)
+    return parse
+
+
 def _choice(*allowed: str) -> _Parser:
     def parse(value: Any, key: str) -> str:
         if not isinstance(value, str) or value not in allowed:
@@ -246,8 +254,9 @@ _SCHEMA: list[tuple[str, str, _Parser, str]] = [
     ("mixup.enabled", "bool", _bool, "Background mixup on `mixup.views` (after the crop, masks cropped alike)."),
     ("mixup.views", "list[int]", _views(), "Views that are mixed; a subset of `views` (the paper: view 0)."),
     ("mixup.p", "float in [0, 1]", _float(0.0, 1.0), "Probability that an eligible image is mixed (paper: 0.4)."),
-    ("mixup.threshold", "float in (0, 1]", _float(0.0, 1.0, open_low=True),
-     "Mask threshold of the object rectangle (paper: 0.2)."),
+    ("mixup.threshold", "`otsu` \\| float in (0, 1]", _otsu_or(_float(0.0, 1.0, open_low=True)),
+     "Mask threshold of the object rectangle: `otsu` (per image, from each mask's histogram) or a number "
+     "(paper: 0.2; on diffuse maps it mixes almost nothing)."),
     ("mixup.queue_size", "int >= 0", _int(0), "FIFO queue of recent backgrounds (paper: 50; 0 disables it)."),
     ("mixup.source", "`tiled-strip` \\| `batch`", _choice("tiled-strip", "batch"),
      "How backgrounds are built: the paper's tiled strip, or the image with its object mean-filled."),

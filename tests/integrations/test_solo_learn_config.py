@@ -54,6 +54,11 @@ def test_docs_list_every_key_with_its_default():
         assert rows[key] == default, f"docs/solo-learn.md: objaug.{key} default {rows[key]} != {default}"
 
 
+def test_mixup_threshold_otsu_or_a_number():
+    assert parse_objaug_config({}).mixup.threshold == "otsu"
+    assert parse_objaug_config({"mixup": {"threshold": 0.2}}).mixup.threshold == 0.2
+
+
 def test_omegaconf_block_and_values():
     OmegaConf = pytest.importorskip("omegaconf").OmegaConf
     block = OmegaConf.create({"enabled": True, "source": "online", "views": [1, 0], "crop": {"p": 1, "scale": [0.2, 1]},
@@ -90,6 +95,7 @@ def test_omegaconf_block_and_values():
         ({"online": {"model": "target"}}, r"objaug\.online\.model must be one of 'auto', 'online', 'momentum'"),
         ({"boxes": {"min_area": 1.0}}, r"objaug\.boxes\.min_area must be a number in \[0\.0, 1\.0\), got 1\.0"),
         ({"mixup": {"threshold": 0}}, r"objaug\.mixup\.threshold must be a number in \(0\.0, 1\.0\]"),
+        ({"mixup": {"threshold": "mean"}}, r"objaug\.mixup\.threshold must be 'otsu' or a number in"),
         ({"mixup": {"queue_size": -1}}, r"objaug\.mixup\.queue_size must be an integer >= 0"),
         ({"store": {"cls": "ObjectStore"}}, r"objaug\.store\.cls must name a class or function as 'package\.module"),
         ({"enabled": True, "views": [0], "mixup": {"enabled": True, "views": [0, 1]}},
