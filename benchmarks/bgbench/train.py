@@ -60,7 +60,7 @@ from objaug import (
     moco_v2_views,
     simclr_views,
 )
-from objaug.archs import build_projector, tiny_resnet
+from objaug.archs import build_projector, demo_backbone, tiny_resnet
 
 __all__ = [
     "ARMS",
@@ -80,6 +80,9 @@ __all__ = [
 ]
 
 METHODS: tuple[str, ...] = ("simclr", "moco", "byol")
+#: Backbones: torchvision ResNet-18 (small stem), objaug's demo network at width 8 ("tiny", CI) and at width 16
+#: ("w16": stages 16-32-64-64, 8x8 maps at 64 px; the issue-13 pilot's supervised gate network).
+ARCHS: tuple[str, ...] = ("resnet18", "tiny", "w16")
 ARMS: tuple[str, ...] = ("baseline", "crop", "mixup", "both")
 MODES: tuple[str, ...] = ("two-stage", "online")
 
@@ -149,8 +152,8 @@ class TrainConfig:
             raise ValueError("the baseline arm has no mode (pass mode=None).")
         if self.arm != "baseline" and self.mode not in MODES:
             raise ValueError(f"arm {self.arm!r} needs mode in {MODES}, got {self.mode!r}.")
-        if self.arch not in ("resnet18", "tiny"):
-            raise ValueError(f"arch must be 'resnet18' or 'tiny', got {self.arch!r}.")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}.")
 
 
 def run_name(method: str, arm: str, mode: str | None) -> str:
@@ -173,6 +176,8 @@ def build_backbone(arch: str = "resnet18", *, stem_stride: int = 2) -> nn.Module
     """
     if arch == "tiny":
         return tiny_resnet(widths=(8, 16, 32, 32), stem_stride=2, strides=(1, 2, 2, 1))
+    if arch == "w16":
+        return demo_backbone(width=16)
     if arch != "resnet18":
         raise ValueError(f"unknown arch {arch!r}")
     from torchvision.models import resnet18
@@ -190,7 +195,7 @@ def build_backbone(arch: str = "resnet18", *, stem_stride: int = 2) -> nn.Module
 
 def feature_dim(arch: str) -> int:
     """The backbone's feature dimension D."""
-    return 32 if arch == "tiny" else 512
+    return {"tiny": 32, "w16": 64}.get(arch, 512)
 
 
 def _mlp(in_dim: int, hidden: int, out: int) -> nn.Module:

@@ -38,6 +38,9 @@ What changes against v1 (every choice below was checked by eye on downscaled cop
 
   The four splits of one test family share their object placements row by row (as v1). The main test
   splits keep v1's names, so :mod:`.protocol` runs on a v2 dataset unchanged.
+
+Pictures (written into the output folder only, never committed): ``samples.png`` (rows of every kind of
+split) and ``backgrounds.png`` (every photo with its train/val/test regions).
 """
 
 from __future__ import annotations
@@ -534,11 +537,40 @@ def build_v2(out: str | os.PathLike[str] | None = None, *, source: str = "debian
     shown = ("train", "train_unbiased", "val_original", "original", "mixed_rand", "only_fg", "heldout_original",
              "multi_train", "multi_test")
     _samples(out_dir, {k: splits[k] for k in shown}, src.classes)
+    _backgrounds_sheet(out_dir, src)
     manifest = _manifest(src, seed, size, home_fraction, params, splits)
     manifest["build_seconds"] = {"fetch": round(t_fetch, 2), "sources": round(t_sources, 2),
                                  "total": round(time.perf_counter() - t0, 2)}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return out_dir
+
+
+def _backgrounds_sheet(out: Path, src: SourcesV2, tw: int = 240, th: int = 160) -> Path:
+    """Draw ``backgrounds.png``: every photo with its train (red), val (yellow) and test (cyan) regions, by group
+    (for checking the photos and their usable areas by eye; the photos' licences forbid committing it)."""
+    from PIL import ImageDraw
+
+    cols = 6
+    rows = -(-len(src.photos) // cols)
+    sheet = Image.new("RGB", (cols * tw, rows * (th + 12)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    order = sorted(range(len(src.photos)), key=lambda i: src.photos[i].group)
+    for k, i in enumerate(order):
+        p = src.photos[i]
+        im = p.image.copy()
+        im.thumbnail((tw, th))
+        w, h = im.size
+        d = ImageDraw.Draw(im)
+        for name, col in (("train", (255, 0, 0)), ("val", (255, 255, 0)), ("test", (0, 255, 255))):
+            r = p.regions[name]
+            d.rectangle([r[0] * w, r[1] * h, r[2] * w - 1, r[3] * h - 1], outline=col, width=2)
+        x, y = (k % cols) * tw, (k // cols) * (th + 12)
+        sheet.paste(im, (x, y + 12))
+        label = p.name.split("/")[3] if "/wallpapers/" in p.name else Path(p.name).stem
+        draw.text((x + 2, y), f"{src.groups[p.group]}: {label[:28]}", fill=(0, 0, 0))
+    path = out / "backgrounds.png"
+    sheet.save(path)
+    return path
 
 
 def _reusable(out: Path, source: str, seed: int, size: int, home_fraction: float, params: dict[str, Any]) -> bool:

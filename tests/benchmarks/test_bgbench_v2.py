@@ -36,6 +36,7 @@ def test_files_and_manifest(built: Path) -> None:
     man = data.load_manifest(built)
     assert man["format"] == 2 and man["data_version"] == "v2" and man["home_fraction"] == HOME
     assert set(man["splits"]) == set(v2.SPLITS_V2) and (built / "samples.png").is_file()
+    assert (built / "backgrounds.png").is_file()
     n_cls = len(man["classes"])
     for name in v2.SPLITS_V2:
         d = data.load_split(built, name)
@@ -170,3 +171,13 @@ def test_debian_v2_photos_present_when_fetched() -> None:
     missing = [p for _, p, _ in v2.BACKGROUNDS_V2 if not (root / p).is_file()]
     assert not missing
 
+
+def test_gate_runs_on_tiny_v2(built: Path) -> None:
+    from benchmarks.bgbench.gate import run_gate
+
+    r = run_gate(built, train_split="train_unbiased", steps=2, batch_size=16, arch="tiny")
+    assert set(r["accuracy"]) == {"val", "main", "heldout"}
+    for fam in r["accuracy"].values():
+        assert all(0.0 <= v <= 1.0 for k, v in fam.items() if k != "bg_gap")
+        assert fam["bg_gap"] == pytest.approx(fam["mixed_same"] - fam["mixed_rand"], abs=1e-4)
+    assert r["train_home_share"] < 0.5 and r["chance"] == pytest.approx(1 / 6, abs=1e-3)
