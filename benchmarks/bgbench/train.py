@@ -439,9 +439,19 @@ def compute_objects(backbone: nn.Module, projector: nn.Module | None, images: Te
 
 
 # ------------------------------------------------------------------------------------------------ training
+def _checkpoint(fn: Callable[[int, SSLModel], None], step: int, model: SSLModel, device: torch.device) -> None:
+    """Run ``fn(step, model)`` in eval mode under a forked RNG, then put the model back in train mode."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        model.eval()
+        fn(step, model)
+        model.train()
+
+
 def train_ssl(cfg: TrainConfig, images: Tensor, *, objects: dict[str, np.ndarray] | None = None,
               progress: bool = True, log_every: int = 0,
-              on_log: Callable[[int, float], None] | None = None) -> tuple[SSLModel, dict[str, Any]]:
+              on_log: Callable[[int, float], None] | None = None,
+              on_checkpoint: Callable[[int, SSLModel], None] | None = None,
+              checkpoints: tuple[int, ...] = ()) -> tuple[SSLModel, dict[str, Any]]:
     """Train one SSL run.
 
     Args:
@@ -451,6 +461,10 @@ def train_ssl(cfg: TrainConfig, images: Tensor, *, objects: dict[str, np.ndarray
         progress: tqdm bar.
         log_every: call ``on_log(step, loss)`` every this many steps (0: never).
         on_log: the logging callback.
+        on_checkpoint: called as ``on_checkpoint(step, model)`` after the optimiser steps listed in
+            ``checkpoints`` (and with step 0 before training if 0 is listed), in eval mode under a forked RNG
+            (training continues as without it); the time it takes is not counted in ``seconds``.
+        checkpoints: steps at which to call ``on_checkpoint``.
 
     Returns:
         ``(model, stats)``: the trained model (eval mode, on ``cfg.device``) and
@@ -487,6 +501,8 @@ def train_ssl(cfg: TrainConfig, images: Tensor, *, objects: dict[str, np.ndarray
         obj_frac: list[Tensor] = []
         mix_frac: list[Tensor] = []
         bar = _progress(cfg.steps, f"{run_name(cfg.method, cfg.arm, cfg.mode)} s{cfg.seed}", progress)
+        if on_checkpoint is not None and 0 in checkpoints:
+            _checkpoint(on_checkpoint, 0, model, device)
         start = time.perf_counter()
         loss = torch.zeros(())
         model.train()
@@ -517,6 +533,10 @@ def train_ssl(cfg: TrainConfig, images: Tensor, *, objects: dict[str, np.ndarray
                 tau = 1 - (1 - base) * (math.cos(math.pi * step / max(1, cfg.steps)) + 1) / 2 \
                     if cfg.method == "byol" else base
                 model.momentum_update(tau)
+            if on_checkpoint is not None and step + 1 in checkpoints:
+                paused = time.perf_counter()
+                _checkpoint(on_checkpoint, step + 1, model, device)
+                start += time.perf_counter() - paused
             if log_every and (step + 1) % log_every == 0:
                 value = float(loss.detach())
                 curve.append(round(value, 4))

@@ -181,3 +181,32 @@ def test_gate_runs_on_tiny_v2(built: Path) -> None:
         assert all(0.0 <= v <= 1.0 for k, v in fam.items() if k != "bg_gap")
         assert fam["bg_gap"] == pytest.approx(fam["mixed_same"] - fam["mixed_rand"], abs=1e-4)
     assert r["train_home_share"] < 0.5 and r["chance"] == pytest.approx(1 / 6, abs=1e-3)
+
+
+def test_checkpoints_do_not_change_training(built: Path) -> None:
+    """Known answer: evaluating at checkpoints (forked RNG, eval mode) leaves the trained weights unchanged."""
+    import torch
+
+    from benchmarks.bgbench.train import TrainConfig, to_float_images, train_ssl
+
+    images = to_float_images(data.load_split(built, "train")["images"][:48])
+    cfg = TrainConfig(arch="tiny", view_size=S, batch_size=16, steps=3, seed=0)
+    seen: list[int] = []
+    a, _ = train_ssl(cfg, images, progress=False)
+    b, _ = train_ssl(cfg, images, progress=False, checkpoints=(0, 2),
+                     on_checkpoint=lambda step, m: (seen.append(step), torch.rand(3), m.backbone(images[:4])))
+    assert seen == [0, 2]
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert ka == kb and torch.equal(va, vb), ka
+
+
+def test_encoder_gate_runs_on_tiny_v2(built: Path) -> None:
+    from benchmarks.bgbench.encoder_gate import run_encoder_gate
+    from benchmarks.bgbench.evaluate import EvalConfig
+
+    r = run_encoder_gate(built, arch="tiny", steps=2, batch_size=16, checkpoints=(0, 2), say=lambda s: None,
+                         eval_cfg=EvalConfig(probe_iters=5, cam_batch=16, cam_iters=2, n_loc=16))
+    assert set(r["checkpoints"]) == {"0", "2"}
+    for m in r["checkpoints"].values():
+        assert -1.0 <= m["loc/single/contrast_T1"] <= 1.0 and 0.0 <= m["loc/single/iou_T1"] <= 1.0
+    assert 0.0 < r["centre_box"]["loc/single/iou_center0.25"] < 1.0
