@@ -436,9 +436,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--n-test-per-class", type=int, default=64)
     ap.add_argument("--n-multi-train", type=int, default=1500)
     ap.add_argument("--n-multi-test", type=int, default=400)
-    ap.add_argument("--home-fraction", type=float, default=0.9)
+    ap.add_argument("--home-fraction", type=float, default=None, help="default 0.9 (v1), 0.8 (v2)")
     ap.add_argument("--force", action="store_true", help="rebuild even if an identical build exists")
+    ap.add_argument("--version", choices=("v1", "v2"), default="v1",
+                    help="data version (v2: benchmarks/bgbench/v2.py, issue 13; its default home fraction is 0.8)")
     a = ap.parse_args(argv)
+    if a.version == "v2":
+        from benchmarks.bgbench.v2 import build_v2, summary_v2
+
+        hf = 0.8 if a.home_fraction is None else a.home_fraction
+        try:
+            out = build_v2(a.out, source=a.source, seed=a.seed, size=a.size, n_train_per_class=a.n_train_per_class,
+                           n_test_per_class=a.n_test_per_class, n_multi_train=a.n_multi_train,
+                           n_multi_test=a.n_multi_test, home_fraction=hf, cache=a.cache, root=a.root, force=a.force)
+        except FetchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(summary_v2(out))
+        return 0
+    if a.home_fraction is None:
+        a.home_fraction = 0.9
     try:
         out = build(a.out, source=a.source, seed=a.seed, size=a.size, n_train_per_class=a.n_train_per_class,
                     n_test_per_class=a.n_test_per_class, n_multi_train=a.n_multi_train, n_multi_test=a.n_multi_test,

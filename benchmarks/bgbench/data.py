@@ -54,8 +54,9 @@ def load_manifest(out: str | os.PathLike[str]) -> dict[str, Any]:
         raise FileNotFoundError(f"no bgbench dataset in {out} (missing manifest.json); build one with "
                                 f"`python -m benchmarks.bgbench.build --source debian --seed 0 --size 64`.")
     man: dict[str, Any] = json.loads(path.read_text())
-    if man.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path} has format {man.get('format')!r}, this loader reads {FORMAT_VERSION}; rebuild.")
+    if man.get("format") not in (FORMAT_VERSION, 2):  # 2: data v2 (benchmarks/bgbench/v2.py)
+        raise ValueError(f"{path} has format {man.get('format')!r}, this loader reads {FORMAT_VERSION} and 2; "
+                         "rebuild.")
     return man
 
 
@@ -64,7 +65,7 @@ def load_split(out: str | os.PathLike[str], name: str) -> dict[str, np.ndarray]:
 
     Args:
         out: dataset folder.
-        name: one of :data:`SPLITS`.
+        name: one of :data:`SPLITS` (or a v2 split present in ``out``, e.g. ``train_unbiased``).
 
     Returns:
         Single-object splits: ``images`` uint8 (N, S, S, 3), ``labels`` int64 (N,), ``masks`` uint8
@@ -73,9 +74,9 @@ def load_split(out: str | os.PathLike[str], name: str) -> dict[str, np.ndarray]:
         float32 (N, 4, 4), ``labels``/``object_id`` int64 (N, 4) (-1 in empty slots), ``n_objects``,
         ``bg_id``, ``bg_group`` int64 (N,).
     """
-    if name not in SPLITS:
-        raise ValueError(f"unknown split {name!r}; splits are {', '.join(SPLITS)}.")
     path = Path(out) / f"{name}.npz"
+    if name not in SPLITS and not path.is_file():  # data v2 has more splits (train_unbiased, val_*, heldout_*)
+        raise ValueError(f"unknown split {name!r}; splits are {', '.join(SPLITS)} (v2 data: see its manifest).")
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; (re)build the dataset in {out}.")
     with np.load(path) as z:

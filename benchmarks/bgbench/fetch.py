@@ -77,11 +77,13 @@ def _run(cmd: list[str], cwd: Path) -> None:
         raise _fail(f"`{' '.join(cmd)}` failed (exit {proc.returncode}) in {cwd}:\n{tail}")
 
 
-def fetch(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Download and extract :data:`PACKAGES` into ``<cache_dir>/root`` (skipping extracted ones).
+def fetch(cache_dir: str | os.PathLike[str] | None = None, *, packages: tuple[str, ...] = PACKAGES) -> Path:
+    """Download and extract ``packages`` (default :data:`PACKAGES`) into ``<cache_dir>/root`` (skipping
+    extracted ones).
 
     Args:
         cache_dir: cache folder; default :data:`DEFAULT_CACHE` (``benchmarks/.cache/bgbench``).
+        packages: the Debian packages (data v2 adds two wallpaper packages: ``v2.PACKAGES_V2``).
 
     Returns:
         The extracted root ``<cache_dir>/root`` (checked with :func:`check_root`).
@@ -91,7 +93,7 @@ def fetch(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """
     cache = Path(cache_dir if cache_dir is not None else DEFAULT_CACHE).expanduser().resolve()
     debs, root = cache / "debs", cache / "root"
-    todo = [p for p in PACKAGES if not (root / f".bgbench-{p}").exists()]
+    todo = [p for p in packages if not (root / f".bgbench-{p}").exists()]
     if not todo:
         return check_root(root)
     for tool in ("apt-get", "dpkg"):

@@ -60,7 +60,7 @@ from objaug import (
     moco_v2_views,
     simclr_views,
 )
-from objaug.archs import build_projector, tiny_resnet
+from objaug.archs import build_projector, demo_backbone, tiny_resnet
 
 __all__ = [
     "ARMS",
@@ -80,6 +80,9 @@ __all__ = [
 ]
 
 METHODS: tuple[str, ...] = ("simclr", "moco", "byol")
+#: Backbones: torchvision ResNet-18 (small stem), objaug's demo network at width 8 ("tiny", CI) and at width 16
+#: ("w16": stages 16-32-64-64, 8x8 maps at 64 px; the issue-13 pilot's supervised gate network).
+ARCHS: tuple[str, ...] = ("resnet18", "tiny", "w16")
 ARMS: tuple[str, ...] = ("baseline", "crop", "mixup", "both")
 MODES: tuple[str, ...] = ("two-stage", "online")
 
@@ -149,8 +152,8 @@ class TrainConfig:
             raise ValueError("the baseline arm has no mode (pass mode=None).")
         if self.arm != "baseline" and self.mode not in MODES:
             raise ValueError(f"arm {self.arm!r} needs mode in {MODES}, got {self.mode!r}.")
-        if self.arch not in ("resnet18", "tiny"):
-            raise ValueError(f"arch must be 'resnet18' or 'tiny', got {self.arch!r}.")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}.")
 
 
 def run_name(method: str, arm: str, mode: str | None) -> str:
@@ -173,6 +176,8 @@ def build_backbone(arch: str = "resnet18", *, stem_stride: int = 2) -> nn.Module
     """
     if arch == "tiny":
         return tiny_resnet(widths=(8, 16, 32, 32), stem_stride=2, strides=(1, 2, 2, 1))
+    if arch == "w16":
+        return demo_backbone(width=16)
     if arch != "resnet18":
         raise ValueError(f"unknown arch {arch!r}")
     from torchvision.models import resnet18
@@ -190,7 +195,7 @@ def build_backbone(arch: str = "resnet18", *, stem_stride: int = 2) -> nn.Module
 
 def feature_dim(arch: str) -> int:
     """The backbone's feature dimension D."""
-    return 32 if arch == "tiny" else 512
+    return {"tiny": 32, "w16": 64}.get(arch, 512)
 
 
 def _mlp(in_dim: int, hidden: int, out: int) -> nn.Module:
@@ -434,9 +439,19 @@ def compute_objects(backbone: nn.Module, projector: nn.Module | None, images: Te
 
 
 # ------------------------------------------------------------------------------------------------ training
+def _checkpoint(fn: Callable[[int, SSLModel], None], step: int, model: SSLModel, device: torch.device) -> None:
+    """Run ``fn(step, model)`` in eval mode under a forked RNG, then put the model back in train mode."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        model.eval()
+        fn(step, model)
+        model.train()
+
+
 def train_ssl(cfg: TrainConfig, images: Tensor, *, objects: dict[str, np.ndarray] | None = None,
               progress: bool = True, log_every: int = 0,
-              on_log: Callable[[int, float], None] | None = None) -> tuple[SSLModel, dict[str, Any]]:
+              on_log: Callable[[int, float], None] | None = None,
+              on_checkpoint: Callable[[int, SSLModel], None] | None = None,
+              checkpoints: tuple[int, ...] = ()) -> tuple[SSLModel, dict[str, Any]]:
     """Train one SSL run.
 
     Args:
@@ -446,6 +461,10 @@ def train_ssl(cfg: TrainConfig, images: Tensor, *, objects: dict[str, np.ndarray
         progress: tqdm bar.
         log_every: call ``on_log(step, loss)`` every this many steps (0: never).
         on_log: the logging callback.
+        on_checkpoint: called as ``on_checkpoint(step, model)`` after the optimiser steps listed in
+            ``checkpoints`` (and with step 0 before training if 0 is listed), in eval mode under a forked RNG
+            (training continues as without it); the time it takes is not counted in ``seconds``.
+        checkpoints: steps at which to call ``on_checkpoint``.
 
     Returns:
         ``(model, stats)``: the trained model (eval mode, on ``cfg.device``) and
@@ -482,6 +501,8 @@ def train_ssl(cfg: TrainConfig, images: Tensor, *, objects: dict[str, np.ndarray
         obj_frac: list[Tensor] = []
         mix_frac: list[Tensor] = []
         bar = _progress(cfg.steps, f"{run_name(cfg.method, cfg.arm, cfg.mode)} s{cfg.seed}", progress)
+        if on_checkpoint is not None and 0 in checkpoints:
+            _checkpoint(on_checkpoint, 0, model, device)
         start = time.perf_counter()
         loss = torch.zeros(())
         model.train()
@@ -512,6 +533,10 @@ def train_ssl(cfg: TrainConfig, images: Tensor, *, objects: dict[str, np.ndarray
                 tau = 1 - (1 - base) * (math.cos(math.pi * step / max(1, cfg.steps)) + 1) / 2 \
                     if cfg.method == "byol" else base
                 model.momentum_update(tau)
+            if on_checkpoint is not None and step + 1 in checkpoints:
+                paused = time.perf_counter()
+                _checkpoint(on_checkpoint, step + 1, model, device)
+                start += time.perf_counter() - paused
             if log_every and (step + 1) % log_every == 0:
                 value = float(loss.detach())
                 curve.append(round(value, 4))
