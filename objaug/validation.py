@@ -124,7 +124,11 @@ def check_image_batch(images: object, name: str = "images", *, channels: int | N
     if not isinstance(images, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (B, C, H, W), got {type(images).__name__}.")
     if images.ndim != 4:
-        hint = " Add a batch dimension with images.unsqueeze(0)." if images.ndim == 3 else ""
+        hint = ""
+        if images.ndim == 3 and channels == 1:  # (B, H, W) maps or masks: the channel dimension is missing
+            hint = f" For (B, H, W) {name}, add the channel dimension with {name}.unsqueeze(1)."
+        elif images.ndim == 3:
+            hint = f" For one (C, H, W) image, add a batch dimension with {name}.unsqueeze(0)."
         raise ValueError(f"{name} must be 4-D (B, C, H, W), got shape {tuple(images.shape)}.{hint}")
     if not images.is_floating_point():
         raise TypeError(

@@ -33,3 +33,16 @@ def test_check_finite_finds_one_nan_or_inf_and_accepts_large_finite_values():
 def test_empty_tensors_pass():
     check_range(torch.empty(0, 1, 4, 4), "masks", 0.0, 1.0)
     check_finite(torch.empty(0, 3, 4, 4), "images")
+
+
+def test_three_d_hints_name_the_missing_dimension():
+    import pytest
+    import torch
+
+    from objaug.boxes import boxes_from_cam
+    from objaug.validation import check_image_batch
+
+    with pytest.raises(ValueError, match=r"maps\.unsqueeze\(1\)"):
+        boxes_from_cam(torch.zeros(2, 8, 8))  # (B, H, W) maps: the channel is missing
+    with pytest.raises(ValueError, match=r"images\.unsqueeze\(0\)"):
+        check_image_batch(torch.zeros(3, 8, 8))  # one (C, H, W) image: the batch is missing
