@@ -210,3 +210,13 @@ def test_encoder_gate_runs_on_tiny_v2(built: Path) -> None:
     for m in r["checkpoints"].values():
         assert -1.0 <= m["loc/single/contrast_T1"] <= 1.0 and 0.0 <= m["loc/single/iou_T1"] <= 1.0
     assert 0.0 < r["centre_box"]["loc/single/iou_center0.25"] < 1.0
+
+
+def test_protocol_runs_on_v2_data(built: Path, tmp_path: Path) -> None:
+    """The main test splits keep v1's names, so the v1 protocol reads a v2 folder unchanged."""
+    from benchmarks.bgbench.protocol import run_protocol
+
+    r = run_protocol(built, tmp_path / "out", scale="tiny", seeds=[0], arms=["baseline"], modes=[],
+                     progress=False, figures=False)
+    m = r["aggregate"]["simclr/baseline"]
+    assert 0.0 <= m["probe/only_fg"]["mean"] <= 1.0 and r["config"]["n_ssl_images"] == 120 + 12
