@@ -27,15 +27,51 @@ from typing import Any
 import numpy as np
 import torch
 
+from objaug import ContraCAM
+
 from .data import load_manifest, load_split
-from .evaluate import EvalConfig, evaluate_center_prior, evaluate_model, prepare_eval_data
-from .train import ARCHS, METHODS, SSLModel, TrainConfig, to_float_images, train_ssl
+from .evaluate import (
+    EvalConfig,
+    EvalData,
+    evaluate_center_prior,
+    evaluate_model,
+    localisation_scores,
+    prepare_eval_data,
+)
+from .train import ARCHS, METHODS, SSLModel, TrainConfig, normalize, to_float_images, train_ssl
 
 __all__ = ["main", "run_encoder_gate"]
 
 #: The metrics reported per checkpoint (fractions; ``contrast`` = obj − bg of the [0, 1] maps).
 KEYS = ("probe/original", "probe/mixed_same", "probe/mixed_rand", "probe/only_fg", "probe/bg_gap", "probe/objects",
         "loc/single/iou_T1", "loc/single/contrast_T1", "loc/multi/iou_T1", "loc/multi/contrast_T1")
+
+
+def cam_ablation(model: SSLModel, data: EvalData, groups: np.ndarray, *,
+                 temperatures: Sequence[float] = (1.0, 0.2, 0.1), batch_size: int = 64) -> dict[str, float]:
+    """ContraCAM (T=1) of the single-object localisation set under two levers, without retraining: the CAM
+    temperature, and negatives from images of the same background group (each group's images as one CAM
+    batch; ``groups`` = their ``bg_group``, a ground-truth stand-in for nearest-neighbour negatives).
+
+    Returns ``{"iou_t<temp>": .., "contrast_t<temp>": .., "iou_t<temp>_samebg": .., ...}`` (fractions).
+    """
+    loc = data.loc["single"]
+    n = loc.images.shape[0]
+    out: dict[str, float] = {}
+    for temp in temperatures:
+        cam = ContraCAM(model.backbone, projector=model.projector, iters=1, temperature=temp, check_finite=False)
+        for tag, batches in (("", list(torch.arange(n).split(batch_size))),
+                             ("_samebg", [torch.as_tensor(np.flatnonzero(groups == g)) for g in np.unique(groups)])):
+            maps = torch.zeros(n, 1, *loc.images.shape[-2:])
+            for idx in batches:
+                if len(idx) >= 2:
+                    maps[idx] = cam(normalize(loc.images[idx])).float()
+                else:  # a lone image has no negatives: use it with the whole set
+                    maps[idx] = cam(normalize(loc.images))[idx].float()
+            scores = localisation_scores(maps, loc)
+            out[f"iou_t{temp:g}{tag}"] = round(float(scores["iou"]), 4)
+            out[f"contrast_t{temp:g}{tag}"] = round(float(scores["contrast"]), 4)
+    return out
 
 
 def run_encoder_gate(data: str | Path, *, method: str = "simclr", arch: str = "w16", steps: int = 1000,
@@ -53,12 +89,17 @@ def run_encoder_gate(data: str | Path, *, method: str = "simclr", arch: str = "w
     centre = evaluate_center_prior(eval_data, cfg_e)
     results: dict[int, dict[str, float]] = {}
     eval_s: dict[int, float] = {}
+    ablation: dict[int, dict[str, float]] = {}
+    n_loc = eval_data.loc["single"].images.shape[0]
+    groups = load("original")["bg_group"][:n_loc]
 
     def on_checkpoint(step: int, model: SSLModel) -> None:
         t = time.perf_counter()
         m = evaluate_model("ssl", model, eval_data, cfg_e)
         results[step] = {k: round(float(m[k]), 4) for k in m}
+        ablation[step] = cam_ablation(model, eval_data, groups, batch_size=cfg_e.cam_batch)
         eval_s[step] = round(time.perf_counter() - t, 1)
+        say(f"  CAM levers at step {step}: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in ablation[step].items()))
         say(f"step {step}: " + ", ".join(f"{k.split('/', 1)[1]} {100 * m[k]:.1f}" for k in KEYS)
             + f" ({eval_s[step]:.0f} s)")
 
@@ -69,6 +110,7 @@ def run_encoder_gate(data: str | Path, *, method: str = "simclr", arch: str = "w
     return {"data": str(data), "method": method, "arch": arch, "steps": steps, "batch_size": batch_size, "lr": lr,
             "seed": seed, "n_ssl_images": int(images.shape[0]), "train": stats, "eval": cfg_e.__dict__,
             "checkpoints": {str(k): v for k, v in sorted(results.items())}, "eval_seconds": eval_s,
+            "cam_levers": {str(k): v for k, v in sorted(ablation.items())},
             "centre_box": {k: round(v, 4) for k, v in centre.items()},
             "wall_s": round(time.perf_counter() - t0, 1), "threads": torch.get_num_threads()}
 

@@ -210,3 +210,17 @@ def test_encoder_gate_runs_on_tiny_v2(built: Path) -> None:
     for m in r["checkpoints"].values():
         assert -1.0 <= m["loc/single/contrast_T1"] <= 1.0 and 0.0 <= m["loc/single/iou_T1"] <= 1.0
     assert 0.0 < r["centre_box"]["loc/single/iou_center0.25"] < 1.0
+    levers = r["cam_levers"]["0"]
+    assert {"iou_t1", "contrast_t0.1", "iou_t0.2_samebg"} <= set(levers)
+    # temperature 1 with the evaluation's batches is the evaluation's own T=1 map
+    assert levers["iou_t1"] == pytest.approx(r["checkpoints"]["0"]["loc/single/iou_T1"], abs=1e-3)
+
+
+def test_protocol_runs_on_v2_data(built: Path, tmp_path: Path) -> None:
+    """The main test splits keep v1's names, so the v1 protocol reads a v2 folder unchanged."""
+    from benchmarks.bgbench.protocol import run_protocol
+
+    r = run_protocol(built, tmp_path / "out", scale="tiny", seeds=[0], arms=["baseline"], modes=[],
+                     progress=False, figures=False)
+    m = r["aggregate"]["simclr/baseline"]
+    assert 0.0 <= m["probe/only_fg"]["mean"] <= 1.0 and r["config"]["n_ssl_images"] == 120 + 12
