@@ -26,7 +26,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +108,7 @@ def _to_uint8(canvas: np.ndarray) -> np.ndarray:
 class _Pool:
     """Index helpers over the sources: objects by (class, split), photos by group."""
 
-    def __init__(self, src: Sources) -> None:
+    def __init__(self, src: Any, *, min_photos: int = 1, why: str = "") -> None:
         self.src = src
         self.objs: dict[tuple[int, str], list[int]] = {}
         for i, cut in enumerate(src.cutouts):
@@ -120,8 +120,9 @@ class _Pool:
             for split in ("train", "test"):
                 if not self.objs.get((c, split)):
                     raise ValueError(f"class {src.classes[c]!r} has no {split} objects.")
-        if any(not p for p in self.photos):
-            raise ValueError("every background group needs at least one photo.")
+        if any(len(p) < min_photos for p in self.photos):
+            need = "one photo" if min_photos == 1 else f"{min_photos} photos"
+            raise ValueError(f"every background group needs at least {need}{why}.")
 
     def other_group(self, rng: np.random.Generator, g: int) -> int:
         k = int(rng.integers(0, len(self.photos) - 1))
@@ -162,10 +163,13 @@ def _single_train(pool: _Pool, rng: np.random.Generator, n_per_class: int, home_
     return out
 
 
-def _empty_single(n: int, size: int) -> dict[str, np.ndarray]:
-    return {"images": np.zeros((n, size, size, 3), np.uint8), "labels": np.zeros(n, np.int64),
-            "masks": np.zeros((n, size, size), np.uint8), "boxes": np.zeros((n, 4), np.float32),
-            "object_id": np.zeros(n, np.int64), "bg_id": np.zeros(n, np.int64), "bg_group": np.zeros(n, np.int64)}
+def _empty_single(n: int, size: int, *, bg_box: bool = False) -> dict[str, np.ndarray]:
+    out = {"images": np.zeros((n, size, size, 3), np.uint8), "labels": np.zeros(n, np.int64),
+           "masks": np.zeros((n, size, size), np.uint8), "boxes": np.zeros((n, 4), np.float32),
+           "object_id": np.zeros(n, np.int64), "bg_id": np.zeros(n, np.int64), "bg_group": np.zeros(n, np.int64)}
+    if bg_box:  # v2: the background crop of every row, normalised photo coordinates
+        out["bg_box"] = np.zeros((n, 4), np.float32)
+    return out
 
 
 def _fill_single(out: dict[str, np.ndarray], r: int, image: np.ndarray, mask: np.ndarray, c: int, o: int,
@@ -177,39 +181,75 @@ def _fill_single(out: dict[str, np.ndarray], r: int, image: np.ndarray, mask: np
 def _single_test(pool: _Pool, rng: np.random.Generator, n_per_class: int,
                  size: int) -> dict[str, dict[str, np.ndarray]]:
     """original / mixed_same / mixed_rand / only_fg with the same placements row by row."""
-    src = pool.src
-    rows = [(c, o) for c in range(len(src.classes)) for o in _balanced(rng, pool.objs[(c, "test")], n_per_class)]
-    order = rng.permutation(len(rows))
-    outs = {name: _empty_single(len(rows), size) for name in TEST_SPLITS}
     grey = np.broadcast_to(np.array(ONLY_FG_GREY, np.float32), (size, size, 3))
+
+    def background(r: np.random.Generator, p: int) -> tuple[np.ndarray, None]:
+        return (grey.copy() if p < 0 else _crop(r, pool.src.photos[p], "test", size).astype(np.float32)), None
+
+    def fill(out: dict[str, np.ndarray], r: int, canvas: np.ndarray, mask: np.ndarray, c: int, o: int, p: int,
+             g: int, _: None) -> None:
+        _fill_single(out, r, _to_uint8(canvas), mask, c, o, p, g)
+
+    return test_family_of(pool, rng, n_per_class, size, objects="test", names=TEST_SPLITS, scale=SINGLE_SCALE,
+                          empty=lambda n: _empty_single(n, size), background=background, fill=fill)
+
+
+def test_family_of(pool: _Pool, rng: np.random.Generator, n_per_class: int, size: int, *, objects: str,
+                   names: Sequence[str], scale: tuple[float, float], empty: Callable[[int], dict[str, np.ndarray]],
+                   background: Callable[[np.random.Generator, int], tuple[np.ndarray, Any]],
+                   fill: Callable[..., None]) -> dict[str, dict[str, np.ndarray]]:
+    """One test family (v1 and v2): ``names`` = (original, mixed_same, mixed_rand, only_fg) splits sharing
+    each row's object, scale, mirror and position; ``background(rng, photo)`` (photo -1: only_fg's grey)
+    gives the canvas, ``fill(out, row, canvas, mask, class, object, photo, group, extra)`` writes the row."""
+    src = pool.src
+    rows = [(c, o) for c in range(len(src.classes)) for o in _balanced(rng, pool.objs[(c, objects)], n_per_class)]
+    order = rng.permutation(len(rows))
+    outs = {name: empty(len(rows)) for name in names}
     for r, i in enumerate(order):
         c, o = rows[i]
-        rgba = _scaled(rng, src.cutouts[o], size, SINGLE_SCALE)
+        rgba = _scaled(rng, src.cutouts[o], size, scale)
         y, x = _place(rng, rgba, size)
         home = src.home[c]
         p_orig = pool.photo(rng, home)
         p_same = pool.photo(rng, home, avoid=p_orig)
         g_rand = pool.other_group(rng, home)
         p_rand = pool.photo(rng, g_rand)
-        for name, p, g in (("original", p_orig, home), ("mixed_same", p_same, home), ("mixed_rand", p_rand, g_rand),
-                           ("only_fg", -1, -1)):
-            canvas = grey.copy() if p < 0 else _crop(rng, src.photos[p], "test", size).astype(np.float32)
+        for name, p, g in zip(names, (p_orig, p_same, p_rand, -1), (home, home, g_rand, -1), strict=True):
+            canvas, extra = background(rng, p)
             mask = _paste(canvas, rgba, y, x)
-            _fill_single(outs[name], r, _to_uint8(canvas), mask, c, o, p, g)
+            fill(outs[name], r, canvas, mask, c, o, p, g, extra)
     return outs
 
 
 def _scene(pool: _Pool, rng: np.random.Generator, split: str, size: int
            ) -> tuple[np.ndarray, list[np.ndarray], list[int], list[int], int, int]:
     """One multi-object scene: (image, visible masks, labels, object ids, photo, group)."""
+    region = "train" if split == "multi_train" else "test"
+
+    def background(r: np.random.Generator, p: int) -> tuple[np.ndarray, None]:
+        return _crop(r, pool.src.photos[p], region, size).astype(np.float32), None
+
+    image, visible, labels, objs, p, g, _ = scene_of(pool, rng, size, objects=region, background=background,
+                                                     scaled=_scaled, scale=MULTI_SCALE)
+    return image, visible, labels, objs, p, g
+
+
+def scene_of(pool: _Pool, rng: np.random.Generator, size: int, *, objects: str,
+             background: Callable[[np.random.Generator, int], tuple[np.ndarray, Any]],
+             scaled: Callable[..., np.ndarray], scale: tuple[float, float]
+             ) -> tuple[np.ndarray, list[np.ndarray], list[int], list[int], int, int, Any]:
+    """One multi-object scene (v1 and v2): 2-K objects of split ``objects`` on ``background(rng, photo)``.
+
+    Returns (image, visible masks, labels, object ids, photo, group, what ``background`` returned second).
+    """
     src = pool.src
     n_classes = len(src.classes)
-    obj_split = "train" if split == "multi_train" else "test"
+    obj_split = objects
     n_objects = sum(c.split == obj_split for c in src.cutouts)
     while True:
         g = int(rng.integers(0, len(src.groups)))
         p = pool.photo(rng, g)
-        canvas = _crop(rng, src.photos[p], "train" if split == "multi_train" else "test", size).astype(np.float32)
+        canvas, extra = background(rng, p)
         want = min(int(rng.integers(2, K + 1)), n_objects)
         fulls: list[np.ndarray] = []
         labels: list[int] = []
@@ -221,7 +261,7 @@ def _scene(pool: _Pool, rng: np.random.Generator, split: str, size: int
             if not cands:
                 continue
             o = cands[int(rng.integers(0, len(cands)))]
-            rgba = _scaled(rng, src.cutouts[o], size, MULTI_SCALE)
+            rgba = scaled(rng, src.cutouts[o], size, scale)
             for _ in range(_RESAMPLE_TRIES):
                 y, x = _place(rng, rgba, size)
                 new = np.zeros((size, size), bool)
@@ -253,18 +293,24 @@ def _scene(pool: _Pool, rng: np.random.Generator, split: str, size: int
         visible.append(full & ~later)
     for rgba, y, x in pastes:
         _paste(canvas, rgba, y, x)
-    return _to_uint8(canvas), visible, labels, objs, p, g
+    return _to_uint8(canvas), visible, labels, objs, p, g, extra
 
 
-def _multi(pool: _Pool, rng: np.random.Generator, split: str, n: int, size: int) -> dict[str, np.ndarray]:
+def _multi(pool: _Pool, rng: np.random.Generator, split: str, n: int, size: int,
+           scene: Callable[..., tuple[Any, ...]] | None = None) -> dict[str, np.ndarray]:
+    """``n`` multi-object scenes; ``scene(pool, rng, split, size)`` defaults to v1's (v2 passes its own,
+    which also returns the background crop box as a seventh element)."""
+    scene = scene or _scene
     out: dict[str, np.ndarray] = {
         "images": np.zeros((n, size, size, 3), np.uint8), "masks": np.zeros((n, K, size, size), np.uint8),
         "boxes": np.zeros((n, K, 4), np.float32), "labels": np.full((n, K), -1, np.int64),
         "object_id": np.full((n, K), -1, np.int64), "n_objects": np.zeros(n, np.int64),
         "bg_id": np.zeros(n, np.int64), "bg_group": np.zeros(n, np.int64)}
     for r in range(n):
-        image, visible, labels, objs, p, g = _scene(pool, rng, split, size)
+        image, visible, labels, objs, p, g, *extra = scene(pool, rng, split, size)
         out["images"][r], out["n_objects"][r], out["bg_id"][r], out["bg_group"][r] = image, len(visible), p, g
+        if extra:
+            out.setdefault("bg_box", np.zeros((n, 4), np.float32))[r] = extra[0]
         for j, m in enumerate(visible):
             out["masks"][r, j], out["boxes"][r, j] = m, _box(m)
             out["labels"][r, j], out["object_id"][r, j] = labels[j], objs[j]
@@ -326,12 +372,7 @@ def build(out: str | os.PathLike[str] | None = None, *, source: str = "debian", 
         benchmarks.bgbench.fetch.FetchError: the debian source cannot be fetched (no apt, no network, ...).
         ValueError: bad arguments.
     """
-    if source not in ("debian", "generated"):
-        raise ValueError(f"source must be 'debian' or 'generated', got {source!r}.")
-    if size < 16 or min(n_train_per_class, n_test_per_class) < 1 or min(n_multi_train, n_multi_test) < 0:
-        raise ValueError("need size >= 16, at least one train and test image per class, and n_multi >= 0.")
-    if not 0.0 <= home_fraction <= 1.0:
-        raise ValueError(f"home_fraction must be in [0, 1], got {home_fraction}.")
+    check_build_args(source, size, n_train_per_class, n_test_per_class, n_multi_train, n_multi_test, home_fraction)
     cache_dir = Path(cache) if cache is not None else DEFAULT_CACHE
     out_dir = Path(out) if out is not None else default_out(source, seed, size, cache_dir)
     params: dict[str, Any] = {
@@ -343,13 +384,7 @@ def build(out: str | os.PathLike[str] | None = None, *, source: str = "debian", 
     if not force and _reusable(out_dir, source, seed, size, home_fraction, params):
         return out_dir
     t0 = time.perf_counter()
-    if source == "debian":
-        root_dir = check_root(root) if root is not None else fetch(cache_dir)
-        t_fetch = time.perf_counter() - t0
-        src = load_sources("debian", root=root_dir, size=size)
-    else:
-        t_fetch = 0.0
-        src = load_sources("generated", size=size)
+    src, t_fetch = load_timed(load_sources, source, root, size, lambda: fetch(cache_dir))
     pool = _Pool(src)
     t_sources = time.perf_counter() - t0 - t_fetch
 
@@ -362,27 +397,59 @@ def build(out: str | os.PathLike[str] | None = None, *, source: str = "debian", 
     splits["multi_train"] = _multi(pool, stream("multi_train"), "multi_train", n_multi_train, size)
     splits["multi_test"] = _multi(pool, stream("multi_test"), "multi_test", n_multi_test, size)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "manifest.json").unlink(missing_ok=True)  # written last: a crash leaves no valid-looking folder
-    for name in SPLITS:
-        np.savez_compressed(out_dir / f"{name}.npz", **splits[name])  # type: ignore[arg-type]
+    write_splits(out_dir, splits, SPLITS)
     _samples(out_dir, splits, src.classes)
-    manifest = _manifest(src, seed, size, home_fraction, params, splits)
-    manifest["build_seconds"] = {"fetch": round(t_fetch, 2), "sources": round(t_sources, 2),
-                                 "total": round(time.perf_counter() - t0, 2)}
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    write_manifest(out_dir, _manifest(src, seed, size, home_fraction, params, splits), t0, t_fetch, t_sources)
     return out_dir
 
 
-def _reusable(out: Path, source: str, seed: int, size: int, home_fraction: float, params: dict[str, Any]) -> bool:
+def check_build_args(source: str, size: int, n_train_per_class: int, n_test_per_class: int, n_multi_train: int,
+                     n_multi_test: int, home_fraction: float) -> None:
+    """The arguments :func:`build` and :func:`.v2.build_v2` share, checked before any work."""
+    if source not in ("debian", "generated"):
+        raise ValueError(f"source must be 'debian' or 'generated', got {source!r}.")
+    if size < 16 or min(n_train_per_class, n_test_per_class) < 1 or min(n_multi_train, n_multi_test) < 0:
+        raise ValueError("need size >= 16, at least one train and test image per class, and n_multi >= 0.")
+    if not 0.0 <= home_fraction <= 1.0:
+        raise ValueError(f"home_fraction must be in [0, 1], got {home_fraction}.")
+
+
+def load_timed(loader: Callable[..., Any], source: str, root: str | os.PathLike[str] | None, size: int,
+               fetch_root: Callable[[], Path]) -> tuple[Any, float]:
+    """``(sources, seconds spent fetching)``: the Debian photos (from ``root`` or fetched) or the stand-in."""
+    t0 = time.perf_counter()
+    if source == "debian":
+        root_dir = check_root(root) if root is not None else fetch_root()
+        t_fetch = time.perf_counter() - t0
+        return loader("debian", root=root_dir, size=size), t_fetch
+    return loader("generated", size=size), 0.0
+
+
+def write_splits(out_dir: Path, splits: dict[str, dict[str, np.ndarray]], names: Sequence[str]) -> None:
+    """The split files; the manifest is removed first and written last, so a crash leaves no valid-looking
+    folder."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "manifest.json").unlink(missing_ok=True)
+    for name in names:
+        np.savez_compressed(out_dir / f"{name}.npz", **splits[name])  # type: ignore[arg-type]
+
+
+def write_manifest(out_dir: Path, manifest: dict[str, Any], t0: float, t_fetch: float, t_sources: float) -> None:
+    manifest["build_seconds"] = {"fetch": round(t_fetch, 2), "sources": round(t_sources, 2),
+                                 "total": round(time.perf_counter() - t0, 2)}
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def _reusable(out: Path, source: str, seed: int, size: int, home_fraction: float, params: dict[str, Any], *,
+              format_version: int = FORMAT_VERSION, splits: Sequence[str] = SPLITS) -> bool:
     try:
         man = json.loads((out / "manifest.json").read_text())
     except (OSError, ValueError):
         return False
-    same = (man.get("format") == FORMAT_VERSION and man.get("source") == source and man.get("seed") == seed
+    same = (man.get("format") == format_version and man.get("source") == source and man.get("seed") == seed
             and man.get("size") == size and man.get("home_fraction") == home_fraction
             and man.get("params") == params)
-    return same and all((out / f"{n}.npz").is_file() for n in SPLITS)
+    return same and all((out / f"{n}.npz").is_file() for n in splits)
 
 
 def _manifest(src: Sources, seed: int, size: int, home_fraction: float, params: dict[str, Any],
@@ -403,18 +470,23 @@ def _manifest(src: Sources, seed: int, size: int, home_fraction: float, params: 
     }
 
 
-def _summary(out: Path) -> str:
+def _summary(out: Path, *, title: str = "bgbench dataset", held: str = "test obj", home_fraction: bool = False,
+             photo: Callable[[str], str] = lambda path: Path(path).stem, extra: Sequence[str] = ()) -> str:
+    """The build's printed summary (v2 passes its title, column name, photo naming and extra lines)."""
     man = json.loads((out / "manifest.json").read_text())
-    lines = [f"bgbench dataset: {out}", f"source {man['source']}, seed {man['seed']}, {man['size']} px, "
-             f"built in {man.get('build_seconds', {}).get('total', '?')} s"]
-    lines.append(f"{'class':<15} {'home group':<11} {'train obj':>9} {'test obj':>8}")
+    home = f"home fraction {man['home_fraction']}, " if home_fraction else ""
+    lines = [f"{title}: {out}", f"source {man['source']}, seed {man['seed']}, {man['size']} px, "
+             f"{home}built in {man.get('build_seconds', {}).get('total', '?')} s"]
+    w = max(8, len(held))
+    lines.append(f"{'class':<15} {'home group':<11} {'train obj':>9} {held:>{w}}")
     for c, name in enumerate(man["classes"]):
         n_tr = sum(o["class"] == c and o["split"] == "train" for o in man["objects"])
         n_te = sum(o["class"] == c and o["split"] == "test" for o in man["objects"])
-        lines.append(f"{name:<15} {man['bg_groups'][man['home'][c]]:<11} {n_tr:>9} {n_te:>8}")
+        lines.append(f"{name:<15} {man['bg_groups'][man['home'][c]]:<11} {n_tr:>9} {n_te:>{w}}")
     for g, name in enumerate(man["bg_groups"]):
-        photos = [Path(b["path"]).stem for b in man["backgrounds"] if b["group"] == g]
+        photos = [photo(b["path"]) for b in man["backgrounds"] if b["group"] == g]
         lines.append(f"group {name:<9} {len(photos)} photo(s): {', '.join(photos)}")
+    lines.extend(extra)
     total = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     lines.append("splits: " + ", ".join(f"{k} {v['n']}" for k, v in man["splits"].items())
                  + f"; {total / 2**20:.1f} MiB on disk")
@@ -432,10 +504,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: in the cache)")
     ap.add_argument("--cache", type=Path, default=None, help=f"cache folder (default {DEFAULT_CACHE})")
     ap.add_argument("--root", type=Path, default=None, help="already extracted Debian packages (skips apt)")
-    ap.add_argument("--n-train-per-class", type=int, default=240)
-    ap.add_argument("--n-test-per-class", type=int, default=64)
-    ap.add_argument("--n-multi-train", type=int, default=1500)
-    ap.add_argument("--n-multi-test", type=int, default=400)
+    for flag, default in (("--n-train-per-class", 240), ("--n-test-per-class", 64), ("--n-multi-train", 1500),
+                          ("--n-multi-test", 400)):  # images per class / scenes per split
+        ap.add_argument(flag, type=int, default=default)
     ap.add_argument("--home-fraction", type=float, default=None, help="default 0.9 (v1), 0.8 (v2)")
     ap.add_argument("--force", action="store_true", help="rebuild even if an identical build exists")
     ap.add_argument("--version", choices=("v1", "v2"), default="v1",

@@ -25,6 +25,10 @@ __all__ = ["BG_SPLITS", "FORMAT_VERSION", "MULTI_SPLITS", "ONLY_FG_GREY", "SINGL
 
 FORMAT_VERSION = 1
 #: Single-object test splits: same placements, different backgrounds (ImageNet-9 Background Challenge).
+#: ContraCAM settings of every bgbench run: the reference code's (plain union of the iterations, no edge
+#: filter), the settings all runs in docs/benchmarks.md were measured with before objaug's defaults changed
+#: (issue 14); a v2 protocol should choose its CAM options on the validation split.
+CAM_SETTINGS: dict[str, object] = {"refine": "union", "edges": False}
 TEST_SPLITS: tuple[str, ...] = ("original", "mixed_same", "mixed_rand", "only_fg")
 BG_SPLITS = TEST_SPLITS  # alias
 #: Single-object splits (kind "single").

@@ -15,7 +15,6 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -29,7 +28,7 @@ import torch
 
 from objaug import ContraCAM
 
-from .data import load_manifest, load_split
+from .data import CAM_SETTINGS, load_manifest, load_split
 from .evaluate import (
     EvalConfig,
     EvalData,
@@ -38,6 +37,7 @@ from .evaluate import (
     localisation_scores,
     prepare_eval_data,
 )
+from .gate import save_json
 from .train import ARCHS, METHODS, SSLModel, TrainConfig, normalize, to_float_images, train_ssl
 
 __all__ = ["main", "run_encoder_gate"]
@@ -59,7 +59,8 @@ def cam_ablation(model: SSLModel, data: EvalData, groups: np.ndarray, *,
     n = loc.images.shape[0]
     out: dict[str, float] = {}
     for temp in temperatures:
-        cam = ContraCAM(model.backbone, projector=model.projector, iters=1, temperature=temp, check_finite=False)
+        cam = ContraCAM(model.backbone, projector=model.projector, iters=1, temperature=temp, check_finite=False,
+                        **CAM_SETTINGS)  # type: ignore[arg-type]
         for tag, batches in (("", list(torch.arange(n).split(batch_size))),
                              ("_samebg", [torch.as_tensor(np.flatnonzero(groups == g)) for g in np.unique(groups)])):
             maps = torch.zeros(n, 1, *loc.images.shape[-2:])
@@ -137,9 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.argv[1:] if argv is None else list(argv))
     print("centre box: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in r["centre_box"].items() if "iou" in k))
     print(f"train {r['train']['seconds']:.0f} s, loss {r['train']['loss_curve']}, wall {r['wall_s']:.0f} s")
-    if a.out is not None:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(r, indent=1) + "\n")
+    save_json(a.out, r)
     return 0
 
 

@@ -41,6 +41,7 @@ from objaug import (
     split_model,
 )
 
+from .data import CAM_SETTINGS
 from .train import SupervisedModel, normalize, to_float_images
 
 __all__ = [
@@ -321,7 +322,7 @@ def contracam_maps(backbone: nn.Module, projector: nn.Module | None, images: Ten
     Returns:
         ``(maps_t1, maps_tn)``, each (N, 1, S, S) float32 in [0, 1].
     """
-    cam = ContraCAM(backbone, projector=projector, iters=iters, check_finite=False)
+    cam = ContraCAM(backbone, projector=projector, iters=iters, check_finite=False, **CAM_SETTINGS)  # type: ignore[arg-type]
     t1, tn = [], []
     for idx in _chunks(images.shape[0], batch_size):
         union, steps = cam(normalize(images[idx.to(images.device)]), return_steps=True)

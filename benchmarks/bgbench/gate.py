@@ -92,6 +92,13 @@ def _table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def save_json(path: Path | None, result: dict[str, Any]) -> None:
+    """Write a run's result as JSON (creating the folder); nothing when ``path`` is None."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bgbench.gate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="a v2 dataset folder")
@@ -112,9 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  arch=a.arch, families=a.families, progress=a.progress)
     r["command"] = "python -m benchmarks.bgbench.gate " + shlex.join(sys.argv[1:] if argv is None else list(argv))
     print(_table(r))
-    if a.out is not None:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(r, indent=1) + "\n")
+    save_json(a.out, r)
     return 0
 
 

@@ -62,6 +62,8 @@ from objaug import (
 )
 from objaug.archs import build_projector, demo_backbone, tiny_resnet
 
+from .data import CAM_SETTINGS
+
 __all__ = [
     "ARMS",
     "METHODS",
@@ -421,7 +423,7 @@ def compute_objects(backbone: nn.Module, projector: nn.Module | None, images: Te
     Returns:
         ``{"boxes": (N, K, 4) float32, "valid": (N, K) bool, "masks": (N, 1, S, S) uint8 (0..255, T=1 maps)}``.
     """
-    cam = ContraCAM(backbone, projector=projector, iters=iters, check_finite=False)
+    cam = ContraCAM(backbone, projector=projector, iters=iters, check_finite=False, **CAM_SETTINGS)  # type: ignore[arg-type]
     n = images.shape[0]
     chunks = torch.tensor_split(torch.arange(n), max(1, math.ceil(n / batch_size)))
     boxes, valid, masks = [], [], []

@@ -58,9 +58,29 @@ import numpy as np
 from PIL import Image
 
 from . import sources as v1
-from .build import MIN_VISIBLE, K, _balanced, _box, _paste, _place, _samples, _to_uint8
+from .build import (
+    MIN_VISIBLE,
+    _balanced,
+    _fill_single,
+    _paste,
+    _place,
+    _Pool,
+    _reusable,
+    _samples,
+    _scaled,
+    _summary,
+    _to_uint8,
+    check_build_args,
+    load_timed,
+    scene_of,
+    test_family_of,
+    write_manifest,
+    write_splits,
+)
+from .build import _empty_single as _empty_v1
+from .build import _multi as _multi_v1
 from .data import ONLY_FG_GREY
-from .fetch import DEFAULT_CACHE, check_root, fetch
+from .fetch import DEFAULT_CACHE, fetch
 from .sources import Cutout
 
 __all__ = ["BACKGROUNDS_V2", "BUILDER_VERSION_V2", "CLASS_RULES_V2", "CROP_FRAC_V2", "FAMILIES", "GROUPS_V2",
@@ -113,14 +133,7 @@ BACKGROUNDS_V2: tuple[tuple[str, str, tuple[float, float, float, float]], ...] =
     ("dusk", _plasma("summer_1am"), _ALL),  # purple dusk sky over a lake
     ("dusk", _plasma("EveningGlow"), (0.0, 0.0, 1.0, 0.25)),  # sunset clouds, above the boats
     ("dusk", _L + "sunset_by_Aitzol_Berasategi.jpg", (0.0, 0.0, 1.0, 0.36)),  # evening sky above the sun
-    ("water", _T + "ocean_splash.jpg", _ALL),
-    ("water", _T + "ocean_waves.jpg", _ALL),
-    ("water", _T + "jellyfish.jpg", _ALL),
-    ("water", _M + "Aqua.jpg", _ALL),  # a water drop
-    ("grass", _M + "GreenMeadow.jpg", _ALL),
-    ("grass", _T + "sheep.jpg", (0.0, 0.45, 1.0, 1.0)),  # the field below the horizon
-    ("grass", _M + "Dune.jpg", (0.0, 0.45, 1.0, 1.0)),  # dune grass below the sea line
-    ("grass", _T + "corn_maze.jpg", _ALL),
+    *(b for b in v1.BACKGROUNDS if b[0] in ("water", "grass")),  # v1's 4 water and 4 grass photos, as they were
     ("grass", _L + "aitzgorri_by_Aitzol_Berasategi.jpg", (0.0, 0.78, 1.0, 1.0)),  # the meadow at the bottom
     ("grass", _plasma("OneStandsOut"), (0.0, 0.0, 0.5, 1.0)),  # moss, left of the one orange sprig
     ("rock", _T + "cliff.jpg", (0.0, 0.4, 1.0, 1.0)),  # the rock face below the sky
@@ -277,54 +290,21 @@ def _crop_v2(rng: np.random.Generator, photo: PhotoV2, region: str, size: int
     return arr, np.array([x0 / w, y0 / h, (x0 + side) / w, (y0 + side) / h], np.float32)
 
 
-def _scaled_v2(rng: np.random.Generator, cut: Cutout, size: int, scale: tuple[float, float]) -> np.ndarray:
-    h0, w0 = cut.rgba.shape[:2]
-    f = rng.uniform(*scale) * size / max(h0, w0)
-    wh = (min(size, max(1, round(w0 * f))), min(size, max(1, round(h0 * f))))
-    arr = np.asarray(Image.fromarray(cut.rgba, "RGBA").resize(wh, Image.Resampling.BILINEAR))
-    return np.ascontiguousarray(arr[:, ::-1]) if rng.random() < 0.5 else arr
-
-
-class _PoolV2:
-    def __init__(self, src: SourcesV2) -> None:
-        self.src = src
-        self.objs: dict[tuple[int, str], list[int]] = {}
-        for i, cut in enumerate(src.cutouts):
-            self.objs.setdefault((cut.label, cut.split), []).append(i)
-        self.photos: list[list[int]] = [[] for _ in src.groups]
-        for i, p in enumerate(src.photos):
-            self.photos[p.group].append(i)
-        for c in range(len(src.classes)):
-            for split in ("train", "test"):
-                if not self.objs.get((c, split)):
-                    raise ValueError(f"class {src.classes[c]!r} has no {split} objects.")
-        if any(len(p) < 2 for p in self.photos):
-            raise ValueError("every background group needs at least two photos (mixed_same uses another one).")
-
-    def other_group(self, rng: np.random.Generator, g: int) -> int:
-        k = int(rng.integers(0, len(self.photos) - 1))
-        return k + (k >= g)
-
-    def photo(self, rng: np.random.Generator, g: int, avoid: int = -1) -> int:
-        choices = [p for p in self.photos[g] if p != avoid] or self.photos[g]
-        return choices[int(rng.integers(0, len(choices)))]
+def _PoolV2(src: SourcesV2) -> _Pool:  # noqa: N802 - was a class; v1's pool with v2's photo count
+    return _Pool(src, min_photos=2, why=" (mixed_same uses another one)")
 
 
 def _empty_single(n: int, size: int) -> dict[str, np.ndarray]:
-    return {"images": np.zeros((n, size, size, 3), np.uint8), "labels": np.zeros(n, np.int64),
-            "masks": np.zeros((n, size, size), np.uint8), "boxes": np.zeros((n, 4), np.float32),
-            "object_id": np.zeros(n, np.int64), "bg_id": np.zeros(n, np.int64), "bg_group": np.zeros(n, np.int64),
-            "bg_box": np.zeros((n, 4), np.float32)}
+    return _empty_v1(n, size, bg_box=True)
 
 
 def _fill(out: dict[str, np.ndarray], r: int, canvas: np.ndarray, mask: np.ndarray, c: int, o: int, p: int,
           g: int, bg_box: np.ndarray) -> None:
-    out["images"][r], out["masks"][r], out["boxes"][r] = _to_uint8(canvas), mask, _box(mask)
-    out["labels"][r], out["object_id"][r], out["bg_id"][r], out["bg_group"][r] = c, o, p, g
+    _fill_single(out, r, _to_uint8(canvas), mask, c, o, p, g)
     out["bg_box"][r] = bg_box
 
 
-def _background(rng: np.random.Generator, pool: _PoolV2, p: int, region: str, size: int
+def _background(rng: np.random.Generator, pool: _Pool, p: int, region: str, size: int
                 ) -> tuple[np.ndarray, np.ndarray]:
     if p < 0:
         grey = np.broadcast_to(np.array(ONLY_FG_GREY, np.float32), (size, size, 3)).copy()
@@ -333,7 +313,7 @@ def _background(rng: np.random.Generator, pool: _PoolV2, p: int, region: str, si
     return arr.astype(np.float32), box
 
 
-def _train_pair(pool: _PoolV2, rng: np.random.Generator, n_per_class: int, home_fraction: float, size: int
+def _train_pair(pool: _Pool, rng: np.random.Generator, n_per_class: int, home_fraction: float, size: int
                 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """``train`` (home-biased) and ``train_unbiased`` (uniformly random group): the same object rows."""
     src = pool.src
@@ -348,7 +328,7 @@ def _train_pair(pool: _PoolV2, rng: np.random.Generator, n_per_class: int, home_
     biased, unbiased = _empty_single(len(rows), size), _empty_single(len(rows), size)
     for r, i in enumerate(order):
         c, o, g = rows[i]
-        rgba = _scaled_v2(rng, src.cutouts[o], size, SINGLE_SCALE_V2)
+        rgba = _scaled(rng, src.cutouts[o], size, SINGLE_SCALE_V2)
         y, x = _place(rng, rgba, size)
         g_u = int(rng.integers(0, n_groups))
         for out, grp in ((biased, g), (unbiased, g_u)):
@@ -359,101 +339,25 @@ def _train_pair(pool: _PoolV2, rng: np.random.Generator, n_per_class: int, home_
     return biased, unbiased
 
 
-def _test_family(pool: _PoolV2, rng: np.random.Generator, prefix: str, n_per_class: int, size: int
+def _test_family(pool: _Pool, rng: np.random.Generator, prefix: str, n_per_class: int, size: int
                  ) -> dict[str, dict[str, np.ndarray]]:
     obj_split, region = FAMILIES[prefix]
-    src = pool.src
-    rows = [(c, o) for c in range(len(src.classes))
-            for o in _balanced(rng, pool.objs[(c, obj_split)], n_per_class)]
-    order = rng.permutation(len(rows))
-    outs = {prefix + b: _empty_single(len(rows), size) for b in _BG}
-    for r, i in enumerate(order):
-        c, o = rows[i]
-        rgba = _scaled_v2(rng, src.cutouts[o], size, SINGLE_SCALE_V2)
-        y, x = _place(rng, rgba, size)
-        home = src.home[c]
-        p_orig = pool.photo(rng, home)
-        p_same = pool.photo(rng, home, avoid=p_orig)
-        g_rand = pool.other_group(rng, home)
-        p_rand = pool.photo(rng, g_rand)
-        for b, p, g in (("original", p_orig, home), ("mixed_same", p_same, home), ("mixed_rand", p_rand, g_rand),
-                        ("only_fg", -1, -1)):
-            canvas, bg_box = _background(rng, pool, p, region, size)
-            mask = _paste(canvas, rgba, y, x)
-            _fill(outs[prefix + b], r, canvas, mask, c, o, p, g, bg_box)
-    return outs
+    return test_family_of(pool, rng, n_per_class, size, objects=obj_split, names=[prefix + b for b in _BG],
+                          scale=SINGLE_SCALE_V2, empty=lambda n: _empty_single(n, size), fill=_fill,
+                          background=lambda r, p: _background(r, pool, p, region, size))
 
 
-def _scene(pool: _PoolV2, rng: np.random.Generator, region: str, size: int) -> dict[str, Any]:
-    """One multi-object scene of training objects (2-4, class-balanced draws, >= 40 % of each visible)."""
-    src = pool.src
-    n_classes = len(src.classes)
-    n_objects = sum(c.split == "train" for c in src.cutouts)
-    while True:
-        g = int(rng.integers(0, len(src.groups)))
-        p = pool.photo(rng, g)
-        canvas, bg_box = _background(rng, pool, p, region, size)
-        want = min(int(rng.integers(2, K + 1)), n_objects)
-        fulls: list[np.ndarray] = []
-        labels: list[int] = []
-        objs: list[int] = []
-        pastes: list[tuple[np.ndarray, int, int]] = []
-        while len(fulls) < want:
-            c = int(rng.integers(0, n_classes))
-            cands = [o for o in pool.objs[(c, "train")] if o not in objs]
-            if not cands:
-                continue
-            o = cands[int(rng.integers(0, len(cands)))]
-            rgba = _scaled_v2(rng, src.cutouts[o], size, MULTI_SCALE_V2)
-            for _ in range(_RESAMPLE_TRIES):
-                y, x = _place(rng, rgba, size)
-                new = np.zeros((size, size), bool)
-                new[y:y + rgba.shape[0], x:x + rgba.shape[1]] = rgba[..., 3] > 127
-                if not new.any():
-                    break
-                later = new.copy()
-                ok = True
-                for j in range(len(fulls) - 1, -1, -1):
-                    if (fulls[j] & ~later).sum() < MIN_VISIBLE * fulls[j].sum():
-                        ok = False
-                        break
-                    later |= fulls[j]
-                if ok:
-                    fulls.append(new)
-                    labels.append(c)
-                    objs.append(o)
-                    pastes.append((rgba, y, x))
-                    break
-            else:
-                break
-        if len(fulls) >= 2:
-            break
-    visible = []
-    for j, full in enumerate(fulls):
-        later = np.zeros((size, size), bool)
-        for k in range(j + 1, len(fulls)):
-            later |= fulls[k]
-        visible.append(full & ~later)
-    for rgba, y, x in pastes:
-        _paste(canvas, rgba, y, x)
-    return {"image": _to_uint8(canvas), "visible": visible, "labels": labels, "objs": objs, "p": p, "g": g,
-            "bg_box": bg_box}
+def _scene(pool: _Pool, rng: np.random.Generator, region: str, size: int
+           ) -> tuple[np.ndarray, list[np.ndarray], list[int], list[int], int, int, np.ndarray]:
+    """One multi-object scene of training objects (2-4, class-balanced draws, >= 40 % of each visible) on a
+    background crop of ``region``: v1's scene builder with v2's backgrounds and scales; the last element is
+    the crop box."""
+    return scene_of(pool, rng, size, objects="train", scaled=_scaled, scale=MULTI_SCALE_V2,
+                    background=lambda r, p: _background(r, pool, p, region, size))
 
 
-def _multi(pool: _PoolV2, rng: np.random.Generator, region: str, n: int, size: int) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {
-        "images": np.zeros((n, size, size, 3), np.uint8), "masks": np.zeros((n, K, size, size), np.uint8),
-        "boxes": np.zeros((n, K, 4), np.float32), "labels": np.full((n, K), -1, np.int64),
-        "object_id": np.full((n, K), -1, np.int64), "n_objects": np.zeros(n, np.int64),
-        "bg_id": np.zeros(n, np.int64), "bg_group": np.zeros(n, np.int64), "bg_box": np.zeros((n, 4), np.float32)}
-    for r in range(n):
-        s = _scene(pool, rng, region, size)
-        out["images"][r], out["n_objects"][r] = s["image"], len(s["visible"])
-        out["bg_id"][r], out["bg_group"][r], out["bg_box"][r] = s["p"], s["g"], s["bg_box"]
-        for j, m in enumerate(s["visible"]):
-            out["masks"][r, j], out["boxes"][r, j] = m, _box(m)
-            out["labels"][r, j], out["object_id"][r, j] = s["labels"][j], s["objs"][j]
-    return out
+def _multi(pool: _Pool, rng: np.random.Generator, region: str, n: int, size: int) -> dict[str, np.ndarray]:
+    return _multi_v1(pool, rng, region, n, size, scene=_scene)
 
 
 def object_share(split: dict[str, np.ndarray]) -> dict[str, float]:
@@ -497,25 +401,15 @@ def build_v2(out: str | os.PathLike[str] | None = None, *, source: str = "debian
     ``n_test_per_class`` rows per class in each of the 12 test splits (val, main and held-out families).
     The default ``home_fraction`` is 0.8 (v1: 0.9; the issue's pilot found 0.9 leaves little object signal).
     """
-    if source not in ("debian", "generated"):
-        raise ValueError(f"source must be 'debian' or 'generated', got {source!r}.")
-    if size < 16 or min(n_train_per_class, n_test_per_class) < 1 or min(n_multi_train, n_multi_test) < 0:
-        raise ValueError("need size >= 16, at least one train and test image per class, and n_multi >= 0.")
-    if not 0.0 <= home_fraction <= 1.0:
-        raise ValueError(f"home_fraction must be in [0, 1], got {home_fraction}.")
+    check_build_args(source, size, n_train_per_class, n_test_per_class, n_multi_train, n_multi_test, home_fraction)
     cache_dir = Path(cache) if cache is not None else DEFAULT_CACHE
     out_dir = Path(out) if out is not None else default_out_v2(source, seed, size, home_fraction, cache_dir)
     params = _params(n_train_per_class, n_test_per_class, n_multi_train, n_multi_test)
-    if not force and _reusable(out_dir, source, seed, size, home_fraction, params):
+    if not force and _reusable(out_dir, source, seed, size, home_fraction, params, format_version=2,
+                               splits=SPLITS_V2):
         return out_dir
     t0 = time.perf_counter()
-    if source == "debian":
-        root_dir = check_root(root) if root is not None else fetch(cache_dir, packages=PACKAGES_V2)
-        t_fetch = time.perf_counter() - t0
-        src = load_sources_v2("debian", root=root_dir, size=size)
-    else:
-        t_fetch = 0.0
-        src = load_sources_v2("generated", size=size)
+    src, t_fetch = load_timed(load_sources_v2, source, root, size, lambda: fetch(cache_dir, packages=PACKAGES_V2))
     pool = _PoolV2(src)
     t_sources = time.perf_counter() - t0 - t_fetch
 
@@ -530,18 +424,12 @@ def build_v2(out: str | os.PathLike[str] | None = None, *, source: str = "debian
     splits["multi_train"] = _multi(pool, stream(10), "train", n_multi_train, size)
     splits["multi_test"] = _multi(pool, stream(11), "test", n_multi_test, size)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "manifest.json").unlink(missing_ok=True)
-    for name in SPLITS_V2:
-        np.savez_compressed(out_dir / f"{name}.npz", **splits[name])  # type: ignore[arg-type]
+    write_splits(out_dir, splits, SPLITS_V2)
     shown = ("train", "train_unbiased", "val_original", "original", "mixed_rand", "only_fg", "heldout_original",
              "multi_train", "multi_test")
     _samples(out_dir, {k: splits[k] for k in shown}, src.classes)
     _backgrounds_sheet(out_dir, src)
-    manifest = _manifest(src, seed, size, home_fraction, params, splits)
-    manifest["build_seconds"] = {"fetch": round(t_fetch, 2), "sources": round(t_sources, 2),
-                                 "total": round(time.perf_counter() - t0, 2)}
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    write_manifest(out_dir, _manifest(src, seed, size, home_fraction, params, splits), t0, t_fetch, t_sources)
     return out_dir
 
 
@@ -571,17 +459,6 @@ def _backgrounds_sheet(out: Path, src: SourcesV2, tw: int = 240, th: int = 160) 
     path = out / "backgrounds.png"
     sheet.save(path)
     return path
-
-
-def _reusable(out: Path, source: str, seed: int, size: int, home_fraction: float, params: dict[str, Any]) -> bool:
-    try:
-        man = json.loads((out / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return False
-    same = (man.get("format") == 2 and man.get("source") == source and man.get("seed") == seed
-            and man.get("size") == size and man.get("home_fraction") == home_fraction
-            and man.get("params") == params)
-    return same and all((out / f"{n}.npz").is_file() for n in SPLITS_V2)
 
 
 def _digest(a: np.ndarray) -> str:
@@ -615,24 +492,9 @@ def _manifest(src: SourcesV2, seed: int, size: int, home_fraction: float, params
 
 def summary_v2(out: Path) -> str:
     man = json.loads((out / "manifest.json").read_text())
-    lines = [f"bgbench v2 dataset: {out}", f"source {man['source']}, seed {man['seed']}, {man['size']} px, "
-             f"home fraction {man['home_fraction']}, built in {man.get('build_seconds', {}).get('total', '?')} s"]
-    lines.append(f"{'class':<15} {'home group':<11} {'train obj':>9} {'held-out obj':>12}")
-    for c, name in enumerate(man["classes"]):
-        n_tr = sum(o["class"] == c and o["split"] == "train" for o in man["objects"])
-        n_te = sum(o["class"] == c and o["split"] == "test" for o in man["objects"])
-        lines.append(f"{name:<15} {man['bg_groups'][man['home'][c]]:<11} {n_tr:>9} {n_te:>12}")
-    for g, name in enumerate(man["bg_groups"]):
-        photos = [Path(b["path"]).stem if "wallpapers" not in b["path"] else b["path"].split("/")[3]
-                  for b in man["backgrounds"] if b["group"] == g]
-        lines.append(f"group {name:<8} {len(photos)} photos: {', '.join(photos)}")
-    for name, st in man["stats"].items():
-        lines.append(f"objects in {name}: pixel share mean {100 * st['pixel_mean']:.1f} % (median "
-                     f"{100 * st['pixel_median']:.1f}, p10 {100 * st['pixel_p10']:.1f}, "
-                     f"p90 {100 * st['pixel_p90']:.1f})"
-                     f", box side {100 * st['box_side_mean']:.0f} % ({100 * st['box_side_min']:.0f}-"
-                     f"{100 * st['box_side_max']:.0f})")
-    total = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
-    lines.append("splits: " + ", ".join(f"{k} {v['n']}" for k, v in man["splits"].items())
-                 + f"; {total / 2**20:.1f} MiB on disk")
-    return "\n".join(lines)
+    extra = [f"objects in {name}: pixel share mean {100 * st['pixel_mean']:.1f} % (median "
+             f"{100 * st['pixel_median']:.1f}, p10 {100 * st['pixel_p10']:.1f}, p90 {100 * st['pixel_p90']:.1f})"
+             f", box side {100 * st['box_side_mean']:.0f} % ({100 * st['box_side_min']:.0f}-"
+             f"{100 * st['box_side_max']:.0f})" for name, st in man["stats"].items()]
+    return _summary(out, title="bgbench v2 dataset", held="held-out obj", home_fraction=True, extra=extra,
+                    photo=lambda path: Path(path).stem if "wallpapers" not in path else path.split("/")[3])
