@@ -89,12 +89,9 @@ def mixup_shares(maps: Tensor, images: Tensor) -> dict[str, float]:
     out = {}
     h, w = maps.shape[-2:]
     for name, thr in (("0.2", 0.2), ("0.5", 0.5), ("otsu", "otsu")):
-        if thr == "otsu":
-            from objaug.functional.mixup import _bounding_boxes
-
-            rect = _bounding_boxes(maps, otsu_thresholds(maps))
-        else:
-            rect = mask_bounding_boxes(maps, float(thr))
+        # the rectangle of the hard mask, as BackgroundMixup takes it (Otsu: each map's own cut)
+        cut = otsu_thresholds(maps).view(-1, 1, 1, 1) if thr == "otsu" else float(thr)
+        rect = mask_bounding_boxes((maps >= cut).float(), 0.5)
         _, area = largest_strip(rect, h, w)
         mix = BackgroundMixup(p=0.4, threshold=thr, queue_size=50)  # type: ignore[arg-type]
         mixed = torch.cat([mix(images[i:i + 64], maps[i:i + 64], generator=torch.Generator().manual_seed(i))[1]

@@ -28,7 +28,7 @@ from objaug._checks import check_image_batch
 from objaug.functional.components import connected_components
 from objaug.masks import _size_pair
 
-__all__ = ["boxes_from_cam", "boxes_from_steps", "boxes_to_pixels", "frame_boxes"]
+__all__ = ["boxes_from_cam", "boxes_from_steps", "boxes_to_pixels", "frame_boxes", "frame_only"]
 
 
 def _is_number(x: object) -> bool:
@@ -267,6 +267,19 @@ def frame_boxes(boxes: Tensor, valid: Tensor, *, coverage: float = 0.9) -> Tenso
         raise ValueError(f"coverage must be an area fraction in (0, 1], got {coverage!r}.")
     area = (boxes[..., 2:] - boxes[..., :2]).clamp_min(0).prod(dim=2)
     return valid & (area >= coverage - 1e-6)
+
+
+def frame_only(boxes: Tensor, valid: Tensor, *, coverage: float = 0.9) -> Tensor:
+    """Which images have boxes, but only whole-frame ones (:func:`frame_boxes`): found, nothing localised.
+
+    Args:
+        boxes, valid, coverage: as :func:`frame_boxes`.
+
+    Returns:
+        (B,) bool on ``boxes``' device: some valid box, and every valid box covers >= ``coverage``.
+    """
+    frame = frame_boxes(boxes, valid, coverage=coverage)
+    return valid.any(dim=1) & ~(valid & ~frame).any(dim=1)
 
 
 def boxes_to_pixels(boxes: Tensor, size: int | tuple[int, int], *, integer: bool = False) -> Tensor:

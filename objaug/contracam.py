@@ -132,7 +132,27 @@ class ContraCAM:
 
     def __repr__(self) -> str:
         return (f"ContraCAM(iters={self.iters}, temperature={self.temperature}, expand_res={self.expand_res}, "
-                f"interpolation={self.interpolation!r})")
+                f"interpolation={self.interpolation!r}, hard_negatives={self.hard_negatives}, edges={self.edges}, "
+                f"refine={self.refine!r})")
+
+    def embed(self, images: Tensor) -> Tensor:
+        """Unit-norm embeddings of a batch by the model ContraCAM explains, e.g. to use as ``negatives=``.
+
+        One forward of encoder and head without autograd, in eval mode; the model is left exactly as found.
+
+        Args:
+            images: (B, C, H, W) floating images, normalised as the model expects, on the model's device.
+
+        Returns:
+            (B, D) unit-norm embeddings on the images' device, float32 (float64 for a float64 model).
+
+        Raises:
+            TypeError / ValueError: ``images`` not a floating 4-D batch.
+        """
+        images = check_image_batch(images)
+        with preserve_model_state(self.split), torch.no_grad():
+            z = self.split(images)
+        return F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)
 
     @overload
     def __call__(self, images: Tensor, negatives: Tensor | None = ...,
@@ -257,8 +277,7 @@ class ContraCAM:
             score = contrastive_score(z, keys, in_batch, bank=bank, temperature=self.temperature,
                                       batch_mask=batch_mask, bank_mask=bank_mask)
             (grads,) = torch.autograd.grad(score.sum(), feats)
-            raw = upsample_maps(gradcam_map(feats.detach(), grads), size, mode=self.interpolation)
-            cam = minmax_normalize(raw)
+            cam = minmax_normalize(upsample_maps(gradcam_map(feats.detach(), grads), size, mode=self.interpolation))
             steps.append(cam)
             if self.refine == "weighted":
                 # a later iteration whose high region (>= 0.5) is larger than the first one's is diffuse, not

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from objaug.boxes import boxes_from_cam, boxes_from_steps, frame_boxes
+from objaug.boxes import boxes_from_cam, boxes_from_steps, frame_boxes, frame_only
 
 
 def _blob(maps: torch.Tensor, i: int, y0: int, y1: int, x0: int, x1: int, v: float = 1.0) -> None:
@@ -78,3 +78,11 @@ def test_frame_boxes_flags_found_boxes_that_are_the_whole_frame():
         frame_boxes(boxes, valid, coverage=0.0)
     with pytest.raises(ValueError, match="valid"):
         frame_boxes(boxes, valid[:1])
+
+
+def test_frame_only_flags_images_whose_every_box_is_the_whole_frame():
+    full, small = [0.0, 0.0, 1.0, 1.0], [0.1, 0.1, 0.4, 0.4]
+    boxes = torch.tensor([[full, small], [full, full], [small, full], [full, full]])
+    valid = torch.tensor([[True, True], [True, False], [True, False], [False, False]])
+    # image 0 has an object box too; 1 only a frame box; 2 only an object box; 3 nothing (the fallback)
+    assert frame_only(boxes, valid).tolist() == [False, True, False, False]

@@ -231,3 +231,21 @@ def test_box_mean_and_edge_filter_equal_kornia():
     guide = minmax_normalize(images.mean(dim=1, keepdim=True), eps=1e-12)
     expected = KF.guided_blur(guide, x, 9, 0.02).clamp_min(0)
     torch.testing.assert_close(edge_refine(x, images, radius=4, eps=0.02), expected)
+
+
+def test_embed_is_the_eval_mode_embedding_and_leaves_the_model_as_found():
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(8, 5))
+    encoder.train()
+    images = torch.randn(4, 3, 12, 12)
+    cam = ContraCAM(encoder=encoder, head=head)
+    running = encoder[1].running_mean.clone()
+    z = cam.embed(images)
+    assert encoder.training and head.training and torch.equal(encoder[1].running_mean, running)
+    encoder.eval(), head.eval()
+    with torch.no_grad():
+        expected = F.normalize(head(encoder(images)), dim=1)
+    torch.testing.assert_close(z, expected)
+    with pytest.raises(ValueError, match="4-D"):
+        cam.embed(torch.randn(3, 12, 12))

@@ -290,10 +290,6 @@ def _crop_v2(rng: np.random.Generator, photo: PhotoV2, region: str, size: int
     return arr, np.array([x0 / w, y0 / h, (x0 + side) / w, (y0 + side) / h], np.float32)
 
 
-def _PoolV2(src: SourcesV2) -> _Pool:  # noqa: N802 - was a class; v1's pool with v2's photo count
-    return _Pool(src, min_photos=2, why=" (mixed_same uses another one)")
-
-
 def _empty_single(n: int, size: int) -> dict[str, np.ndarray]:
     return _empty_v1(n, size, bg_box=True)
 
@@ -410,7 +406,7 @@ def build_v2(out: str | os.PathLike[str] | None = None, *, source: str = "debian
         return out_dir
     t0 = time.perf_counter()
     src, t_fetch = load_timed(load_sources_v2, source, root, size, lambda: fetch(cache_dir, packages=PACKAGES_V2))
-    pool = _PoolV2(src)
+    pool = _Pool(src, min_photos=2, why=" (mixed_same uses another one)")
     t_sources = time.perf_counter() - t0 - t_fetch
 
     def stream(k: int) -> np.random.Generator:

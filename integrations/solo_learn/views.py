@@ -30,13 +30,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from objaug.augment.mixup import BackgroundMixup
 from objaug.contracam import ContraCAM
 from objaug.engine import ObjectSource, boxes_from_maps, choose_regions, crop_view, read_store
-from objaug.split import preserve_model_state
 
 from .batch import BoxStore, load_store, pick_cam_model, views_of
 from .config import ObjaugConfig, ObjaugConfigError
@@ -186,8 +184,7 @@ class SoloObjectAware(nn.Module):
         negatives = None
         with context():
             if gather is not None:
-                with torch.no_grad(), preserve_model_state(cam.split):
-                    z = F.normalize(cam.split(x).float(), dim=1)
+                z = cam.embed(x)
                 everyone = gather(z)
                 if everyone.ndim == 3 and everyone.shape[0] > 1:
                     keep = torch.arange(everyone.shape[0], device=everyone.device) != rank

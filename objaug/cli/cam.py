@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
     from PIL import Image
     from tqdm import tqdm
 
-    from objaug.boxes import boxes_from_steps, frame_boxes
+    from objaug.boxes import boxes_from_steps, frame_only
     from objaug.cli._model import ModelSetupError, build_model
     from objaug.contracam import ContraCAM
     from objaug.tools.viz import IMAGENET_MEAN, IMAGENET_STD, draw_boxes, make_grid, overlay_cam, save_png, to_uint8
@@ -224,8 +224,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
 
     # outputs
     os.makedirs(os.path.join(args.out, "overlays"), exist_ok=True)
-    # images whose every found box is (nearly) the whole frame: nothing localised, though "found"
-    frame_all = valid.any(dim=1) & ~(valid & ~frame_boxes(boxes, valid)).any(dim=1)
+    frame_all = frame_only(boxes, valid)  # found, but every box is (nearly) the whole frame
     net_images = images_u8.float() / 255.0
     for i, rec in enumerate(records):
         w, h = rec["width"], rec["height"]

@@ -49,7 +49,7 @@ def summarize(store: Any) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from objaug.boxes import frame_boxes
+    from objaug.boxes import frame_only
 
     m = store.manifest
     allb = store.all_boxes()
@@ -60,9 +60,8 @@ def summarize(store: Any) -> dict[str, Any]:
     b = allb.boxes.numpy()[~skipped]
     v = valid[~skipped]
     areas = ((b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]))[v]
-    # images whose every found box is (nearly) the whole frame: found, but nothing localised
-    frame = frame_boxes(allb.boxes[torch.from_numpy(~skipped)], torch.from_numpy(v)).numpy()
-    whole_frame = int((v.any(axis=1) & ~(v & ~frame).any(axis=1)).sum())
+    # found, but every box is (nearly) the whole frame
+    whole_frame = int(frame_only(allb.boxes[torch.from_numpy(~skipped)], torch.from_numpy(v)).sum())
     shard_bytes = sum(int(e["bytes"]) for e in m["shards"])
     files_bytes = shard_bytes + os.path.getsize(store.path / "manifest.json")
     n = len(store)

@@ -154,7 +154,8 @@ def box_mean(x: Tensor, radius: int) -> Tensor:
 
     O(1) per pixel whatever the radius (two cumulative sums and four lookups), where a convolution costs
     O(radius^2) (``kornia.filters.box_blur``: 1.1-1.4 s for 32 maps at 224 px and radius 11 on 2 CPU
-    cores, against tens of milliseconds here). Accumulates in float64 for float64 input, else float32.
+    cores, against tens of milliseconds here). Accumulates in ``x``'s dtype: pass float32 or float64
+    (:func:`edge_refine` does).
 
     Args:
         x: (B, C, H, W) floating tensor with H, W > ``radius``.

@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -47,7 +46,7 @@ from objaug.boxes import boxes_from_cam, boxes_from_steps
 from objaug.constants import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD
 from objaug.contracam import ContraCAM
 from objaug.masks import masks_to_uint8, resize_masks
-from objaug.split import module_device, preserve_model_state
+from objaug.split import module_device
 from objaug.store.datasets import (
     ImageFolderFiles,
     dataset_fingerprint,
@@ -408,7 +407,7 @@ def _run_shards(
                 negatives = None
                 if n_ok == 1:  # a lone image: contrast it with the previous batch, else a flat mean-colour image
                     if previous is not None:
-                        negatives = _embeddings(cam, previous)
+                        negatives = cam.embed(previous)
                     else:
                         x = torch.cat([x, torch.zeros_like(x)])
                 ctx = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
@@ -441,8 +440,3 @@ def _run_shards(
         bar.close()
     return processed, writer.written
 
-
-def _embeddings(cam: ContraCAM, images: Tensor) -> Tensor:
-    """Unit-norm (N, D) embeddings of ``images`` by ``cam``'s model (left as found): negatives for a lone image."""
-    with preserve_model_state(cam.split), torch.no_grad():
-        return F.normalize(cam.split(images).float(), dim=1)
