@@ -28,14 +28,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from objaug.archs import build_projector, demo_backbone
 from objaug.augment.mixup import BackgroundMixup
 from objaug.boxes import boxes_from_steps
 from objaug.contracam import ContraCAM
 from objaug.functional.mixup import largest_strip, mask_bounding_boxes
-from objaug.losses import nt_xent
 from objaug.masks import otsu_thresholds
 from objaug.metrics import center_box_prior, map_contrast, mask_iou, pairwise_box_iou
+from objaug.tools.archs import build_projector, demo_backbone
+from objaug.tools.losses import nt_xent
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)

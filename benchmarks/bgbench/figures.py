@@ -77,6 +77,10 @@ def _cam_column(maps: Tensor, images: Tensor, threshold: float) -> Tensor:
     return draw_boxes(overlay_cam(images, maps), boxes, valid)
 
 
+#: Short mode names for picture labels.
+_SHORT = {"two-stage": "2st", "online": "onl", "oracle": "orc"}
+
+
 def cams_figure(proto: Protocol, method: str, seed: int, arms: Sequence[str], modes: Sequence[str], *,
                 n_images: int = 4) -> Path:
     """Write ``cams.png`` for one method and seed (see the module docs)."""
@@ -87,7 +91,7 @@ def cams_figure(proto: Protocol, method: str, seed: int, arms: Sequence[str], mo
         for arm in arms:
             if arm != "baseline":
                 cfg = dataclasses.replace(base, arm=arm, mode=mode)
-                models.append((f"{arm}@{'2st' if mode == 'two-stage' else 'onl'}", proto.load_ssl(cfg)))
+                models.append((f"{arm}@{_SHORT[mode]}", proto.load_ssl(cfg)))
     models.append(("random init", proto.ssl_model(base)))
     rows: list[Tensor] = []
     for loc in proto.eval_data.loc.values():
@@ -175,7 +179,7 @@ def write_figures(proto: Protocol, method: str, seed: int, arms: Sequence[str], 
             continue
         for mode in modes:
             cfg = dataclasses.replace(base, arm=arm, mode=mode)
-            suffix = "" if mode == "two-stage" else "_online"
-            paths.append(views_figure(proto, cfg, objects if mode == "two-stage" else None,
+            suffix = "" if mode == "two-stage" else f"_{mode}"
+            paths.append(views_figure(proto, cfg, {"two-stage": objects, "oracle": proto.oracle}.get(mode),
                                       proto.out / f"views_{arm}{suffix}.png"))
     return paths

@@ -46,6 +46,7 @@ from .train import (
     SupervisedModel,
     TrainConfig,
     compute_objects,
+    oracle_objects,
     run_name,
     to_float_images,
     train_ssl,
@@ -67,6 +68,8 @@ class Scale:
         lr: peak AdamW learning rate.
         queue_size: MoCo queue.
         two_stage_iters: ContraCAM refinement iterations of the two-stage boxes (the paper's 10).
+        two_stage_iters_single: the same for the single-object images (``None``: ``two_stage_iters``; the
+            paper used T=10 boxes on multi-object scenes only, T=1-2 on single-object images).
         eval: evaluation settings.
         methods: default methods.
     """
@@ -80,6 +83,8 @@ class Scale:
     two_stage_iters: int
     eval: EvalConfig
     methods: tuple[str, ...]
+    two_stage_iters_single: int | None = None
+    warmup: int = 10
 
 
 SCALES: dict[str, Scale] = {
@@ -96,6 +101,15 @@ SCALES: dict[str, Scale] = {
                    eval=EvalConfig(probe_iters=100, cam_batch=64, cam_iters=10, n_loc=128, n_probe_train=1000,
                                    n_probe_test=None, n_crops_train=1000, n_crops_test=600),
                    methods=("simclr",)),
+    # Protocol v2 (issue 13) on data v2: the width-16 demo ResNet (8x8 maps at 64 px), 300 steps of 128 images
+    # (~10.5 epochs of 3660 SSL images; the encoder-gate pilot's probes were within 2 points of 1000 steps at
+    # 300), cosine schedule with a 15-step warm-up; two-stage boxes at T=2 on single-object images and T=10 on
+    # the scenes, mixup masks at T=1 (the paper's settings).
+    "v2-small": Scale(arch="w16", stem_stride=2, steps=300, batch_size=128, lr=2e-3, queue_size=1024,
+                      two_stage_iters=10, two_stage_iters_single=2, warmup=15,
+                      eval=EvalConfig(probe_iters=100, cam_batch=64, cam_iters=10, n_loc=128, n_probe_train=1000,
+                                      n_probe_test=None, n_crops_train=1000, n_crops_test=600),
+                      methods=("simclr",)),
     # A GPU: 8x8 maps at 64 px, longer schedules, every test image localised.
     "large": Scale(arch="resnet18", stem_stride=1, steps=3000, batch_size=256, lr=2e-3, queue_size=4096,
                    two_stage_iters=10, eval=EvalConfig(probe_iters=200, cam_batch=64, cam_iters=10, n_loc=None,
@@ -104,7 +118,7 @@ SCALES: dict[str, Scale] = {
 }
 
 #: Reference rows that are not SSL arms.
-REFERENCES: tuple[str, ...] = ("random_init", "supervised", "center_prior")
+REFERENCES: tuple[str, ...] = ("random_init", "supervised", "supervised_unbiased", "center_prior")
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -187,6 +201,12 @@ class Protocol:
         load = partial(load_split, data_dir)
         train = load("train")
         multi = load("multi_train")
+        self.n_single = int(train["images"].shape[0])
+        self.oracle = oracle_objects(train, multi)
+        # The unbiased control (data v2): the same object rows on random background groups.
+        self.unbiased_images: torch.Tensor | None = None
+        if (data_dir / "train_unbiased.npz").is_file():
+            self.unbiased_images = to_float_images(load("train_unbiased")["images"], self.device)
         # The SSL training set: single-object train images, then the multi-object train scenes.
         self.ssl_images = to_float_images(np.concatenate([train["images"], multi["images"]]), self.device)
         self.sup_images = to_float_images(train["images"], self.device)
@@ -199,6 +219,7 @@ class Protocol:
             "n_ssl_images": int(self.ssl_images.shape[0]), "n_supervised_images": int(self.sup_images.shape[0]),
             "train": dataclasses.asdict(self.base_cfg()), "eval": dataclasses.asdict(scale.eval),
             "two_stage_iters": scale.two_stage_iters,
+            "two_stage_iters_single": scale.two_stage_iters_single or scale.two_stage_iters,
         }
         self.timings: dict[str, float] = {}
 
@@ -206,7 +227,8 @@ class Protocol:
         """The scale's :class:`TrainConfig` with overrides (view size = the data's size)."""
         s = self.scale
         cfg = TrainConfig(arch=s.arch, stem_stride=s.stem_stride, view_size=self.size, batch_size=s.batch_size,
-                          steps=s.steps, lr=s.lr, queue_size=s.queue_size, device=str(self.device))
+                          steps=s.steps, lr=s.lr, warmup=s.warmup, queue_size=s.queue_size,
+                          device=str(self.device))
         return dataclasses.replace(cfg, **kw)
 
     # ---------------------------------------------------------------- bookkeeping
@@ -247,9 +269,9 @@ class Protocol:
         assert isinstance(model, SSLModel)
         return model
 
-    def load_supervised(self, seed: int) -> SupervisedModel:
-        """The trained supervised model of a seed."""
-        path = _run_dir(self.out, "supervised", seed) / "model.pt"
+    def load_supervised(self, seed: int, name: str = "supervised") -> SupervisedModel:
+        """The trained supervised model of a seed (``name``: ``supervised`` or ``supervised_unbiased``)."""
+        path = _run_dir(self.out, name, seed) / "model.pt"
         model = _load_state(SupervisedModel(self.scale.arch, self.n_classes, stem_stride=self.scale.stem_stride),
                             path, self.device)
         assert isinstance(model, SupervisedModel)
@@ -280,9 +302,13 @@ class Protocol:
                 return {k: z[k] for k in z.files}
         model = self.load_ssl(base)
         t0 = time.perf_counter()
-        objects = compute_objects(model.backbone, model.projector, self.ssl_images,
-                                  iters=self.scale.two_stage_iters, batch_size=self.scale.batch_size,
-                                  box_threshold=cfg.box_threshold, progress=self.progress)
+        iters_single = self.scale.two_stage_iters_single or self.scale.two_stage_iters
+        parts = [compute_objects(model.backbone, model.projector, imgs, iters=iters,
+                                 batch_size=self.scale.batch_size, box_threshold=cfg.box_threshold,
+                                 progress=self.progress)
+                 for imgs, iters in ((self.ssl_images[:self.n_single], iters_single),
+                                     (self.ssl_images[self.n_single:], self.scale.two_stage_iters))]
+        objects = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         seconds = time.perf_counter() - t0
         tmp = path.with_name("objects.tmp.npz")
         objects["seconds"] = np.asarray(seconds, dtype=np.float64)
@@ -301,20 +327,24 @@ class Protocol:
         return self._finish(name, cfg.seed, metrics, {"method": cfg.method, "arm": "random_init", "mode": None,
                                                       "eval_seconds": round(time.perf_counter() - t0, 2)})
 
-    def supervised_run(self, seed: int) -> dict[str, Any]:
-        """Train and evaluate the supervised reference of a seed."""
-        done = self._done("supervised", seed)
+    def supervised_run(self, seed: int, *, unbiased: bool = False) -> dict[str, Any]:
+        """Train and evaluate the supervised reference of a seed (``unbiased``: on ``train_unbiased``, the same
+        object rows on random backgrounds, with the same labels)."""
+        name = "supervised_unbiased" if unbiased else "supervised"
+        done = self._done(name, seed)
         if done is not None:
-            return self._reevaluated(done, "supervised", self.load_supervised(seed)) if self.reevaluate else done
+            return self._reevaluated(done, "supervised", self.load_supervised(seed, name)) if self.reevaluate \
+                else done
+        images = self.unbiased_images if unbiased else self.sup_images
+        if images is None:
+            raise ValueError("the unbiased supervised reference needs data v2 (a train_unbiased split).")
         cfg = self.base_cfg(seed=seed)
-        model, stats = train_supervised(cfg, self.sup_images, self.sup_labels, self.n_classes,
-                                        progress=self.progress)
-        _save_state(model, _run_dir(self.out, "supervised", seed) / "model.pt")
+        model, stats = train_supervised(cfg, images, self.sup_labels, self.n_classes, progress=self.progress)
+        _save_state(model, _run_dir(self.out, name, seed) / "model.pt")
         t0 = time.perf_counter()
         metrics = evaluate_model("supervised", model, self.eval_data, self.scale.eval)
-        return self._finish("supervised", seed, metrics, {"method": None, "arm": "supervised", "mode": None,
-                                                          "train": stats,
-                                                          "eval_seconds": round(time.perf_counter() - t0, 2)})
+        return self._finish(name, seed, metrics, {"method": None, "arm": name, "mode": None, "train": stats,
+                                                  "eval_seconds": round(time.perf_counter() - t0, 2)})
 
     def center_prior_run(self) -> dict[str, Any]:
         """The centre-box priors (seed-independent)."""
@@ -375,7 +405,8 @@ def write_markdown(results: dict[str, Any], path: Path) -> Path:
     iters = cfg["eval"]["cam_iters"]
     names = list(agg)
     ssl = [n for n in names if "/" in n and not n.endswith("/random_init")]
-    refs = [n for n in names if n.endswith("/random_init")] + [n for n in ("supervised",) if n in agg]
+    refs = [n for n in names if n.endswith("/random_init")] + [n for n in ("supervised", "supervised_unbiased")
+                                                               if n in agg]
     seeds = sorted({s for r in results["runs"] for s in [r["seed"]] if r["name"] != "center_prior"})
     lines = [
         "# bgbench SSL debiasing protocol: results",
@@ -453,7 +484,8 @@ def run_protocol(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
                  seeds: Sequence[int] = (0, 1, 2), methods: Sequence[str] | None = None,
                  arms: Sequence[str] = ARMS, modes: Sequence[str] = MODES, device: str = "cpu",
                  progress: bool = True, figures: bool = True, steps: int | None = None,
-                 stem_stride: int | None = None, reevaluate: bool = False) -> dict[str, Any]:
+                 stem_stride: int | None = None, reevaluate: bool = False,
+                 ablations: bool = False) -> dict[str, Any]:
     """Run (or resume) the whole protocol and write ``results.json``, ``results.md`` and the pictures.
 
     Args:
@@ -471,6 +503,8 @@ def run_protocol(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
         stem_stride: override the scale's ResNet stem stride (1: 8x8 maps at 64 px, 4x the compute of 2).
         reevaluate: recompute the metrics of finished runs from their saved weights (after the evaluation
             changed); nothing is retrained.
+        ablations: also run :func:`.encoder_gate.cam_ablation` (CAM temperature, objaug's options, hard and
+            same-background negatives) on every saved baseline, without retraining (``results["ablations"]``).
 
     Returns:
         The ``results.json`` content.
@@ -521,7 +555,7 @@ def run_protocol(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
                     if arm == "baseline":
                         continue
                     cfg = dataclasses.replace(base, arm=arm, mode=mode)
-                    r = proto.ssl_run(cfg, objects if mode == "two-stage" else None)
+                    r = proto.ssl_run(cfg, {"two-stage": objects, "oracle": proto.oracle}.get(mode))
                     results.append(r)
                     say(f"  {run_name(method, arm, mode)} s{seed}: " + _summary(r))
             r = proto.random_init_run(base)
@@ -533,6 +567,25 @@ def run_protocol(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
         results.append(r)
         say(f"  supervised s{seed}: " + _summary(r))
         timing[f"supervised_s{seed}"] = time.perf_counter() - t0
+        if proto.unbiased_images is not None:
+            t0 = time.perf_counter()
+            r = proto.supervised_run(seed, unbiased=True)
+            results.append(r)
+            say(f"  supervised_unbiased s{seed}: " + _summary(r))
+            timing[f"supervised_unbiased_s{seed}"] = time.perf_counter() - t0
+    ablation: dict[str, dict[str, dict[str, float]]] = {}
+    if ablations:
+        from .encoder_gate import cam_ablation
+
+        n_loc = proto.eval_data.loc["single"].images.shape[0]
+        groups = load_split(proto.data_dir, "original")["bg_group"][:n_loc]
+        t0 = time.perf_counter()
+        for method in methods:
+            for seed in seeds:
+                model = proto.load_ssl(proto.base_cfg(method=method, seed=seed))
+                ablation.setdefault(method, {})[f"s{seed}"] = cam_ablation(model, proto.eval_data, groups,
+                                                                           batch_size=proto.scale.eval.cam_batch)
+        timing["ablations"] = time.perf_counter() - t0
     runs = [{k: v for k, v in r.items() if k != "protocol_config"} for r in results]
     payload: dict[str, Any] = {
         "config": proto.config,
@@ -540,6 +593,7 @@ def run_protocol(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
         "runs": runs,
         "aggregate": aggregate(results),
         "two_stage_objects": two_stage,
+        "ablations": ablation,
         "timing": {},
         "environment": {"torch": torch.__version__, "python": platform.python_version(), "device": device,
                         "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()},
@@ -592,14 +646,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="override the scale's stem stride (1: 8x8 maps at 64 px, about 4x the compute)")
     ap.add_argument("--reevaluate", action="store_true",
                     help="recompute the metrics of finished runs from their saved weights (nothing is retrained)")
+    ap.add_argument("--ablations", action="store_true",
+                    help="CAM ablations on the saved baseline weights (temperature, options, negatives)")
+    ap.add_argument("--summary", type=Path, default=None,
+                    help="also write the issue-13 summary JSON here (e.g. benchmarks/results/bgbench_v2_small.json)")
     ap.add_argument("--no-figures", action="store_true")
     ap.add_argument("--quiet", action="store_true", help="no progress bars or per-run lines")
     a = ap.parse_args(argv)
     if a.threads is not None:
         torch.set_num_threads(a.threads)
-    run_protocol(a.data, a.out, scale=a.scale, seeds=a.seeds, methods=a.methods, arms=a.arms, modes=a.modes,
-                 device=a.device, progress=not a.quiet, figures=not a.no_figures, steps=a.steps,
-                 stem_stride=a.stem_stride, reevaluate=a.reevaluate)
+    t0 = time.perf_counter()
+    payload = run_protocol(a.data, a.out, scale=a.scale, seeds=a.seeds, methods=a.methods, arms=a.arms,
+                           modes=a.modes, device=a.device, progress=not a.quiet, figures=not a.no_figures,
+                           steps=a.steps, stem_stride=a.stem_stride, reevaluate=a.reevaluate,
+                           ablations=a.ablations)
+    if a.summary is not None:
+        import shlex
+
+        from .summary import summarise
+
+        command = "python -m benchmarks.bgbench.protocol " + shlex.join(sys.argv[1:] if argv is None else argv)
+        _write_json(a.summary, summarise(payload, command=command, wall_s=time.perf_counter() - t0,
+                                         ablations=payload["ablations"]))
     return 0
 
 

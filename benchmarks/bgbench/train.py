@@ -16,6 +16,8 @@ Each object-aware arm runs in one of two modes:
   from the T=1 maps (the paper's settings; both from one ContraCAM call with ``return_steps``). They are
   held in memory (numpy), not in an :class:`objaug.store.ObjectStore`: the data is a few thousand small
   images, and the protocol caches them as ``objects.npz`` next to the baseline's weights.
+* ``oracle``: as two-stage, with ground-truth boxes (every object's tight box) and masks (the union of the
+  objects' masks) instead of CAMs (:func:`oracle_objects`): the bound a perfect CAM would give;
 * ``online`` (objaug's :class:`objaug.integrations.lightly.device_step.ObjectAwareStep`): ContraCAM (T=1)
   of the model being trained, on every step's batch (``refresh_every`` > 1 caches boxes per sample), from
   the momentum/target branch for MoCo and BYOL (``ObjectAwareStep.from_model``'s convention) and from the
@@ -60,7 +62,7 @@ from objaug import (
     moco_v2_views,
     simclr_views,
 )
-from objaug.archs import build_projector, demo_backbone, tiny_resnet
+from objaug.tools.archs import build_projector, demo_backbone, tiny_resnet
 
 from .data import CAM_SETTINGS
 
@@ -74,6 +76,7 @@ __all__ = [
     "batch_indices",
     "build_backbone",
     "compute_objects",
+    "oracle_objects",
     "make_augment",
     "normalize",
     "run_name",
@@ -86,7 +89,8 @@ METHODS: tuple[str, ...] = ("simclr", "moco", "byol")
 #: ("w16": stages 16-32-64-64, 8x8 maps at 64 px; the issue-13 pilot's supervised gate network).
 ARCHS: tuple[str, ...] = ("resnet18", "tiny", "w16")
 ARMS: tuple[str, ...] = ("baseline", "crop", "mixup", "both")
-MODES: tuple[str, ...] = ("two-stage", "online")
+#: ``oracle``: the two-stage mode fed ground-truth boxes and masks (:func:`oracle_objects`): what a perfect CAM gives.
+MODES: tuple[str, ...] = ("two-stage", "online", "oracle")
 
 
 @dataclass(frozen=True)
@@ -283,7 +287,7 @@ class SSLModel(nn.Module):
         """The method's loss of two batches of views (B, 3, s, s) (normalised). Updates MoCo's queue."""
         b = v1.shape[0]
         if self.method == "simclr":
-            from objaug.losses import nt_xent
+            from objaug.tools.losses import nt_xent
 
             z = self.projector(self.backbone(torch.cat([v1, v2])))
             return nt_xent(z[:b], z[b:], temperature=self.temperature)
@@ -440,6 +444,35 @@ def compute_objects(backbone: nn.Module, projector: nn.Module | None, images: Te
             "masks": torch.cat(masks).numpy()}
 
 
+def oracle_objects(single: dict[str, np.ndarray], multi: dict[str, np.ndarray], *,
+                   max_boxes: int = 4) -> dict[str, np.ndarray]:
+    """Ground-truth boxes and masks of the SSL set (single-object images, then multi-object scenes), in
+    :func:`compute_objects`' format: the oracle arms' perfect CAM.
+
+    Args:
+        single: a single-object split (``boxes`` (N, 4) normalised xyxy, ``masks`` (N, S, S) in {0, 1}).
+        multi: a multi-object split (``boxes`` (M, 4, 4), ``masks`` (M, 4, S, S), ``n_objects`` (M,)).
+        max_boxes: box slots K (>= 4, the scenes' object slots).
+
+    Returns:
+        ``{"boxes": (N+M, K, 4) float32, "valid": (N+M, K) bool, "masks": (N+M, 1, S, S) uint8 (0 or 255)}``.
+    """
+    n, m = single["boxes"].shape[0], multi["boxes"].shape[0]
+    slots = multi["boxes"].shape[1]
+    if max_boxes < slots:
+        raise ValueError(f"max_boxes must be >= {slots} (the scenes' object slots), got {max_boxes}.")
+    boxes = np.zeros((n + m, max_boxes, 4), np.float32)
+    boxes[..., 2:] = 1.0
+    valid = np.zeros((n + m, max_boxes), bool)
+    boxes[:n, 0] = single["boxes"]
+    valid[:n, 0] = True
+    boxes[n:, :slots] = multi["boxes"]
+    valid[n:, :slots] = np.arange(slots)[None] < multi["n_objects"][:, None]
+    boxes[~valid] = (0.0, 0.0, 1.0, 1.0)  # empty slots: the whole frame, never used (valid is False)
+    union = np.concatenate([single["masks"], multi["masks"].max(axis=1)]).astype(np.uint8) * 255
+    return {"boxes": boxes, "valid": valid, "masks": union[:, None]}
+
+
 # ------------------------------------------------------------------------------------------------ training
 def _checkpoint(fn: Callable[[int, SSLModel], None], step: int, model: SSLModel, device: torch.device) -> None:
     """Run ``fn(step, model)`` in eval mode under a forked RNG, then put the model back in train mode."""
@@ -481,9 +514,10 @@ def train_ssl(cfg: TrainConfig, images: Tensor, *, objects: dict[str, np.ndarray
         augment = make_augment(cfg).to(device)
         step_fn: Any = None
         boxes_t = valid_t = masks_t = None
-        if cfg.mode == "two-stage":
+        if cfg.mode in ("two-stage", "oracle"):
             if objects is None:
-                raise ValueError("the two-stage mode needs objects= (compute_objects of the baseline model).")
+                raise ValueError(f"the {cfg.mode} mode needs objects= (compute_objects of the baseline model, "
+                                 "or oracle_objects).")
             boxes_t = torch.as_tensor(objects["boxes"]).to(device)
             valid_t = torch.as_tensor(objects["valid"]).to(device)
             masks_t = torch.as_tensor(objects["masks"]).to(device)

@@ -224,3 +224,47 @@ def test_protocol_runs_on_v2_data(built: Path, tmp_path: Path) -> None:
                      progress=False, figures=False)
     m = r["aggregate"]["simclr/baseline"]
     assert 0.0 <= m["probe/only_fg"]["mean"] <= 1.0 and r["config"]["n_ssl_images"] == 120 + 12
+
+
+def test_oracle_objects_are_the_ground_truth(built: Path) -> None:
+    from benchmarks.bgbench.data import load_split
+    from benchmarks.bgbench.train import oracle_objects
+
+    single, multi = load_split(built, "train"), load_split(built, "multi_train")
+    o = oracle_objects(single, multi)
+    n, m = single["images"].shape[0], multi["images"].shape[0]
+    assert o["boxes"].shape == (n + m, 4, 4) and o["masks"].shape == (n + m, 1, *single["masks"].shape[1:])
+    np.testing.assert_array_equal(o["valid"].sum(1), np.concatenate([np.ones(n, int), multi["n_objects"]]))
+    np.testing.assert_array_equal(o["boxes"][:n, 0], single["boxes"])
+    k = int(multi["n_objects"][0])
+    np.testing.assert_array_equal(o["boxes"][n, :k], multi["boxes"][0, :k])
+    assert set(np.unique(o["masks"])) <= {0, 255}
+    np.testing.assert_array_equal(o["masks"][:n, 0] == 255, single["masks"] == 1)
+    np.testing.assert_array_equal(o["masks"][n + 1, 0] == 255, multi["masks"][1].max(0) == 1)
+    with pytest.raises(ValueError, match="max_boxes"):
+        oracle_objects(single, multi, max_boxes=2)
+
+
+def test_protocol_v2_arms_references_and_summary(built: Path, tmp_path: Path) -> None:
+    """Oracle and two-stage arms, the unbiased supervised reference, CAM ablations and the summary JSON."""
+    from benchmarks.bgbench.protocol import main
+
+    summary = tmp_path / "summary.json"
+    assert main(["--data", str(built), "--out", str(tmp_path / "out"), "--scale", "tiny", "--seeds", "0",
+                 "--arms", "baseline", "crop", "mixup", "--modes", "two-stage", "oracle", "--no-figures",
+                 "--quiet", "--ablations", "--summary", str(summary)]) == 0
+    s = json.loads(summary.read_text())
+    assert set(s["arms"]) == {"baseline", "crop/two-stage", "mixup/two-stage", "crop/oracle", "mixup/oracle"}
+    assert set(s["references"]) == {"centre_box", "random_init", "supervised", "supervised_unbiased"}
+    for arm, metrics in s["arms"].items():
+        for key in ("original", "mixed_same", "mixed_rand", "only_fg", "bg_gap", "per_object", "iou_t1",
+                    "obj_bg_t1"):
+            assert 0.0 <= abs(metrics[key]["mean"]) <= 100.0 and metrics[key]["n"] == 1, (arm, key)
+        gap = metrics["mixed_same"]["mean"] - metrics["mixed_rand"]["mean"]
+        assert metrics["bg_gap"]["mean"] == pytest.approx(gap, abs=0.02)
+    # oracle crops always come from a ground-truth box (every SSL image has at least one object)
+    assert s["arms"]["crop/oracle"]["views_in_box"]["mean"] == pytest.approx(100.0)
+    assert s["arms"]["mixup/oracle"]["views_mixed"]["mean"] > 0.0
+    assert s["seeds"] == [0] and s["command"].startswith("python -m benchmarks.bgbench.protocol ")
+    assert s["wall_s"] > 0 and "iou_t1" in s["ablations"]["simclr"] and "iou_hn8_t0.2" in s["ablations"]["simclr"]
+    assert s["config"]["two_stage_iters_single"] == s["config"]["two_stage_iters"] == 2
