@@ -509,6 +509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.add_argument(flag, type=int, default=default)
     ap.add_argument("--home-fraction", type=float, default=None, help="default 0.9 (v1), 0.8 (v2)")
     ap.add_argument("--force", action="store_true", help="rebuild even if an identical build exists")
+    ap.add_argument("--train-crops-per-photo", type=int, default=0,
+                    help="v2 only: draw training backgrounds from this many fixed crops per photo (0: fresh crops)")
     ap.add_argument("--version", choices=("v1", "v2"), default="v1",
                     help="data version (v2: benchmarks/bgbench/v2.py, issue 13; its default home fraction is 0.8)")
     a = ap.parse_args(argv)
@@ -519,7 +521,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             out = build_v2(a.out, source=a.source, seed=a.seed, size=a.size, n_train_per_class=a.n_train_per_class,
                            n_test_per_class=a.n_test_per_class, n_multi_train=a.n_multi_train,
-                           n_multi_test=a.n_multi_test, home_fraction=hf, cache=a.cache, root=a.root, force=a.force)
+                           n_multi_test=a.n_multi_test, home_fraction=hf, cache=a.cache, root=a.root, force=a.force,
+                           train_crops_per_photo=a.train_crops_per_photo)
         except FetchError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -300,12 +300,33 @@ def _fill(out: dict[str, np.ndarray], r: int, canvas: np.ndarray, mask: np.ndarr
     out["bg_box"][r] = bg_box
 
 
+class _CropPool:
+    """A fixed set of ``k`` training crops per photo, drawn once per photo from its own seeded stream (so
+    the set does not depend on the order of use): with ``k`` > 0 the training images reuse a few background
+    crops many times, so that a background is shared by many images and an object placement is what tells
+    an image from the others (``k`` = 0: a fresh crop every time, the v2 default)."""
+
+    def __init__(self, seed: int, k: int) -> None:
+        self.seed, self.k = seed, k
+        self.crops: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+
+    def draw(self, rng: np.random.Generator, photo: PhotoV2, p: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+        if p not in self.crops:
+            own = np.random.default_rng([self.seed, 200, p])
+            self.crops[p] = [_crop_v2(own, photo, "train", size) for _ in range(self.k)]
+        return self.crops[p][int(rng.integers(0, self.k))]
+
+
 def _background(rng: np.random.Generator, pool: _Pool, p: int, region: str, size: int
                 ) -> tuple[np.ndarray, np.ndarray]:
     if p < 0:
         grey = np.broadcast_to(np.array(ONLY_FG_GREY, np.float32), (size, size, 3)).copy()
         return grey, np.full(4, -1.0, np.float32)
-    arr, box = _crop_v2(rng, pool.src.photos[p], region, size)
+    crops: _CropPool | None = getattr(pool, "train_crops", None)
+    if region == "train" and crops is not None and crops.k > 0:
+        arr, box = crops.draw(rng, pool.src.photos[p], p, size)
+    else:
+        arr, box = _crop_v2(rng, pool.src.photos[p], region, size)
     return arr.astype(np.float32), box
 
 
@@ -382,31 +403,44 @@ def _params(n_train_per_class: int, n_test_per_class: int, n_multi_train: int, n
 
 
 def default_out_v2(source: str, seed: int, size: int, home_fraction: float,
-                   cache: str | os.PathLike[str] | None = None) -> Path:
-    """``<cache>/data-v2-<source>-s<seed>-<size>px-h<home%>``."""
+                   cache: str | os.PathLike[str] | None = None, train_crops_per_photo: int = 0) -> Path:
+    """``<cache>/data-v2-<source>-s<seed>-<size>px-h<home%>`` (``-c<k>`` appended for ``k`` crops per photo)."""
+    tail = f"-c{train_crops_per_photo}" if train_crops_per_photo else ""
     return Path(cache if cache is not None else DEFAULT_CACHE) / \
-        f"data-v2-{source}-s{seed}-{size}px-h{round(100 * home_fraction)}"
+        f"data-v2-{source}-s{seed}-{size}px-h{round(100 * home_fraction)}{tail}"
 
 
 def build_v2(out: str | os.PathLike[str] | None = None, *, source: str = "debian", seed: int = 0, size: int = 64,
              n_train_per_class: int = 240, n_test_per_class: int = 64, n_multi_train: int = 1500,
              n_multi_test: int = 400, home_fraction: float = 0.8, cache: str | os.PathLike[str] | None = None,
-             root: str | os.PathLike[str] | None = None, force: bool = False) -> Path:
+             root: str | os.PathLike[str] | None = None, force: bool = False, train_crops_per_photo: int = 0
+             ) -> Path:
     """Build (or reuse) a v2 dataset and return its folder (arguments as :func:`.build.build`).
+
+    ``train_crops_per_photo`` = k > 0 draws the backgrounds of ``train``, ``train_unbiased`` and
+    ``multi_train`` from k fixed crops per photo (:class:`_CropPool`; the val and test crops are unchanged);
+    0 (the default) draws a fresh crop every time.
 
     ``n_test_per_class`` rows per class in each of the 12 test splits (val, main and held-out families).
     The default ``home_fraction`` is 0.8 (v1: 0.9; the issue's pilot found 0.9 leaves little object signal).
     """
     check_build_args(source, size, n_train_per_class, n_test_per_class, n_multi_train, n_multi_test, home_fraction)
+    if not isinstance(train_crops_per_photo, int) or train_crops_per_photo < 0:
+        raise ValueError(f"train_crops_per_photo must be an int >= 0 (0: a fresh crop every time), got "
+                         f"{train_crops_per_photo!r}.")
     cache_dir = Path(cache) if cache is not None else DEFAULT_CACHE
-    out_dir = Path(out) if out is not None else default_out_v2(source, seed, size, home_fraction, cache_dir)
+    out_dir = Path(out) if out is not None else default_out_v2(source, seed, size, home_fraction, cache_dir,
+                                                               train_crops_per_photo)
     params = _params(n_train_per_class, n_test_per_class, n_multi_train, n_multi_test)
+    if train_crops_per_photo:
+        params["train_crops_per_photo"] = train_crops_per_photo
     if not force and _reusable(out_dir, source, seed, size, home_fraction, params, format_version=2,
                                splits=SPLITS_V2):
         return out_dir
     t0 = time.perf_counter()
     src, t_fetch = load_timed(load_sources_v2, source, root, size, lambda: fetch(cache_dir, packages=PACKAGES_V2))
     pool = _Pool(src, min_photos=2, why=" (mixed_same uses another one)")
+    pool.train_crops = _CropPool(seed, train_crops_per_photo)  # type: ignore[attr-defined]
     t_sources = time.perf_counter() - t0 - t_fetch
 
     def stream(k: int) -> np.random.Generator:

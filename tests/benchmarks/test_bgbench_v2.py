@@ -268,3 +268,25 @@ def test_protocol_v2_arms_references_and_summary(built: Path, tmp_path: Path) ->
     assert s["seeds"] == [0] and s["command"].startswith("python -m benchmarks.bgbench.protocol ")
     assert s["wall_s"] > 0 and "iou_t1" in s["ablations"]["simclr"] and "iou_hn8_t0.2" in s["ablations"]["simclr"]
     assert s["config"]["two_stage_iters_single"] == s["config"]["two_stage_iters"] == 2
+
+
+def test_train_crops_per_photo_reuses_few_training_backgrounds(built: Path, tmp_path: Path) -> None:
+    """k fixed crops per photo: the training splits hold at most k distinct crops per photo, each inside its
+    photo's train region; the val/test splits are byte-identical to the default build."""
+    k = 2
+    out = v2.build_v2(tmp_path / "c2", source="generated", seed=0, size=S, home_fraction=HOME,
+                      train_crops_per_photo=k, **COUNTS)
+    man = data.load_manifest(out)
+    assert man["params"]["train_crops_per_photo"] == k and "train_crops_per_photo" not in \
+        data.load_manifest(built)["params"]
+    for name in ("train", "train_unbiased", "multi_train"):
+        d = data.load_split(out, name)
+        for p in np.unique(d["bg_id"]):
+            assert len(np.unique(d["bg_box"][d["bg_id"] == p], axis=0)) <= k, (name, p)
+        fresh = data.load_split(built, name)
+        assert len(np.unique(fresh["bg_box"], axis=0)) > len(np.unique(d["bg_box"], axis=0))
+    base = data.load_manifest(built)
+    for name in ("val_original", "original", "mixed_rand", "heldout_original", "multi_test"):
+        assert man["splits"][name]["sha1_images"] == base["splits"][name]["sha1_images"], name
+    with pytest.raises(ValueError, match="train_crops_per_photo"):
+        v2.build_v2(tmp_path / "bad", source="generated", seed=0, size=S, train_crops_per_photo=-1, **COUNTS)
