@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from objaug.validation import check_finite, check_image_batch, check_model_input
 from objaug.functional.cam import (
     contrastive_score,
     edge_refine,
@@ -26,6 +25,7 @@ from objaug.functional.cam import (
     upsample_maps,
 )
 from objaug.split import EncoderHead, expanded_resolution, module_device, preserve_model_state, split_model
+from objaug.validation import check_finite, check_image_batch, check_model_input
 
 __all__ = ["ContraCAM"]
 
