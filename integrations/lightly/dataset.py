@@ -116,7 +116,12 @@ class ObjectAwareDataset(Dataset):
                             f"{type(objects).__name__}.")
         if objects is not None and check_store:
             if callable(getattr(objects, "check_dataset", None)):
-                objects.check_dataset(dataset)  # length and fingerprint (ObjectStore): StoreMismatchError
+                try:
+                    objects.check_dataset(dataset)  # length and fingerprint (ObjectStore): StoreMismatchError
+                except ValueError as err:
+                    raise type(err)(f"{err} If both hold the same images in the same order, only decoded "
+                                    "differently (PIL images vs tensors), pass ObjectAwareDataset(..., "
+                                    "check_store=False).") from None
             elif hasattr(objects, "__len__") and len(objects) != n:
                 raise ValueError(f"objects holds {len(objects)} samples but the dataset has {n}: pair the dataset "
                                  "with the objects computed for it, in the same index order.")
