@@ -177,6 +177,7 @@ class ObjectAwareStep(nn.Module):
         if cam is not None and not callable(cam):
             raise TypeError(f"cam must be callable as cam(images, negatives=None), got {type(cam).__name__}.")
         if model is not None:
+            check_int(cam_iters, "cam_iters", low=1, why=" (ContraCAM's refinement iterations)")
             cam = ContraCAM(model, projector=projector, iters=cam_iters, check_finite=False)  # checked here
         if mask_iters is not None:
             if not isinstance(cam, ContraCAM):

@@ -163,6 +163,10 @@ def load_dataset(spec: str) -> Any:
         mspec.loader.exec_module(module)
     else:
         module = importlib.import_module(mod_name)
+    if not hasattr(module, attr):
+        names = sorted(n for n in vars(module) if not n.startswith("_"))[:12]
+        raise AttributeError(f"the dataset spec {spec!r}: {mod_name} defines no {attr!r} (it defines "
+                             f"{', '.join(names) or 'nothing public'}).")
     obj = getattr(module, attr)
     if callable(obj) and not hasattr(obj, "__getitem__"):
         obj = obj()

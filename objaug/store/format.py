@@ -275,7 +275,7 @@ def encode_shard(
     header = {
         "arrays": table,
         # CRC-32 of the small arrays, checked when a reader opens the shard
-        "crc32": {name: zlib.crc32(arr) for name, arr, _, _ in arrays if name in SMALL_ARRAYS
+        "crc32": {name: zlib.crc32(arr.tobytes()) for name, arr, _, _ in arrays if name in SMALL_ARRAYS
                   and isinstance(arr, np.ndarray)},
         "count": n,
         "data_bytes": pos,

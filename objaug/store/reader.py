@@ -80,7 +80,7 @@ class _Shard:
         self.valid = view("valid")
         self.status = view("status")
         for name, crc in header.header.get("crc32", {}).items():  # the small arrays: a few KB per shard
-            if zlib.crc32(np.ascontiguousarray(view(name))) != int(crc):
+            if zlib.crc32(np.ascontiguousarray(view(name)).data) != int(crc):
                 raise StoreIncompleteError(f"Shard {path}: its {name} array does not match its CRC-32; the store is "
                                            "damaged. Restore the file or recompute the store (--overwrite).")
         self.offsets = view("offsets").astype(np.int64)  # small: n + 1 integers
