@@ -321,7 +321,7 @@ class ObjectAwareAugment(nn.Module):
             if masks is not None:
                 from objaug.boxes import boxes_from_cam
 
-                boxes, valid = boxes_from_cam(masks, **self.box_kwargs)
+                boxes, valid = boxes_from_cam(masks, **{"check_inputs": False, **self.box_kwargs})  # checked
             else:
                 boxes = images.new_zeros(b, 0, 4)
                 valid = torch.zeros(b, 0, dtype=torch.bool, device=device)
