@@ -20,6 +20,7 @@ from objaug.engine import crop_view, register_cam_normalization
 from objaug.functional.crop import full_image_boxes, sample_regions
 from objaug.validation import (
     check_batch_values,
+    check_box_layout,
     check_box_sampling,
     check_boxes,
     check_image_batch,
@@ -302,7 +303,8 @@ class ObjectAwareAugment(nn.Module):
             check_mask_batch(masks, "masks", like=images)
             check_same_device([("images", images), ("masks", masks)])
         if boxes is not None:
-            if valid is None and isinstance(boxes, Tensor) and boxes.ndim == 3:
+            check_box_layout(boxes)
+            if valid is None:
                 valid = torch.ones(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
             boxes, valid = check_boxes(boxes, valid, batch=b)
             check_same_device([("images", images), ("boxes", boxes), ("valid", valid)])
