@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from objaug._checks import check_finite, check_image_batch
 from objaug.functional.cam import (
     contrastive_score,
     edge_refine,
@@ -26,6 +25,7 @@ from objaug.functional.cam import (
     upsample_maps,
 )
 from objaug.split import EncoderHead, expanded_resolution, module_device, preserve_model_state, split_model
+from objaug.validation import check_finite, check_image_batch, check_model_input
 
 __all__ = ["ContraCAM"]
 
@@ -150,6 +150,7 @@ class ContraCAM:
             TypeError / ValueError: ``images`` not a floating 4-D batch.
         """
         images = check_image_batch(images)
+        check_model_input(images, self.split)
         with preserve_model_state(self.split), torch.no_grad():
             z = self.split(images)
         return F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)
@@ -205,6 +206,7 @@ class ContraCAM:
             raise ValueError(f"images are on {images.device} but the model is on {device}; move one of them.")
         if negatives is not None and negatives.device != images.device:
             raise ValueError(f"negatives are on {negatives.device} but images on {images.device}.")
+        check_model_input(images, self.split)  # dtype and channels, metadata only
         if self.check_finite:
             check_finite(images, "images")
             if negatives is not None:

@@ -197,6 +197,8 @@ class ObjectAwareHooks:
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         if not self.active or self.engine is None:
             return
+        from objaug.stats import log_stats
+
         from .views import pick_cam_model, views_of
 
         config, engine = self.config, self.engine
@@ -228,6 +230,8 @@ class ObjectAwareHooks:
 
         world = int(getattr(trainer, "world_size", 1) or 1)
         engine.step(views, indexes, compute=compute, gather=trainer.strategy.all_gather if world > 1 else None)
+        if callable(getattr(pl_module, "log", None)):  # objaug/boxed, /whole_frame, /mixed, ... (objaug.stats)
+            log_stats(pl_module.log, engine.stats, batch_size=int(indexes.shape[0]))
 
 
 _CLASSES: dict[str, type] = {}

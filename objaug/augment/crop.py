@@ -19,6 +19,7 @@ from objaug.functional.crop import (
     sample_resized_crop_boxes,
 )
 from objaug.validation import (
+    check_box_layout,
     check_box_sampling,
     check_box_values,
     check_boxes,
@@ -216,7 +217,8 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
         if len(batch_shape) != 4:
             raise ValueError(f"batch_shape must be (B, C, H, W), got {tuple(batch_shape)}.")
         b, _, h, w = (int(s) for s in batch_shape)
-        if valid is None and isinstance(boxes, Tensor) and boxes.ndim == 3:
+        check_box_layout(boxes)
+        if valid is None:
             valid = torch.ones(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
         boxes, valid = check_boxes(boxes, valid, batch=b)
         check_same_device([("boxes", boxes), ("valid", valid)])

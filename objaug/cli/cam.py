@@ -29,7 +29,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from objaug.cli import fail
+from objaug.cli import add_threads_argument, fail, out_dir_problem, with_threads
 from objaug.constants import IMAGE_EXTENSIONS
 
 HELP = "ContraCAM maps and object boxes for images, with a trained checkpoint"
@@ -69,6 +69,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=float, default=0.2, help="box padding per side, relative (default 0.2)")
     p.add_argument("--max-boxes", type=int, default=4, help="boxes per image (default 4)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the map (default 0.5)")
+    add_threads_argument(p)
 
 
 def find_images(inputs: Iterable[str]) -> tuple[list[str], list[dict[str, str]]]:
@@ -132,8 +133,15 @@ def _fail(message: str) -> int:
     return fail("cam", message)
 
 
-def run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
-    """Run the ``cam`` subcommand."""
+def run(args: argparse.Namespace) -> int:
+    """Run the ``cam`` subcommand (with ``--threads``; ``--out`` must not be an existing file)."""
+    problem = out_dir_problem(args.out)
+    if problem:
+        return _fail(problem)
+    return with_threads("cam", args, _run)
+
+
+def _run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
     import torch
     import torch.nn.functional as F
     from PIL import Image

@@ -318,3 +318,18 @@ def test_precomputed_object_store_is_the_default_store(tmp_path):
     assert isinstance(cb.engine.store, ObjectStore)
     frames = torch.stack([BlobDataset(8)[i][1][0] for i in range(4)])
     assert all(not torch.equal(x, frames) for x in module.seen[0]["X"])
+
+
+def test_the_callback_logs_what_objaug_did_each_step():
+    block = store_block(crop={"p": 1.0}, mixup={"enabled": True, "views": [0], "p": 1.0})
+    module = ContractMethod(make_cfg(block))
+    trainer = fit(module, CoordDataset(8), steps=2)
+    (cb,) = objaug_callbacks(trainer)
+    logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("objaug/")}
+    assert set(logged) == {"objaug/boxed", "objaug/whole_frame", "objaug/mixed", "objaug/boxes_per_image",
+                           "objaug/cam_refreshes"}
+    assert logged["objaug/boxed"] == 1.0 and logged["objaug/whole_frame"] == 0.0  # every image has a real box
+    assert logged["objaug/cam_refreshes"] == 0.0  # boxes from the store, no CAM
+    assert logged["objaug/boxes_per_image"] >= 1.0
+    assert logged["objaug/mixed"] == float(cb.engine.last_info["mixed"][0].float().mean())
+    assert cb.engine.stats.steps == 2
