@@ -143,3 +143,40 @@ def test_wrong_image_size_and_expand_res_errors():
         split.last_stage_convs(torch.randn(1, 3, 96, 96))
     with pytest.raises(TypeError, match="no transformer blocks"):
         split_model(_timm_vit(depth=0))
+
+
+def _attention_reference(tokens, weight, bias, heads, prefix):
+    """Class-token attention over the patches, averaged over heads, from the q/k projection weights."""
+    b, n, d = tokens.shape
+    qkv = (tokens @ weight.T + bias).reshape(b, n, 3, heads, d // heads)
+    q, k = qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2)  # (B, heads, N, d_h)
+    attn = torch.softmax(q @ k.transpose(-2, -1) / (d // heads) ** 0.5, dim=-1)
+    return attn[:, :, 0, prefix:].mean(dim=1)
+
+
+@pytest.mark.parametrize("family", ["timm", "torchvision"])
+def test_attention_maps_equal_the_class_token_attention(family):
+    model = _timm_vit(reg_tokens=2) if family == "timm" else _tv_vit()
+    size, prefix = (96, 3) if family == "timm" else (64, 1)
+    x = torch.randn(2, 3, size, size)
+    seen = {}
+    last = model.blocks[-1] if family == "timm" else model.encoder.layers[-1]
+    hook = last.register_forward_pre_hook(lambda m, a: seen.update(tokens=a[0]))
+    try:
+        model(x)
+    finally:
+        hook.remove()
+    split = split_model(model)
+    maps = split.attention_maps(split.encoder(x))
+    if family == "timm":
+        normed = last.norm1(seen["tokens"])
+        expected = _attention_reference(normed, last.attn.qkv.weight, last.attn.qkv.bias, 3, prefix)
+    else:
+        normed = last.ln_1(seen["tokens"])
+        mha = last.self_attention
+        expected = _attention_reference(normed, mha.in_proj_weight, mha.in_proj_bias, mha.num_heads, prefix)
+    grid = maps.shape[-1]
+    assert maps.shape == (2, 1, grid, grid)
+    torch.testing.assert_close(maps.flatten(1), expected, atol=1e-5, rtol=1e-4)
+    if family == "timm":
+        assert last.attn.fused_attn == timm.layers.use_fused_attn()  # restored
