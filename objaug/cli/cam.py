@@ -281,8 +281,8 @@ def _write_json(args: argparse.Namespace, records: Sequence[dict[str, Any]], ski
         "version": 1,
         "box_format": "xyxy; 'boxes' in pixels of the original image, 'boxes_norm' in [0, 1]",
         "settings": {k: getattr(args, k) for k in ("arch", "checkpoint", "key_prefix", "projector", "iters",
-                                                   "temperature", "map_source", "image_size", "batch_size", "expand_res",
-                                                   "threshold", "min_area", "margin", "max_boxes")},
+                                                   "temperature", "map_source", "image_size", "batch_size",
+                                                   "expand_res", "threshold", "min_area", "margin", "max_boxes")},
         "images": list(records),
         "skipped": list(skipped),
     }
