@@ -54,14 +54,18 @@ class _PrefixStash:
         self.tokens: Tensor | None = None
 
 
-class _ViTEncoder(nn.Module):
-    """Images (B, C, H, W) -> patch tokens entering the last block as a grid (B, D, h, w)."""
+class _ViTPart(nn.Module):
+    """One side of the cut: the model (a submodule, shared), its layout and the shared prefix stash."""
 
     def __init__(self, model: nn.Module, layout: _Layout, stash: _PrefixStash) -> None:
         super().__init__()
         self.model = model
         self.layout = layout
         self.stash = stash
+
+
+class _ViTEncoder(_ViTPart):
+    """Images (B, C, H, W) -> patch tokens entering the last block as a grid (B, D, h, w)."""
 
     def forward(self, images: Tensor) -> Tensor:
         lay = self.layout
@@ -79,14 +83,8 @@ class _ViTEncoder(nn.Module):
         return tokens[:, lay.num_prefix:].transpose(1, 2).reshape(b, d, h, w)
 
 
-class _ViTHead(nn.Module):
+class _ViTHead(_ViTPart):
     """Grid (B, D, h, w) -> embedding (B, D'): prefix tokens back in front, last block, norm, pooling."""
-
-    def __init__(self, model: nn.Module, layout: _Layout, stash: _PrefixStash) -> None:
-        super().__init__()
-        self.model = model
-        self.layout = layout
-        self.stash = stash
 
     def tokens(self, grid: Tensor) -> Tensor:
         """The token sequence (B, P + h*w, D) entering the last block for ``grid``."""

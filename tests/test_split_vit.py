@@ -25,6 +25,15 @@ def _tv_vit():
                                                 hidden_dim=32, mlp_dim=64).eval()
 
 
+def _method(backbone: nn.Module, **heads: nn.Module) -> nn.Module:
+    """A contrastive method as SSL libraries hold one: ``backbone`` plus a named projection head."""
+    method = nn.Module()
+    method.backbone = backbone
+    for name, head in heads.items():
+        setattr(method, name, head)
+    return method.eval()
+
+
 @pytest.mark.parametrize("kwargs, prefix", [
     (dict(), 1),
     (dict(global_pool="avg"), 1),
@@ -80,13 +89,7 @@ def test_lightly_masked_vit_wrappers():
         assert split.encoder(x).shape[-2:] == grid
         torch.testing.assert_close(split(x), wrapper(x))
 
-    class DINO(nn.Module):  # lightly's examples: backbone + projection_head
-        def __init__(self) -> None:
-            super().__init__()
-            self.backbone = timm_wrapper
-            self.projection_head = nn.Linear(192, 16)
-
-    method = DINO().eval()
+    method = _method(timm_wrapper, projection_head=nn.Linear(192, 16))  # lightly's examples' attribute names
     x = torch.randn(2, 3, 96, 96)
     torch.testing.assert_close(split_model(method)(x), method.projection_head(timm_wrapper(x)))
 
@@ -101,13 +104,7 @@ def test_solo_learn_style_vit_subclass():
     backbone = VisionTransformerMoCo(img_size=64, patch_size=16, embed_dim=32, depth=2, num_heads=2,
                                      num_classes=0).eval()
 
-    class Method(nn.Module):  # solo-learn's attribute contract
-        def __init__(self) -> None:
-            super().__init__()
-            self.backbone = backbone
-            self.projector = nn.Linear(32, 8)
-
-    method = Method().eval()
+    method = _method(backbone, projector=nn.Linear(32, 8))  # solo-learn's attribute contract
     x = torch.randn(2, 3, 64, 64)
     split = split_model(method)
     assert isinstance(split, ViTEncoderHead)
