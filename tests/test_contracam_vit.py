@@ -186,3 +186,21 @@ def test_vit_cuda_matches_cpu():
         gpu = ContraCAM(model.cuda(), source=source)(images.cuda())
         model.cpu()
         torch.testing.assert_close(gpu.cpu(), cpu, atol=2e-3, rtol=0)
+
+
+def test_swin_and_bf16_autocast():
+    torch.manual_seed(0)
+    swin = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, num_classes=0, img_size=112,
+                             depths=(1, 1, 1, 1), embed_dim=24, num_heads=(1, 1, 1, 1)).eval()
+    images = torch.randn(3, 3, 112, 112)
+    maps = ContraCAM(swin, iters=2)(images)  # the last stage's 4x4 map
+    assert maps.shape == (3, 1, 112, 112) and torch.isfinite(maps).all()
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=96, depth=3).eval()
+    x = torch.randn(4, 3, 96, 96)
+    for source in ("gradcam", "attention"):
+        cam = ContraCAM(vit, source=source, edges=False)
+        full = cam(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = cam(x)
+        assert half.dtype == torch.float32
+        assert (half - full).abs().mean() < 0.05, source
