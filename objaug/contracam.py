@@ -132,6 +132,8 @@ class ContraCAM:
             raise TypeError(f"source='attention' needs a Vision Transformer that objaug.split_model recognises "
                             f"(timm, torchvision or lightly ViT), got a {type(model or encoder).__name__}. Use "
                             "source='gradcam' (the default) for other models.")
+        if expand_res and isinstance(self.split, ViTEncoderHead):
+            self.split.last_stage_convs(torch.empty(0))  # raises: a ViT has no strided last stage
         self.source = source
         self.iters = iters
         self.temperature = float(temperature)

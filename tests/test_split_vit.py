@@ -7,6 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
+from objaug.contracam import ContraCAM
 from objaug.split import split_model
 from objaug.split_vit import ViTEncoderHead
 
@@ -138,6 +139,8 @@ def test_wrong_image_size_and_expand_res_errors():
     split = split_model(_timm_vit(dynamic_img_size=True))
     with pytest.raises(ValueError, match="expand_res=True has no meaning"):
         split.last_stage_convs(torch.randn(1, 3, 96, 96))
+    with pytest.raises(ValueError, match="expand_res=True has no meaning"):
+        ContraCAM(split, expand_res=True)  # at construction, before any work
     with pytest.raises(TypeError, match="no transformer blocks"):
         split_model(_timm_vit(depth=0))
 
