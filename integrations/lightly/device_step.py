@@ -91,8 +91,8 @@ class ObjectAwareStep(nn.Module):
             and ``check_inputs`` are its own).
         model: the model whose ContraCAM gives the boxes (split by :func:`objaug.split.split_model`:
             Lightly's ``nn.Sequential`` ResNet backbone, an object with ``backbone`` +
-            ``projection_head``, ...). Kept by reference (not a submodule: it is neither moved nor saved
-            with this object).
+            ``projection_head``, a timm/torchvision ViT or Lightly's ``MaskedVisionTransformerTIMM``, ...).
+            Kept by reference (not a submodule: it is neither moved nor saved with this object).
         projector: the projection head appended to ``model``'s head (e.g. ``model.projection_head``).
         cam: instead of ``model``, a ready ContraCAM (or any callable
             ``cam(normalized_images, negatives=None) -> (B, 1, h, w)`` in [0, 1]).

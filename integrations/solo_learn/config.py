@@ -88,6 +88,7 @@ class OnlineConfig:
     iters: int = 1
     temperature: float = 1.0
     expand_res: bool = False
+    map_source: str = "gradcam"
     every_n_steps: int = 1
     cache: str = "index"
     cache_size: int | None = None
@@ -172,6 +173,9 @@ _SCHEMA: list[tuple[str, str, _Parser, str]] = [
     ("online.temperature", "float > 0", _float(0.0, None, open_low=True), "ContraCAM softmax temperature."),
     ("online.expand_res", "bool", _bool,
      "Stride 1 in the last ResNet stage for the CAM: 2x finer maps, 4x the cost of that stage."),
+    ("online.map_source", "`gradcam` \\| `attention`", _choice("gradcam", "attention"),
+     "`gradcam`: ContraCAM's contrastive Grad-CAM; `attention`: the last block's class-token attention "
+     "(ViT backbones with a class token, e.g. `vit_tiny`; no backward)."),
     ("online.every_n_steps", "int >= 1", _int(1), "Compute CAMs on every N-th training batch only."),
     ("online.cache", "`index` \\| `none`", _choice("index", "none"),
      "Between CAM batches: reuse boxes/masks cached per dataset index (`index`), or crop the whole "

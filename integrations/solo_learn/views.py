@@ -179,7 +179,8 @@ class SoloObjectAware(nn.Module):
         """
         o, bx = self.config.online, self.config.boxes
         cam = ContraCAM(backbone, projector=projector, iters=o.iters, temperature=o.temperature,
-                        expand_res=o.expand_res, check_finite=False)
+                        expand_res=o.expand_res, check_finite=False,
+                        source="attention" if o.map_source == "attention" else "gradcam")
         x = images.detach()
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

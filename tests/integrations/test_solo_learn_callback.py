@@ -11,6 +11,7 @@ pytest.importorskip("lightning")
 pytest.importorskip("omegaconf")
 
 from test_solo_learn_support import (  # noqa: E402
+    CAM_SIZE,
     SIZE,
     STORE_CLS,
     BlobDataset,
@@ -333,3 +334,25 @@ def test_the_callback_logs_what_objaug_did_each_step():
     assert logged["objaug/boxes_per_image"] >= 1.0
     assert logged["objaug/mixed"] == float(cb.engine.last_info["mixed"][0].float().mean())
     assert cb.engine.stats.steps == 2
+
+
+@pytest.mark.parametrize("map_source", ["gradcam", "attention"])
+def test_online_cam_with_a_vit_backbone(map_source):
+    timm = pytest.importorskip("timm")
+    from torch import nn
+
+    block = {"enabled": True, "source": "online", "online": {"map_source": map_source},
+             "mixup": {"enabled": True, "views": [0]}, "boxes": {"map_size": 16}}
+    module = ContractMethod(make_cfg(block))
+    torch.manual_seed(0)  # solo-learn's `backbone.name: vit_tiny`: a timm VisionTransformer, num_classes=0
+    module.backbone = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0,
+                                        img_size=CAM_SIZE, patch_size=8, depth=2)
+    module.projector = nn.Sequential(nn.Linear(192, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 32))
+    fused = {n: m.fused_attn for n, m in module.backbone.named_modules() if hasattr(m, "fused_attn")}
+    trainer = fit(module, BlobDataset(8), steps=1)
+    (cb,) = objaug_callbacks(trainer)
+    assert cb.engine.last_info["cam"] is True
+    frames = torch.stack([BlobDataset(8)[i][1][0] for i in range(4)])
+    assert not torch.equal(module.seen[0]["X"][0], frames)
+    assert module.backbone.training
+    assert fused == {n: m.fused_attn for n, m in module.backbone.named_modules() if hasattr(m, "fused_attn")}
