@@ -123,23 +123,24 @@ class AugmentStats:
         window = self.total - (self._base.to(self.total.device) if self._base is not None else 0)
         self._base, steps, self._since = self.total.clone(), self._since, 0
         views, boxed, mix_views, mixed = window[:4].tolist()
-        if "boxed" not in self._warned and views > 0 and boxed / views < self.low:
-            self._warned.add("boxed")
-            warnings.warn(
-                f"objaug: over the last {steps} steps only {100 * boxed / views:.1f} % of the object-aware views "
-                "were cropped inside a found object box; the rest fell back to the whole frame (plain random "
-                "crops). Likely cause: the CAM finds no object (diffuse maps from a barely trained encoder, or "
-                "boxes as large as the frame), or the crop probability p is 0. Options: a lower box threshold "
-                "(box_kwargs={'threshold': 0.3}; solo-learn: objaug.boxes.threshold), finer maps (cam_size, "
-                "expand_res), or CAMs from a better-trained model (a store); look at the boxes with `objaug cam`.",
-                UserWarning, stacklevel=3)
-        if "mixed" not in self._warned and mix_views > 0 and mixed / mix_views < self.low:
-            self._warned.add("mixed")
-            warnings.warn(
-                f"objaug: over the last {steps} steps only {100 * mixed / mix_views:.1f} % of the mixup views were "
-                "mixed. Likely cause: each mask's rectangle above the threshold covers the whole frame (coarse "
-                "or diffuse maps), so there is no background to replace. Option: BackgroundMixup(threshold="
-                "'otsu') (solo-learn: objaug.mixup.threshold: otsu), or finer maps.", UserWarning, stacklevel=3)
+        checks = (("boxed", boxed, views, _LOW_BOXED), ("mixed", mixed, mix_views, _LOW_MIXED))
+        for kind, done, total, message in checks:
+            if kind not in self._warned and total > 0 and done / total < self.low:
+                self._warned.add(kind)
+                warnings.warn(message.format(steps=steps, share=100 * done / total), UserWarning, stacklevel=3)
+
+
+_LOW_BOXED = (
+    "objaug: over the last {steps} steps only {share:.1f} % of the object-aware views were cropped inside a found "
+    "object box; the rest fell back to the whole frame (plain random crops). Likely cause: the CAM finds no object "
+    "(diffuse maps from a barely trained encoder, or boxes as large as the frame), or the crop probability p is 0. "
+    "Options: a lower box threshold (box_kwargs={{'threshold': 0.3}}; solo-learn: objaug.boxes.threshold), finer "
+    "maps (cam_size, expand_res), or CAMs from a better-trained model (a store); look at the boxes with `objaug cam`.")
+_LOW_MIXED = (
+    "objaug: over the last {steps} steps only {share:.1f} % of the mixup views were mixed. Likely cause: each "
+    "mask's rectangle above the threshold covers the whole frame (coarse or diffuse maps), so there is no "
+    "background to replace. Option: BackgroundMixup(threshold='otsu') (solo-learn: objaug.mixup.threshold: otsu), "
+    "or finer maps.")
 
 
 def log_stats(log: Callable[..., object], stats: AugmentStats, *, batch_size: int, prefix: str = "objaug/") -> None:
