@@ -5,14 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from ._hooks import callback_class
+from ._setup import deprecated_alias, entry_point_wanted
 
-__all__ = ["ObjectAwareCallback", "callbacks_factory"]
+__all__ = ["SoloObjectAwareCallback", "callbacks_factory"]
 
 #: the callback class on ``pytorch_lightning.callbacks.Callback``.
-ObjectAwareCallback = callback_class("pytorch_lightning")
+SoloObjectAwareCallback = callback_class("pytorch_lightning")
 
 
 def callbacks_factory() -> list[Any]:
-    """Entry point of ``pytorch_lightning.callbacks_factory``: one inert-until-configured callback."""
-    return [ObjectAwareCallback(from_entry_point=True)]
+    """Entry point of ``pytorch_lightning.callbacks_factory``: one inert-until-configured callback, or none."""
+    return [SoloObjectAwareCallback(from_entry_point=True)] if entry_point_wanted() else []
 
+
+def __getattr__(name: str) -> Any:
+    return deprecated_alias(name, SoloObjectAwareCallback, __name__)
