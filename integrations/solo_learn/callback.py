@@ -11,21 +11,13 @@ class of that name), is a deprecated alias.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ._hooks import callback_class
-from ._setup import deprecated_alias, entry_point_wanted
+from ._setup import deprecated_alias, entry_point_factory
 
 __all__ = ["SoloObjectAwareCallback", "callbacks_factory"]
 
 #: the callback class on ``lightning.pytorch.callbacks.Callback``.
 SoloObjectAwareCallback = callback_class("lightning.pytorch")
-
-
-def callbacks_factory() -> list[Any]:
-    """Entry point of ``lightning.pytorch.callbacks_factory``: one inert-until-configured callback, or none."""
-    return [SoloObjectAwareCallback(from_entry_point=True)] if entry_point_wanted() else []
-
-
-def __getattr__(name: str) -> Any:
-    return deprecated_alias(name, SoloObjectAwareCallback, __name__)
+#: entry point of ``lightning.pytorch.callbacks_factory`` (registered in ``pyproject.toml``).
+callbacks_factory = entry_point_factory(SoloObjectAwareCallback)
+__getattr__ = deprecated_alias(SoloObjectAwareCallback, __name__)
