@@ -133,6 +133,23 @@ def run(args: argparse.Namespace) -> int:
     return with_threads("precompute", args, _run)
 
 
+def _say_resuming(args: argparse.Namespace, *, rank: int) -> None:
+    """On rank 0, before the run: how much of an existing store at ``--out`` is kept ("resuming: k of n ...")."""
+    from objaug.store.resume import store_progress
+
+    if rank != 0 or args.overwrite:
+        return
+    progress = store_progress(args.out)
+    if progress is None:
+        return
+    if progress.complete:
+        print(f"objaug precompute: {args.out} is complete ({progress.describe()}); checking it matches this run",
+              file=sys.stderr)
+    else:
+        print(f"objaug precompute: resuming: {progress.shards_done} of {progress.num_shards} shards kept "
+              f"({progress.images_done} of {progress.length} images) in {args.out}", file=sys.stderr)
+
+
 def _run(args: argparse.Namespace) -> int:
     import torch
     import torch.distributed as dist
@@ -179,6 +196,7 @@ def _run(args: argparse.Namespace) -> int:
             "checkpoint": None if args.checkpoint is None else _checkpoint_identity(args.checkpoint),
         }
         try:
+            _say_resuming(args, rank=dist.get_rank() if dist.is_initialized() else 0)
             result = precompute(
                 dataset, backbone, args.out, projector=projector, iters=args.iters, temperature=args.temperature,
                 expand_res=args.expand_res, batch_size=args.batch_size, image_size=args.image_size,

@@ -18,6 +18,7 @@ from test_solo_learn_support import (  # noqa: E402
     ContractMethod,
     CoordDataset,
     box_store,
+    entry_point_on,
     fit,
     make_cfg,
     objaug_callbacks,
@@ -25,10 +26,10 @@ from test_solo_learn_support import (  # noqa: E402
     single_thread,
 )
 
-from objaug.integrations.solo_learn import ObjaugConfigError, ObjectAwareCallback  # noqa: E402
+from objaug.integrations.solo_learn import ObjaugConfigError, SoloObjectAwareCallback  # noqa: E402
 from objaug.integrations.solo_learn.config import parse_objaug_config  # noqa: E402
 
-__all__ = ["single_thread"]  # the autouse fixture, imported
+__all__ = ["entry_point_on", "single_thread"]  # the autouse fixtures, imported
 
 HALF_PIXEL = 0.5 / SIZE
 EPS = 1e-4
@@ -45,12 +46,12 @@ def test_entry_point_adds_the_callback_to_every_trainer():
 
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
     found = objaug_callbacks(trainer)
-    assert len(found) == 1 and isinstance(found[0], ObjectAwareCallback) and found[0].from_entry_point
+    assert len(found) == 1 and isinstance(found[0], SoloObjectAwareCallback) and found[0].from_entry_point
 
 
 def test_entry_point_for_pytorch_lightning():
     pl = pytest.importorskip("pytorch_lightning")
-    from objaug.integrations.solo_learn.pl_callback import ObjectAwareCallback as PLCallback
+    from objaug.integrations.solo_learn.pl_callback import SoloObjectAwareCallback as PLCallback
 
     found = objaug_callbacks(pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False))
     assert len(found) == 1 and isinstance(found[0], PLCallback) and isinstance(found[0], pl.Callback)
@@ -67,9 +68,9 @@ def test_entry_point_discovery_is_cheap():
 
     root = Path(pkg.__file__).parent
     allowed = {"__future__", "collections.abc", "typing", "dataclasses", "difflib", "math", "contextlib", "logging",
-               "warnings", "importlib", "torch", "lightning.pytorch.callbacks", "pytorch_lightning.callbacks",
-               "._hooks", ".config", "._parsers"}
-    for name in ("__init__.py", "callback.py", "pl_callback.py", "_hooks.py", "config.py", "_parsers.py"):
+               "warnings", "importlib", "os", "sys", "torch", "lightning.pytorch.callbacks",
+               "pytorch_lightning.callbacks", "._hooks", ".config", "._parsers", "._setup"}
+    for name in ("__init__.py", "callback.py", "pl_callback.py", "_hooks.py", "config.py", "_parsers.py", "_setup.py"):
         tree = ast.parse((root / name).read_text())
         for node in tree.body:  # module level only; TYPE_CHECKING blocks are not executed
             if isinstance(node, ast.Import):
@@ -190,7 +191,7 @@ def test_pipeline_that_is_not_full_frame_is_refused():
 
 def test_explicit_callback_replaces_the_entry_point_one():
     store = box_store(8)
-    explicit = ObjectAwareCallback(store_block(store={"path": "unused"}), store=store)
+    explicit = SoloObjectAwareCallback(store_block(store={"path": "unused"}), store=store)
     module = ContractMethod(make_cfg(None))
     trainer = fit(module, CoordDataset(8), steps=1, callbacks=[explicit])
     cbs = objaug_callbacks(trainer)
