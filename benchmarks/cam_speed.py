@@ -4,6 +4,9 @@ Usage (CPU target setting of issue 2; also ``--device cuda --amp --channels-last
 
     .venv/bin/python benchmarks/cam_speed.py --arch resnet18 --batch-size 32 --image-size 224
 
+``--arch`` also takes timm names: ``vit_small_patch16_224`` times ContraCAM on a ViT (cut at the tokens
+entering the last block; the baselines are ResNet-only and skipped).
+
 All rows run on the same model, batch and device, in this process, timed in turn (round robin) so
 load drift hits them alike. The anchor is the inference
 forward of the whole model (encoder + head, ``torch.no_grad``, eval mode): the performance limit
@@ -45,7 +48,7 @@ def _sync(device: torch.device) -> None:
 
 def _time_round_robin(
     fns: dict[str, Callable[[], object]], device: torch.device, repeats: int, warmup: int,
-    every: dict[str, int] | None = None,
+    every: dict[str, int] | None = None, clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, float]:
     """Median seconds per call of each function, timed in turn (A, B, C, A, B, C, ...) after a warm-up,
     so load drift on a shared machine hits every row alike. ``every[name] = k`` times that row only
@@ -59,18 +62,38 @@ def _time_round_robin(
         for name, fn in fns.items():
             if every and r % every.get(name, 1):
                 continue
-            start = time.perf_counter()
+            start = clock()
             fn()
             _sync(device)
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+class _Method(nn.Module):
+    """A backbone and a projector, as solo-learn methods hold them (``split_model`` finds both)."""
+
+    def __init__(self, backbone: nn.Module, projector: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.projector = projector
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.backbone(x))
+
+
+def _moco_head(dim: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(dim, 2048), nn.ReLU(inplace=True), nn.Linear(2048, 128))  # MoCo v2 head
+
+
 def _build(arch: str) -> nn.Module:
-    model = getattr(torchvision.models, arch)(weights=None)
-    dim = model.fc.in_features
-    model.fc = nn.Sequential(nn.Linear(dim, 2048), nn.ReLU(inplace=True), nn.Linear(2048, 128))  # MoCo v2 head
-    return model.eval()
+    if arch.startswith("resnet") and hasattr(torchvision.models, arch):
+        model = getattr(torchvision.models, arch)(weights=None)
+        model.fc = _moco_head(model.fc.in_features)
+        return model.eval()
+    import timm  # any timm name, e.g. vit_small_patch16_224 (random weights)
+
+    backbone = timm.create_model(arch, pretrained=False, num_classes=0)
+    return _Method(backbone, _moco_head(backbone.num_features)).eval()
 
 
 class _SimilarityTarget:
@@ -85,7 +108,8 @@ class _SimilarityTarget:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", default="resnet18", help="torchvision ResNet name (random weights)")
+    parser.add_argument("--arch", default="resnet18",
+                        help="torchvision ResNet or timm model name, e.g. vit_small_patch16_224 (random weights)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -96,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, nargs="+", default=[1, 10], help="ContraCAM iterations to time")
     parser.add_argument("--no-baselines", action="store_true", help="skip pytorch-grad-cam and captum")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
+    parser.add_argument("--clock", choices=("wall", "process"), default="wall",
+                        help="wall time, or this process's CPU time (CPU with --threads 1: robust to other jobs "
+                             "on a shared machine)")
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -133,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     # the defaults include the edge filter; these rows show its cost and that of the other options
     variants = {"reference settings (no edge filter)": dict(edges=False, refine="union"),
                 "every option (edges, hard_negatives=8)": dict(edges=True, hard_negatives=8)}
+    if not hasattr(model, "layer4"):  # a ViT: its other map source
+        variants["class-token attention (source='attention')"] = dict(source="attention")
     for label, options in variants.items():
         cam = ContraCAM(model, iters=1, check_finite=False, **options)
 
@@ -142,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
 
         fns[f"objaug ContraCAM iters=1, {label}"] = run_variant
 
-    if not args.no_baselines:
+    if not hasattr(model, "layer4") and not args.no_baselines:
+        print("baselines need a ResNet (their target layer is layer4): skipped", file=sys.stderr)
+    elif not args.no_baselines:
         with torch.no_grad(), autocast():
             keys = F.normalize(model(images).float(), dim=1)
         try:
@@ -174,10 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             print("captum not installed: pip install captum", file=sys.stderr)
 
-    rows = list(_time_round_robin(fns, device, args.repeats, args.warmup, every).items())
+    clock = time.process_time if args.clock == "process" else time.perf_counter
+    rows = list(_time_round_robin(fns, device, args.repeats, args.warmup, every, clock).items())
     anchor = rows[0][1]
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"\n{args.arch}, batch {args.batch_size}, {args.image_size} px, {name}, amp={args.amp}, "
+    print(f"\n{args.arch}, batch {args.batch_size}, {args.image_size} px, {name}, {args.clock} clock, amp={args.amp}, "
           f"channels_last={args.channels_last}, torch {torch.__version__}")
     print(f"{'method':34s} {'ms/batch':>10s} {'images/s':>10s} {'x forward':>10s}")
     for label, t in rows:

@@ -24,9 +24,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from objaug._checks import check_image_batch
 from objaug.functional.components import connected_components
 from objaug.masks import _size_pair
+from objaug.validation import check_finite, check_image_batch, check_range
 
 __all__ = ["boxes_from_cam", "boxes_from_steps", "boxes_to_pixels", "frame_boxes", "frame_only"]
 
@@ -65,6 +65,7 @@ def boxes_from_cam(
     max_boxes: int = 4,
     connectivity: int = 4,
     relative: bool = False,
+    check_inputs: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Extract up to ``max_boxes`` object boxes per image from CAM maps.
 
@@ -79,8 +80,8 @@ def boxes_from_cam(
 
     Args:
         maps: (B, 1, H, W) floating tensor on any device, values in [0, 1] (ContraCAM output,
-            min-max normalised per image). Values are not checked (that would synchronise);
-            NaN counts as background.
+            min-max normalised per image). Checked (in [0, 1], no NaN: one synchronisation) with
+            ``check_inputs``; without it NaN counts as background.
         threshold: binarisation threshold in (0, 1]; a pixel is foreground if its value is
             ``>= threshold``. Default 0.5 (the paper's).
         min_area: the smallest component kept, as a fraction of the image area (pixel count
@@ -93,6 +94,8 @@ def boxes_from_cam(
         connectivity: 4 (the paper's) or 8.
         relative: if True, ``threshold`` is a fraction of each image's maximum (for maps that
             are not min-max normalised); an all-zero map then has no foreground.
+        check_inputs: refuse NaN maps and maps outside [0, 1] (finite maps with ``relative``): one device
+            synchronisation; objaug's own callers, whose maps come from ContraCAM, pass False.
 
     Returns:
         ``(boxes, valid)`` on ``maps``' device:
@@ -114,6 +117,10 @@ def boxes_from_cam(
     """
     check_image_batch(maps, "maps", channels=1)
     _check_box_args(threshold, min_area, margin, max_boxes, connectivity, relative)
+    if check_inputs and relative:
+        check_finite(maps, "maps")
+    elif check_inputs:
+        check_range(maps, "maps", 0.0, 1.0)
     b, _, h, w = maps.shape
     n = h * w
     device = maps.device
@@ -171,7 +178,7 @@ def boxes_from_steps(
     *,
     overlap: float = 0.3,
     threshold: float = 0.5, min_area: float = 0.01, margin: float = 0.2,  # as boxes_from_cam
-    max_boxes: int = 4, connectivity: int = 4, relative: bool = False,
+    max_boxes: int = 4, connectivity: int = 4, relative: bool = False, check_inputs: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Boxes of a refined ContraCAM: each iteration's own objects, the first iteration's first.
 
@@ -215,7 +222,8 @@ def boxes_from_steps(
     _check_box_args(threshold, min_area, margin, max_boxes, connectivity, relative)
     b, n_steps, k = first.shape[0], len(steps), max_boxes
     boxes, valid = boxes_from_cam(torch.cat(list(steps), dim=0), threshold=threshold, min_area=min_area,
-                                  margin=margin, max_boxes=max_boxes, connectivity=connectivity, relative=relative)
+                                  margin=margin, max_boxes=max_boxes, connectivity=connectivity, relative=relative,
+                                  check_inputs=check_inputs)
     if n_steps == 1:
         return boxes, valid
     boxes = boxes.view(n_steps, b, k, 4).transpose(0, 1).reshape(b, n_steps * k, 4)

@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from objaug._checks import check_finite, check_image_batch
 from objaug.functional.cam import (
     contrastive_score,
     edge_refine,
@@ -26,6 +25,8 @@ from objaug.functional.cam import (
     upsample_maps,
 )
 from objaug.split import EncoderHead, expanded_resolution, module_device, preserve_model_state, split_model
+from objaug.split_vit import ViTEncoderHead
+from objaug.validation import check_finite, check_image_batch, check_model_input
 
 __all__ = ["ContraCAM"]
 
@@ -43,9 +44,10 @@ class ContraCAM:
 
     Args:
         model: the contrastive model; split into encoder and head by :func:`objaug.split_model`
-            (torchvision ResNets, lightly ``nn.Sequential`` backbones, timm models, objects with a
-            ``backbone`` (+ ``projector``) such as solo-learn methods). Leave ``None`` when passing
-            ``encoder`` and ``head``.
+            (torchvision ResNets, lightly ``nn.Sequential`` backbones, timm models, Vision Transformers
+            (timm, torchvision, lightly's masked-ViT wrappers; cut at the tokens entering the last block),
+            Swin, objects with a ``backbone`` (+ ``projector``) such as solo-learn methods). Leave
+            ``None`` when passing ``encoder`` and ``head``.
         encoder: explicit encoder, images (B, C, H, W) -> feature map (B, C', h, w).
         head: explicit head, feature map -> embedding (B, D) (pooling, projector; L2 normalisation is
             applied by ContraCAM).
@@ -60,6 +62,11 @@ class ContraCAM:
             "bilinear", "nearest").
         check_finite: check the inputs for NaN/inf before any work (one host synchronisation). Turn
             off in training loops that have their own checks.
+        source: where each iteration's map comes from: ``"gradcam"`` (default, the contrastive
+            Grad-CAM above) or ``"attention"`` (Vision Transformers recognised by ``split_model`` with a
+            class token only: the last block's class-token self-attention over the patches, averaged
+            over heads, as in DINO; no backward and no negatives needed, ``negatives=`` and the
+            temperature are ignored). Refinement, edges and upsampling apply to both.
 
     Example:
         >>> cam = ContraCAM(model, iters=10)
@@ -88,6 +95,7 @@ class ContraCAM:
         edge_radius: float = 0.05,
         edge_eps: float = 0.01,
         refine: Literal["weighted", "union"] = "weighted",
+        source: Literal["gradcam", "attention"] = "gradcam",
     ) -> None:
         if model is None and (encoder is None or head is None):
             raise TypeError("ContraCAM needs a model, or both encoder= and head=.")
@@ -113,11 +121,20 @@ class ContraCAM:
             raise ValueError(f"edge_eps must be a positive finite number, got {edge_eps!r}.")
         if refine not in ("weighted", "union"):
             raise ValueError(f"refine must be 'weighted' or 'union', got {refine!r}.")
+        if source not in ("gradcam", "attention"):
+            raise ValueError(f"source must be 'gradcam' or 'attention', got {source!r}.")
         if model is not None:
             self.split = split_model(model, projector=projector)
         else:
             assert encoder is not None and head is not None
             self.split = EncoderHead(encoder, head if projector is None else nn.Sequential(head, projector))
+        if source == "attention" and not isinstance(self.split, ViTEncoderHead):
+            raise TypeError(f"source='attention' needs a Vision Transformer that objaug.split_model recognises "
+                            f"(timm, torchvision or lightly ViT), got a {type(model or encoder).__name__}. Use "
+                            "source='gradcam' (the default) for other models.")
+        if expand_res and isinstance(self.split, ViTEncoderHead):
+            self.split.last_stage_convs(torch.empty(0))  # raises: a ViT has no strided last stage
+        self.source = source
         self.iters = iters
         self.temperature = float(temperature)
         self.expand_res = bool(expand_res)
@@ -133,7 +150,7 @@ class ContraCAM:
     def __repr__(self) -> str:
         return (f"ContraCAM(iters={self.iters}, temperature={self.temperature}, expand_res={self.expand_res}, "
                 f"interpolation={self.interpolation!r}, hard_negatives={self.hard_negatives}, edges={self.edges}, "
-                f"refine={self.refine!r})")
+                f"refine={self.refine!r}, source={self.source!r})")
 
     def embed(self, images: Tensor) -> Tensor:
         """Unit-norm embeddings of a batch by the model ContraCAM explains, e.g. to use as ``negatives=``.
@@ -150,6 +167,7 @@ class ContraCAM:
             TypeError / ValueError: ``images`` not a floating 4-D batch.
         """
         images = check_image_batch(images)
+        check_model_input(images, self.split)
         with preserve_model_state(self.split), torch.no_grad():
             z = self.split(images)
         return F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)
@@ -191,7 +209,7 @@ class ContraCAM:
                                  f"{getattr(negatives, 'shape', type(negatives).__name__)}.")
             if negatives.shape[0] == 0:
                 negatives = None
-        if b < 2 and negatives is None:
+        if b < 2 and negatives is None and self.source == "gradcam":
             raise ValueError(
                 "ContraCAM needs negatives: a batch of 1 image has no other image to contrast with, so its "
                 "map would be meaningless. Pass at least 2 images, or external negatives=(N, D) embeddings "
@@ -205,6 +223,7 @@ class ContraCAM:
             raise ValueError(f"images are on {images.device} but the model is on {device}; move one of them.")
         if negatives is not None and negatives.device != images.device:
             raise ValueError(f"negatives are on {negatives.device} but images on {images.device}.")
+        check_model_input(images, self.split)  # dtype and channels, metadata only
         if self.check_finite:
             check_finite(images, "images")
             if negatives is not None:
@@ -247,6 +266,28 @@ class ContraCAM:
             warnings.warn(f"ContraCAM: the encoder's last map is only {h}x{w}; maps and boxes this coarse are "
                           f"mostly noise. {fix}", UserWarning, stacklevel=5)
 
+    def _attention_map(self, x: Tensor, size: tuple[int, int]) -> Tensor:
+        assert isinstance(self.split, ViTEncoderHead)
+        with torch.no_grad():
+            grid = self.split.encoder(x)
+            self._check_map_size(grid)
+            attn = self.split.attention_maps(grid)
+        return minmax_normalize(upsample_maps(attn, size, mode=self.interpolation))
+
+    def _merge(self, cam: Tensor, union: Tensor | None, area0: Tensor | None,
+               steps: list[Tensor]) -> tuple[Tensor, Tensor | None]:
+        """Record one iteration's map in ``steps`` and merge it into the union (``refine`` rule)."""
+        steps.append(cam)
+        if self.refine == "weighted":
+            # a later iteration whose high region (>= 0.5) is larger than the first one's is diffuse, not
+            # a further object: scale it by the area ratio (<= 1), so it cannot outgrow the first map
+            area = (cam >= 0.5).flatten(1).float().mean(dim=1).view(-1, 1, 1, 1)
+            if area0 is None:
+                area0 = area
+            else:
+                cam = cam * (area0 / area.clamp_min(1e-12)).clamp(max=1.0)
+        return (cam if union is None else torch.maximum(union, cam)), area0
+
     def _run(
         self, images: Tensor, negatives: Tensor | None, size: tuple[int, int], return_steps: bool
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
@@ -264,30 +305,24 @@ class ContraCAM:
         area0: Tensor | None = None
         radius = max(1, round(self.edge_radius * min(size)))
         for _ in range(self.iters):
-            feats, z = self._embed(x)
-            if bank is not None and bank.shape[1] != z.shape[1]:
-                hint = " (transposed? pass negatives.T)" if bank.shape[0] == z.shape[1] else ""
-                raise ValueError(f"negatives have dimension {bank.shape[1]} but the model's embeddings have "
-                                 f"{z.shape[1]}{hint}.")
-            if keys is None:
-                keys = z.detach()
-                if self.hard_negatives is not None:
-                    batch_mask, bank_mask = nearest_negatives(keys, self.hard_negatives, bank)
-            in_batch.append(z.detach())
-            score = contrastive_score(z, keys, in_batch, bank=bank, temperature=self.temperature,
-                                      batch_mask=batch_mask, bank_mask=bank_mask)
-            (grads,) = torch.autograd.grad(score.sum(), feats)
-            cam = minmax_normalize(upsample_maps(gradcam_map(feats.detach(), grads), size, mode=self.interpolation))
-            steps.append(cam)
-            if self.refine == "weighted":
-                # a later iteration whose high region (>= 0.5) is larger than the first one's is diffuse, not
-                # a further object: scale it by the area ratio (<= 1), so it cannot outgrow the first map
-                area = (cam >= 0.5).flatten(1).float().mean(dim=1).view(-1, 1, 1, 1)
-                if area0 is None:
-                    area0 = area
-                else:
-                    cam = cam * (area0 / area.clamp_min(1e-12)).clamp(max=1.0)
-            union = cam if union is None else torch.maximum(union, cam)
+            if self.source == "attention":
+                cam = self._attention_map(x, size)
+            else:
+                feats, z = self._embed(x)
+                if bank is not None and bank.shape[1] != z.shape[1]:
+                    hint = " (transposed? pass negatives.T)" if bank.shape[0] == z.shape[1] else ""
+                    raise ValueError(f"negatives have dimension {bank.shape[1]} but the model's embeddings have "
+                                     f"{z.shape[1]}{hint}.")
+                if keys is None:
+                    keys = z.detach()
+                    if self.hard_negatives is not None:
+                        batch_mask, bank_mask = nearest_negatives(keys, self.hard_negatives, bank)
+                in_batch.append(z.detach())
+                score = contrastive_score(z, keys, in_batch, bank=bank, temperature=self.temperature,
+                                          batch_mask=batch_mask, bank_mask=bank_mask)
+                (grads,) = torch.autograd.grad(score.sum(), feats)
+                cam = minmax_normalize(upsample_maps(gradcam_map(feats.detach(), grads), size, mode=self.interpolation))
+            union, area0 = self._merge(cam, union, area0, steps)
             if mean_colour is not None and len(steps) < self.iters:
                 x = fill_masked(images, union, mean_colour)
         assert union is not None

@@ -164,9 +164,10 @@ def boxes_from_maps(maps: Tensor | Sequence[Tensor], *, map_size: int | None = N
         if map_size is not None and max(m.shape[-2:]) > map_size:
             m = F.interpolate(m, size=(map_size, map_size), mode="area")
         small.append(m)
+    kwargs = {"check_inputs": False, **box_kwargs}  # ContraCAM's maps: in [0, 1] by construction
     if len(small) == 1:
-        return boxes_from_cam(small[0], **box_kwargs)
-    return boxes_from_steps(small, **box_kwargs)
+        return boxes_from_cam(small[0], **kwargs)
+    return boxes_from_steps(small, **kwargs)
 
 
 # ---------------------------------------------------------------------- the per-index cache

@@ -44,6 +44,17 @@ class _MethodCall(nn.Module):
         return getattr(self.owner, self.method)(x)
 
 
+class _Permute(nn.Module):
+    """``x.permute(*dims)`` as a module (between the (B, h, w, C) maps of Swin and (B, C, h, w))."""
+
+    def __init__(self, *dims: int) -> None:
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.permute(*self.dims)
+
+
 class EncoderHead(nn.Module):
     """A model cut into an encoder (to a spatial map) and a head (to an embedding).
 
@@ -111,7 +122,14 @@ def split_model(model: nn.Module, *, projector: nn.Module | None = None) -> Enco
     * an ``nn.Sequential`` that ends in a pooling layer (lightly's
       ``nn.Sequential(*list(resnet18().children())[:-1])``), optionally followed by ``nn.Flatten``:
       encoder = everything before the last pooling layer; head = the pooling layer onwards + flatten;
-    * a timm model (``forward_features`` / ``forward_head``).
+    * a Vision Transformer (timm ``VisionTransformer`` and subclasses such as solo-learn's ``vit_*``,
+      torchvision ``VisionTransformer``, lightly's ``MaskedVisionTransformerTIMM`` /
+      ``MaskedVisionTransformerTorchvision``): encoder = patch and position embedding + every block
+      but the last, returning the patch tokens entering the last block as a grid (B, D, h, w); head =
+      the last block (prefix tokens put back in front), the final norm, the model's own pooling (class
+      token or average) and the projector. See :mod:`objaug.split_vit`;
+    * a timm model (``forward_features`` / ``forward_head``); for channels-last models such as Swin
+      (``output_fmt == "NHWC"``) the last stage's (B, h, w, C) map is permuted to (B, C, h, w).
 
     Args:
         model: the model (or contrastive method) to split. Its modules are shared, not copied.
@@ -127,6 +145,10 @@ def split_model(model: nn.Module, *, projector: nn.Module | None = None) -> Enco
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}. {_HOW_TO}")
+    from objaug.split_vit import ViTEncoderHead, split_vit  # a sibling module that builds on EncoderHead
+
+    if isinstance(model, ViTEncoderHead):
+        return model if projector is None else model.with_projector(projector)
     if isinstance(model, EncoderHead):
         return model if projector is None else EncoderHead(model.encoder, _append(model.head, projector))
 
@@ -139,6 +161,10 @@ def split_model(model: nn.Module, *, projector: nn.Module | None = None) -> Enco
                     projector = found
                     break
         return split_model(backbone, projector=projector)
+
+    vit = split_vit(model, projector=projector)
+    if vit is not None:
+        return vit
 
     if all(isinstance(getattr(model, part, None), nn.Module) for part in _RESNET_PARTS):
         parts: dict[str, nn.Module] = {p: getattr(model, p) for p in _RESNET_PARTS}
@@ -159,6 +185,10 @@ def split_model(model: nn.Module, *, projector: nn.Module | None = None) -> Enco
             return EncoderHead(encoder, _append(head, projector))
 
     if callable(getattr(model, "forward_features", None)) and callable(getattr(model, "forward_head", None)):
+        if getattr(model, "output_fmt", "NCHW") == "NHWC":  # Swin and other channels-last timm models
+            return EncoderHead(nn.Sequential(_MethodCall(model, "forward_features"), _Permute(0, 3, 1, 2)),
+                               _append(nn.Sequential(_Permute(0, 2, 3, 1), _MethodCall(model, "forward_head")),
+                                       projector))
         return EncoderHead(_MethodCall(model, "forward_features"),
                            _append(_MethodCall(model, "forward_head"), projector))
 

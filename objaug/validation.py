@@ -10,15 +10,17 @@ where they are used on hot paths.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 __all__ = [
     "BOX_SAMPLING",
     "check_box_layout",
     "check_box_sampling",
+    "check_batch_values",
     "check_box_values",
     "check_boxes",
     "check_finite",
@@ -26,7 +28,9 @@ __all__ = [
     "check_indexes",
     "check_int",
     "check_mask_batch",
+    "check_model_input",
     "check_pair",
+    "check_path",
     "check_positive_float",
     "check_probability",
     "check_range",
@@ -34,6 +38,7 @@ __all__ = [
     "check_same_device",
     "check_size",
     "check_threshold",
+    "check_views",
 ]
 
 #: The ways of choosing one of an image's boxes (``box_sampling`` / ``mode``).
@@ -200,28 +205,42 @@ def check_boxes(boxes: object, valid: object, *, batch: int, name: str = "boxes"
     return boxes, valid
 
 
-def check_box_values(boxes: Tensor, valid: Tensor, name: str = "boxes") -> None:
-    """Raise ValueError if a valid box leaves [0, 1] or has x2 < x1 / y2 < y1 (one device sync).
-
-    Invalid (padding) entries are ignored, whatever they hold.
-    """
+def _box_flags(boxes: Tensor, valid: Tensor) -> Tensor:
+    """(2,) float tensor: [some valid box leaves [0, 1] or is NaN, some valid box is reversed] (no sync)."""
     v = valid[..., None]
     out_of_range = ((boxes < 0) | (boxes > 1) | torch.isnan(boxes)) & v
     x1, y1, x2, y2 = boxes.unbind(-1)
     reversed_ = ((x2 < x1) | (y2 < y1)) & valid
-    bad_range, bad_order = torch.stack([out_of_range.any(), reversed_.any()]).tolist()
+    return torch.stack([out_of_range.any(), reversed_.any()]).float()
+
+
+def _raise_box_values(boxes: Tensor, valid: Tensor, bad_range: bool, bad_order: bool, name: str) -> None:
+    """The error of :func:`check_box_values` for flags read from :func:`_box_flags` (syncs only to fail)."""
     if bad_range:
-        vals = torch.where(v.expand_as(boxes), boxes, torch.zeros((), device=boxes.device)).nan_to_num()
+        v = valid[..., None].expand_as(boxes)
+        vals = torch.where(v, boxes, torch.zeros((), device=boxes.device, dtype=boxes.dtype)).nan_to_num()
+        hi = float(vals.max())
+        units = (" They look like pixel coordinates. Divide pixel boxes by (W, H, W, H)" if hi > 1.5 else
+                 " Clamp them to [0, 1] (torchvision.ops.clip_boxes_to_image before normalising)")
         raise ValueError(
             f"{name} must be normalised (x1, y1, x2, y2) in [0, 1]; valid boxes hold values from "
-            f"{float(vals.min()):.4g} to {float(vals.max()):.4g} (or NaN). Divide pixel boxes by "
-            f"(W, H, W, H) and clamp them to [0, 1] (torchvision.ops.clip_boxes_to_image)."
+            f"{float(vals.min()):.4g} to {hi:.4g}{' and NaN' if bool(torch.isnan(boxes).any()) else ''}.{units}; "
+            f"mark padding slots invalid (valid=False) instead of filling them with -1 or NaN."
         )
     if bad_order:
         raise ValueError(
             f"{name} must satisfy x1 <= x2 and y1 <= y2 (xyxy format); some valid boxes are reversed. "
             f"Convert xywh/cxcywh boxes with torchvision.ops.box_convert(boxes, in_fmt, 'xyxy')."
         )
+
+
+def check_box_values(boxes: Tensor, valid: Tensor, name: str = "boxes") -> None:
+    """Raise ValueError if a valid box leaves [0, 1] or has x2 < x1 / y2 < y1 (one device sync).
+
+    Invalid (padding) entries are ignored, whatever they hold.
+    """
+    bad_range, bad_order = _box_flags(boxes, valid).tolist()
+    _raise_box_values(boxes, valid, bool(bad_range), bool(bad_order), name)
 
 
 def check_indexes(indexes: object, batch: int, device: torch.device | None = None,
@@ -280,5 +299,142 @@ def check_range(x: Tensor, name: str, low: float, high: float) -> None:
         return
     lo, hi = _extremes(x).tolist()
     if not (lo >= low and hi <= high):  # False for NaN too
-        raise ValueError(f"{name} must lie in [{low}, {high}]; found values from "
-                         f"{float(x.nan_to_num().min()):.4g} to {float(x.nan_to_num().max()):.4g}.")
+        raise ValueError(_range_text(x, name, low, high, lo, hi))
+
+
+def _range_text(x: Tensor, name: str, low: float, high: float, lo: float, hi: float) -> str:
+    """"``name`` must lie in [low, high]; found ..." for extremes ``lo``/``hi`` (NaN named as such)."""
+    if math.isnan(lo) or math.isnan(hi):
+        finite = x[torch.isfinite(x)]
+        seen = (f" (the other values from {float(finite.min()):.4g} to {float(finite.max()):.4g})"
+                if finite.numel() else "")
+        return (f"{name} must lie in [{low}, {high}] but contains NaN{seen}; check the data loading and "
+                "normalisation (a division by a zero std, a corrupt file, an overflow in fp16).")
+    return f"{name} must lie in [{low}, {high}]; found values from {lo:.4g} to {hi:.4g}."
+
+
+def _image_range_fix(name: str, lo: float, hi: float) -> str:
+    """The likely cause and fix of images outside [0, 1] with extremes ``lo``, ``hi`` (finite)."""
+    if lo < 0:
+        return (" They look normalised already (mean/std: values below 0), e.g. Normalize left in the "
+                "DataLoader transform. Remove Normalize from the dataset's transform (keep T.ToTensor()): "
+                "objaug normalises each view itself (ViewConfig.normalize).")
+    if hi <= 255.5:
+        return f" They look like [0, 255] pixel values: divide by 255 ({name}.float() / 255, or T.ToTensor())."
+    return f" Rescale {name} to [0, 1]."
+
+
+def check_batch_values(
+    images: Tensor,
+    *,
+    image_range: tuple[float, float] | None = (0.0, 1.0),
+    masks: Tensor | None = None,
+    boxes: Tensor | None = None,
+    valid: Tensor | None = None,
+    indexes: Tensor | None = None,
+    num_samples: int | None = None,
+    name: str = "images",
+) -> None:
+    """The value checks of one batch in one fused pass and **one** device synchronisation.
+
+    Reads the extremes of ``images`` (one ``torch.aminmax``) and of ``masks``, two flags of the
+    boxes and one of the indexes, stacks them into one small tensor and copies it to the host once;
+    only a failing check reads more (to write its message). Shapes are not checked here: call the
+    metadata checks (:func:`check_image_batch`, :func:`check_boxes`, ...) first.
+
+    Args:
+        images: (B, C, H, W) floating images, any device.
+        image_range: the range the images must lie in (``(0, 1)``: un-normalised frames), or ``None`` to
+            require only finite values (normalised views).
+        masks: (B, 1, H, W) soft masks, which must lie in [0, 1].
+        boxes, valid: (B, K, 4) normalised xyxy boxes and their (B, K) bool validity (see
+            :func:`check_box_values`).
+        indexes: (B,) integer dataset indexes, which must lie in ``[0, num_samples)`` (``num_samples``
+            ``None``: only ``>= 0``).
+        name: the images' argument name in messages.
+
+    Raises:
+        ValueError: NaN or infinite images, images outside ``image_range`` (the message tells
+            double-normalised images from [0, 255] ones and names the fix), masks outside [0, 1] or NaN,
+            boxes outside [0, 1] (pixel units named) or reversed, indexes out of range.
+    """
+    parts = [_extremes(images).float()]
+    if masks is not None:
+        parts.append(_extremes(masks).float())
+    if boxes is not None and valid is not None:
+        parts.append(_box_flags(boxes, valid))
+    if indexes is not None:
+        high = num_samples if num_samples is not None else torch.iinfo(torch.int64).max
+        parts.append(((indexes < 0) | (indexes >= high)).any().float()[None])
+    vals = torch.cat(parts).tolist()  # the one synchronisation
+    lo, hi = vals[0], vals[1]
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{name} contains NaN or infinite values; check the data loading and normalisation "
+                         f"(a division by a zero std, a corrupt file, an fp16 overflow). "
+                         f"torch.isfinite({name}).flatten(1).all(1) tells which images.")
+    if image_range is not None and not (image_range[0] <= lo and hi <= image_range[1]):
+        raise ValueError(f"{name} must lie in [{image_range[0]}, {image_range[1]}] (un-normalised frames); found "
+                         f"values from {lo:.4g} to {hi:.4g}.{_image_range_fix(name, lo, hi)}")
+    pos = 2
+    if masks is not None:
+        if not (vals[pos] >= 0.0 and vals[pos + 1] <= 1.0):
+            raise ValueError(_range_text(masks, "masks", 0.0, 1.0, vals[pos], vals[pos + 1]) +
+                             " Masks are soft object maps in [0, 1] (ContraCAM's output, or a store's masks).")
+        pos += 2
+    if boxes is not None and valid is not None:
+        _raise_box_values(boxes, valid, bool(vals[pos]), bool(vals[pos + 1]), "boxes")
+        pos += 2
+    if indexes is not None and vals[pos]:
+        bad = indexes[(indexes < 0) | (indexes >= high)][:3].tolist()
+        raise ValueError(f"indexes must be dataset indexes in [0, {num_samples if num_samples is not None else 'N'})"
+                         f", got {bad}{'...' if len(bad) == 3 else ''}: pass each sample's position in the "
+                         f"dataset (ObjectAwareDataset(..., return_index=True) appends it to the batch).")
+
+
+def check_model_input(images: Tensor, model: nn.Module, name: str = "images") -> None:
+    """Refuse images that a model cannot take, by metadata only (no device synchronisation).
+
+    Checks the dtype against the model's first floating parameter (unless autocast is on for the
+    images' device, which casts both) and the channel count against its first ``nn.Conv2d``.
+
+    Raises:
+        TypeError: a dtype mismatch (float64 model with float32 images, fp16 images on an fp32 model
+            outside autocast, ...).
+        ValueError: a channel count the first convolution does not take (grey or RGBA images).
+    """
+    param = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if (param is not None and images.dtype != param.dtype
+            and not torch.is_autocast_enabled(images.device.type)):
+        raise TypeError(
+            f"{name} are {images.dtype} but the model's weights are {param.dtype}: convert one to the other "
+            f"({name}.to({param.dtype}) or model.to({images.dtype})), or run under "
+            f"torch.autocast({images.device.type!r}) for mixed precision."
+        )
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if conv is not None and images.shape[1] != conv.in_channels:
+        raise ValueError(
+            f"{name} have {images.shape[1]} channels but the model's first convolution takes {conv.in_channels}: "
+            f"convert grey images with {name}.expand(-1, 3, -1, -1) and RGBA ones with {name}[:, :3] "
+            f"(or PIL's .convert('RGB') when loading)."
+        )
+
+
+def check_views(views: object, name: str = "views") -> object:
+    """Refuse a view-preset *function* passed uncalled (``views=simclr_views``); returns ``views``.
+
+    Raises:
+        TypeError: ``views`` is callable and not a sequence.
+    """
+    if callable(views) and not isinstance(views, Sequence) and not isinstance(views, nn.Module):
+        fn = getattr(views, "__name__", type(views).__name__)
+        raise TypeError(f"{name} must be a list of ViewConfig, got the function {fn}: call it, e.g. "
+                        f"{name}={fn}(224) (the argument is the view size).")
+    return views
+
+
+def check_path(path: object, name: str = "path") -> str | os.PathLike[str]:
+    """A filesystem path: a ``str`` or ``os.PathLike``; ``TypeError`` otherwise."""
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"{name} must be a directory path (str or pathlib.Path), got {type(path).__name__} "
+                        f"{path!r}.")
+    return path

@@ -184,3 +184,19 @@ def test_python_dash_m_entry_point():
     r = subprocess.run([sys.executable, "-m", "objaug", "cam", "--help"], capture_output=True, text=True,
                        env=env, timeout=120)
     assert r.returncode == 0 and "--checkpoint" in r.stdout
+
+
+def test_cam_with_a_timm_vit_arch(tmp_path, image_dir, capsys):
+    pytest.importorskip("timm")
+    out = tmp_path / "out"
+    code, err = _run(["cam", str(image_dir / "a.png"), str(image_dir / "b.jpg"), "--arch", "vit_tiny_patch16_224",
+                      "--random-init", "--out", str(out), "--image-size", "64", "--iters", "2"], capsys)
+    assert code == 0, err
+    _check_outputs(out, n_images=2, n_skipped=0)
+    code, err = _run(["cam", str(image_dir / "a.png"), str(image_dir / "b.jpg"), "--arch", "vit_tiny_patch16_224",
+                      "--random-init", "--out", str(out), "--image-size", "64", "--map-source", "attention"], capsys)
+    assert code == 0, err
+    assert _check_outputs(out, n_images=2, n_skipped=0)["settings"]["map_source"] == "attention"
+    code, err = _run(["cam", str(image_dir / "a.png"), str(image_dir / "b.jpg"), *ARCH, "--random-init", "--out",
+                      str(out), "--map-source", "attention"], capsys)
+    assert code != 0 and "source='attention' needs a Vision Transformer" in err

@@ -77,8 +77,14 @@ class ObjectAwareDataset(Dataset):
         masks: ``(N, 1, H, W)`` float tensor in [0, 1] (or bool).
         transform: see above.
         return_index: append the index to every item.
+        check_store: check that ``objects`` belongs to ``dataset`` before any item is read: an
+            :class:`objaug.store.ObjectStore` checks the length and the fingerprint
+            (:meth:`~objaug.store.ObjectStore.check_dataset`; the same folder fingerprints alike whether
+            torchvision's ``ImageFolder``, ``LightlyDataset`` or ``objaug precompute --data`` reads it),
+            any other store with ``__len__`` the length. ``False`` skips it.
 
     Raises:
+        StoreMismatchError: ``objects`` is a store made from another dataset (see ``check_store``).
         TypeError / ValueError: no source of objects, both sources, shapes that do not match
             ``len(dataset)``, items that are not images (e.g. a dataset that already applies a
             multi-view transform).
@@ -94,6 +100,7 @@ class ObjectAwareDataset(Dataset):
         masks: Tensor | None = None,
         transform: Callable[..., Any] | None = None,
         return_index: bool = False,
+        check_store: bool = True,
     ) -> None:
         if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
             raise TypeError(f"dataset must be a map-style dataset (with __len__ and __getitem__), got "
@@ -107,6 +114,17 @@ class ObjectAwareDataset(Dataset):
         if objects is not None and not callable(getattr(objects, "get", None)):
             raise TypeError(f"objects must have a get(index) method returning (boxes, valid, masks), got "
                             f"{type(objects).__name__}.")
+        if objects is not None and check_store:
+            if callable(getattr(objects, "check_dataset", None)):
+                try:
+                    objects.check_dataset(dataset)  # length and fingerprint (ObjectStore): StoreMismatchError
+                except ValueError as err:
+                    raise type(err)(f"{err} If both hold the same images in the same order, only decoded "
+                                    "differently (PIL images vs tensors), pass ObjectAwareDataset(..., "
+                                    "check_store=False).") from None
+            elif hasattr(objects, "__len__") and len(objects) != n:
+                raise ValueError(f"objects holds {len(objects)} samples but the dataset has {n}: pair the dataset "
+                                 "with the objects computed for it, in the same index order.")
         if boxes is not None:
             boxes = check_box_layout(boxes, "boxes", rows="N")
             if boxes.shape[0] != n:
@@ -135,6 +153,13 @@ class ObjectAwareDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+    def objaug_fingerprint(self) -> str:
+        """The wrapped dataset's fingerprint (:func:`objaug.store.dataset_fingerprint`): a store made from it
+        pairs with this wrapper too."""
+        from objaug.store.datasets import dataset_fingerprint
+
+        return dataset_fingerprint(self.dataset)
 
     def objects_of(self, index: int) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
         """``(boxes (K, 4), valid (K,), mask (1, H, W))`` of one image (any may be ``None``), on the CPU."""

@@ -48,9 +48,24 @@ from torch import Tensor, nn
 from objaug.augment.pipeline import ObjectAwareAugment, ViewConfig
 from objaug.contracam import ContraCAM
 from objaug.engine import ObjectSource, boxes_from_maps, cam_maps, read_store, register_cam_normalization
-from objaug.validation import check_image_batch, check_indexes, check_int
+from objaug.stats import AugmentStats
+from objaug.validation import (
+    check_batch_values,
+    check_box_layout,
+    check_boxes,
+    check_image_batch,
+    check_indexes,
+    check_int,
+    check_mask_batch,
+    check_views,
+)
 
 __all__ = ["ObjectAwareStep", "memory_bank_negatives"]
+
+
+def _length(store: Any) -> int | None:
+    """``len(store)`` when the store has one (the range of its indexes), else ``None``."""
+    return len(store) if store is not None and hasattr(store, "__len__") else None
 
 
 def memory_bank_negatives(criterion: object) -> Tensor | None:
@@ -76,8 +91,8 @@ class ObjectAwareStep(nn.Module):
             and ``check_inputs`` are its own).
         model: the model whose ContraCAM gives the boxes (split by :func:`objaug.split.split_model`:
             Lightly's ``nn.Sequential`` ResNet backbone, an object with ``backbone`` +
-            ``projection_head``, ...). Kept by reference (not a submodule: it is neither moved nor saved
-            with this object).
+            ``projection_head``, a timm/torchvision ViT or Lightly's ``MaskedVisionTransformerTIMM``, ...).
+            Kept by reference (not a submodule: it is neither moved nor saved with this object).
         projector: the projection head appended to ``model``'s head (e.g. ``model.projection_head``).
         cam: instead of ``model``, a ready ContraCAM (or any callable
             ``cam(normalized_images, negatives=None) -> (B, 1, h, w)`` in [0, 1]).
@@ -103,8 +118,12 @@ class ObjectAwareStep(nn.Module):
         p: probability of cropping inside a box (per image).
         box_sampling: ``"uniform"`` (the paper) or ``"area"``.
         mixup: the :class:`objaug.augment.mixup.BackgroundMixup` of views with ``mixup=True``.
-        check_inputs: check value ranges (images in [0, 1], boxes, indexes): device synchronisations,
-            for debugging. Shapes, dtypes and devices are always checked.
+        check_inputs: check the batch's values before any work: images finite and in [0, 1] (refuses
+            [0, 255] images and images normalised already, e.g. ``Normalize`` left in the DataLoader
+            transform, naming the fix), given boxes normalised and ordered, masks in [0, 1], ``indexes`` in
+            ``[0, num_samples)`` (or the store's length). One fused pass and one device synchronisation
+            per call (:func:`objaug.validation.check_batch_values`; 3 ms, 0.4 % of a 64-image CPU step, measured by
+            benchmarks/check_cost.py); ``False`` opts out. Shapes, dtypes and devices are always checked.
 
     Call: ``step(images, *, indexes=None, boxes=None, valid=None, masks=None) -> list of views``.
 
@@ -115,7 +134,10 @@ class ObjectAwareStep(nn.Module):
         last_boxes: ``(boxes, valid)`` used by the last call (for inspection).
         last_params: the last call's per-view parameter dicts (``crop_boxes``, ``flip``, ``object``,
             ``fallback``, ... and ``mixed`` for mixup views; see ``ObjectAwareAugment(...,
-            return_params=True)``), e.g. to log how many views were cropped in a box or mixed.
+            return_params=True)``).
+        stats: an :class:`objaug.stats.AugmentStats`: shares of views cropped in a found box, fallen back
+            to the whole frame, mixed, boxes per image, CAM refreshes (device tensors, no host sync;
+            ``step.stats.shares()``); it warns once when the boxed or mixed share stays near zero.
     """
 
     def __init__(
@@ -138,9 +160,10 @@ class ObjectAwareStep(nn.Module):
         p: float = 1.0,
         box_sampling: str = "uniform",
         mixup: nn.Module | None = None,
-        check_inputs: bool = False,
+        check_inputs: bool = True,
     ) -> None:
         super().__init__()
+        check_views(views)
         if isinstance(views, ObjectAwareAugment):
             augment = views
         else:
@@ -154,7 +177,8 @@ class ObjectAwareStep(nn.Module):
         if cam is not None and not callable(cam):
             raise TypeError(f"cam must be callable as cam(images, negatives=None), got {type(cam).__name__}.")
         if model is not None:
-            cam = ContraCAM(model, projector=projector, iters=cam_iters, check_finite=check_inputs)
+            check_int(cam_iters, "cam_iters", low=1, why=" (ContraCAM's refinement iterations)")
+            cam = ContraCAM(model, projector=projector, iters=cam_iters, check_finite=False)  # checked here
         if mask_iters is not None:
             if not isinstance(cam, ContraCAM):
                 raise TypeError("mask_iters needs a ContraCAM (model=, or cam=ContraCAM(...)): the masks come from "
@@ -190,7 +214,8 @@ class ObjectAwareStep(nn.Module):
         self.refresh_every = refresh_every
         self.num_samples = num_samples
         self.cam_size = cam_size
-        self.check_inputs = bool(check_inputs)
+        self.check_inputs = augment.check_inputs if isinstance(views, ObjectAwareAugment) else bool(check_inputs)
+        self.stats = AugmentStats()
         # References, not submodules: the model and loss stay where the user put them and are not saved here.
         object.__setattr__(self, "cam", cam)
         object.__setattr__(self, "criterion", criterion)
@@ -289,8 +314,6 @@ class ObjectAwareStep(nn.Module):
 
     def _cached(self, images: Tensor, indexes: Tensor) -> tuple[Tensor, Tensor]:
         assert self.num_samples is not None
-        if self.check_inputs and bool(((indexes < 0) | (indexes >= self.num_samples)).any()):
-            raise ValueError(f"indexes must lie in [0, num_samples={self.num_samples}).")
         if self.source.cache is not None:
             self.source.cache.to(images.device)  # follows the step across .to(device), as a buffer would
         if self.source.needs_cam():
@@ -336,6 +359,16 @@ class ObjectAwareStep(nn.Module):
         if self.cam_mean.device != device:
             self.to(device)
         idx = None if indexes is None else check_indexes(indexes, b, device)
+        if boxes is not None:
+            check_box_layout(boxes)
+            if valid is None:
+                valid = torch.ones(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
+            boxes, valid = check_boxes(boxes, valid, batch=b)
+        if masks is not None:
+            check_mask_batch(masks, "masks", like=images)
+        if self.check_inputs:  # one fused pass, one synchronisation, before any work
+            check_batch_values(images, masks=masks, boxes=boxes, valid=valid, indexes=idx,
+                               num_samples=self.num_samples if self.num_samples is not None else _length(self.store))
         need_masks = any(v.mixup for v in self.augment.views)
         with torch.no_grad():
             if boxes is None and masks is None:
@@ -372,13 +405,23 @@ class ObjectAwareStep(nn.Module):
                 else:
                     raise ValueError("No source of boxes: pass boxes=/masks= to the call, or build ObjectAwareStep "
                                      "with store= or model= (online ContraCAM).")
-            if boxes is not None and valid is None:
+            if boxes is not None and valid is None:  # read from the store without validity
                 valid = torch.ones(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
             if boxes is not None and valid is not None:
                 self.last_boxes = (boxes, valid)
-            views, self.last_params = self.augment(images, boxes, valid, masks, return_params=True)
+            views, self.last_params = self.augment(images, boxes, valid, masks, return_params=True, check=False)
+            self._count(boxes, valid)
         self.source.finish(cam=self._refreshed)
         return views
+
+    def _count(self, boxes: Tensor | None, valid: Tensor | None) -> None:
+        """Add the last call to :attr:`stats` (device tensors only)."""
+        params = self.last_params
+        obj = [pr for cfg, pr in zip(self.augment.views, params, strict=True) if cfg.object_crop]
+        first = obj[0] if obj else params[0]
+        self.stats.update(used=first["object"], regions=first["regions"], object_views=len(obj),
+                          mixed=[pr["mixed"] for pr in params if "mixed" in pr], boxes=boxes, valid=valid,
+                          cam=self._refreshed)
 
     def transform_batch(self, batch: Any, *, image_index: int = 0, index_position: int | None = None) -> Any:
         """Replace the base images of a collated batch by their views (for Lightning hooks/callbacks).

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from objaug.augment.pipeline import ViewConfig
+from objaug.stats import log_stats
 
 from .device_step import ObjectAwareStep
 
@@ -50,6 +51,11 @@ class ObjectAwareCallback(Callback):  # type: ignore[misc]
             backbone, and its ``criterion``'s memory bank).
         image_index: position of the images in the batch.
         index_position: position of the dataset indexes in the batch, if any.
+        log_stats: log, per step with ``pl_module.log``, what objaug did (``objaug/boxed``: share of the views
+            cropped in a found box, ``objaug/whole_frame``: fallen back to the whole frame, ``objaug/mixed``,
+            ``objaug/boxes_per_image``, ``objaug/cam_refreshes``; :mod:`objaug.stats`, device tensors read
+            only at Lightning's logging interval). The step warns once when the boxed or mixed share stays
+            near zero.
 
     Raises:
         TypeError: the batch is a tuple (cannot be modified in place): use the
@@ -62,6 +68,7 @@ class ObjectAwareCallback(Callback):  # type: ignore[misc]
         *,
         image_index: int = 0,
         index_position: int | None = None,
+        log_stats: bool = True,
     ) -> None:
         super().__init__()
         if isinstance(step, Sequence) and step and all(isinstance(v, ViewConfig) for v in step):
@@ -78,6 +85,7 @@ class ObjectAwareCallback(Callback):  # type: ignore[misc]
         self.step: ObjectAwareStep | None = step if isinstance(step, ObjectAwareStep) else None
         self.image_index = image_index
         self.index_position = index_position
+        self.log_stats = bool(log_stats)
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self.step is None:
@@ -98,3 +106,5 @@ class ObjectAwareCallback(Callback):  # type: ignore[misc]
                             "(batch = step.transform_batch(batch)) instead.")
         new = self.step.transform_batch(batch, image_index=self.image_index, index_position=self.index_position)
         batch[:] = new
+        if self.log_stats:
+            log_stats(pl_module.log, self.step.stats, batch_size=int(new[self.image_index][0].shape[0]))

@@ -6,7 +6,8 @@ callback is added to the Trainer through Lightning's ``callbacks_factory`` entry
 ``docs/solo-learn.md`` for the schema and the order of operations.
 
 Exports (imported lazily, so importing this package imports neither Lightning nor the tensor code):
-:class:`ObjectAwareCallback` (``lightning.pytorch``), :func:`parse_objaug_config`,
+:class:`SoloObjectAwareCallback` (``lightning.pytorch``; ``ObjectAwareCallback`` is its deprecated alias),
+:func:`parse_objaug_config`,
 :func:`check_solo_pipelines`, :class:`ObjaugConfig`, :class:`ObjaugConfigError`, :func:`schema_rows`,
 :class:`SoloObjectAware`.
 """
@@ -19,15 +20,16 @@ from typing import Any
 __all__ = [
     "ObjaugConfig",
     "ObjaugConfigError",
-    "ObjectAwareCallback",
     "SoloObjectAware",
+    "SoloObjectAwareCallback",
     "check_solo_pipelines",
     "parse_objaug_config",
     "schema_rows",
 ]
 
 _WHERE = {
-    "ObjectAwareCallback": ".callback",
+    "SoloObjectAwareCallback": ".callback",
+    "ObjectAwareCallback": ".callback",  # deprecated alias (DeprecationWarning)
     "SoloObjectAware": ".views",
     "ObjaugConfig": ".config",
     "ObjaugConfigError": ".config",

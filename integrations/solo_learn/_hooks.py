@@ -8,6 +8,7 @@ tensor code of :mod:`.views` is imported in ``setup`` only when an enabled ``obj
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import logging
 import warnings
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .config import ObjaugConfig, ObjaugConfigError, check_solo_pipelines, parse_objaug_config
+from .config import ObjaugConfig, ObjaugConfigError, check_solo_pipelines, full_frame_fixes, parse_objaug_config
 
 if TYPE_CHECKING:
     from .views import BoxStore, SoloObjectAware
@@ -63,16 +64,22 @@ def _dataset_length(trainer: Any) -> int | None:
 class ObjectAwareHooks:
     """Object-aware crop and background mixup for solo-learn, switched on by ``cfg.objaug``.
 
-    A Lightning callback (the concrete classes are :class:`objaug.integrations.solo_learn.ObjectAwareCallback`
-    for ``lightning`` and ``objaug.integrations.solo_learn.pl_callback.ObjectAwareCallback`` for
-    ``pytorch_lightning``), added to every Trainer through Lightning's ``callbacks_factory`` entry points
-    once objaug is installed. It reads ``pl_module.cfg.objaug`` (solo-learn keeps its whole config as
+    A Lightning callback (the concrete classes are :class:`objaug.integrations.solo_learn.SoloObjectAwareCallback`
+    for ``lightning`` and ``objaug.integrations.solo_learn.pl_callback.SoloObjectAwareCallback`` for
+    ``pytorch_lightning``), added to a Trainer through Lightning's ``callbacks_factory`` entry points
+    once objaug is installed and solo-learn imported (see :func:`._setup.entry_point_wanted`). It reads
+    ``pl_module.cfg.objaug`` (solo-learn keeps its whole config as
     ``self.cfg``) in ``setup``; without a ``cfg``, without the block, with ``enabled: false``, or on a
     module whose config has no ``augmentations`` (solo-learn's linear / kNN scripts) it does nothing.
     Otherwise it validates the block (:func:`~objaug.integrations.solo_learn.config.parse_objaug_config`
     and :func:`~objaug.integrations.solo_learn.config.check_solo_pipelines`) and, in
     ``on_train_batch_start``, rewrites the views of solo-learn's batch ``[indexes, [X_1..X_n], targets]``
     in place (the same list object is then passed to ``training_step``).
+
+    If the views' pipelines crop or flip (a stock solo-learn config plus ``+objaug.enabled=true``), ``setup``
+    makes the training loader's own transform deliver full frames for this run (restored at ``teardown``)
+    and says so; where that transform is not solo-learn's, it raises one error listing every override.
+    Once engaged, it says what it does in one line on rank 0 (:func:`._setup.describe`); inert, it is silent.
 
     Args:
         config: an ``objaug`` block (mapping or :class:`ObjaugConfig`) to use instead of
@@ -98,6 +105,7 @@ class ObjectAwareHooks:
         self.active = False
         self.config: ObjaugConfig | None = None
         self.engine: SoloObjectAware | None = None
+        self._pipeline_changes: list[Any] = []
 
     def __repr__(self) -> str:
         state = "active" if self.active else "inactive"
@@ -138,7 +146,8 @@ class ObjectAwareHooks:
                 stacklevel=2,
             )
             return
-        check_solo_pipelines(config, augmentations)
+        check_solo_pipelines(dataclasses.replace(config, check_pipelines=False), augmentations)  # views exist
+        fixes = full_frame_fixes(config, augmentations) if config.check_pipelines else []
         n_crops = getattr(pl_module, "num_crops", None)
         if isinstance(n_crops, int) and max(config.views) >= n_crops:
             raise ObjaugConfigError(f"objaug.views {list(config.views)} refers to a view beyond the method's "
@@ -147,10 +156,13 @@ class ObjectAwareHooks:
         from .views import SoloObjectAware, load_store, pick_cam_model
 
         store = None
+        model: str | None = None
         if config.source == "store":
             store = self._store_arg if self._store_arg is not None else load_store(config)
         else:
-            pick_cam_model(pl_module, config.online.model)  # fails early on a module without the pair
+            _, _, which = pick_cam_model(pl_module, config.online.model)  # fails early without the pair
+            prefix = "momentum_" if which == "momentum" else ""
+            model = f"{prefix}backbone + {prefix}projector"
             batch_size = _cfg_get(_cfg_get(cfg, "optimizer"), "batch_size")
             if isinstance(batch_size, int) and batch_size < 2 and not config.online.all_gather_negatives:
                 raise ObjaugConfigError(
@@ -162,10 +174,31 @@ class ObjectAwareHooks:
                 raise ObjaugConfigError(f"objaug.source=online runs the model's modules directly and does not "
                                         f"support the {type(trainer.strategy).__name__} strategy; use DDP or "
                                         "a single device, or source=store.")
+        from ._setup import describe, full_frame_data_pipeline
+
+        changes = full_frame_data_pipeline(trainer, config, augmentations, fixes) if fixes else []
+        if changes is None:  # not solo-learn's own transform: one message with every override to add
+            check_solo_pipelines(config, augmentations)
+        self._pipeline_changes = changes or []
         self.engine = SoloObjectAware(config, store=store)
         self.active = True
-        log.info("objaug: object-aware views %s (source=%s, mixup=%s)", list(config.views), config.source,
-                 list(config.mixup.views) if config.mixup.enabled else "off")
+        message = describe(config, n_views=getattr(pl_module, "num_crops", None), model=model)
+        if changes:
+            pipes = sorted({i for _, i, *_ in fixes})
+            message += (f" | solo-learn's pipelines augmentations{pipes} set to deliver full, unflipped frames for "
+                        "this run (RandomResizedCrop scale (1.0, 1.0), RandomHorizontalFlip p 0.0): objaug crops "
+                        "and flips these views")
+        self._say(trainer, message)
+
+    def _say(self, trainer: Any, message: str) -> None:
+        """``message`` once, on rank 0, through Lightning's ``rank_zero_info`` (plain logging without Lightning)."""
+        if not getattr(trainer, "is_global_zero", True):
+            return
+        package = getattr(self, "_lightning_package", None)
+        if package is None:
+            log.info(message)
+            return
+        importlib.import_module(package + ".utilities.rank_zero").rank_zero_info(message)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         if not self.active or self.engine is None:
@@ -192,11 +225,18 @@ class ObjectAwareHooks:
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self.engine is not None:
             self.engine.release_cache()
+        if self._pipeline_changes:
+            from ._setup import restore
+
+            restore(self._pipeline_changes)
+            self._pipeline_changes = []
 
     # ------------------------------------------------------------------ per batch
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         if not self.active or self.engine is None:
             return
+        from objaug.stats import log_stats
+
         from .views import pick_cam_model, views_of
 
         config, engine = self.config, self.engine
@@ -228,6 +268,8 @@ class ObjectAwareHooks:
 
         world = int(getattr(trainer, "world_size", 1) or 1)
         engine.step(views, indexes, compute=compute, gather=trainer.strategy.all_gather if world > 1 else None)
+        if callable(getattr(pl_module, "log", None)):  # objaug/boxed, /whole_frame, /mixed, ... (objaug.stats)
+            log_stats(pl_module.log, engine.stats, batch_size=int(indexes.shape[0]))
 
 
 _CLASSES: dict[str, type] = {}
@@ -240,7 +282,7 @@ def callback_class(package: str) -> type:
         package: ``"lightning.pytorch"`` or ``"pytorch_lightning"`` (imported here, on first use).
 
     Returns:
-        ``ObjectAwareCallback(config=None, *, store=None, from_entry_point=False)``, one class per package
+        ``SoloObjectAwareCallback(config=None, *, store=None, from_entry_point=False)``, one class per package
         (cached: ``isinstance`` checks stay stable).
     """
     if package not in _CLASSES:
@@ -251,8 +293,8 @@ def callback_class(package: str) -> type:
             base.__init__(self)
             ObjectAwareHooks.__init__(self, config, store=store, from_entry_point=from_entry_point)
 
-        _CLASSES[package] = type("ObjectAwareCallback", (ObjectAwareHooks, base), {
-            "__init__": __init__, "__doc__": ObjectAwareHooks.__doc__,
+        _CLASSES[package] = type("SoloObjectAwareCallback", (ObjectAwareHooks, base), {
+            "__init__": __init__, "__doc__": ObjectAwareHooks.__doc__, "_lightning_package": package,
             "__module__": "objaug.integrations.solo_learn.callback" if package == "lightning.pytorch"
             else "objaug.integrations.solo_learn.pl_callback"})
     return _CLASSES[package]

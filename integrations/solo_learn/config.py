@@ -40,6 +40,7 @@ __all__ = [
     "OnlineConfig",
     "StoreConfig",
     "check_solo_pipelines",
+    "full_frame_fixes",
     "parse_objaug_config",
     "schema_rows",
     "view_pipelines",
@@ -88,6 +89,7 @@ class OnlineConfig:
     iters: int = 1
     temperature: float = 1.0
     expand_res: bool = False
+    map_source: str = "gradcam"
     every_n_steps: int = 1
     cache: str = "index"
     cache_size: int | None = None
@@ -105,7 +107,7 @@ class StoreConfig:
 @dataclass(frozen=True)
 class ObjaugConfig:
     enabled: bool = False
-    source: str = "store"
+    source: str = "online"
     views: tuple[int, ...] = (0, 1)
     check_pipelines: bool = True
     crop: CropConfig = field(default_factory=CropConfig)
@@ -121,7 +123,7 @@ _SCHEMA: list[tuple[str, str, _Parser, str]] = [
     ("enabled", "bool", _bool, "Switch the callback on. Without the block, or with `false`, it does nothing."),
     ("source", "`store` \\| `online`", _choice("store", "online"),
      "Where boxes and masks come from: a precomputed store read by the batch's indexes, or ContraCAM of "
-     "the model being trained."),
+     "the model being trained. Unset: `store` when `store.path` is given, else `online`."),
     ("views", "list[int]", _views(),
      "Indexes into solo-learn's list of views `X` that are re-cropped on the device. Their pipelines must "
      "deliver full frames (`rrc` scale 1.0 or `rrc.enabled: false`, `horizontal_flip.prob: 0`)."),
@@ -172,6 +174,9 @@ _SCHEMA: list[tuple[str, str, _Parser, str]] = [
     ("online.temperature", "float > 0", _float(0.0, None, open_low=True), "ContraCAM softmax temperature."),
     ("online.expand_res", "bool", _bool,
      "Stride 1 in the last ResNet stage for the CAM: 2x finer maps, 4x the cost of that stage."),
+    ("online.map_source", "`gradcam` \\| `attention`", _choice("gradcam", "attention"),
+     "`gradcam`: ContraCAM's contrastive Grad-CAM; `attention`: the last block's class-token attention "
+     "(ViT backbones with a class token, e.g. `vit_tiny`; no backward)."),
     ("online.every_n_steps", "int >= 1", _int(1), "Compute CAMs on every N-th training batch only."),
     ("online.cache", "`index` \\| `none`", _choice("index", "none"),
      "Between CAM batches: reuse boxes/masks cached per dataset index (`index`), or crop the whole "
@@ -280,6 +285,8 @@ def parse_objaug_config(block: Any) -> ObjaugConfig:
         else:
             raise _unknown(key, top_allowed, "objaug.")
     built = {name: cls(**sections[name]) for name, cls in _SECTIONS.items()}
+    if "source" not in top:  # unset: the store when one is named, else ContraCAM of the model being trained
+        top["source"] = "store" if built["store"].path is not None else "online"
     config = ObjaugConfig(**top, **built)
     _cross_check(config)
     return config
@@ -355,6 +362,53 @@ def check_solo_pipelines(config: ObjaugConfig, augmentations: Any) -> list[int]:
             )
     if not config.check_pipelines:
         return pipelines
+    fixes = full_frame_fixes(config, augmentations)
+    if fixes:
+        views = sorted({v for v, *_ in fixes})
+        wanted = "; ".join(f"augmentations[{i}].{key}: {want} (got {got})" for _, i, key, want, got in fixes)
+        hydra = " ".join(f"augmentations.{i}.{key}={want}" for _, i, key, want, _ in fixes)
+        raise ObjaugConfigError(
+            f"objaug re-crops views {views} on the device, so their pipelines must deliver the full, unflipped "
+            f"frame (the boxes describe the full image): set {wanted}. On the command line: {hydra}. The crop is "
+            "then drawn by objaug.crop.scale and the flip by objaug.crop.flip_prob. (Or set "
+            "objaug.check_pipelines: false if your data pipeline already delivers full frames.)"
+        )
+    return pipelines
+
+
+def full_frame_fixes(config: ObjaugConfig, augmentations: Any) -> list[tuple[int, int, str, float, Any]]:
+    """What solo-learn's ``augmentations`` must change so that every view in ``objaug.views`` is a full frame.
+
+    Args:
+        config: the validated block (its ``views`` are checked).
+        augmentations: solo-learn's list of pipelines (list / ``ListConfig``).
+
+    Returns:
+        One ``(view, pipeline index, key, wanted value, current value)`` per setting to change, e.g.
+        ``(0, 0, "rrc.crop_min_scale", 1.0, 0.08)`` or ``(0, 0, "horizontal_flip.prob", 0.0, 0.5)``; empty
+        when the pipelines already deliver full, unflipped frames (``rrc.enabled: false`` or a crop scale of
+        exactly ``[1.0, 1.0]``, and no flip). Each pipeline is listed once, under its first view.
+    """
+    augmentations = _to_plain(augmentations)
+    pipelines = view_pipelines(augmentations)
+    out: list[tuple[int, int, str, float, Any]] = []
+    seen: set[int] = set()
+    for v in config.views:
+        if v >= len(pipelines) or pipelines[v] in seen:
+            continue
+        i = pipelines[v]
+        seen.add(i)
+        item = augmentations[i]
+        rrc = _get(item, "rrc", {}) or {}
+        if _get(rrc, "enabled", True):
+            for key in ("crop_min_scale", "crop_max_scale"):
+                got = _get(rrc, key, None)
+                if got != 1.0:
+                    out.append((v, i, f"rrc.{key}", 1.0, got))
+        flip = _get(_get(item, "horizontal_flip", {}) or {}, "prob", 0.0)
+        if flip:
+            out.append((v, i, "horizontal_flip.prob", 0.0, flip))
+    return out
     for v in config.views:
         i = pipelines[v]
         item = augmentations[i]

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from objaug.augment.mixup import BackgroundMixup
 from objaug.contracam import ContraCAM
 from objaug.engine import ObjectSource, boxes_from_maps, choose_regions, crop_view, read_store
+from objaug.stats import AugmentStats
 
 from .batch import BoxStore, load_store, pick_cam_model, views_of
 from .config import ObjaugConfig, ObjaugConfigError
@@ -71,6 +72,7 @@ class SoloObjectAware(nn.Module):
                 self.mixers[str(v)] = BackgroundMixup(p=mix.p, threshold=mix.threshold, queue_size=mix.queue_size,
                                                       source=mix.source, check_inputs=False)  # type: ignore[arg-type]
         self.source = ObjectSource(every_n_steps=config.online.every_n_steps, start_step=config.online.start_step)
+        self.stats = AugmentStats()  # what objaug did, on the device (logged by the callback)
         self._index_checked = False
 
     # ------------------------------------------------------------------ read-only views of the state
@@ -177,7 +179,8 @@ class SoloObjectAware(nn.Module):
         """
         o, bx = self.config.online, self.config.boxes
         cam = ContraCAM(backbone, projector=projector, iters=o.iters, temperature=o.temperature,
-                        expand_res=o.expand_res, check_finite=False)
+                        expand_res=o.expand_res, check_finite=False,
+                        source="attention" if o.map_source == "attention" else "gradcam")
         x = images.detach()
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -278,4 +281,7 @@ class SoloObjectAware(nn.Module):
                     self.cache_write_gathered(gather, indexes, boxes, valid, masks)
         elif self.uses_cache:
             boxes, valid, masks = self.cache_read(indexes)
-        self.source.finish(self.recrop(views, boxes, valid, masks), cam=cam)
+        info = self.recrop(views, boxes, valid, masks)
+        self.stats.update(used=info["object"], regions=info["regions"], object_views=len(self.config.views),
+                          mixed=list(info["mixed"].values()), boxes=boxes, valid=valid, cam=cam)
+        self.source.finish(info, cam=cam)

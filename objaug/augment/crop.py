@@ -15,10 +15,12 @@ from torch import Tensor
 from objaug.functional.crop import (
     crop_and_resize,
     crop_matrix,
+    grow_small_boxes,
     sample_regions,
     sample_resized_crop_boxes,
 )
 from objaug.validation import (
+    check_box_layout,
     check_box_sampling,
     check_box_values,
     check_boxes,
@@ -98,6 +100,10 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
         resample: ``"bilinear"`` or ``"nearest"`` (label masks).
         p: probability of cropping inside a box (per image); otherwise the whole image is used.
         attempts: candidates per image (torchvision: 10).
+        min_box_pixels: a box side shorter than this many pixels (of the input images) is grown around the
+            box's centre to this size before the crop is drawn in it
+            (:func:`objaug.functional.crop.grow_small_boxes`), so a 10-pixel box is not zoomed into a blur;
+            the object stays in view, with context. ``0`` (default): boxes are used as they are.
         same_on_batch: share the random draws across the batch (kornia's option).
         check_inputs: check box values (in [0, 1], x1 <= x2, y1 <= y2) on every call: one device sync.
             Set False on hot paths.
@@ -121,6 +127,7 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
         resample: str = "bilinear",
         p: float = 1.0,
         attempts: int = 10,
+        min_box_pixels: int = 0,
         same_on_batch: bool = False,
         check_inputs: bool = True,
     ) -> None:
@@ -135,6 +142,7 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
         if resample not in ("bilinear", "nearest"):
             raise ValueError(f"resample must be 'bilinear' or 'nearest', got {resample!r}.")
         check_int(attempts, "attempts", low=1, why=" (torchvision uses 10)")
+        check_int(min_box_pixels, "min_box_pixels", low=0, why=" (smallest box side in pixels; 0 turns it off)")
         if antialias not in (True, False, "auto"):
             raise ValueError(f"antialias must be True, False or 'auto', got {antialias!r}.")
         for flag_name, flag in (("center_suppressed", center_suppressed),
@@ -152,6 +160,7 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
         self.alpha = float(alpha)
         self.object_prob = check_probability(p, "p")
         self.attempts = attempts
+        self.min_box_pixels = min_box_pixels
         self.check_inputs = check_inputs
         self.flags = {
             "size": size_hw,
@@ -216,12 +225,14 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
         if len(batch_shape) != 4:
             raise ValueError(f"batch_shape must be (B, C, H, W), got {tuple(batch_shape)}.")
         b, _, h, w = (int(s) for s in batch_shape)
-        if valid is None and isinstance(boxes, Tensor) and boxes.ndim == 3:
+        check_box_layout(boxes)
+        if valid is None:
             valid = torch.ones(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
         boxes, valid = check_boxes(boxes, valid, batch=b)
         check_same_device([("boxes", boxes), ("valid", valid)])
         if self.check_inputs:
             check_box_values(boxes, valid)
+        boxes = grow_small_boxes(boxes, min_pixels=self.min_box_pixels, image_size=(h, w))
         regions, box_index, used = sample_regions(boxes, valid, mode=self.box_sampling, p=self.object_prob,
                                                    same_on_batch=self.same_on_batch)
         crop_boxes, fallback = sample_resized_crop_boxes(

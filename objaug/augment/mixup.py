@@ -16,9 +16,9 @@ from objaug.functional._mixup_fast import Workspace, check_source, mixup_kernel,
 from objaug.functional.mixup import MixupSource
 from objaug.masks import otsu_thresholds
 from objaug.validation import (
+    check_batch_values,
     check_image_batch,
     check_mask_batch,
-    check_range,
     check_same_batch,
     check_same_device,
     check_threshold,
@@ -81,8 +81,8 @@ class BackgroundMixup(nn.Module):
             docs/how-it-works.md).
         queue_size: capacity (>= 0) of the FIFO background queue; 0 disables the queue.
         source: ``"tiled-strip"`` (the paper) or ``"batch"``, how backgrounds are built.
-        check_inputs: check that masks lie in [0, 1] (and replayed ``perm`` in [0, B)) on every call;
-            one device synchronisation. Set False on hot paths once the pipeline is trusted.
+        check_inputs: check that images are finite, masks lie in [0, 1] (and replayed ``perm`` in [0, B))
+            on every call; one device synchronisation. Set False on hot paths once the pipeline is trusted.
         inplace: write the mixed batch into ``images`` itself and return it (saves allocating a
             (B, C, H, W) output). Only done when ``images`` is contiguous and autograd is not
             recording through it; otherwise a new tensor is returned as usual. Always use the
@@ -370,7 +370,7 @@ class BackgroundMixup(nn.Module):
         if params is not None:
             params = self._check_params(params, images)
         if self.check_inputs:
-            check_range(masks, "masks", 0.0, 1.0)
+            check_batch_values(images, image_range=None, masks=masks)  # finite images, masks in [0, 1]: one sync
             if params is not None:
                 bad = (params["perm"] < 0) | (params["perm"] >= images.shape[0]) | (params["queue_idx"] < 0)
                 if bool(bad.any()):

@@ -19,16 +19,17 @@ from objaug.constants import IMAGENET_NORMALIZE
 from objaug.engine import crop_view, register_cam_normalization
 from objaug.functional.crop import full_image_boxes, sample_regions
 from objaug.validation import (
+    check_batch_values,
+    check_box_layout,
     check_box_sampling,
-    check_box_values,
     check_boxes,
     check_image_batch,
     check_int,
     check_mask_batch,
     check_positive_float,
     check_probability,
-    check_range,
     check_same_device,
+    check_views,
 )
 
 __all__ = ["IMAGENET_NORMALIZE", "ObjectAwareAugment", "ViewConfig"]
@@ -165,14 +166,16 @@ class ObjectAwareAugment(nn.Module):
         cam_normalize: normalisation applied to the images before ``cam``.
         box_kwargs: keyword arguments of ``boxes_from_cam`` (threshold, min_area, margin, max_boxes).
         mixup: the background-mixup module used by views with ``mixup=True`` (default: a new
-            ``BackgroundMixup(check_inputs=check_inputs, inplace=True)``, mixing the module's own view
+            ``BackgroundMixup(check_inputs=False, inplace=True)``, mixing the module's own view
             tensors in place; its queue persists across calls).
         attempts: RandomResizedCrop candidates per image.
         cpu_chunk_size: on the CPU only, run the photometric ops on chunks of this many images: the
             temporaries stay in cache and below the allocator's mmap threshold (whole-batch temporaries of
             tens of MB are page-faulted in on every op), 2-3x faster; the colour-jitter order is then
             drawn per chunk. Ignored on accelerators (one batched pass); ``None`` disables.
-        check_inputs: check value ranges of images, masks and boxes (device syncs); False on hot paths.
+        check_inputs: check the values of images (finite, in [0, 1]: refuses [0, 255] and already normalised
+            images, naming the fix), masks and boxes: one fused pass and one device synchronisation per call
+            (:func:`objaug.validation.check_batch_values`, well under 1 % of a call); ``False`` opts out.
 
     Example:
         >>> aug = ObjectAwareAugment(simclr_views()).to("cuda")
@@ -203,7 +206,7 @@ class ObjectAwareAugment(nn.Module):
         super().__init__()
         if views is None:
             views = simclr_views()
-        views = list(views)
+        views = list(check_views(views))  # type: ignore[call-overload]
         if not views or not all(isinstance(v, ViewConfig) for v in views):
             raise TypeError("views must be a non-empty sequence of ViewConfig (e.g. objaug.augment.presets."
                             f"simclr_views()), got {views!r}.")
@@ -234,8 +237,9 @@ class ObjectAwareAugment(nn.Module):
         if mixup is None and any(v.mixup for v in views):
             from objaug.augment.mixup import BackgroundMixup
 
-            # In place: the views are this module's own tensors (saves a (B, C, H, W) allocation).
-            mixup = BackgroundMixup(check_inputs=check_inputs, inplace=True)
+            # In place: the views are this module's own tensors (saves a (B, C, H, W) allocation). Unchecked:
+            # its inputs are cut from the images and masks this module checks.
+            mixup = BackgroundMixup(check_inputs=False, inplace=True)
         self.mixup = mixup
         self._params: list[dict[str, Tensor]] = []
 
@@ -252,12 +256,12 @@ class ObjectAwareAugment(nn.Module):
     @overload
     def forward(self, images: Tensor, boxes: Tensor | None = ..., valid: Tensor | None = ...,
                 masks: Tensor | None = ..., *, negatives: Tensor | None = ...,
-                return_params: Literal[False] = ...) -> list[Tensor]: ...
+                return_params: Literal[False] = ..., check: bool | None = ...) -> list[Tensor]: ...
 
     @overload
     def forward(self, images: Tensor, boxes: Tensor | None = ..., valid: Tensor | None = ...,
-                masks: Tensor | None = ..., *, negatives: Tensor | None = ..., return_params: Literal[True]
-                ) -> tuple[list[Tensor], list[dict[str, Tensor]]]: ...
+                masks: Tensor | None = ..., *, negatives: Tensor | None = ..., return_params: Literal[True],
+                check: bool | None = ...) -> tuple[list[Tensor], list[dict[str, Tensor]]]: ...
 
     def forward(
         self,
@@ -268,6 +272,7 @@ class ObjectAwareAugment(nn.Module):
         *,
         negatives: Tensor | None = None,
         return_params: bool = False,
+        check: bool | None = None,
     ) -> list[Tensor] | tuple[list[Tensor], list[dict[str, Tensor]]]:
         """Augment a batch into ``len(views)`` views.
 
@@ -281,6 +286,8 @@ class ObjectAwareAugment(nn.Module):
             return_params: also return one dict per view: ``crop_boxes`` ``(B, 4)``, ``flip`` ``(B,)``,
                 ``box_index``, ``object``, ``fallback``, ``regions``, and where available ``masks``
                 (the view's cropped+flipped masks, ``(B, 1, h, w)``) and ``mixed`` ``(B,)`` bool.
+            check: this call's value checks (``None``: ``check_inputs``); a caller that has checked the
+                batch already (:class:`~objaug.integrations.lightly.device_step.ObjectAwareStep`) passes False.
 
         Returns:
             The list of views, each ``(B, 3, h, w)`` with the images' dtype, normalised per its config
@@ -296,22 +303,15 @@ class ObjectAwareAugment(nn.Module):
             check_mask_batch(masks, "masks", like=images)
             check_same_device([("images", images), ("masks", masks)])
         if boxes is not None:
-            if valid is None and isinstance(boxes, Tensor) and boxes.ndim == 3:
+            check_box_layout(boxes)
+            if valid is None:
                 valid = torch.ones(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
             boxes, valid = check_boxes(boxes, valid, batch=b)
             check_same_device([("images", images), ("boxes", boxes), ("valid", valid)])
         elif valid is not None:
             raise ValueError("valid was given without boxes; pass boxes=(B, K, 4) too.")
-        if self.check_inputs:
-            try:
-                check_range(images, "images", 0.0, 1.0)
-            except ValueError as err:
-                raise ValueError(f"{err} Pass un-normalised images in [0, 1] (e.g. uint8 / 255); the views "
-                                 "are normalised per ViewConfig.normalize.") from None
-            if masks is not None:
-                check_range(masks, "masks", 0.0, 1.0)
-            if boxes is not None and valid is not None:
-                check_box_values(boxes, valid)
+        if self.check_inputs if check is None else check:
+            check_batch_values(images, masks=masks, boxes=boxes, valid=valid)  # one fused pass, one sync
 
         need_masks = any(v.mixup for v in self.views)
         if masks is None and self.cam is not None and (boxes is None or need_masks):
@@ -323,7 +323,7 @@ class ObjectAwareAugment(nn.Module):
             if masks is not None:
                 from objaug.boxes import boxes_from_cam
 
-                boxes, valid = boxes_from_cam(masks, **self.box_kwargs)
+                boxes, valid = boxes_from_cam(masks, **{"check_inputs": False, **self.box_kwargs})  # checked
             else:
                 boxes = images.new_zeros(b, 0, 4)
                 valid = torch.zeros(b, 0, dtype=torch.bool, device=device)

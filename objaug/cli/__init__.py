@@ -14,10 +14,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-__all__ = ["SUBCOMMANDS", "build_parser", "fail", "main"]
+__all__ = ["SUBCOMMANDS", "TRACEBACK_ENV", "add_threads_argument", "build_parser", "fail", "main", "out_dir_problem",
+           "with_threads"]
+
+#: Set this environment variable to 1 to see the Python traceback of a command's error.
+TRACEBACK_ENV = "OBJAUG_TRACEBACK"
 
 #: Subcommand name -> module implementing it (see the module docstring for the interface).
 SUBCOMMANDS: dict[str, str] = {
@@ -29,9 +34,38 @@ SUBCOMMANDS: dict[str, str] = {
 
 
 def fail(command: str, message: str) -> int:
-    """Print ``objaug <command>: error: <message>`` to stderr and return the usage-error status 2."""
-    print(f"objaug {command}: error: {message}", file=sys.stderr)
+    """Print ``objaug <command>: error: <message>`` on one line to stderr and return the usage-error status 2."""
+    print(f"objaug {command}: error: {' '.join(str(message).split())}", file=sys.stderr)
     return 2
+
+
+def out_dir_problem(path: str, flag: str = "--out") -> str | None:
+    """Why ``path`` cannot be an output directory (an existing file, or under one), or ``None``."""
+    for p in (path, os.path.dirname(path.rstrip(os.sep))):
+        if p and os.path.exists(p) and not os.path.isdir(p):
+            return f"{flag} {path}: {p} is an existing file, not a directory; give a directory path (it is created)."
+    return None
+
+
+def add_threads_argument(p: argparse.ArgumentParser) -> None:
+    """The ``--threads N`` option (torch's CPU threads for the command)."""
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; on a shared machine 1-2 is often faster)")
+
+
+def with_threads(command: str, args: argparse.Namespace, run: Callable[[argparse.Namespace], int]) -> int:
+    """Run ``run(args)`` with ``torch.set_num_threads(args.threads)`` (restored after); refuses ``--threads < 1``."""
+    if args.threads is not None and args.threads < 1:
+        return fail(command, f"--threads must be >= 1, got {args.threads}.")
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        if args.threads is not None:
+            torch.set_num_threads(args.threads)
+        return run(args)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,3 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - every error is one line, exit status 2 (set OBJAUG_TRACEBACK=1)
+        if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+            raise
+        return fail(args.command, f"{type(e).__name__}: {e} (set {TRACEBACK_ENV}=1 for the traceback)")

@@ -29,7 +29,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from objaug.cli import fail
+from objaug.cli import add_threads_argument, fail, out_dir_problem, with_threads
 from objaug.constants import IMAGE_EXTENSIONS
 
 HELP = "ContraCAM maps and object boxes for images, with a trained checkpoint"
@@ -63,12 +63,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="images per ContraCAM batch (default 32)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--expand-res", action="store_true", help="stride 1 in the last stage (finer maps)")
+    p.add_argument("--map-source", choices=("gradcam", "attention"), default="gradcam",
+                   help="ContraCAM's contrastive Grad-CAM (default), or a ViT's class-token attention")
     p.add_argument("--threshold", type=float, default=0.5, help="map threshold for boxes (default 0.5)")
     p.add_argument("--min-area", type=float, default=0.01,
                    help="drop components smaller than this fraction of the image (default 0.01)")
     p.add_argument("--margin", type=float, default=0.2, help="box padding per side, relative (default 0.2)")
     p.add_argument("--max-boxes", type=int, default=4, help="boxes per image (default 4)")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the map (default 0.5)")
+    add_threads_argument(p)
 
 
 def find_images(inputs: Iterable[str]) -> tuple[list[str], list[dict[str, str]]]:
@@ -132,8 +135,15 @@ def _fail(message: str) -> int:
     return fail("cam", message)
 
 
-def run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
-    """Run the ``cam`` subcommand."""
+def run(args: argparse.Namespace) -> int:
+    """Run the ``cam`` subcommand (with ``--threads``; ``--out`` must not be an existing file)."""
+    problem = out_dir_problem(args.out)
+    if problem:
+        return _fail(problem)
+    return with_threads("cam", args, _run)
+
+
+def _run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
     import torch
     import torch.nn.functional as F
     from PIL import Image
@@ -197,8 +207,11 @@ def run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
     except ModelSetupError as e:
         return _fail(str(e))
 
-    cam = ContraCAM(backbone, projector=projector, iters=args.iters, temperature=args.temperature,
-                    expand_res=args.expand_res)
+    try:
+        cam = ContraCAM(backbone, projector=projector, iters=args.iters, temperature=args.temperature,
+                        expand_res=args.expand_res, source=args.map_source)
+    except TypeError as e:
+        return _fail(str(e))
     images_u8 = torch.stack(tensors)  # (N, 3, S, S) uint8
     n = images_u8.shape[0]
     maps = torch.empty(n, 1, size, size)
@@ -276,8 +289,8 @@ def _write_json(args: argparse.Namespace, records: Sequence[dict[str, Any]], ski
         "version": 1,
         "box_format": "xyxy; 'boxes' in pixels of the original image, 'boxes_norm' in [0, 1]",
         "settings": {k: getattr(args, k) for k in ("arch", "checkpoint", "key_prefix", "projector", "iters",
-                                                   "temperature", "image_size", "batch_size", "expand_res",
-                                                   "threshold", "min_area", "margin", "max_boxes")},
+                                                   "temperature", "map_source", "image_size", "batch_size",
+                                                   "expand_res", "threshold", "min_area", "margin", "max_boxes")},
         "images": list(records),
         "skipped": list(skipped),
     }

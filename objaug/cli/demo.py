@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from objaug.cli import add_threads_argument, fail, out_dir_problem, with_threads
+
 HELP = "SimCLR on synthetic scenes for a minute, then ContraCAM localisation scores and pictures"
 
 
@@ -27,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="train a fixed number of steps instead")
     p.add_argument("--seed", type=int, default=0, help="seed of data, init and augmentations (default 0)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_threads_argument(p)
     p.add_argument("--refined-iters", type=int, default=None, help="ContraCAM iterations of the refined maps")
     p.add_argument("--quick", action="store_true",
                    help="a few seconds end to end (smoke test: tiny model, 3 steps, 16 held-out images)")
@@ -36,18 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``demo`` subcommand."""
-    import torch
-
-    if args.threads is not None and args.threads < 1:
-        print("objaug demo: error: --threads must be >= 1", file=sys.stderr)
-        return 2
-    threads = torch.get_num_threads()
-    try:
-        if args.threads is not None:
-            torch.set_num_threads(args.threads)
-        return _run(args)
-    finally:
-        torch.set_num_threads(threads)
+    problem = out_dir_problem(args.out)
+    if problem:
+        return fail("demo", problem)
+    return with_threads("demo", args, _run)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -11,7 +11,8 @@ sample, the dataset, model and settings the store was made with. Draws a grid (d
 STORE_inspect.png beside the store): for each of --num evenly spaced samples, the image with its
 boxes, then its soft mask over the image with the boxes. With --data/--dataset the dataset is
 checked against the store (length and fingerprint) and its images are drawn; without it boxes and
-masks are drawn on blank grey canvases.
+masks are drawn on blank grey canvases. On an unfinished store (an interrupted or running
+``objaug precompute``) it prints the progress instead, "k of n shards (i of N images) done", and exits 1.
 """
 
 from __future__ import annotations
@@ -136,13 +137,25 @@ def draw(store: Any, dataset: Any | None, indexes: list[int], path: str) -> str:
     return save_png(make_grid(tiles, nrow=8), path)
 
 
+def _unfinished(args: argparse.Namespace, progress: Any) -> int:
+    """An unfinished store: its progress (text or JSON) and exit code 1 (not usable yet)."""
+    if args.json:
+        print(json.dumps({"complete": False, "shards_done": progress.shards_done, "num_shards": progress.num_shards,
+                          "images_done": progress.images_done, "count": progress.length}, indent=1, sort_keys=True))
+    else:
+        print(f"unfinished:   {progress.describe()}; run the same `objaug precompute` command again to finish "
+              "it (finished shards are kept)")
+    return 1
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the ``inspect`` subcommand."""
     import numpy as np
 
     from objaug.store.datasets import ImageFolderFiles, load_dataset
-    from objaug.store.format import StoreError
+    from objaug.store.format import StoreError, StoreIncompleteError
     from objaug.store.reader import ObjectStore
+    from objaug.store.resume import store_progress
 
     if args.num < 1:
         return _fail(f"--num must be >= 1, got {args.num}.")
@@ -153,6 +166,11 @@ def run(args: argparse.Namespace) -> int:
         elif args.dataset is not None:
             dataset = load_dataset(args.dataset)
         store = ObjectStore(args.store, dataset=dataset, verify=args.verify)
+    except StoreIncompleteError as e:
+        progress = store_progress(args.store)
+        if progress is None or progress.complete:
+            return _fail(str(e))
+        return _unfinished(args, progress)
     except (FileNotFoundError, StoreError, ValueError, ImportError, AttributeError) as e:
         return _fail(str(e))
     summary = summarize(store)

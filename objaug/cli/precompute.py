@@ -27,7 +27,7 @@ import re
 import sys
 from typing import Any
 
-from objaug.cli import fail
+from objaug.cli import add_threads_argument, fail, out_dir_problem, with_threads
 
 HELP = "precompute ContraCAM boxes and masks for a dataset into an object store (resumable, multi-GPU)"
 
@@ -77,6 +77,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="DataLoader worker processes decoding images (default min(8, cpus - 1))")
     p.add_argument("--overwrite", action="store_true", help="delete an existing store at --out first")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_threads_argument(p)
 
 
 def _fail(message: str) -> int:
@@ -125,7 +126,31 @@ def _init_distributed(device_arg: str) -> tuple[Any, bool]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the ``precompute`` subcommand."""
+    """Run the ``precompute`` subcommand (with ``--threads``; ``--out`` must not be an existing file)."""
+    problem = out_dir_problem(args.out)
+    if problem:
+        return _fail(problem)
+    return with_threads("precompute", args, _run)
+
+
+def _say_resuming(args: argparse.Namespace, *, rank: int) -> None:
+    """On rank 0, before the run: how much of an existing store at ``--out`` is kept ("resuming: k of n ...")."""
+    from objaug.store.resume import store_progress
+
+    if rank != 0 or args.overwrite:
+        return
+    progress = store_progress(args.out)
+    if progress is None:
+        return
+    if progress.complete:
+        print(f"objaug precompute: {args.out} is complete ({progress.describe()}); checking it matches this run",
+              file=sys.stderr)
+    else:
+        print(f"objaug precompute: resuming: {progress.shards_done} of {progress.num_shards} shards kept "
+              f"({progress.images_done} of {progress.length} images) in {args.out}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
     import torch
     import torch.distributed as dist
 
@@ -154,6 +179,10 @@ def run(args: argparse.Namespace) -> int:
                 dataset_info = {"kind": "callable", "source": args.dataset}
         except (FileNotFoundError, ValueError, ImportError, AttributeError) as e:
             return _fail(_as_flags(str(e)))
+        if len(dataset) < 2:
+            return _fail(f"only {len(dataset)} image(s) in {args.data or args.dataset}. ContraCAM contrasts each "
+                         "image with the other images of its batch and has nothing to contrast a single image "
+                         "with: pass at least 2 images (ideally a few dozen similar ones).")
         # model (seeded: with --random-init every process must build the same weights)
         torch.manual_seed(args.seed)
         try:
@@ -167,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
             "checkpoint": None if args.checkpoint is None else _checkpoint_identity(args.checkpoint),
         }
         try:
+            _say_resuming(args, rank=dist.get_rank() if dist.is_initialized() else 0)
             result = precompute(
                 dataset, backbone, args.out, projector=projector, iters=args.iters, temperature=args.temperature,
                 expand_res=args.expand_res, batch_size=args.batch_size, image_size=args.image_size,

@@ -29,6 +29,7 @@ __all__ = [
     "crop_matrix",
     "effective_valid",
     "full_image_boxes",
+    "grow_small_boxes",
     "sample_box_index",
     "sample_regions",
     "sample_resized_crop_boxes",
@@ -58,6 +59,38 @@ def full_image_boxes(batch: int, *, device: torch.device | str | None = None,
     # Built with fill kernels, no host-to-device copy.
     return torch.cat([torch.zeros(batch, 2, device=device, dtype=dtype),
                       torch.ones(batch, 2, device=device, dtype=dtype)], dim=1)
+
+
+def grow_small_boxes(boxes: Tensor, *, min_pixels: int, image_size: tuple[int, int]) -> Tensor:
+    """Grow boxes narrower or lower than ``min_pixels`` around their centre, so a tiny box is not zoomed into a blur.
+
+    Per axis, a box side shorter than ``min_pixels`` pixels becomes exactly ``min_pixels`` pixels (at most the
+    whole side), centred on the box's centre and then shifted to lie inside the image; longer sides are
+    unchanged. Batched element-wise ops, no host synchronisation.
+
+    Args:
+        boxes: ``(..., 4)`` normalised xyxy boxes (any float dtype, any device).
+        min_pixels: smallest box side in pixels (``0``: unchanged).
+        image_size: ``(H, W)`` of the images the boxes refer to, in pixels.
+
+    Returns:
+        Boxes of the same shape, dtype and device.
+
+    Example:
+        On a 100x200 image, ``min_pixels=32`` turns the 10x2-pixel box ``(0.50, 0.50, 0.55, 0.52)`` into
+        ``(0.445, 0.35, 0.605, 0.67)`` (32 pixels each way, same centre).
+    """
+    if min_pixels <= 0:
+        return boxes
+    h, w = image_size
+    out = []
+    for lo, hi, side in ((boxes[..., 0], boxes[..., 2], w), (boxes[..., 1], boxes[..., 3], h)):
+        least = min(min_pixels / side, 1.0)
+        small = (hi - lo) < least
+        start = ((lo + hi) * 0.5 - least * 0.5).clamp(0.0, 1.0 - least)
+        out.append((torch.where(small, start, lo), torch.where(small, start + least, hi)))
+    (x0, x1), (y0, y1) = out
+    return torch.stack([x0, y0, x1, y1], dim=-1)
 
 
 def effective_valid(boxes: Tensor, valid: Tensor) -> Tensor:

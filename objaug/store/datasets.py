@@ -24,7 +24,8 @@ from torch.utils.data import Dataset
 
 from objaug.constants import IMAGE_EXTENSIONS
 
-__all__ = ["ImageFolderFiles", "dataset_fingerprint", "error_text", "load_dataset", "load_image", "model_fingerprint"]
+__all__ = ["ImageFolderFiles", "dataset_fingerprint", "error_text", "files_fingerprint", "folder_files",
+           "load_dataset", "load_image", "model_fingerprint"]
 
 _FINGERPRINT_PROBES = 8
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -81,10 +82,56 @@ class ImageFolderFiles(Dataset):
 
     def objaug_fingerprint(self) -> str:
         """``"folder-v1:<sha256 of relative paths and sizes>"`` (see the class docstring)."""
-        h = hashlib.sha256()
-        for rel, size in zip(self.files, self.sizes, strict=True):
-            h.update(f"{rel}\t{size}\n".encode())
-        return "folder-v1:" + h.hexdigest()
+        return _folder_digest("folder-v1:", self.files, self.sizes)
+
+
+def _folder_digest(prefix: str, rels: Sequence[str], sizes: Sequence[int]) -> str:
+    h = hashlib.sha256()
+    for rel, size in zip(rels, sizes, strict=True):
+        h.update(f"{rel}\t{size}\n".encode())
+    return prefix + h.hexdigest()
+
+
+def folder_files(dataset: Any) -> tuple[Path, list[str]] | None:
+    """``(root, relative POSIX paths in index order)`` of a dataset that reads one image file per index.
+
+    Recognises :class:`ImageFolderFiles` (the CLI's ``--data``), torchvision's ``ImageFolder`` /
+    ``DatasetFolder`` (``root`` + ``samples``), Lightly's ``LightlyDataset`` on a folder (``input_dir`` +
+    ``get_filenames()``) and any wrapper with a ``dataset`` attribute of these (``ObjectAwareDataset``);
+    ``None`` for anything else.
+    """
+    if isinstance(dataset, ImageFolderFiles):
+        return dataset.root, list(dataset.files)
+    root, samples = getattr(dataset, "root", None), getattr(dataset, "samples", None)
+    if isinstance(root, str | os.PathLike) and isinstance(samples, list) and all(
+            isinstance(x, tuple) and x and isinstance(x[0], str | os.PathLike) for x in samples[:1]):
+        return Path(root), [Path(os.path.relpath(x[0], root)).as_posix() for x in samples]
+    input_dir, names = getattr(dataset, "input_dir", None), getattr(dataset, "get_filenames", None)
+    if isinstance(input_dir, str | os.PathLike) and callable(names):
+        return Path(input_dir), [Path(f).as_posix() for f in names()]
+    inner = getattr(dataset, "dataset", None)
+    if inner is not None and inner is not dataset and hasattr(inner, "__getitem__"):
+        return folder_files(inner)
+    return None
+
+
+def _sizes(root: Path, rels: Sequence[str]) -> list[int]:
+    return [(root / rel).stat().st_size if (root / rel).is_file() else -1 for rel in rels]
+
+
+def files_fingerprint(dataset: Any) -> str | None:
+    """``"files-v1:" + sha256`` of a folder dataset's files **in sorted order** (see :func:`folder_files`).
+
+    Equal for two datasets that read the same files in different orders, so a mismatch can be told
+    apart from a reordering; ``None`` for a dataset that is not a folder of files.
+    """
+    found = folder_files(dataset)
+    if found is None:
+        return None
+    root, rels = found
+    order = sorted(range(len(rels)), key=rels.__getitem__)
+    sizes = _sizes(root, rels)
+    return _folder_digest("files-v1:", [rels[i] for i in order], [sizes[i] for i in order])
 
 
 def load_dataset(spec: str) -> Any:
@@ -116,6 +163,10 @@ def load_dataset(spec: str) -> Any:
         mspec.loader.exec_module(module)
     else:
         module = importlib.import_module(mod_name)
+    if not hasattr(module, attr):
+        names = sorted(n for n in vars(module) if not n.startswith("_"))[:12]
+        raise AttributeError(f"the dataset spec {spec!r}: {mod_name} defines no {attr!r} (it defines "
+                             f"{', '.join(names) or 'nothing public'}).")
     obj = getattr(module, attr)
     if callable(obj) and not hasattr(obj, "__getitem__"):
         obj = obj()
@@ -151,6 +202,10 @@ def dataset_fingerprint(dataset: Any) -> str:
 
     * ``dataset.objaug_fingerprint`` (a string, or a method returning one) if the dataset has it
       (:class:`ImageFolderFiles` does: paths and file sizes);
+    * for a dataset that reads a folder of files (:func:`folder_files`: torchvision's ``ImageFolder``,
+      Lightly's ``LightlyDataset``, wrappers of them), the same ``"folder-v1:"`` digest of its relative
+      paths and sizes in index order: the same folder read in the same order fingerprints alike,
+      whichever wrapper reads it;
     * else ``"sampled-v1:" + sha256`` of the dataset's class name, its length and the pixels of up
       to 8 evenly spaced samples (indices ``round(linspace(0, n - 1, 8))``; a sample that fails to
       load contributes its exception's class name).
@@ -161,6 +216,16 @@ def dataset_fingerprint(dataset: Any) -> str:
         if not isinstance(value, str):
             raise TypeError(f"dataset.objaug_fingerprint must be (or return) a str, got {type(value).__name__}.")
         return value
+    found = folder_files(dataset)
+    if found is not None:
+        root, rels = found
+        return _folder_digest("folder-v1:", rels, _sizes(root, rels))
+    return sampled_fingerprint(dataset)
+
+
+def sampled_fingerprint(dataset: Any) -> str:
+    """``"sampled-v1:" + sha256`` of the class name, the length and up to 8 samples' pixels (see
+    :func:`dataset_fingerprint`; also how stores made before folder fingerprints identify a folder)."""
     n = len(dataset)
     h = hashlib.sha256(f"{type(dataset).__module__}.{type(dataset).__qualname__}|{n}|".encode())
     probes = sorted({int(round(x)) for x in np.linspace(0, n - 1, min(n, _FINGERPRINT_PROBES))}) if n else []

@@ -21,6 +21,10 @@ A shard file (all integers little-endian)::
       status   |u1  (n,)       0 = ok, 1 = skipped (unreadable / bad sample)
       offsets  <u8  (n + 1,)   byte offsets of the mask records inside ``masks``
       masks    |u1  (offsets[n],) the mask records, one after the other
+      record_crc32 <u4 (n,)    CRC-32 of each mask record (checked as it is read; optional)
+
+    The header's ``"crc32"`` holds the CRC-32 of ``boxes``, ``valid``, ``status`` and ``offsets``
+    (checked when a reader opens the shard; optional, absent in shards of earlier objaug versions).
 
 Mask codec ``"gradient-deflate"``: a uint8 (h, w) mask ``x`` (``round(m * 255)``) is stored as the
 raw-deflate (zlib ``wbits=-15``, Huffman-only strategy) compression of its 2-D gradient residual
@@ -210,6 +214,16 @@ def decode_masks(records: Sequence[Any], shape: tuple[int, int]) -> np.ndarray:
 # Shard files
 
 
+#: the arrays whose CRC-32 the header keeps (checked on opening a shard: a few KB per shard)
+SMALL_ARRAYS = ("boxes", "valid", "status", "offsets")
+
+
+def record_crc32(blob: bytes | memoryview, offsets: np.ndarray) -> np.ndarray:
+    """(n,) little-endian uint32 CRC-32 of each record ``blob[offsets[i]:offsets[i + 1]]``."""
+    bounds = offsets.astype(np.int64).tolist()
+    return np.array([zlib.crc32(blob[a:e]) for a, e in zip(bounds[:-1], bounds[1:], strict=True)], dtype="<u4")
+
+
 def _align(n: int) -> int:
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
 
@@ -245,6 +259,8 @@ def encode_shard(
         ("status", np.ascontiguousarray(status, dtype=np.uint8), "|u1", [n]),
         ("offsets", offsets.astype("<u8"), "<u8", [n + 1]),
         ("masks", blob, "|u1", [len(blob)]),
+        # CRC-32 of each mask record, checked as each record is read (readers before 0.x ignore it)
+        ("record_crc32", record_crc32(blob, offsets), "<u4", [n]),
     ]
     table: dict[str, dict[str, Any]] = {}
     parts: list[bytes] = []
@@ -258,6 +274,9 @@ def encode_shard(
         pos += len(data) + pad
     header = {
         "arrays": table,
+        # CRC-32 of the small arrays, checked when a reader opens the shard
+        "crc32": {name: zlib.crc32(arr.tobytes()) for name, arr, _, _ in arrays if name in SMALL_ARRAYS
+                  and isinstance(arr, np.ndarray)},
         "count": n,
         "data_bytes": pos,
         "format": "objaug-shard",

@@ -51,6 +51,7 @@ from objaug.store.datasets import (
     ImageFolderFiles,
     dataset_fingerprint,
     error_text,
+    files_fingerprint,
     load_dataset,
     load_image,
     model_fingerprint,
@@ -281,6 +282,9 @@ def precompute(
     layout = {"mask_codec": MASK_CODEC, "mask_size": [mask_size, mask_size], "max_boxes": max_boxes,
               "num_shards": num_shards, "shard_pattern": "shards/{index:05d}.bin", "shard_size": shard_size}
     info = {"fingerprint": fingerprint if fingerprint is not None else dataset_fingerprint(dataset), "length": n}
+    files = files_fingerprint(dataset)
+    if files is not None:  # lets a reader tell "the same files in another order" from other files
+        info["files"] = files
     info.update(dataset_info or {})
     minfo = {"weights": model_fingerprint(model, projector)}
     minfo.update(model_info or {})

@@ -9,6 +9,7 @@ mapping is shared between processes.
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,6 +28,7 @@ from objaug.store.format import (
     read_manifest,
     read_shard_header,
 )
+from objaug.validation import check_path
 
 __all__ = ["ObjectStore", "StoreBatch", "StoreItem"]
 
@@ -77,9 +79,28 @@ class _Shard:
         self.boxes = view("boxes")
         self.valid = view("valid")
         self.status = view("status")
+        for name, crc in header.header.get("crc32", {}).items():  # the small arrays: a few KB per shard
+            if zlib.crc32(np.ascontiguousarray(view(name)).data) != int(crc):
+                raise StoreIncompleteError(f"Shard {path}: its {name} array does not match its CRC-32; the store is "
+                                           "damaged. Restore the file or recompute the store (--overwrite).")
         self.offsets = view("offsets").astype(np.int64)  # small: n + 1 integers
         # the compressed records as a memoryview: slicing it is ~20x cheaper than slicing a np.memmap
         self.masks: memoryview = view("masks").data
+        o = self.offsets
+        if o.size == 0 or o[0] != 0 or (np.diff(o) < 0).any() or o[-1] != len(self.masks):
+            raise StoreIncompleteError(f"Shard {path}: its mask record offsets are inconsistent; the store is "
+                                       "damaged. Restore the file or recompute the store (--overwrite).")
+        self.crc: np.ndarray | None = view("record_crc32") if "record_crc32" in header.header["arrays"] else None
+        self.path = path
+
+    def record(self, local: int, start: int, end: int) -> memoryview:
+        """Mask record ``local`` (bytes ``start:end``), its length and CRC-32 checked."""
+        rec = self.masks[start:end]
+        if self.crc is not None and zlib.crc32(rec) != int(self.crc[local]):
+            raise StoreIncompleteError(f"Shard {self.path}: the mask record of sample {self.header.start + local} "
+                                       "does not match its CRC-32; the store is damaged. Restore the file or "
+                                       "recompute the store (--overwrite).")
+        return rec
 
 
 def _as_index_array(indexes: object, n: int) -> np.ndarray:
@@ -127,7 +148,7 @@ class ObjectStore:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, dataset: object | None = None, verify: bool = False) -> None:
-        self.path = Path(path)
+        self.path = Path(check_path(path, "path"))
         self.manifest: dict[str, Any] = read_manifest(self.path)
         layout = self.manifest["layout"]
         self._length = int(self.manifest["dataset"]["length"])
@@ -217,23 +238,38 @@ class ObjectStore:
             )
 
     def check_dataset(self, dataset: object) -> None:
-        """Raise :class:`StoreMismatchError` unless ``dataset`` has the store's length and fingerprint."""
-        from objaug.store.datasets import dataset_fingerprint
+        """Raise :class:`StoreMismatchError` unless ``dataset`` has the store's length and fingerprint.
+
+        The message says what differs (length, the same files in another order, other files) and how to fix it.
+        """
+        from objaug.store.datasets import dataset_fingerprint, files_fingerprint, sampled_fingerprint
 
         info = self.manifest["dataset"]
-        n = len(dataset)  # type: ignore[arg-type]
+        made = (f"The store at {self.path} was made from a dataset of {self._length} samples "
+                f"(fingerprint {str(info['fingerprint'])[:22]}...)")
+        fix = (f"Pair it with the dataset it was made from (the same folder, file filter and order; `objaug "
+               f"precompute --data DIR` lists every image under DIR sorted by relative path, as "
+               f"objaug.store.ImageFolderFiles(DIR) does), or recompute it for this dataset: `objaug precompute "
+               f"--dataset module:callable --out {self.path} --overwrite ...`.")
+        if not hasattr(dataset, "__len__"):
+            raise TypeError(f"dataset must be a map-style dataset with __len__, got {type(dataset).__name__}.")
+        n = len(dataset)
         if n != self._length:
-            raise StoreMismatchError(
-                f"The store at {self.path} was computed for a dataset of {self._length} samples, this dataset "
-                f"has {n}. Use the store made for this dataset, or recompute one with `objaug precompute`."
-            )
+            raise StoreMismatchError(f"{made}; this {type(dataset).__name__} has {n}. {fix}")
         fp = dataset_fingerprint(dataset)
-        if fp != info["fingerprint"]:
+        if fp == info["fingerprint"]:
+            return
+        if str(info["fingerprint"]).startswith("sampled-v1:") and sampled_fingerprint(dataset) == info["fingerprint"]:
+            return  # a store made before folder datasets got folder fingerprints
+        files = files_fingerprint(dataset)
+        if files is not None and files == info.get("files"):
             raise StoreMismatchError(
-                f"The store at {self.path} was computed for another dataset (fingerprint "
-                f"{info['fingerprint'][:24]}..., this dataset has {fp[:24]}...): same length but different files "
-                "or contents. Recompute the store."
-            )
+                f"{made}; this {type(dataset).__name__} reads the same {n} files in another order (e.g. torchvision's "
+                "ImageFolder orders by class folder, `objaug precompute --data` by relative path), so sample i "
+                "would get another image's boxes. Read the folder with objaug.store.ImageFolderFiles(DIR) (the "
+                f"store's order), or recompute the store for this dataset. {fix}")
+        raise StoreMismatchError(f"{made}; this {type(dataset).__name__} is another dataset: the same length but "
+                                 f"other files or contents (fingerprint {fp[:22]}...). {fix}")
 
     # -- data -----------------------------------------------------------------------------------------
 
@@ -296,9 +332,8 @@ class ObjectStore:
             valid[pos] = sh.valid[loc]
             starts = sh.offsets[loc]
             ends = sh.offsets[loc + 1]
-            blob = sh.masks
-            for p, a, e in zip(pos.tolist(), starts.tolist(), ends.tolist(), strict=True):
-                records[p] = blob[a:e]
+            for p, i, a, e in zip(pos.tolist(), loc.tolist(), starts.tolist(), ends.tolist(), strict=True):
+                records[p] = sh.record(i, a, e)
         masks_u8 = decode_masks(records, (h, w))
         masks = masks_from_uint8(torch.from_numpy(masks_u8).unsqueeze(1))
         if mask_size is not None and b > 0:

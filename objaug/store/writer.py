@@ -68,19 +68,21 @@ def write_shard(store: Path, data: bytes, index: int, *, midwrite_crash: bool = 
 
 
 def finished_shard(store: Path, index: int, start: int, count: int, max_boxes: int,
-                   mask_size: tuple[int, int]) -> ShardHeader | None:
+                   mask_size: tuple[int, int], *, delete: bool = True) -> ShardHeader | None:
     """The header of shard ``index`` if its file exists and is structurally complete and as expected,
-    else ``None`` (a damaged file is deleted so that it is redone)."""
+    else ``None`` (a damaged file is deleted so that it is redone, unless ``delete=False``)."""
     path = store / shard_name(index)
     if not path.is_file():
         return None
     try:
         h = read_shard_header(path)
     except StoreIncompleteError:
-        path.unlink(missing_ok=True)
+        if delete:
+            path.unlink(missing_ok=True)
         return None
     if (h.index, h.start, h.count, h.max_boxes, h.mask_size) != (index, start, count, max_boxes, mask_size):
-        path.unlink(missing_ok=True)
+        if delete:
+            path.unlink(missing_ok=True)
         return None
     return h
 

@@ -99,8 +99,9 @@ def build_backbone(arch: str, **kwargs: object) -> nn.Module:
         arch: ``"resnet18"``, ``"resnet50"`` (torchvision, ``weights=None``, ``fc = Identity``),
             ``"tiny_resnet"`` or ``"tiny_resnet_w<W>"`` (the demo's network, :func:`demo_backbone`, of
             width 32 or W; ``kwargs`` are passed on) or any timm model
-            name (created with ``pretrained=False, num_classes=0``; a ``"timm:"`` prefix is accepted
-            and stripped).
+            name (created with ``pretrained=False, num_classes=0``, and ``dynamic_img_size=True`` where the
+            family has that option, e.g. ``vit_tiny_patch16_224``, so Vision Transformers take any image
+            size that is a multiple of their patch size; a ``"timm:"`` prefix is accepted and stripped).
         **kwargs: extra keyword arguments for the builder.
 
     Returns:
@@ -137,6 +138,12 @@ def build_backbone(arch: str, **kwargs: object) -> nn.Module:
             f"Unknown architecture {arch!r}: not one of {ARCHS} and not a timm model name. "
             f"List timm models with `python -c \"import timm; print(timm.list_models('*resnet*'))\"`."
         )
+    if "dynamic_img_size" not in kwargs:
+        try:  # Vision Transformers: any image size (a multiple of the patch size); same weights
+            return timm.create_model(name, pretrained=False, num_classes=0,  # type: ignore[no-any-return]
+                                     dynamic_img_size=True, **kwargs)
+        except TypeError:  # the model family has no such option
+            pass
     return timm.create_model(name, pretrained=False, num_classes=0, **kwargs)  # type: ignore[no-any-return]
 
 

@@ -173,8 +173,10 @@ def test_a_real_object_store_on_both_paths(tmp_path):
     precompute(tensors, tiny_resnet(), tmp_path / "store", iters=1, batch_size=N, image_size=H, mask_size=8,
                shard_size=4, num_workers=0, progress=False)
     store = ObjectStore(tmp_path / "store")
+    with pytest.raises(ValueError, match="check_store=False"):  # made from tensors, read as PIL: told apart
+        ObjectAwareDataset(base, store)
     ds = ObjectAwareDataset(base, store, transform=ObjectAwareSimCLRTransform(16, return_masks=True),
-                            return_index=True)
+                            return_index=True, check_store=False)  # the same images, decoded differently
     (views, masks), target, index = ds[3]
     assert [v.shape for v in views] == [(3, 16, 16)] * 2 and [m.shape for m in masks] == [(1, 16, 16)] * 2
     step = ObjectAwareStep(simclr_views(16), store=store)

@@ -363,3 +363,35 @@ def test_mask_iters_masks_from_the_first_steps_boxes_from_all():
         ObjectAwareStep(simclr_views(SIZE, mixup=True), model=model, cam_iters=3, mask_iters=4)
     with pytest.raises(TypeError, match="mask_iters needs a ContraCAM"):
         ObjectAwareStep(simclr_views(SIZE, mixup=True), cam=lambda im, negatives=None: im[:, :1], mask_iters=1)
+
+
+# ------------------------------------------------------------------------------------------ Vision Transformers
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # DINOProjectionHead uses weight_norm
+def test_vit_online_cam_with_lightlys_masked_vit_and_the_attention_source():
+    timm = pytest.importorskip("timm")
+    from lightly.models.modules import DINOProjectionHead, MaskedVisionTransformerTIMM
+
+    from objaug.contracam import ContraCAM
+
+    class DINOViT(nn.Module):  # lightly's DINO / MAE examples: a masked-ViT backbone and a projection head
+        def __init__(self):
+            super().__init__()
+            vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=SIZE,
+                                    patch_size=8, depth=2)
+            self.backbone = MaskedVisionTransformerTIMM(vit=vit)
+            self.projection_head = DINOProjectionHead(192, 64, 16, 32)
+
+        def forward(self, x):
+            return self.projection_head(self.backbone(x))
+
+    torch.manual_seed(0)
+    model = DINOViT().train()
+    before, m = buffers(model), modes(model)
+    for cam in (None, ContraCAM(model, source="attention")):
+        step = ObjectAwareStep(simclr_views(SIZE, mixup=True), model=model) if cam is None else \
+            ObjectAwareStep(simclr_views(SIZE), cam=cam)
+        views = step(images())
+        assert len(views) == 2 and all(v.shape == (8, 3, SIZE, SIZE) for v in views)
+        boxes, valid = step.last_boxes
+        assert boxes.shape == (8, 4, 4) and valid.any(1).all()
+        assert_untouched(model, before, m)

@@ -22,10 +22,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["simclr_pytorch.py", "byol_pytorch.py", "moco_lightning.py"])
+@pytest.mark.parametrize("name", ["simclr_pytorch.py", "byol_pytorch.py", "moco_lightning.py",
+                                  "dino_vit_pytorch.py"])
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # DINOProjectionHead's weight_norm
 def test_example_runs_quick(name, tmp_path, monkeypatch, capsys):
     if name == "moco_lightning.py":
         pytest.importorskip("pytorch_lightning")
+    if name == "dino_vit_pytorch.py":
+        pytest.importorskip("timm")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", [str(EXAMPLES / name), "--quick"])
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

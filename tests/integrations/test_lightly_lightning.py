@@ -120,3 +120,50 @@ def test_callback_refuses_tuple_batches_and_bad_steps():
     callback = ObjectAwareCallback(step)
     with pytest.raises(TypeError, match="on_after_batch_transfer"):
         callback.on_train_batch_start(None, None, (torch.rand(2, 3, 8, 8),), 0)
+
+
+class _Tiny(pl.LightningModule):
+    """A SimCLR-shaped module small enough for a quick CPU run (Lightly's names: backbone, projection_head)."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1),
+                                      nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+        self.projection_head = nn.Sequential(nn.Flatten(), nn.Linear(8, 8))
+        self.logged: list[dict[str, float]] = []
+
+    def training_step(self, batch, batch_idx):
+        x0, x1 = batch[0]
+        z0, z1 = self.projection_head(self.backbone(x0)), self.projection_head(self.backbone(x1))
+        return -nn.functional.cosine_similarity(z0, z1).mean()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self.logged.append({k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("objaug/")})
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def test_the_callback_logs_what_objaug_did_each_step():
+    import dataclasses
+
+    from objaug.augment.presets import simclr_views
+
+    views = simclr_views(16)
+    views[1] = dataclasses.replace(views[1], mixup=True)
+    model = _Tiny()
+    callback = ObjectAwareCallback(lambda m: ObjectAwareStep.from_model(m, views, cam_size=16))
+    t = pl.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, accelerator="cpu", devices=1, callbacks=[callback])
+    t.fit(model, DataLoader(TensorDataset(torch.rand(24, 3, 32, 32), torch.zeros(24)), batch_size=8))
+    assert len(model.logged) == 3
+    for step, row in enumerate(model.logged, start=1):
+        assert set(row) == {"objaug/boxed", "objaug/whole_frame", "objaug/mixed", "objaug/boxes_per_image",
+                            "objaug/cam_refreshes"}
+        assert 0.0 <= row["objaug/boxed"] <= 1.0 and row["objaug/boxed"] + row["objaug/whole_frame"] == 1.0
+        assert 0.0 <= row["objaug/mixed"] <= 1.0 and row["objaug/boxes_per_image"] >= 0.0
+        assert row["objaug/cam_refreshes"] == step  # the CAM ran on every step (refresh_every=1)
+    stats = callback.step.stats
+    assert stats.steps == 3 and stats.total is not None and int(stats.total[0]) == 3 * 8 * 2  # 2 object views
+    shares = stats.shares(last=True)
+    assert float(shares["boxed"]) == model.logged[-1]["objaug/boxed"]

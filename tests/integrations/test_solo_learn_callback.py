@@ -11,12 +11,14 @@ pytest.importorskip("lightning")
 pytest.importorskip("omegaconf")
 
 from test_solo_learn_support import (  # noqa: E402
+    CAM_SIZE,
     SIZE,
     STORE_CLS,
     BlobDataset,
     ContractMethod,
     CoordDataset,
     box_store,
+    entry_point_on,
     fit,
     make_cfg,
     objaug_callbacks,
@@ -24,10 +26,10 @@ from test_solo_learn_support import (  # noqa: E402
     single_thread,
 )
 
-from objaug.integrations.solo_learn import ObjaugConfigError, ObjectAwareCallback  # noqa: E402
+from objaug.integrations.solo_learn import ObjaugConfigError, SoloObjectAwareCallback  # noqa: E402
 from objaug.integrations.solo_learn.config import parse_objaug_config  # noqa: E402
 
-__all__ = ["single_thread"]  # the autouse fixture, imported
+__all__ = ["entry_point_on", "single_thread"]  # the autouse fixtures, imported
 
 HALF_PIXEL = 0.5 / SIZE
 EPS = 1e-4
@@ -44,12 +46,12 @@ def test_entry_point_adds_the_callback_to_every_trainer():
 
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
     found = objaug_callbacks(trainer)
-    assert len(found) == 1 and isinstance(found[0], ObjectAwareCallback) and found[0].from_entry_point
+    assert len(found) == 1 and isinstance(found[0], SoloObjectAwareCallback) and found[0].from_entry_point
 
 
 def test_entry_point_for_pytorch_lightning():
     pl = pytest.importorskip("pytorch_lightning")
-    from objaug.integrations.solo_learn.pl_callback import ObjectAwareCallback as PLCallback
+    from objaug.integrations.solo_learn.pl_callback import SoloObjectAwareCallback as PLCallback
 
     found = objaug_callbacks(pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False))
     assert len(found) == 1 and isinstance(found[0], PLCallback) and isinstance(found[0], pl.Callback)
@@ -66,9 +68,9 @@ def test_entry_point_discovery_is_cheap():
 
     root = Path(pkg.__file__).parent
     allowed = {"__future__", "collections.abc", "typing", "dataclasses", "difflib", "math", "contextlib", "logging",
-               "warnings", "importlib", "torch", "lightning.pytorch.callbacks", "pytorch_lightning.callbacks",
-               "._hooks", ".config", "._parsers"}
-    for name in ("__init__.py", "callback.py", "pl_callback.py", "_hooks.py", "config.py", "_parsers.py"):
+               "warnings", "importlib", "os", "sys", "torch", "lightning.pytorch.callbacks",
+               "pytorch_lightning.callbacks", "._hooks", ".config", "._parsers", "._setup"}
+    for name in ("__init__.py", "callback.py", "pl_callback.py", "_hooks.py", "config.py", "_parsers.py", "_setup.py"):
         tree = ast.parse((root / name).read_text())
         for node in tree.body:  # module level only; TYPE_CHECKING blocks are not executed
             if isinstance(node, ast.Import):
@@ -189,7 +191,7 @@ def test_pipeline_that_is_not_full_frame_is_refused():
 
 def test_explicit_callback_replaces_the_entry_point_one():
     store = box_store(8)
-    explicit = ObjectAwareCallback(store_block(store={"path": "unused"}), store=store)
+    explicit = SoloObjectAwareCallback(store_block(store={"path": "unused"}), store=store)
     module = ContractMethod(make_cfg(None))
     trainer = fit(module, CoordDataset(8), steps=1, callbacks=[explicit])
     cbs = objaug_callbacks(trainer)
@@ -318,3 +320,40 @@ def test_precomputed_object_store_is_the_default_store(tmp_path):
     assert isinstance(cb.engine.store, ObjectStore)
     frames = torch.stack([BlobDataset(8)[i][1][0] for i in range(4)])
     assert all(not torch.equal(x, frames) for x in module.seen[0]["X"])
+
+
+def test_the_callback_logs_what_objaug_did_each_step():
+    block = store_block(crop={"p": 1.0}, mixup={"enabled": True, "views": [0], "p": 1.0})
+    module = ContractMethod(make_cfg(block))
+    trainer = fit(module, CoordDataset(8), steps=2)
+    (cb,) = objaug_callbacks(trainer)
+    logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("objaug/")}
+    assert set(logged) == {"objaug/boxed", "objaug/whole_frame", "objaug/mixed", "objaug/boxes_per_image",
+                           "objaug/cam_refreshes"}
+    assert logged["objaug/boxed"] == 1.0 and logged["objaug/whole_frame"] == 0.0  # every image has a real box
+    assert logged["objaug/cam_refreshes"] == 0.0  # boxes from the store, no CAM
+    assert logged["objaug/boxes_per_image"] >= 1.0
+    assert logged["objaug/mixed"] == float(cb.engine.last_info["mixed"][0].float().mean())
+    assert cb.engine.stats.steps == 2
+
+
+@pytest.mark.parametrize("map_source", ["gradcam", "attention"])
+def test_online_cam_with_a_vit_backbone(map_source):
+    timm = pytest.importorskip("timm")
+    from torch import nn
+
+    block = {"enabled": True, "source": "online", "online": {"map_source": map_source},
+             "mixup": {"enabled": True, "views": [0]}, "boxes": {"map_size": 16}}
+    module = ContractMethod(make_cfg(block))
+    torch.manual_seed(0)  # solo-learn's `backbone.name: vit_tiny`: a timm VisionTransformer, num_classes=0
+    module.backbone = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0,
+                                        img_size=CAM_SIZE, patch_size=8, depth=2)
+    module.projector = nn.Sequential(nn.Linear(192, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 32))
+    fused = {n: m.fused_attn for n, m in module.backbone.named_modules() if hasattr(m, "fused_attn")}
+    trainer = fit(module, BlobDataset(8), steps=1)
+    (cb,) = objaug_callbacks(trainer)
+    assert cb.engine.last_info["cam"] is True
+    frames = torch.stack([BlobDataset(8)[i][1][0] for i in range(4)])
+    assert not torch.equal(module.seen[0]["X"][0], frames)
+    assert module.backbone.training
+    assert fused == {n: m.fused_attn for n, m in module.backbone.named_modules() if hasattr(m, "fused_attn")}

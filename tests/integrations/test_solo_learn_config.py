@@ -12,6 +12,7 @@ from objaug.integrations.solo_learn.config import (
     ObjaugConfig,
     ObjaugConfigError,
     check_solo_pipelines,
+    full_frame_fixes,
     parse_objaug_config,
     schema_rows,
 )
@@ -100,7 +101,7 @@ def test_omegaconf_block_and_values():
         ({"store": {"cls": "ObjectStore"}}, r"objaug\.store\.cls must name a class or function as 'package\.module"),
         ({"enabled": True, "views": [0], "mixup": {"enabled": True, "views": [0, 1]}},
          r"objaug\.mixup\.views \[0, 1\] must be a subset of objaug\.views \[0\].*Add \[1\] to objaug\.views"),
-        ({"enabled": True}, r"objaug\.source is 'store' but objaug\.store\.path is not set"),
+        ({"enabled": True, "source": "store"}, r"objaug\.source is 'store' but objaug\.store\.path is not set"),
         ({"source": "online", "online": {"view": 2}}, r"objaug\.online\.view=2 must be one of objaug\.views \[0, 1\]"),
     ],
 )
@@ -120,7 +121,7 @@ def test_pipelines_full_frame_rules():
     assert check_solo_pipelines(c, [_pipeline(), _pipeline()]) == [0, 1]
     assert check_solo_pipelines(c, [_pipeline(num_crops=2)]) == [0, 0]
     assert check_solo_pipelines(c, [_pipeline(full=False, enabled=False), _pipeline()]) == [0, 1]  # Resize only
-    with pytest.raises(ObjaugConfigError, match=r"augmentations\[1\]\.rrc\.crop_min_scale: 1\.0.*got 0\.08, 1\.0"):
+    with pytest.raises(ObjaugConfigError, match=r"augmentations\[1\]\.rrc\.crop_min_scale: 1\.0 \(got 0\.08\)"):
         check_solo_pipelines(c, [_pipeline(), _pipeline(full=False)])
     with pytest.raises(ObjaugConfigError, match=r"augmentations\[0\]\.horizontal_flip\.prob: 0\.0 \(got 0\.5\)"):
         check_solo_pipelines(c, [_pipeline(flip=0.5), _pipeline()])
@@ -133,3 +134,20 @@ def test_pipelines_full_frame_rules():
     assert check_solo_pipelines(c, [_pipeline(num_crops=2), small]) == [0, 0, 1, 1, 1, 1]
     with pytest.raises(ObjaugConfigError, match=r"cfg\.augmentations must be solo-learn's list"):
         check_solo_pipelines(c, {"rrc": {}})
+
+
+def test_source_defaults_to_online_unless_a_store_is_named():
+    assert parse_objaug_config({"enabled": True}).source == "online"
+    assert parse_objaug_config({"enabled": True, "store": {"path": "/s"}}).source == "store"
+    assert parse_objaug_config({"enabled": True, "source": "online", "store": {"path": "/s"}}).source == "online"
+
+
+def test_full_frame_fixes_list_every_setting_once_per_pipeline():
+    c = parse_objaug_config({"enabled": True})
+    stock = [_pipeline(full=False, flip=0.5, num_crops=2)]  # solo-learn's symmetric.yaml: one pipeline, 2 crops
+    assert full_frame_fixes(c, stock) == [(0, 0, "rrc.crop_min_scale", 1.0, 0.08),
+                                          (0, 0, "horizontal_flip.prob", 0.0, 0.5)]
+    assert full_frame_fixes(c, [_pipeline(), _pipeline()]) == []
+    with pytest.raises(ObjaugConfigError, match=r"augmentations\.0\.rrc\.crop_min_scale=1\.0 "
+                                                 r"augmentations\.0\.horizontal_flip\.prob=0\.0\."):
+        check_solo_pipelines(c, stock)

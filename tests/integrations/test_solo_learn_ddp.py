@@ -68,7 +68,8 @@ def test_two_process_ddp_online_cam(tmp_path):
     script = tmp_path / "ddp_run.py"
     script.write_text(SCRIPT.format(here=str(HERE), out=str(tmp_path)))
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), PL_DISABLE_FORK="1",
-               OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
+               OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo",
+               OBJAUG_SOLO_LEARN="1")
     env.pop("LOCAL_RANK", None)
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=240)

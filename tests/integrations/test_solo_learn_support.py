@@ -48,6 +48,12 @@ try:
     import pytest
 
     single_thread = pytest.fixture(autouse=True)(_single_thread)
+
+    @pytest.fixture(autouse=True)
+    def entry_point_on(monkeypatch: Any) -> Any:
+        """Fixture: the entry-point factories add the callback although ``solo`` is not imported here."""
+        monkeypatch.setenv("OBJAUG_SOLO_LEARN", "1")
+        yield
 except ImportError:  # pragma: no cover
     pass
 

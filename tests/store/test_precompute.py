@@ -149,8 +149,16 @@ def _reference(model, ds, ranges, mask_size=16, iters=2):
     return torch.cat(boxes), torch.cat(valid), torch.cat(masks)
 
 
-def test_round_trip_matches_direct_contracam(tmp_path):
-    model = make_model()
+def _vit() -> torch.nn.Module:
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=SIZE, patch_size=8,
+                             embed_dim=32, depth=2, num_heads=2)
+
+
+@pytest.mark.parametrize("arch", ["resnet", "vit"])
+def test_round_trip_matches_direct_contracam(tmp_path, arch):
+    model = make_model() if arch == "resnet" else _vit()
     model.train()
     ds = Blobs(20)
     res = precompute(ds, model, tmp_path / "s", **KW)

@@ -1,0 +1,188 @@
+"""Set-up helpers of the solo-learn callback: full frames from solo-learn's own data pipeline, the one-line
+summary of what objaug engaged, and whether the entry-point factory should add the callback at all.
+
+Imports nothing heavy (no Lightning, no torchvision): the data pipeline is recognised by duck typing
+(solo-learn's ``FullTransformPipeline.transforms`` -> ``NCropAugmentation.transform`` -> a torchvision
+``Compose`` whose ``transforms`` hold a ``RandomResizedCrop`` and a ``RandomHorizontalFlip``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .config import ObjaugConfig, ObjaugConfigError, view_pipelines
+
+__all__ = ["ENV", "deprecated_alias", "describe", "entry_point_factory", "entry_point_wanted",
+           "full_frame_data_pipeline", "restore"]
+
+#: environment variable read by the entry-point factories: ``1`` always adds the callback, ``0`` never,
+#: unset (or ``auto``) adds it only when solo-learn (the ``solo`` package) has been imported.
+ENV = "OBJAUG_SOLO_LEARN"
+
+_ON = {"1", "true", "yes", "on"}
+_OFF = {"0", "false", "no", "off"}
+
+#: one change made to the data pipeline: (object, attribute, value before)
+Change = tuple[Any, str, Any]
+
+
+def entry_point_wanted() -> bool:
+    """Whether the ``callbacks_factory`` entry points should add the (inert until configured) callback.
+
+    At Trainer construction the factory sees no model and no config, so it cannot read ``cfg.objaug``. What it
+    can tell: solo-learn's ``main_pretrain.py`` imports ``solo`` (its methods) before it builds the Trainer, so
+    without ``solo`` in ``sys.modules`` no solo-learn model can be trained by this Trainer and the callback
+    (and Lightning's "Adding 1 callbacks from entry point ..." line) is left out. ``OBJAUG_SOLO_LEARN=1`` adds it
+    anyway (a non-solo-learn module with a ``cfg.objaug`` block), ``OBJAUG_SOLO_LEARN=0`` never.
+
+    Returns:
+        True when the factory should return the callback.
+    """
+    value = os.environ.get(ENV, "auto").strip().lower()
+    if value in _ON:
+        return True
+    if value in _OFF:
+        return False
+    return "solo" in sys.modules
+
+
+def _ops(pipeline: Any) -> list[Any] | None:
+    """The list of transforms of one solo-learn pipeline (``NCropAugmentation`` or a bare ``Compose``)."""
+    node = pipeline
+    for _ in range(4):  # NCropAugmentation -> (BaseTransform ->) Compose
+        ops = getattr(node, "transforms", None)
+        if isinstance(ops, list):
+            return ops
+        node = getattr(node, "transform", None)
+        if node is None:
+            return None
+    return None
+
+
+def _train_transform(trainer: Any) -> Any:
+    """The training dataset's ``transform``, as ``setup`` sees it (the loop has not built its loaders yet)."""
+    source = getattr(getattr(trainer, "fit_loop", None), "_data_source", None)
+    loader = getattr(source, "instance", None)
+    if isinstance(loader, Sequence) and len(loader) == 1:
+        loader = loader[0]
+    if isinstance(loader, Mapping) and len(loader) == 1:
+        loader = next(iter(loader.values()))
+    return getattr(getattr(loader, "dataset", None), "transform", None)
+
+
+def full_frame_data_pipeline(trainer: Any, config: ObjaugConfig, augmentations: Any,
+                             fixes: list[tuple[int, int, str, float, Any]]) -> list[Change] | None:
+    """Make solo-learn's data pipelines of ``config.views`` deliver full, unflipped frames, in place.
+
+    For every pipeline named in ``fixes`` (see :func:`~objaug.integrations.solo_learn.config.full_frame_fixes`),
+    the ``RandomResizedCrop`` of the training dataset's transform gets ``scale = (1.0, 1.0)`` and the
+    ``RandomHorizontalFlip`` gets ``p = 0.0`` (what ``rrc.crop_min_scale = crop_max_scale = 1.0`` and
+    ``horizontal_flip.prob = 0.0`` would have built). The DataLoader workers start after ``setup``, so they
+    see the change. Nothing is changed unless every needed change can be made.
+
+    Args:
+        trainer: the Lightning Trainer, in ``setup`` (the loader passed to ``fit``).
+        config: the validated block.
+        augmentations: solo-learn's ``augmentations`` list (as in the module's ``cfg``).
+        fixes: the settings that are wrong (non-empty).
+
+    Returns:
+        The changes made (for :func:`restore`), or None when the pipeline was not recognised (a datamodule,
+        a custom dataset or transform): then nothing was changed.
+
+    Raises:
+        ObjaugConfigError: a pipeline to change also delivers views that objaug does not re-crop (they
+            would lose their random crop): names the views and the fix.
+    """
+    pipelines = view_pipelines(augmentations)
+    per_pipeline = getattr(_train_transform(trainer), "transforms", None)
+    n_pipelines = max(pipelines, default=-1) + 1
+    if not isinstance(per_pipeline, Sequence) or len(per_pipeline) != n_pipelines:
+        return None
+    plan: list[Change] = []
+    for i in sorted({i for _, i, *_ in fixes}):
+        others = [v for v, p in enumerate(pipelines) if p == i and v not in config.views]
+        if others:
+            raise ObjaugConfigError(
+                f"objaug re-crops views {list(config.views)} but their pipeline augmentations[{i}] also delivers "
+                f"views {others}, which objaug does not re-crop: add {others} to objaug.views, or give objaug's "
+                "views a pipeline of their own."
+            )
+        ops = _ops(per_pipeline[i]) or []
+        keys = {key for _, j, key, *_ in fixes if j == i}
+        crops = [op for op in ops if type(op).__name__ == "RandomResizedCrop" and hasattr(op, "scale")]
+        flips = [op for op in ops if type(op).__name__ == "RandomHorizontalFlip" and hasattr(op, "p")]
+        if keys & {"rrc.crop_min_scale", "rrc.crop_max_scale"}:
+            if len(crops) != 1:
+                return None
+            plan.append((crops[0], "scale", (1.0, 1.0)))
+        if "horizontal_flip.prob" in keys:
+            if len(flips) != 1:
+                return None
+            plan.append((flips[0], "p", 0.0))
+    done: list[Change] = []
+    for obj, attr, value in plan:
+        done.append((obj, attr, getattr(obj, attr)))
+        setattr(obj, attr, value)
+    return done
+
+
+def restore(changes: list[Change]) -> None:
+    """Undo :func:`full_frame_data_pipeline` (at teardown: the data pipeline is left as it was found)."""
+    for obj, attr, before in reversed(changes):
+        setattr(obj, attr, before)
+
+
+def describe(config: ObjaugConfig, *, n_views: int | None = None, model: str | None = None) -> str:
+    """One line saying what objaug engaged: views, box source, crop and mixup settings.
+
+    Args:
+        config: the validated, enabled block.
+        n_views: how many views solo-learn delivers (shown when known).
+        model: the modules the online CAM uses (e.g. ``"momentum_backbone + momentum_projector"``).
+    """
+    of = f" of {n_views}" if n_views is not None else ""
+    if config.source == "store":
+        source = f"store {config.store.path} ({config.store.cls})"
+    else:
+        o = config.online
+        view = o.view if o.view is not None else config.views[0]
+        every = "every batch" if o.every_n_steps == 1 else f"every {o.every_n_steps} batches, cache {o.cache}"
+        source = (f"online ContraCAM of {model or o.model} on view {view} ({every}, from batch {o.start_step}, "
+                  f"{o.iters} iteration{'s' if o.iters != 1 else ''})")
+    c = config.crop
+    crop = (f"p={c.p:g} scale=[{c.scale[0]:g}, {c.scale[1]:g}] ratio=[{c.ratio[0]:.3g}, {c.ratio[1]:.3g}] "
+            f"flip={c.flip_prob:g} sampling={c.box_sampling}")
+    m = config.mixup
+    mixup = (f"views {list(m.views)} p={m.p:g} threshold={m.threshold} queue={m.queue_size} ({m.source})"
+             if m.enabled else "off")
+    return f"objaug: object-aware views {list(config.views)}{of} | boxes: {source} | crop: {crop} | mixup: {mixup}"
+
+
+def entry_point_factory(cls: type) -> Callable[[], list[Any]]:
+    """The ``callbacks_factory`` entry point for ``cls``: one inert-until-configured callback, or none
+    (see :func:`entry_point_wanted`)."""
+
+    def callbacks_factory() -> list[Any]:
+        return [cls(from_entry_point=True)] if entry_point_wanted() else []
+
+    return callbacks_factory
+
+
+def deprecated_alias(cls: type, module: str) -> Callable[[str], Any]:
+    """A module ``__getattr__`` that gives ``cls`` under its former name ``ObjectAwareCallback``, with a
+    DeprecationWarning (the Lightly integration's callback has that name)."""
+
+    def __getattr__(name: str) -> Any:
+        if name != "ObjectAwareCallback":
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        warnings.warn(f"{module}.ObjectAwareCallback is deprecated: use SoloObjectAwareCallback (the Lightly "
+                      "integration's callback is also called ObjectAwareCallback).", DeprecationWarning,
+                      stacklevel=3)
+        return cls
+
+    return __getattr__

@@ -1,0 +1,43 @@
+"""The minimum box size of the object-aware crop (``min_box_pixels``): small boxes grow around their centre."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from objaug.augment.crop import ObjectAwareRandomResizedCrop
+from objaug.functional.crop import grow_small_boxes
+
+
+def test_grow_small_boxes_hand_computed():
+    boxes = torch.tensor([[[0.50, 0.50, 0.55, 0.52],    # 10 x 2 pixels on a 100 x 200 (H x W) image
+                           [0.00, 0.95, 0.05, 1.00],    # 10 x 5 pixels in the bottom-left corner
+                           [0.10, 0.10, 0.60, 0.90]]])  # 100 x 80 pixels: unchanged
+    out = grow_small_boxes(boxes, min_pixels=32, image_size=(100, 200))
+    expected = torch.tensor([[[0.445, 0.35, 0.605, 0.67],  # 32 / 200 = 0.16 wide, 32 / 100 = 0.32 high, same centre
+                              [0.00, 0.68, 0.16, 1.00],    # grown, then shifted back inside the image
+                              [0.10, 0.10, 0.60, 0.90]]])
+    torch.testing.assert_close(out, expected)
+    assert grow_small_boxes(boxes, min_pixels=0, image_size=(100, 200)) is boxes
+    whole = grow_small_boxes(boxes, min_pixels=500, image_size=(100, 200))  # larger than the image: whole side
+    torch.testing.assert_close(whole[0, 0], torch.tensor([0.0, 0.0, 1.0, 1.0]))
+
+
+def test_crop_draws_inside_the_grown_box():
+    images = torch.rand(4, 3, 100, 200)
+    boxes = torch.tensor([[0.50, 0.50, 0.55, 0.52]]).expand(4, 1, 4)
+    crop = ObjectAwareRandomResizedCrop(16, scale=(1.0, 1.0), ratio=(1.0, 1.0), min_box_pixels=32)
+    crop(images, boxes)
+    cb = crop._params["crop_boxes"]  # (B, 4) normalised xyxy of the crops in the input
+    assert crop._params["object"].all()
+    torch.testing.assert_close(cb, torch.tensor([[0.445, 0.35, 0.605, 0.67]]).expand(4, 4), atol=2e-3, rtol=0)
+    plain = ObjectAwareRandomResizedCrop(16, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    plain(images, boxes)
+    width_px = (plain._params["crop_boxes"][:, 2] - plain._params["crop_boxes"][:, 0]) * 200
+    assert (width_px < 11).all()  # without the option: the 10 x 2 box itself (2 x 2 pixels at ratio 1)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_min_box_pixels_is_checked(bad):
+    with pytest.raises(ValueError, match="min_box_pixels must be an int >= 0"):
+        ObjectAwareRandomResizedCrop(16, min_box_pixels=bad)
