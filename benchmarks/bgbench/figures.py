@@ -4,9 +4,9 @@
   columns = the image with its ground-truth boxes, then each model's map (ContraCAM at T=``cam_iters`` for
   the SSL models and the random initialisation, Grad-CAM for the supervised model) with its
   ``boxes_from_cam`` boxes. The maps are those of the evaluation (same ContraCAM batch).
-* ``views_<arm>.png`` (two-stage boxes/masks of the baseline) and ``views_<arm>_online.png`` (the online
-  run's final model as the CAM): rows = images of the SSL set; columns = the image with its boxes, its soft
-  mask (T=1 map), then two draws of the arm's two views.
+* ``views_<arm>.png`` (two-stage boxes/masks of the baseline), ``views_<arm>_oracle.png`` (ground truth)
+  and ``views_<arm>_online.png`` (the online run's final model as the CAM): rows = images of the SSL set;
+  columns = the image with its boxes, its soft mask (T=1 map), then two draws of the arm's two views.
 """
 
 from __future__ import annotations
