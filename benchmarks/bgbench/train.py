@@ -86,8 +86,8 @@ __all__ = [
 
 METHODS: tuple[str, ...] = ("simclr", "moco", "byol")
 #: Backbones: torchvision ResNet-18 (small stem), objaug's demo network at width 8 ("tiny", CI) and at width 16
-#: ("w16": stages 16-32-64-64, 8x8 maps at 64 px; the issue-13 pilot's supervised gate network).
-ARCHS: tuple[str, ...] = ("resnet18", "tiny", "w16")
+#: ("w16": stages 16-32-64-64, 8x8 maps at 64 px; the issue-13 pilot's supervised gate network) and at width 32 ("w32").
+ARCHS: tuple[str, ...] = ("resnet18", "tiny", "w16", "w32")
 ARMS: tuple[str, ...] = ("baseline", "crop", "mixup", "both")
 #: ``oracle``: the two-stage mode fed ground-truth boxes and masks (:func:`oracle_objects`): what a perfect CAM gives.
 MODES: tuple[str, ...] = ("two-stage", "online", "oracle")
@@ -182,8 +182,8 @@ def build_backbone(arch: str = "resnet18", *, stem_stride: int = 2) -> nn.Module
     """
     if arch == "tiny":
         return tiny_resnet(widths=(8, 16, 32, 32), stem_stride=2, strides=(1, 2, 2, 1))
-    if arch == "w16":
-        return demo_backbone(width=16)
+    if arch in ("w16", "w32"):
+        return demo_backbone(width=int(arch[1:]))
     if arch != "resnet18":
         raise ValueError(f"unknown arch {arch!r}")
     from torchvision.models import resnet18
@@ -201,7 +201,7 @@ def build_backbone(arch: str = "resnet18", *, stem_stride: int = 2) -> nn.Module
 
 def feature_dim(arch: str) -> int:
     """The backbone's feature dimension D."""
-    return {"tiny": 32, "w16": 64}.get(arch, 512)
+    return {"tiny": 32, "w16": 64, "w32": 128}.get(arch, 512)
 
 
 def _mlp(in_dim: int, hidden: int, out: int) -> nn.Module:
