@@ -27,7 +27,13 @@ from torch import Tensor, nn
 
 from objaug.boxes import boxes_from_cam, boxes_from_steps
 from objaug.constants import IMAGENET_NORMALIZE
-from objaug.functional.crop import crop_and_resize, full_image_boxes, sample_regions, sample_resized_crop_boxes
+from objaug.functional.crop import (
+    crop_and_resize,
+    full_image_boxes,
+    grow_small_boxes,
+    sample_regions,
+    sample_resized_crop_boxes,
+)
 from objaug.masks import masks_from_uint8, masks_to_uint8
 
 __all__ = ["CroppedView", "IndexCache", "ObjectSource", "boxes_from_maps", "cam_maps", "choose_regions", "crop_view",
@@ -326,7 +332,8 @@ class CroppedView:
 
 def crop_view(images: Tensor, regions: Tensor, size: tuple[int, int], *, scale: tuple[float, float],
               ratio: tuple[float, float], flip_prob: float, masks: Tensor | None = None, attempts: int = 10,
-              center_suppressed: bool = False, alpha: float = 0.6, antialias: bool | str = "auto") -> CroppedView:
+              center_suppressed: bool = False, alpha: float = 0.6, antialias: bool | str = "auto",
+              min_box_pixels: int = 0) -> CroppedView:
     """A RandomResizedCrop inside each image's region, plus a horizontal flip, for the whole batch.
 
     Args:
@@ -337,12 +344,16 @@ def crop_view(images: Tensor, regions: Tensor, size: tuple[int, int], *, scale: 
         flip_prob: probability of a horizontal flip per image.
         masks: ``(B, 1, H', W')`` soft masks of the frames, cropped and flipped with the images.
         antialias: see :func:`objaug.functional.crop.crop_and_resize`.
+        min_box_pixels: a region side shorter than this many pixels of ``images`` is first grown around its
+            centre to this size (:func:`objaug.functional.crop.grow_small_boxes`); ``0``: regions as given.
 
     Returns:
         The :class:`CroppedView`.
     """
     b = images.shape[0]
-    crop_boxes, fallback = sample_resized_crop_boxes(regions, (int(images.shape[-2]), int(images.shape[-1])),
+    hw = (int(images.shape[-2]), int(images.shape[-1]))
+    regions = grow_small_boxes(regions, min_pixels=min_box_pixels, image_size=hw)
+    crop_boxes, fallback = sample_resized_crop_boxes(regions, hw,
                                                      scale=scale, ratio=ratio, attempts=attempts,
                                                      center_suppressed=center_suppressed, alpha=alpha)
     flip = torch.rand(b, device=images.device) < flip_prob

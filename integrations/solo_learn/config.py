@@ -61,6 +61,7 @@ class CropConfig:
     alpha: float = 0.6
     antialias: bool = True
     attempts: int = 10
+    min_box_pixels: int = 0
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,10 @@ _SCHEMA: list[tuple[str, str, _Parser, str]] = [
     ("crop.antialias", "bool", _bool,
      "Area-filtered resampling when a crop is shrunk (`roi_align`); `false`: plain bilinear, cheaper."),
     ("crop.attempts", "int >= 1", _int(1), "Candidate crops drawn per image (torchvision: 10)."),
+    ("crop.min_box_pixels", "int >= 0", _int(0),
+     "A chosen box side shorter than this many pixels (of the full frames on the device, i.e. `crop_size`) "
+     "is grown around its centre to this size before the crop, so a tiny box is not zoomed into a blur; "
+     "`0`: boxes as they are."),
     ("mixup.enabled", "bool", _bool, "Background mixup on `mixup.views` (after the crop, masks cropped alike)."),
     ("mixup.views", "list[int]", _views(), "Views that are mixed; a subset of `views` (the paper: view 0)."),
     ("mixup.p", "float in [0, 1]", _float(0.0, 1.0), "Probability that an eligible image is mixed (paper: 0.4)."),

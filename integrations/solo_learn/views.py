@@ -226,7 +226,7 @@ class SoloObjectAware(nn.Module):
             mix = key in self.mixers and masks is not None
             cut = crop_view(x, regions, (int(x.shape[-2]), int(x.shape[-1])), scale=c.scale, ratio=c.ratio,
                             flip_prob=c.flip_prob, attempts=c.attempts, center_suppressed=c.center_suppressed,
-                            alpha=c.alpha, antialias=c.antialias,
+                            alpha=c.alpha, antialias=c.antialias, min_box_pixels=c.min_box_pixels,
                             masks=masks.to(device=device, dtype=torch.float32) if mix and masks is not None else None)
             out = cut.image
             if mix and cut.masks is not None:

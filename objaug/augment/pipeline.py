@@ -337,7 +337,8 @@ class ObjectAwareAugment(nn.Module):
             regions = object_regions if cfg.object_crop else full
             cut = crop_view(images, regions, cfg.size, scale=(cfg.min_scale, cfg.max_scale), ratio=cfg.ratio,
                             flip_prob=cfg.hf_prob, masks=masks, attempts=self.attempts,
-                            center_suppressed=self.center_suppressed, alpha=self.alpha, antialias=self.antialias)
+                            center_suppressed=self.center_suppressed, alpha=self.alpha, antialias=self.antialias,
+                            min_box_pixels=cfg.min_box_pixels if cfg.object_crop else 0)
             view_masks, fallback = cut.masks, cut.fallback
             x = ops(cut.image, self.cpu_chunk_size)
             params: dict[str, Tensor] = {

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from objaug.constants import IMAGENET_NORMALIZE
-from objaug.validation import check_pair, check_probability, check_size
+from objaug.validation import check_int, check_pair, check_probability, check_size
 
 __all__ = ["ViewConfig", "byol_views", "moco_v2_views", "simclr_views"]
 
@@ -58,6 +58,10 @@ class ViewConfig:
             needs soft masks).
         object_crop: crop inside the image's chosen box; ``False`` gives a plain whole-image crop
             for this view (e.g. a global view).
+        min_box_pixels: a chosen box side shorter than this many pixels of the input frames is grown around
+            the box's centre to this size before the crop is drawn in it
+            (:func:`objaug.functional.crop.grow_small_boxes`), so a 10-pixel box is not zoomed into a blur;
+            ``0`` (default): boxes as they are. Whole-frame crops are unaffected.
     """
 
     input_size: int | tuple[int, int] = 224
@@ -79,9 +83,12 @@ class ViewConfig:
     normalize: Mapping[str, Sequence[float]] | None = field(default_factory=lambda: dict(IMAGENET_NORMALIZE))
     mixup: bool = False
     object_crop: bool = True
+    min_box_pixels: int = 0
 
     def __post_init__(self) -> None:
         check_size(self.input_size)
+        check_int(self.min_box_pixels, "min_box_pixels", low=0,
+                  why=" (smallest box side in pixels of the input frames; 0 turns it off)")
         check_pair((self.min_scale, self.max_scale), "(min_scale, max_scale)", 0.0, 1.0,
                     fix="lightly uses min_scale=0.08 (SimCLR, BYOL) or 0.2 (MoCo v2) and max_scale=1.")
         check_pair(self.ratio, "ratio", 0.0, math.inf, fix="Use e.g. ratio=(3/4, 4/3).")

@@ -249,7 +249,7 @@ def run_demo(cfg: DemoConfig | None = None, *, out_dir: str | None = "objaug_dem
         A :class:`DemoResult`.
     """
     from objaug.metrics import center_box_prior, mask_iou
-    from objaug.tools.viz import draw_boxes, make_grid, mask_to_rgb, overlay_cam, save_png, to_uint8
+    from objaug.tools.viz import draw_boxes, make_grid, mask_to_rgb, overlay_cam, save_png, to_uint8, with_titles
 
     cfg = cfg or DemoConfig()
     say = log or (lambda *a, **k: None)
@@ -319,7 +319,7 @@ def run_demo(cfg: DemoConfig | None = None, *, out_dir: str | None = "objaug_dem
         tiles = torch.nn.functional.interpolate(tiles.float(), scale_factor=2, mode="nearest").to(torch.uint8)
         grid_path = os.path.join(out_dir, "demo_grid.png")
         titles = ["image", "ContraCAM T=1", f"T={cfg.refined_iters} + boxes", "ground truth"] * 2
-        save_png(_with_titles(make_grid(tiles, nrow=8), titles, tiles.shape[-1]), grid_path)  # two images a row
+        save_png(with_titles(make_grid(tiles, nrow=8), titles, tiles.shape[-1]), grid_path)  # two images a row
         files.append(grid_path)
         metrics_path = os.path.join(out_dir, "metrics.json")
         with open(metrics_path, "w") as f:
@@ -369,22 +369,6 @@ def _headline_metrics(iou: dict[str, float], recall: dict[str, float], t_ref: in
         "ref_recall_tref": recall[f"contracam_reference_T{t_ref}"],
         "t_ref": float(t_ref),
     }
-
-
-def _with_titles(grid: Tensor, titles: list[str], tile: int, padding: int = 2) -> Tensor:
-    """A (3, H, W) uint8 grid with a band of column titles on top (PIL's default font)."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    band = 14
-    c, h, w = grid.shape
-    out = torch.full((c, h + band, w), 255, dtype=torch.uint8)
-    out[:, band:] = grid
-    img = Image.fromarray(out.permute(1, 2, 0).numpy())
-    draw = ImageDraw.Draw(img)
-    for j, text in enumerate(titles):
-        draw.text((padding + j * (tile + padding) + 2, 1), text, fill=(0, 0, 0))
-    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

@@ -5,12 +5,18 @@
 * :func:`draw_boxes`: draw normalised xyxy boxes (valid ones in colour, the whole-image fallback of an
   image without boxes in grey) -> uint8.
 * :func:`mask_to_rgb`, :func:`to_uint8`, :func:`denormalize`, :func:`make_grid`, :func:`save_png`.
+* :func:`with_titles`: a band of column titles over a grid.
+* :func:`plot_object_aware_views`: Lightly's ``plot_augmented_images`` for objaug: each image with its
+  source boxes, then its object-aware views.
+
+Pictures are ``uint8`` on the CPU; functions that take images accept float in [0, 1] or ``uint8``.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -19,8 +25,12 @@ from torch import Tensor
 
 from objaug.constants import IMAGENET_MEAN, IMAGENET_STD
 
+if TYPE_CHECKING:
+    from objaug.augment.pipeline import ObjectAwareAugment
+
 __all__ = ["BOX_COLORS", "FALLBACK_COLOR", "IMAGENET_MEAN", "IMAGENET_STD", "denormalize", "draw_boxes",
-           "jet", "make_grid", "mask_to_rgb", "overlay_cam", "save_png", "to_uint8"]
+           "jet", "make_grid", "mask_to_rgb", "overlay_cam", "plot_object_aware_views", "save_png", "to_uint8",
+           "with_titles"]
 
 #: Colours of valid boxes (cycled by slot index).
 BOX_COLORS: tuple[tuple[int, int, int], ...] = ((0, 255, 0), (255, 0, 255), (0, 255, 255), (255, 255, 0),
@@ -177,3 +187,101 @@ def save_png(image: Tensor, path: str | os.PathLike[str], *, nrow: int = 8) -> s
         os.makedirs(parent, exist_ok=True)
     Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(path, format="PNG")
     return path
+
+
+def with_titles(grid: Tensor, titles: Sequence[str], tile: int, padding: int = 2) -> Tensor:
+    """Put a 14-pixel band of column titles (PIL's default font) over a grid.
+
+    Args:
+        grid: ``(3, H, W)`` uint8 grid from :func:`make_grid`.
+        titles: one title per column, left to right.
+        tile: the width of one tile in pixels (without padding).
+        padding: the grid's padding in pixels.
+
+    Returns:
+        ``(3, H + 14, W)`` uint8.
+    """
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    band = 14
+    c, h, w = grid.shape
+    out = torch.full((c, h + band, w), 255, dtype=torch.uint8)
+    out[:, band:] = to_uint8(grid).cpu()
+    img = Image.fromarray(out.permute(1, 2, 0).numpy())
+    draw = ImageDraw.Draw(img)
+    for j, text in enumerate(titles):
+        draw.text((padding + j * (tile + padding) + 2, 1), text, fill=(0, 0, 0))
+    return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
+
+
+@torch.no_grad()
+def plot_object_aware_views(images: Tensor, augment: ObjectAwareAugment, boxes: Tensor | None = None,
+                            valid: Tensor | None = None, masks: Tensor | None = None, *,
+                            path: str | os.PathLike[str] | None = None, box_width: int = 1) -> Tensor:
+    """One row per image: the image with its source boxes, then each of its views (Lightly's
+    ``lightly.utils.debug.plot_augmented_images`` for object-aware views).
+
+    The boxes drawn are those the augmenter crops in: ``boxes``/``valid`` if given, else derived from
+    ``masks`` (or from ``augment.cam``'s maps) with ``boxes_from_cam(**augment.box_kwargs)``, as
+    :class:`~objaug.augment.pipeline.ObjectAwareAugment` does; an image without a box shows its grey
+    whole-frame fallback. Views are un-normalised with their own ``ViewConfig.normalize``. Every tile is
+    resized to the first view's size; the titles read ``image + boxes``, ``view 1``, ... (``(mixup)`` on
+    views with ``mixup=True``).
+
+    Args:
+        images: ``(B, 3, H, W)`` float in [0, 1], full frames (any device).
+        augment: the :class:`~objaug.augment.pipeline.ObjectAwareAugment` to show.
+        boxes: ``(B, K, 4)`` normalised xyxy, or ``None``.
+        valid: ``(B, K)`` bool, or ``None`` (all valid).
+        masks: ``(B, 1, H, W)`` soft masks in [0, 1], or ``None``.
+        path: also write the grid as a PNG here.
+        box_width: line width of the boxes in pixels.
+
+    Returns:
+        ``(3, H', W')`` uint8 grid on the CPU, ``1 + len(augment.views)`` tiles a row, ``B`` rows.
+
+    Example:
+        >>> grid = plot_object_aware_views(images[:4], ObjectAwareAugment(simclr_views(96)), boxes, valid,
+        ...                                path="views.png")
+    """
+    from objaug.augment.pipeline import ObjectAwareAugment
+    from objaug.boxes import boxes_from_cam
+    from objaug.validation import check_image_batch
+
+    check_image_batch(images, "images", channels=3)
+    if not isinstance(augment, ObjectAwareAugment):
+        raise TypeError(f"augment must be an objaug.augment.pipeline.ObjectAwareAugment, got "
+                        f"{type(augment).__name__}; build one with ObjectAwareAugment(simclr_views(size)).")
+    if boxes is None and valid is not None:
+        raise ValueError("valid was given without boxes; pass boxes=(B, K, 4) too.")
+    if boxes is not None and valid is None:
+        valid = torch.ones(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
+    if masks is None and augment.cam is not None:
+        masks = augment._masks_from_cam(images)
+    if boxes is None and masks is not None:
+        boxes, valid = boxes_from_cam(masks, **augment.box_kwargs)
+    views = augment(images, boxes, valid, masks)
+    size = augment.views[0].size
+    tiles = [_fit(images, size)]
+    for cfg, x in zip(augment.views, views, strict=True):
+        norm = cfg.normalize
+        x = x.detach().float().cpu()
+        tiles.append(_fit(denormalize(x, norm["mean"], norm["std"]) if norm is not None else x, size))
+    if boxes is not None and valid is not None and boxes.shape[1] > 0:
+        tiles[0] = draw_boxes(tiles[0], boxes, valid, width=box_width)
+    rows = torch.stack([to_uint8(t) for t in tiles], dim=1).flatten(0, 1)  # image 0's tiles, image 1's, ...
+    titles = ["image + boxes"] + [f"view {i + 1}" + (" (mixup)" if cfg.mixup else "")
+                                  for i, cfg in enumerate(augment.views)]
+    grid = with_titles(make_grid(rows, nrow=len(tiles)), titles, size[1])
+    if path is not None:
+        save_png(grid, path)
+    return grid
+
+
+def _fit(images: Tensor, size: tuple[int, int]) -> Tensor:
+    """(B, 3, h, w) float [0, 1] -> (B, 3, *size) float [0, 1] on the CPU (bilinear, antialiased)."""
+    x = images.detach().float().cpu().clamp(0.0, 1.0)
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0.0, 1.0)

@@ -115,6 +115,18 @@ def test_flip_and_whole_frame_crops():
     assert (span < 0.55).all()  # area fraction of the whole frame within crop.scale (minus half pixels)
 
 
+def test_min_box_pixels_grows_the_store_boxes_to_the_whole_frame():
+    crop = {"flip_prob": 0.0, "scale": [1.0, 1.0], "ratio": [1.0, 1.0], "min_box_pixels": SIZE}
+    module = ContractMethod(make_cfg(store_block(crop=crop)))
+    fit(module, CoordDataset(8), steps=1)
+    assert parse_objaug_config({"crop": {"min_box_pixels": SIZE}}).crop.min_box_pixels == SIZE
+    for x in module.seen[0]["X"]:  # every box side grown to SIZE pixels: the crop is the whole frame
+        xs, ys = x[:, 0], x[:, 1]
+        for c in (xs, ys):
+            torch.testing.assert_close(c.amin((1, 2)), torch.full((4,), HALF_PIXEL), atol=1e-3, rtol=0)
+            torch.testing.assert_close(c.amax((1, 2)), torch.full((4,), 1 - HALF_PIXEL), atol=1e-3, rtol=0)
+
+
 def test_only_configured_views_are_rewritten():
     cfg = make_cfg(store_block(views=[1]), pipelines=[pipeline(full=False, flip=0.5), pipeline()])
     module = ContractMethod(cfg)

@@ -91,6 +91,8 @@ def test_omegaconf_block_and_values():
         ({"crop": {"ratio": [0, 1]}}, r"objaug\.crop\.ratio must satisfy 0\.0 < min <= max <= inf"),
         ({"crop": {"box_sampling": "largest"}}, r"objaug\.crop\.box_sampling must be one of 'uniform', 'area'"),
         ({"crop": {"alpha": 0}}, r"objaug\.crop\.alpha must be a number > 0\.0"),
+        ({"crop": {"min_box_pixels": -1}}, r"objaug\.crop\.min_box_pixels must be an integer >= 0, got -1"),
+        ({"crop": {"min_box_pixels": 8.5}}, r"objaug\.crop\.min_box_pixels must be an integer >= 0, got 8\.5"),
         ({"online": {"iters": 1.5}}, r"objaug\.online\.iters must be an integer >= 1, got 1\.5 \(float\)"),
         ({"online": {"every_n_steps": 0}}, r"objaug\.online\.every_n_steps must be an integer >= 1, got 0"),
         ({"online": {"model": "target"}}, r"objaug\.online\.model must be one of 'auto', 'online', 'momentum'"),

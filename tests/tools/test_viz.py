@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -95,3 +96,39 @@ def test_grid_and_png_roundtrip(tmp_path):
     assert to_uint8(torch.tensor([0.0, 0.5, 1.0, 2.0])).tolist() == [0, 128, 255, 255]
     with pytest.raises(ValueError):
         save_png(torch.zeros(5, 4, 4), tmp_path / "bad.png")
+
+
+def test_plot_object_aware_views_grid(tmp_path):
+    from objaug.augment.pipeline import ObjectAwareAugment
+    from objaug.augment.views import ViewConfig
+    from objaug.tools.viz import BOX_COLORS, plot_object_aware_views
+
+    view = ViewConfig(input_size=16, cj_prob=0.0, random_gray_scale=0.0, gaussian_blur=0.0)  # ImageNet-normalised
+    aug = ObjectAwareAugment([view, ViewConfig(input_size=16, cj_prob=0.0, random_gray_scale=0.0, gaussian_blur=0.0,
+                                               mixup=False, normalize=None)])
+    images = torch.full((2, 3, 32, 32), 0.25)
+    boxes = torch.tensor([[[0.25, 0.25, 0.75, 0.75]], [[0.0, 0.0, 0.5, 0.5]]])
+    valid = torch.tensor([[True], [False]])  # image 1: no box, the grey whole-frame fallback is drawn
+    grid = plot_object_aware_views(images, aug, boxes, valid, path=tmp_path / "views.png")
+    assert grid.dtype == torch.uint8 and grid.shape == (3, 14 + 2 * 16 + 3 * 2, 3 * 16 + 4 * 2)
+    with Image.open(tmp_path / "views.png") as im:
+        assert torch.equal(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1), grid)
+
+    def has(color, rows, cols):
+        patch = grid[:, rows, cols].reshape(3, -1)
+        return bool((patch == torch.tensor(color, dtype=torch.uint8).view(3, 1)).all(0).any())
+
+    row0, row1 = slice(14 + 2, 14 + 18), slice(14 + 20, 14 + 36)
+    col0, views = slice(2, 18), slice(20, 56)
+    assert has(BOX_COLORS[0], row0, col0) and not has(BOX_COLORS[0], row0, views)
+    assert not has(BOX_COLORS[0], row1, col0) and has(FALLBACK_COLOR, row1, col0)
+    for cols in (slice(20, 36), slice(38, 54)):  # both views un-normalised back to the image's 0.25 (64)
+        assert (grid[:, row0, cols] - 64).abs().max() <= 1
+    assert (grid[:, :14] < 255).any()  # the titles
+
+
+def test_plot_object_aware_views_refuses_a_lightly_transform():
+    from objaug.tools.viz import plot_object_aware_views
+
+    with pytest.raises(TypeError, match="augment must be an objaug.augment.pipeline.ObjectAwareAugment"):
+        plot_object_aware_views(torch.rand(2, 3, 16, 16), lambda x: x)  # type: ignore[arg-type]
