@@ -187,6 +187,11 @@ DATASET = [
     ("transform one box (4,)", lambda: _simclr(16)(X[0], BOXES[0, 0], None), ValueError,
      r"boxes must have shape \(K, 4\).*boxes\[None\]"),
     ("transform reversed", lambda: _simclr(16)(X[0], REVERSED[0], None), ValueError, "boxes must satisfy x1 <= x2"),
+    ("transform 0-255 image", lambda: _simclr(16)(X[0] * 255, BOXES[0], None), ValueError, "image.*255"),
+    ("transform NaN image", lambda: _simclr(16)(X[0] * float("nan"), BOXES[0], None), ValueError, "image"),
+    ("view 0-255 image", lambda: _simclr(16).transforms[0](X[0] * 255), ValueError, "image.*255"),
+    ("input_size -1", lambda: _simclr(-1), ValueError, "input_size must be an int >= 1"),
+    ("input_size float", lambda: _simclr(16.0), ValueError, "input_size must be an int >= 1"),
 ]
 
 

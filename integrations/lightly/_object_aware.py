@@ -43,7 +43,13 @@ from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
 from objaug.functional.crop import sample_box_index, sample_resized_crop_boxes
-from objaug.validation import check_box_sampling, check_int, check_positive_float, check_probability
+from objaug.validation import (
+    check_batch_values,
+    check_box_sampling,
+    check_int,
+    check_positive_float,
+    check_probability,
+)
 
 from .objects import input_size, normalized_xyxy, parse_objects
 
@@ -159,6 +165,13 @@ class PerImageObjectAwareCrop(T.RandomResizedCrop):
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
+def _check_image(image: Any) -> None:
+    """A floating tensor image must hold values in [0, 1] (what torchvision's ops assume); PIL and integer
+    tensors are converted by the pipeline itself. One ``aminmax`` of one image, on the CPU workers."""
+    if isinstance(image, Tensor) and image.is_floating_point() and image.ndim in (3, 4):
+        check_batch_values(image if image.ndim == 4 else image.unsqueeze(0), name="image")
+
+
 def _to_tv_image(image: Any) -> Any:
     """PIL stays PIL; a plain tensor becomes a ``tv_tensors.Image`` (so a mask Image beside it is not
     mistaken for the image by torchvision's pure-tensor heuristic)."""
@@ -253,6 +266,7 @@ class ObjectAwareViewMixin:
         Returns:
             The view ``(C, h, w)`` tensor, or ``(view, view_mask)`` when a mask was given.
         """
+        _check_image(image)
         if boxes is None and mask is None:
             return self.transform(image)
         size, norm, ok, m = parse_objects(image, boxes, mask)
@@ -328,6 +342,7 @@ class ObjectAwareMultiViewTransform(MultiViewTransform):
     def __call__(  # type: ignore[override]
         self, image: Any, boxes: Any = None, mask: Any = None, *, valid: Any = None
     ) -> list[Tensor] | tuple[list[Tensor], list[Tensor]]:
+        _check_image(image)
         size, norm, ok, m = parse_objects(image, boxes, mask, valid)
         if norm is None and m is None:
             raise ValueError(

@@ -13,6 +13,8 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from objaug.validation import check_int
+
 from ._object_aware import ObjectAwareMultiViewTransform
 
 __all__ = ["MULTI_VIEW_OPTIONS", "VIEW_OPTIONS", "multi_view_init", "view_init"]
@@ -41,6 +43,9 @@ def _split(sig: inspect.Signature, options: Mapping[str, Any], args: tuple[Any, 
     values = dict(bound.arguments)
     values.pop("self")
     ours = {name: values.pop(name) for name in options}
+    for name in ("input_size", "view_1_input_size", "view_2_input_size"):  # Lightly accepts any value here
+        if name in values:
+            check_int(values[name], name, low=1, why=" (the views' side in pixels)")
     return values, ours
 
 
