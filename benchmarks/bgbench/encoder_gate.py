@@ -57,6 +57,8 @@ CAM_VARIANTS: dict[str, dict[str, Any]] = {
     "hn8_t0.2": {**CAM_SETTINGS, "temperature": 0.2, "hard_negatives": 8},
     "hn8_t0.2_defaults": {"temperature": 0.2, "hard_negatives": 8},
 }
+#: The variants also run with same-background CAM batches (the reference settings only).
+SAME_BG_VARIANTS: frozenset[str] = frozenset({"t1", "t0.2", "t0.1"})
 
 
 def cam_ablation(model: SSLModel, data: EvalData, groups: np.ndarray, *,
@@ -74,7 +76,7 @@ def cam_ablation(model: SSLModel, data: EvalData, groups: np.ndarray, *,
     for name, kwargs in (variants or CAM_VARIANTS).items():
         cam = ContraCAM(model.backbone, projector=model.projector, iters=1, check_finite=False, **kwargs)
         tags = [("", list(torch.arange(n).split(batch_size)))]
-        if name.startswith("t"):
+        if name in SAME_BG_VARIANTS:
             tags.append(("_samebg", [torch.as_tensor(np.flatnonzero(groups == g)) for g in np.unique(groups)]))
         for tag, batches in tags:
             maps = torch.zeros(n, 1, *loc.images.shape[-2:])

@@ -38,6 +38,7 @@ import torch
 
 from .data import load_manifest, load_split
 from .evaluate import EvalConfig, EvalData, evaluate_center_prior, evaluate_model, prepare_eval_data
+from .summary import mean_std
 from .train import (
     ARMS,
     METHODS,
@@ -85,6 +86,11 @@ class Scale:
     methods: tuple[str, ...]
     two_stage_iters_single: int | None = None
     warmup: int = 10
+
+    @property
+    def single_iters(self) -> int:
+        """Refinement iterations of the single-object images' two-stage boxes."""
+        return self.two_stage_iters_single or self.two_stage_iters
 
 
 SCALES: dict[str, Scale] = {
@@ -219,7 +225,7 @@ class Protocol:
             "n_ssl_images": int(self.ssl_images.shape[0]), "n_supervised_images": int(self.sup_images.shape[0]),
             "train": dataclasses.asdict(self.base_cfg()), "eval": dataclasses.asdict(scale.eval),
             "two_stage_iters": scale.two_stage_iters,
-            "two_stage_iters_single": scale.two_stage_iters_single or scale.two_stage_iters,
+            "two_stage_iters_single": scale.single_iters,
         }
         self.timings: dict[str, float] = {}
 
@@ -302,11 +308,10 @@ class Protocol:
                 return {k: z[k] for k in z.files}
         model = self.load_ssl(base)
         t0 = time.perf_counter()
-        iters_single = self.scale.two_stage_iters_single or self.scale.two_stage_iters
         parts = [compute_objects(model.backbone, model.projector, imgs, iters=iters,
                                  batch_size=self.scale.batch_size, box_threshold=cfg.box_threshold,
                                  progress=self.progress)
-                 for imgs, iters in ((self.ssl_images[:self.n_single], iters_single),
+                 for imgs, iters in ((self.ssl_images[:self.n_single], self.scale.single_iters),
                                      (self.ssl_images[self.n_single:], self.scale.two_stage_iters))]
         objects = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         seconds = time.perf_counter() - t0
@@ -365,18 +370,11 @@ def aggregate(results: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str
         keys = sorted({k for r in rs for k in r["metrics"]})
         out[name] = {}
         for k in keys:
-            vals = np.array([r["metrics"][k] for r in rs if r["metrics"].get(k) is not None], dtype=np.float64)
-            out[name][k] = {
-                "mean": round(float(vals.mean()), 5) if vals.size else None,
-                "std": round(float(vals.std(ddof=1)), 5) if vals.size > 1 else (0.0 if vals.size else None),
-                "n": int(vals.size),
-            }
+            out[name][k] = mean_std([r["metrics"][k] for r in rs if r["metrics"].get(k) is not None], digits=5)
         for key in ("seconds", "object_fraction", "mixed_fraction"):
             stats = [r["train"][key] for r in rs if isinstance(r.get("train"), dict) and key in r["train"]]
             if stats:
-                out[name][f"train_{key}"] = {
-                    "mean": round(float(np.mean(stats)), 4),
-                    "std": round(float(np.std(stats, ddof=1)), 4) if len(stats) > 1 else 0.0, "n": len(stats)}
+                out[name][f"train_{key}"] = mean_std(stats, digits=4)
     return out
 
 

@@ -14,12 +14,12 @@ the seeds, the measured wall time and the exact command. Built from ``results.js
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["METRICS", "summarise"]
+__all__ = ["METRICS", "mean_std", "summarise"]
 
 #: Summary key -> ``results.json`` metric (fractions there, percent here).
 METRICS: dict[str, str] = {
@@ -39,6 +39,17 @@ METRICS: dict[str, str] = {
     "views_in_box": "train_object_fraction",
     "views_mixed": "train_mixed_fraction",
 }
+
+
+def mean_std(values: Sequence[float] | np.ndarray, *, digits: int, scale: float = 1.0
+             ) -> dict[str, float | int | None]:
+    """``{"mean", "std", "n"}`` of ``values`` times ``scale``, rounded to ``digits``: the sample std (ddof 1),
+    0 for one value; ``None`` for both when there are no values (the protocol's convention over seeds)."""
+    v = np.asarray(values, dtype=np.float64) * scale
+    if v.size == 0:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": round(float(v.mean()), digits),
+            "std": round(float(v.std(ddof=1)), digits) if v.size > 1 else 0.0, "n": int(v.size)}
 
 
 def _pct(cell: Mapping[str, Any] | None) -> dict[str, float | int] | None:
@@ -61,12 +72,7 @@ def _arm_key(name: str) -> tuple[str, str]:
 def _ablation_stats(ablations: Mapping[str, Mapping[str, float]]) -> dict[str, Any]:
     """Mean/std over seeds of each CAM-ablation value (fractions in, percent out)."""
     keys = sorted({k for a in ablations.values() for k in a})
-    out: dict[str, Any] = {}
-    for k in keys:
-        vals = np.array([a[k] for a in ablations.values() if k in a], dtype=np.float64) * 100.0
-        out[k] = {"mean": round(float(vals.mean()), 2),
-                  "std": round(float(vals.std(ddof=1)) if vals.size > 1 else 0.0, 2), "n": int(vals.size)}
-    return out
+    return {k: mean_std([a[k] for a in ablations.values() if k in a], digits=2, scale=100.0) for k in keys}
 
 
 def summarise(results: Mapping[str, Any], *, command: str, wall_s: float,

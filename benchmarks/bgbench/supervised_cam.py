@@ -25,11 +25,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from .evaluate import contracam_maps, localisation_scores
 from .protocol import SCALES, Protocol, _write_json
+from .summary import mean_std
 
 __all__ = ["main", "supervised_contracam"]
 
@@ -48,9 +48,7 @@ def supervised_contracam(proto: Protocol, seeds: Sequence[int], *, iters: int = 
                     cell = raw.setdefault(f"{name}/{split}/{tag}", {"iou": [], "obj_bg": []})
                     cell["iou"].append(100.0 * float(s["iou"]))
                     cell["obj_bg"].append(100.0 * float(s["contrast"]))
-    return {k: {m: {"mean": round(float(np.mean(v)), 2),
-                    "std": round(float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, 2), "n": len(v)}
-                for m, v in cells.items()} for k, cells in raw.items()}
+    return {k: {m: mean_std(v, digits=2) for m, v in cells.items()} for k, cells in raw.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

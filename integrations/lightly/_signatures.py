@@ -43,9 +43,8 @@ def _split(sig: inspect.Signature, options: Mapping[str, Any], args: tuple[Any, 
     values = dict(bound.arguments)
     values.pop("self")
     ours = {name: values.pop(name) for name in options}
-    for name in ("input_size", "view_1_input_size", "view_2_input_size"):  # Lightly accepts any value here
-        if name in values:
-            check_int(values[name], name, low=1, why=" (the views' side in pixels)")
+    if "input_size" in values:  # Lightly accepts any value here
+        check_int(values["input_size"], "input_size", low=1, why=" (the views' side in pixels)")
     return values, ours
 
 
