@@ -20,6 +20,7 @@ __all__ = [
     "BOX_SAMPLING",
     "check_box_layout",
     "check_box_sampling",
+    "check_fallback_mass",
     "check_batch_values",
     "check_box_values",
     "check_boxes",
@@ -76,6 +77,16 @@ def check_threshold(threshold: object, name: str = "threshold") -> float:
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"{name} must be in (0, 1] (masks are in [0, 1]), got {threshold!r}.")
     return float(threshold)
+
+
+def check_fallback_mass(value: object) -> float | None:
+    """Background mixup's ``fallback_mass``: ``None`` or a mass share in (0, 1]; ``ValueError`` otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value <= 1.0:
+        raise ValueError(f"fallback_mass must be None (the paper's rule) or the share of the mask's mass the "
+                         f"fallback rectangle keeps, in (0, 1] (e.g. 0.9), got {value!r}.")
+    return float(value)
 
 
 def check_box_sampling(value: object, name: str = "box_sampling") -> str:

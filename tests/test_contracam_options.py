@@ -45,6 +45,25 @@ def test_nearest_negatives_search_the_bank_jointly():
     assert torch.equal(batch_mask, ~torch.eye(2, dtype=torch.bool)) and bank_mask.all()
 
 
+def test_a_bank_embedded_from_the_same_images_never_offers_the_image_itself():
+    # the bank holds a copy of each image (as ContraCAM.embed over the training set does) plus one stranger
+    keys = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]]), dim=1)
+    stranger = F.normalize(torch.tensor([[-1.0, 0.2]]), dim=1)
+    bank = torch.cat([keys.flip(0), stranger])  # copies in another order, then the stranger
+    batch_mask, bank_mask = nearest_negatives(keys, 1, bank)
+    # without the exclusion each image's nearest would be its own copy (similarity 1)
+    copy_of = torch.tensor([2, 1, 0])
+    assert not bank_mask[torch.arange(3), copy_of].any()
+    # image 2 (at 45 degrees) is equally near images 0 and 1, and their bank copies: it takes one of them
+    assert int(batch_mask[2].sum() + bank_mask[2].sum()) == 1
+    # asking for everything: all candidates but the image itself and its copy, and never the diagonal
+    batch_mask, bank_mask = nearest_negatives(keys, 99, bank)
+    assert torch.equal(batch_mask, ~torch.eye(3, dtype=torch.bool))
+    expected = torch.ones(3, 4, dtype=torch.bool)
+    expected[torch.arange(3), copy_of] = False
+    assert torch.equal(bank_mask, expected)
+
+
 def test_masked_score_equals_a_per_sample_sum():
     g = torch.Generator().manual_seed(0)
     b, d, n = 5, 8, 4

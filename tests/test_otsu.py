@@ -53,7 +53,7 @@ def test_otsu_makes_mixup_act_on_diffuse_masks(path, monkeypatch):
     images = torch.rand(16, 3, 32, 32, generator=g)
     masks = torch.full((16, 1, 32, 32), 0.3)
     masks[..., 10:20, 12:22] = 1.0
-    fixed = BackgroundMixup(p=1.0, threshold=0.2, queue_size=0)
+    fixed = BackgroundMixup(p=1.0, threshold=0.2, fallback_mass=None, queue_size=0)  # the paper's rule
     _, mixed_fixed = fixed(images, masks, generator=torch.Generator().manual_seed(0))
     adaptive = BackgroundMixup(p=1.0, threshold="otsu", queue_size=0)
     out, mixed_otsu = adaptive(images, masks, generator=torch.Generator().manual_seed(0))

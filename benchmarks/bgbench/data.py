@@ -20,8 +20,9 @@ import numpy as np
 if TYPE_CHECKING:
     from torch import Tensor
 
-__all__ = ["BG_SPLITS", "FORMAT_VERSION", "MULTI_SPLITS", "ONLY_FG_GREY", "SINGLE_SPLITS", "SPLITS",
-           "TEST_SPLITS", "as_tensor_images", "default_out", "load_manifest", "load_split"]
+__all__ = ["BG_SPLITS", "CAM_PROFILES", "CAM_SETTINGS", "FORMAT_VERSION", "MULTI_SPLITS", "OBJAUG_CAM_BANK",
+           "OBJAUG_CAM_SETTINGS", "OBJAUG_MIXUP", "ONLY_FG_GREY", "SINGLE_SPLITS", "SPLITS", "TEST_SPLITS",
+           "as_tensor_images", "default_out", "load_manifest", "load_split"]
 
 FORMAT_VERSION = 1
 #: Single-object test splits: same placements, different backgrounds (ImageNet-9 Background Challenge).
@@ -29,6 +30,16 @@ FORMAT_VERSION = 1
 #: filter), the settings all runs in docs/benchmarks.md were measured with before objaug's defaults changed
 #: (issue 14); a v2 protocol should choose its CAM options on the validation split.
 CAM_SETTINGS: dict[str, object] = {"refine": "union", "edges": False}
+#: ``--cam-options objaug`` (issue 14): objaug's shipped ContraCAM defaults (edge filter, weighted refinement)
+#: plus the options chosen on ``val_original`` (never a test split) for these weak encoders: temperature 0.2,
+#: the 32 nearest negatives among the batch and a bank of the SSL set's embeddings (:data:`OBJAUG_CAM_BANK`),
+#: and 16x16 maps (``expand_res``); and background mixup's shipped defaults (Otsu cut, mass-rectangle fallback).
+OBJAUG_CAM_SETTINGS: dict[str, object] = {"temperature": 0.2, "hard_negatives": 32, "expand_res": True}
+#: Whether the ``objaug`` profile's two-stage CAMs and CAM ablation contrast against the SSL set's embeddings.
+OBJAUG_CAM_BANK = True
+OBJAUG_MIXUP: dict[str, object] = {"mixup_threshold": "otsu", "mixup_fallback_mass": 0.9}
+#: ``--cam-options`` profiles.
+CAM_PROFILES: tuple[str, ...] = ("reference", "objaug")
 TEST_SPLITS: tuple[str, ...] = ("original", "mixed_same", "mixed_rand", "only_fg")
 BG_SPLITS = TEST_SPLITS  # alias
 #: Single-object splits (kind "single").

@@ -28,7 +28,7 @@ import torch
 
 from objaug import ContraCAM
 
-from .data import CAM_SETTINGS, load_manifest, load_split
+from .data import CAM_SETTINGS, OBJAUG_CAM_SETTINGS, load_manifest, load_split
 from .evaluate import (
     EvalConfig,
     EvalData,
@@ -38,7 +38,7 @@ from .evaluate import (
     prepare_eval_data,
 )
 from .gate import save_json
-from .train import ARCHS, METHODS, SSLModel, TrainConfig, normalize, to_float_images, train_ssl
+from .train import ARCHS, METHODS, SSLModel, TrainConfig, embed_all, normalize, to_float_images, train_ssl
 
 __all__ = ["main", "run_encoder_gate"]
 
@@ -56,17 +56,23 @@ CAM_VARIANTS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "hn8_t0.2": {**CAM_SETTINGS, "temperature": 0.2, "hard_negatives": 8},
     "hn8_t0.2_defaults": {"temperature": 0.2, "hard_negatives": 8},
+    # the --cam-options objaug profile: shipped defaults + data.OBJAUG_CAM_SETTINGS, with a bank of the SSL set
+    "objaug_bank": dict(OBJAUG_CAM_SETTINGS),
 }
+#: The variants that also contrast with a bank of the SSL images' embeddings (``cam_ablation(bank_images=)``).
+BANK_VARIANTS: frozenset[str] = frozenset({"objaug_bank"})
 #: The variants also run with same-background CAM batches (the reference settings only).
 SAME_BG_VARIANTS: frozenset[str] = frozenset({"t1", "t0.2", "t0.1"})
 
 
 def cam_ablation(model: SSLModel, data: EvalData, groups: np.ndarray, *,
-                 variants: dict[str, dict[str, Any]] | None = None, batch_size: int = 64) -> dict[str, float]:
+                 variants: dict[str, dict[str, Any]] | None = None, batch_size: int = 64,
+                 bank_images: torch.Tensor | None = None) -> dict[str, float]:
     """ContraCAM (T=1) of the single-object localisation set under CAM levers, without retraining: the CAM
     temperature, objaug's shipped options, label-free hard negatives, and negatives from images of the same
     background group (each group's images as one CAM batch; ``groups`` = their ``bg_group``, a ground-truth
-    stand-in for nearest-neighbour negatives; reference settings only).
+    stand-in for nearest-neighbour negatives; reference settings only). The :data:`BANK_VARIANTS` contrast
+    with the embeddings of ``bank_images`` ((N, 3, S, S) in [0, 1], the SSL set; skipped without it).
 
     Returns ``{"iou_<variant>": .., "contrast_<variant>": .., "iou_<variant>_samebg": .., ...}`` (fractions).
     """
@@ -74,7 +80,10 @@ def cam_ablation(model: SSLModel, data: EvalData, groups: np.ndarray, *,
     n = loc.images.shape[0]
     out: dict[str, float] = {}
     for name, kwargs in (variants or CAM_VARIANTS).items():
+        if name in BANK_VARIANTS and bank_images is None:
+            continue
         cam = ContraCAM(model.backbone, projector=model.projector, iters=1, check_finite=False, **kwargs)
+        bank = embed_all(cam, bank_images) if name in BANK_VARIANTS and bank_images is not None else None
         tags = [("", list(torch.arange(n).split(batch_size)))]
         if name in SAME_BG_VARIANTS:
             tags.append(("_samebg", [torch.as_tensor(np.flatnonzero(groups == g)) for g in np.unique(groups)]))
@@ -82,9 +91,9 @@ def cam_ablation(model: SSLModel, data: EvalData, groups: np.ndarray, *,
             maps = torch.zeros(n, 1, *loc.images.shape[-2:])
             for idx in batches:
                 if len(idx) >= 2:
-                    maps[idx] = cam(normalize(loc.images[idx])).float()
+                    maps[idx] = cam(normalize(loc.images[idx]), bank).float()
                 else:  # a lone image has no negatives: use it with the whole set
-                    maps[idx] = cam(normalize(loc.images))[idx].float()
+                    maps[idx] = cam(normalize(loc.images), bank)[idx].float()
             scores = localisation_scores(maps, loc)
             out[f"iou_{name}{tag}"] = round(float(scores["iou"]), 4)
             out[f"contrast_{name}{tag}"] = round(float(scores["contrast"]), 4)

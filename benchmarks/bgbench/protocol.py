@@ -36,7 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data import load_manifest, load_split
+from objaug.functional.mixup import largest_strip, object_rectangles
+from objaug.masks import otsu_thresholds
+
+from .data import CAM_PROFILES, OBJAUG_CAM_BANK, OBJAUG_CAM_SETTINGS, OBJAUG_MIXUP, load_manifest, load_split
 from .evaluate import EvalConfig, EvalData, evaluate_center_prior, evaluate_model, prepare_eval_data
 from .summary import mean_std
 from .train import (
@@ -147,24 +150,27 @@ def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
     return {k: (round(v, 5) if isinstance(v, float) and math.isfinite(v) else None) for k, v in metrics.items()}
 
 
-def objects_stats(objects: dict[str, np.ndarray], mixup_threshold: float) -> dict[str, float]:
+def objects_stats(objects: dict[str, np.ndarray], cfg: TrainConfig) -> dict[str, float]:
     """What the two-stage CAMs give the augmentations, over the SSL set.
 
     Returns:
         ``valid_fraction`` (images with at least one CAM box), ``boxes_per_image`` (valid boxes),
         ``box_area`` (mean area of the top box, fallback = whole image), ``mixable_fraction`` (images whose
-        mask >= ``mixup_threshold`` has a bounding rectangle smaller than the image: background mixup can
-        only build a background for those) and ``seconds`` (time of the CAM pass).
+        mixup object rectangle, by ``cfg``'s mixup threshold and fallback (:func:`objaug.functional.mixup.
+        object_rectangles`), leaves a background strip: background mixup can only build a background for
+        those) and ``seconds`` (time of the CAM pass).
     """
     valid = objects["valid"]
     box = objects["boxes"][:, 0]
-    fg = objects["masks"][:, 0] >= round(255 * mixup_threshold)
-    whole = np.all(fg.any(axis=2), axis=1) & np.all(fg.any(axis=1), axis=1)
+    masks = torch.from_numpy(objects["masks"]).float().div_(255.0)
+    cut = otsu_thresholds(masks) if cfg.mixup_threshold == "otsu" else float(cfg.mixup_threshold)
+    rect = object_rectangles(masks, cut, cfg.mixup_fallback_mass)
+    _, strip_area = largest_strip(rect, masks.shape[-2], masks.shape[-1])
     return {
         "valid_fraction": round(float(valid.any(axis=1).mean()), 4),
         "boxes_per_image": round(float(valid.sum(axis=1).mean()), 3),
         "box_area": round(float(((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])).mean()), 4),
-        "mixable_fraction": round(float(1.0 - whole.mean()), 4),
+        "mixable_fraction": round(float((strip_area > 0).float().mean()), 4),
         "seconds": round(float(objects.get("seconds", np.float64(0.0))), 1),
     }
 
@@ -188,7 +194,11 @@ class Protocol:
     """State of one protocol invocation (data, output folder, configuration); see :func:`run_protocol`."""
 
     def __init__(self, data_dir: Path, out: Path, scale_name: str, *, device: str, progress: bool,
-                 steps: int | None = None, stem_stride: int | None = None, reevaluate: bool = False) -> None:
+                 steps: int | None = None, stem_stride: int | None = None, reevaluate: bool = False,
+                 cam_options: str = "reference") -> None:
+        if cam_options not in CAM_PROFILES:
+            raise ValueError(f"cam_options must be one of {CAM_PROFILES}, got {cam_options!r}.")
+        self.cam_options = cam_options
         self.data_dir = data_dir
         self.out = out
         self.scale_name = scale_name
@@ -226,6 +236,7 @@ class Protocol:
             "train": dataclasses.asdict(self.base_cfg()), "eval": dataclasses.asdict(scale.eval),
             "two_stage_iters": scale.two_stage_iters,
             "two_stage_iters_single": scale.single_iters,
+            "cam_options": cam_options,
         }
         self.timings: dict[str, float] = {}
 
@@ -234,8 +245,15 @@ class Protocol:
         s = self.scale
         cfg = TrainConfig(arch=s.arch, stem_stride=s.stem_stride, view_size=self.size, batch_size=s.batch_size,
                           steps=s.steps, lr=s.lr, warmup=s.warmup, queue_size=s.queue_size,
-                          device=str(self.device))
+                          device=str(self.device), cam_options=self.cam_options,
+                          **(OBJAUG_MIXUP if self.cam_options == "objaug" else {}))  # type: ignore[arg-type]
         return dataclasses.replace(cfg, **kw)
+
+    def cam_setup(self) -> tuple[dict[str, Any] | None, bool]:
+        """``(cam_kwargs, bank)`` of the two-stage CAMs for :func:`.train.compute_objects` (``--cam-options``)."""
+        if self.cam_options == "objaug":
+            return dict(OBJAUG_CAM_SETTINGS), OBJAUG_CAM_BANK
+        return None, False
 
     # ---------------------------------------------------------------- bookkeeping
     def _done(self, name: str, seed: int) -> dict[str, Any] | None:
@@ -308,9 +326,10 @@ class Protocol:
                 return {k: z[k] for k in z.files}
         model = self.load_ssl(base)
         t0 = time.perf_counter()
+        cam_kwargs, bank = self.cam_setup()
         parts = [compute_objects(model.backbone, model.projector, imgs, iters=iters,
                                  batch_size=self.scale.batch_size, box_threshold=cfg.box_threshold,
-                                 progress=self.progress)
+                                 progress=self.progress, cam_kwargs=cam_kwargs, bank=bank)
                  for imgs, iters in ((self.ssl_images[:self.n_single], self.scale.single_iters),
                                      (self.ssl_images[self.n_single:], self.scale.two_stage_iters))]
         objects = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -483,7 +502,7 @@ def run_protocol(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
                  arms: Sequence[str] = ARMS, modes: Sequence[str] = MODES, device: str = "cpu",
                  progress: bool = True, figures: bool = True, steps: int | None = None,
                  stem_stride: int | None = None, reevaluate: bool = False,
-                 ablations: bool = False) -> dict[str, Any]:
+                 ablations: bool = False, cam_options: str = "reference") -> dict[str, Any]:
     """Run (or resume) the whole protocol and write ``results.json``, ``results.md`` and the pictures.
 
     Args:
@@ -503,6 +522,10 @@ def run_protocol(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
             changed); nothing is retrained.
         ablations: also run :func:`.encoder_gate.cam_ablation` (CAM temperature, objaug's options, hard and
             same-background negatives) on every saved baseline, without retraining (``results["ablations"]``).
+        cam_options: ``"reference"`` (the reference code's CAM settings, the paper's mixup rule: every
+            committed v2 result) or ``"objaug"`` (:data:`.data.OBJAUG_CAM_SETTINGS` with a bank of the SSL
+            set for the two-stage CAMs and the online CAM, and background mixup's shipped rule,
+            :data:`.data.OBJAUG_MIXUP`).
 
     Returns:
         The ``results.json`` content.
@@ -523,7 +546,7 @@ def run_protocol(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
     if stem_stride not in (None, 1, 2):
         raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride!r}.")
     proto = Protocol(Path(data_dir), out_p, scale, device=device, progress=progress, steps=steps,
-                     stem_stride=stem_stride, reevaluate=reevaluate)
+                     stem_stride=stem_stride, reevaluate=reevaluate, cam_options=cam_options)
     from tqdm import tqdm
 
     def say(line: str) -> None:
@@ -545,7 +568,7 @@ def run_protocol(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
             objects = None
             if "two-stage" in modes and len(arms) > 1:
                 objects = proto.objects_for(base)
-                stats = objects_stats(objects, base.mixup_threshold)
+                stats = objects_stats(objects, base)
                 two_stage[f"{method}/s{seed}"] = stats
                 timing["two_stage_cams"] = timing.get("two_stage_cams", 0.0) + stats["seconds"]
             for mode in modes:
@@ -581,8 +604,9 @@ def run_protocol(data_dir: str | os.PathLike[str], out: str | os.PathLike[str], 
         for method in methods:
             for seed in seeds:
                 model = proto.load_ssl(proto.base_cfg(method=method, seed=seed))
-                ablation.setdefault(method, {})[f"s{seed}"] = cam_ablation(model, proto.eval_data, groups,
-                                                                           batch_size=proto.scale.eval.cam_batch)
+                ablation.setdefault(method, {})[f"s{seed}"] = cam_ablation(
+                    model, proto.eval_data, groups, batch_size=proto.scale.eval.cam_batch,
+                    bank_images=proto.ssl_images)
         timing["ablations"] = time.perf_counter() - t0
     runs = [{k: v for k, v in r.items() if k != "protocol_config"} for r in results]
     payload: dict[str, Any] = {
@@ -644,6 +668,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="override the scale's stem stride (1: 8x8 maps at 64 px, about 4x the compute)")
     ap.add_argument("--reevaluate", action="store_true",
                     help="recompute the metrics of finished runs from their saved weights (nothing is retrained)")
+    ap.add_argument("--cam-options", choices=CAM_PROFILES, default="reference",
+                    help="reference: the reference code's CAM settings and the paper's mixup rule (the committed "
+                         "results); objaug: the options chosen on validation (data.OBJAUG_CAM_SETTINGS, a bank "
+                         "of the SSL set, mixup's Otsu cut and mass fallback)")
     ap.add_argument("--ablations", action="store_true",
                     help="CAM ablations on the saved baseline weights (temperature, options, negatives)")
     ap.add_argument("--summary", type=Path, default=None,
@@ -657,7 +685,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     payload = run_protocol(a.data, a.out, scale=a.scale, seeds=a.seeds, methods=a.methods, arms=a.arms,
                            modes=a.modes, device=a.device, progress=not a.quiet, figures=not a.no_figures,
                            steps=a.steps, stem_stride=a.stem_stride, reevaluate=a.reevaluate,
-                           ablations=a.ablations)
+                           ablations=a.ablations, cam_options=a.cam_options)
     if a.summary is not None:
         import shlex
 

@@ -64,7 +64,7 @@ from objaug import (
 )
 from objaug.tools.archs import build_projector, demo_backbone, tiny_resnet
 
-from .data import CAM_SETTINGS
+from .data import CAM_PROFILES, CAM_SETTINGS, OBJAUG_CAM_SETTINGS
 
 __all__ = [
     "ARMS",
@@ -76,6 +76,7 @@ __all__ = [
     "batch_indices",
     "build_backbone",
     "compute_objects",
+    "embed_all",
     "oracle_objects",
     "make_augment",
     "normalize",
@@ -119,7 +120,10 @@ class TrainConfig:
         refresh_every: online mode: run the CAM every N steps (N > 1 caches boxes per sample; not with mixup).
         box_threshold: ``boxes_from_cam`` threshold (0.5, the paper's).
         mixup_p: background mixup probability (the paper's 0.4).
-        mixup_threshold: background mixup mask threshold (the paper's 0.2).
+        mixup_threshold: background mixup mask threshold (the paper's 0.2, or ``"otsu"``).
+        mixup_fallback_mass: background mixup's ``fallback_mass`` (``None``: the paper's rule).
+        cam_options: ``"reference"`` (:data:`.data.CAM_SETTINGS`) or ``"objaug"`` (:data:`.data.OBJAUG_CAM_SETTINGS`
+            over the shipped defaults), the online mode's ContraCAM settings.
         mixup_queue: background mixup queue of backgrounds (the paper's 50).
         device: torch device string.
     """
@@ -145,8 +149,10 @@ class TrainConfig:
     refresh_every: int = 1
     box_threshold: float = 0.5
     mixup_p: float = 0.4
-    mixup_threshold: float = 0.2
+    mixup_threshold: float | str = 0.2
+    mixup_fallback_mass: float | None = None
     mixup_queue: int = 50
+    cam_options: str = "reference"
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -154,6 +160,8 @@ class TrainConfig:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}.")
         if self.arm not in ARMS:
             raise ValueError(f"arm must be one of {ARMS}, got {self.arm!r}.")
+        if self.cam_options not in CAM_PROFILES:
+            raise ValueError(f"cam_options must be one of {CAM_PROFILES}, got {self.cam_options!r}.")
         if self.arm == "baseline" and self.mode is not None:
             raise ValueError("the baseline arm has no mode (pass mode=None).")
         if self.arm != "baseline" and self.mode not in MODES:
@@ -386,7 +394,8 @@ def make_augment(cfg: TrainConfig) -> ObjectAwareAugment:
     views = method_views(cfg.method, cfg.view_size, cfg.arm)
     mixup = None
     if cfg.arm in ("mixup", "both"):
-        mixup = BackgroundMixup(p=cfg.mixup_p, threshold=cfg.mixup_threshold, queue_size=cfg.mixup_queue,
+        mixup = BackgroundMixup(p=cfg.mixup_p, threshold=cfg.mixup_threshold,  # type: ignore[arg-type]
+                                fallback_mass=cfg.mixup_fallback_mass, queue_size=cfg.mixup_queue,
                                 check_inputs=False)
     return ObjectAwareAugment(views, mixup=mixup, box_kwargs={"threshold": cfg.box_threshold},
                               check_inputs=False)
@@ -407,7 +416,8 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
 @torch.no_grad()
 def compute_objects(backbone: nn.Module, projector: nn.Module | None, images: Tensor, *, iters: int = 10,
                     batch_size: int = 128, box_threshold: float = 0.5, max_boxes: int = 4,
-                    progress: bool = False) -> dict[str, np.ndarray]:
+                    progress: bool = False, cam_kwargs: dict[str, Any] | None = None,
+                    bank: bool = False) -> dict[str, np.ndarray]:
     """ContraCAM boxes and masks of a whole image set with a fixed model (the two-stage mode's first stage).
 
     One ContraCAM call per batch (``iters`` refinement iterations, ``return_steps``): boxes from the refined
@@ -423,17 +433,22 @@ def compute_objects(backbone: nn.Module, projector: nn.Module | None, images: Te
         box_threshold: ``boxes_from_cam`` threshold.
         max_boxes: box slots K.
         progress: show a progress bar.
+        cam_kwargs: ContraCAM options (default :data:`.data.CAM_SETTINGS`, the reference's).
+        bank: also contrast every batch with the embeddings of all ``images`` (``ContraCAM.embed``; with
+            ``hard_negatives`` the nearest are searched there too, never an image's own copy).
 
     Returns:
         ``{"boxes": (N, K, 4) float32, "valid": (N, K) bool, "masks": (N, 1, S, S) uint8 (0..255, T=1 maps)}``.
     """
-    cam = ContraCAM(backbone, projector=projector, iters=iters, check_finite=False, **CAM_SETTINGS)  # type: ignore[arg-type]
+    cam = ContraCAM(backbone, projector=projector, iters=iters, check_finite=False,
+                    **(CAM_SETTINGS if cam_kwargs is None else cam_kwargs))  # type: ignore[arg-type]
+    negatives = embed_all(cam, images, batch_size) if bank else None
     n = images.shape[0]
     chunks = torch.tensor_split(torch.arange(n), max(1, math.ceil(n / batch_size)))
     boxes, valid, masks = [], [], []
     bar = _progress(len(chunks), "two-stage CAMs", progress)
     for idx in chunks:
-        union, steps = cam(normalize(images[idx]), return_steps=True)
+        union, steps = cam(normalize(images[idx]), negatives, return_steps=True)
         b, v = boxes_from_cam(union, threshold=box_threshold, max_boxes=max_boxes)
         boxes.append(b.cpu())
         valid.append(v.cpu())
@@ -442,6 +457,11 @@ def compute_objects(backbone: nn.Module, projector: nn.Module | None, images: Te
     bar.close()
     return {"boxes": torch.cat(boxes).numpy(), "valid": torch.cat(valid).numpy(),
             "masks": torch.cat(masks).numpy()}
+
+
+def embed_all(cam: ContraCAM, images: Tensor, batch_size: int = 256) -> Tensor:
+    """(N, D) unit-norm embeddings of (N, 3, S, S) images in [0, 1] by ``cam``'s model (a CAM bank)."""
+    return torch.cat([cam.embed(normalize(images[i:i + batch_size])) for i in range(0, images.shape[0], batch_size)])
 
 
 def oracle_objects(single: dict[str, np.ndarray], multi: dict[str, np.ndarray], *,
@@ -525,8 +545,11 @@ def train_ssl(cfg: TrainConfig, images: Tensor, *, objects: dict[str, np.ndarray
             from objaug.integrations.lightly.device_step import ObjectAwareStep
 
             cam_bb, cam_proj = model.cam_branch()
+            online_cam = None if cfg.cam_options == "reference" else ContraCAM(
+                cam_bb, projector=cam_proj, iters=cfg.cam_iters, check_finite=False, **OBJAUG_CAM_SETTINGS)  # type: ignore[arg-type]
             step_fn = ObjectAwareStep(
-                augment, model=cam_bb, projector=cam_proj, cam_iters=cfg.cam_iters,
+                augment, model=None if online_cam else cam_bb, cam=online_cam,
+                projector=None if online_cam else cam_proj, cam_iters=cfg.cam_iters,
                 negatives=model.queue_negatives if cfg.method == "moco" else None,
                 refresh_every=cfg.refresh_every, num_samples=n if cfg.refresh_every > 1 else None,
                 box_kwargs={"threshold": cfg.box_threshold},

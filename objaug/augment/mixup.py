@@ -17,6 +17,7 @@ from objaug.functional.mixup import MixupSource
 from objaug.masks import otsu_thresholds
 from objaug.validation import (
     check_batch_values,
+    check_fallback_mass,
     check_image_batch,
     check_mask_batch,
     check_same_batch,
@@ -117,6 +118,7 @@ class BackgroundMixup(nn.Module):
         *,
         p: float = 0.4,
         threshold: float | Literal["otsu"] = "otsu",
+        fallback_mass: float | None = 0.9,
         queue_size: int = 50,
         source: MixupSource = "tiled-strip",
         check_inputs: bool = True,
@@ -135,6 +137,7 @@ class BackgroundMixup(nn.Module):
             raise TypeError(f"check_inputs must be a bool, got {type(check_inputs).__name__}.")
         self.p = float(p)
         self.threshold: float | Literal["otsu"] = "otsu" if threshold == "otsu" else check_threshold(threshold)
+        self.fallback_mass = check_fallback_mass(fallback_mass)
         self.queue_size = queue_size
         self.source: MixupSource = check_source(source)
         if not isinstance(inplace, bool):
@@ -147,8 +150,9 @@ class BackgroundMixup(nn.Module):
         self._params: dict[str, Tensor] | None = None
 
     def extra_repr(self) -> str:
-        return (f"p={self.p}, threshold={self.threshold}, queue_size={self.queue_size}, "
-                f"source={self.source!r}, check_inputs={self.check_inputs}, inplace={self.inplace}")
+        return (f"p={self.p}, threshold={self.threshold}, fallback_mass={self.fallback_mass}, "
+                f"queue_size={self.queue_size}, source={self.source!r}, check_inputs={self.check_inputs}, "
+                f"inplace={self.inplace}")
 
     # ------------------------------------------------------------------ queue
     def reset(self) -> None:
@@ -390,7 +394,7 @@ class BackgroundMixup(nn.Module):
         threshold = otsu_thresholds(masks) if self.threshold == "otsu" else self.threshold
         out, backgrounds, ranks = mixup_kernel(images, masks, params["apply"], params["perm"], threshold,
                                          self.source, current, slot, n, workspace=ws,
-                                         inplace=self.inplace and not grad)
+                                         inplace=self.inplace and not grad, fallback_mass=self.fallback_mass)
         if ranks is not None:
             self._push_compact(backgrounds, ranks)
         else:

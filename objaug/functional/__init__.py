@@ -16,7 +16,9 @@ from objaug.functional.mixup import (
     background_mixup,
     largest_strip,
     mask_bounding_boxes,
+    mass_rectangles,
     mean_fill_backgrounds,
+    object_rectangles,
     tiled_strip_backgrounds,
 )
 
@@ -32,7 +34,9 @@ __all__ = [
     "gradcam_map",
     "largest_strip",
     "mask_bounding_boxes",
+    "mass_rectangles",
     "mean_fill_backgrounds",
+    "object_rectangles",
     "minmax_normalize",
     "sample_box_index",
     "grow_small_boxes",

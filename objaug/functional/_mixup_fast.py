@@ -16,7 +16,6 @@ from objaug.functional.backgrounds import (
     BackgroundMixupOutput,
     MixupSource,
     _backgrounds,
-    _bounding_boxes,
     _check_source,
     _flat_rows,
     _needs_grad,
@@ -24,6 +23,7 @@ from objaug.functional.backgrounds import (
     _source_rows_cols,
     largest_strip,
 )
+from objaug.functional.rectangles import _object_rectangles
 
 __all__ = ["Workspace", "check_source", "mixup_kernel", "needs_grad", "uses_compact_path"]
 
@@ -68,6 +68,7 @@ def _mixup(
     *,
     workspace: _Workspace | None = None,
     inplace: bool = False,
+    fallback_mass: float | None = None,
 ) -> tuple[BackgroundMixupOutput, Tensor, Tensor | None]:
     """Unchecked kernel of :func:`background_mixup`; also returns the backgrounds and how they are laid out.
 
@@ -94,7 +95,7 @@ def _mixup(
     dev = images.device
     grad = _needs_grad(images, masks)
     x = images.contiguous()
-    boxes = _bounding_boxes(masks, threshold)
+    boxes = _object_rectangles(masks, threshold, fallback_mass)
     strip, area = largest_strip(boxes, h, w)
     built = apply & (area > 0)
     partner_built = built[perm]

@@ -12,6 +12,12 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from objaug.functional.rectangles import (
+    _bounding_boxes,
+    mask_bounding_boxes,
+    mass_rectangles,
+    object_rectangles,
+)
 from objaug.validation import (
     check_image_batch,
     check_mask_batch,
@@ -22,10 +28,12 @@ from objaug.validation import (
 
 __all__ = [
     "STRIP_ORDER",
+    "mask_bounding_boxes",  # re-exported from objaug.functional.rectangles
+    "mass_rectangles",
+    "object_rectangles",
     "BackgroundMixupOutput",
     "MixupSource",
     "largest_strip",
-    "mask_bounding_boxes",
     "mean_fill_backgrounds",
     "tiled_strip_backgrounds",
 ]
@@ -57,54 +65,6 @@ def _check_source(source: object) -> MixupSource:
     if source not in ("tiled-strip", "batch"):
         raise ValueError(f"source must be 'tiled-strip' or 'batch', got {source!r}.")
     return source  # type: ignore[return-value]
-
-
-def _bounding_boxes(masks: Tensor, threshold: float | Tensor) -> Tensor:
-    """Unchecked kernel of :func:`mask_bounding_boxes`."""
-    b, _, h, w = masks.shape
-    dev = masks.device
-    if isinstance(threshold, Tensor):  # per-image cut-offs (B,)
-        threshold = threshold.view(b, 1)
-    # A row (column) meets the hard mask iff its maximum reaches the threshold: two reductions of the
-    # soft mask, no (B, 1, H, W) bool temporary.
-    rows = masks.amax(dim=3).view(b, h) >= threshold
-    cols = masks.amax(dim=2).view(b, w) >= threshold
-    ys = torch.arange(h, device=dev)
-    xs = torch.arange(w, device=dev)
-    y0 = torch.where(rows, ys, h).amin(dim=1)
-    y1 = torch.where(rows, ys, -1).amax(dim=1)
-    x0 = torch.where(cols, xs, w).amin(dim=1)
-    x1 = torch.where(cols, xs, -1).amax(dim=1)
-    empty = y1 < 0  # no row reaches the threshold: the rectangle is the whole image
-    y0 = torch.where(empty, 0, y0)
-    y1 = torch.where(empty, h - 1, y1)
-    x0 = torch.where(empty, 0, x0)
-    x1 = torch.where(empty, w - 1, x1)
-    return torch.stack([y0, y1, x0, x1], dim=1)
-
-
-def mask_bounding_boxes(masks: Tensor, threshold: float = 0.2) -> Tensor:
-    """Tight bounding rectangle of the hard masks ``masks >= threshold``, per image.
-
-    Args:
-        masks: floating (B, 1, H, W) soft masks in [0, 1], any device.
-        threshold: cut-off in (0, 1]; a pixel is object iff ``mask >= threshold``.
-
-    Returns:
-        (B, 4) int64 ``(y0, y1, x0, x1)`` with inclusive bounds, on ``masks.device``; the whole image
-        ``(0, H - 1, 0, W - 1)`` where no pixel reaches the threshold.
-
-    Raises:
-        TypeError: ``masks`` not a floating tensor, ``threshold`` not a number.
-        ValueError: ``masks`` not (B, 1, H, W), ``threshold`` outside (0, 1].
-    """
-    threshold = check_threshold(threshold)
-    if not isinstance(masks, Tensor) or masks.ndim != 4 or masks.shape[1] != 1:
-        shape = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
-        raise ValueError(f"masks must be a (B, 1, H, W) tensor, got {shape}.")
-    if not masks.is_floating_point():
-        raise TypeError(f"masks must be floating point with values in [0, 1], got {masks.dtype}.")
-    return _bounding_boxes(masks, threshold)
 
 
 def largest_strip(boxes: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:

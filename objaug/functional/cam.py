@@ -120,6 +120,10 @@ def fill_masked(images: Tensor, masks: Tensor, fill: Tensor) -> Tensor:
     return images * (1 - m) + fill.to(images.dtype) * m
 
 
+#: Cosine-similarity slack under which a bank entry counts as a copy of the image (:func:`nearest_negatives`).
+SELF_TOLERANCE: float = 1e-5
+
+
 def nearest_negatives(keys: Tensor, k: int, bank: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
     """The ``k`` hardest negatives of each image: its nearest neighbours in embedding space.
 
@@ -131,21 +135,26 @@ def nearest_negatives(keys: Tensor, k: int, bank: Tensor | None = None) -> tuple
     Args:
         keys: (B, D) unit-norm embeddings of the original images, any device.
         k: neighbours per image, >= 1; clipped to ``B - 1 + N`` (all candidates).
-        bank: optional (N, D) unit-norm external embeddings on the same device.
+        bank: optional (N, D) unit-norm external embeddings on the same device. Entries whose cosine
+            similarity to an image is at least ``1 - SELF_TOLERANCE`` are copies of it (a bank embedded
+            from the same dataset, e.g. ``ContraCAM.embed`` over the training set) and never chosen for it.
 
     Returns:
         ``(batch_mask, bank_mask)``: (B, B) bool (False on the diagonal) and (B, N) bool (None without
-        a bank); row i has exactly ``min(k, B - 1 + N)`` True entries in the two together. Ties go to
-        ``torch.topk``'s choice.
+        a bank); row i has ``min(k, c_i)`` True entries in the two together, ``c_i`` = its candidates
+        (``B - 1 + N`` less the bank's copies of image i). Ties go to ``torch.topk``'s choice.
     """
     b = keys.shape[0]
     sims = keys @ keys.T
     sims = sims.masked_fill(torch.eye(b, dtype=torch.bool, device=keys.device), float("-inf"))
     if bank is not None:
-        sims = torch.cat([sims, keys @ bank.T], dim=1)
+        # A bank embedded from the same dataset holds the image itself: a copy is never a negative.
+        to_bank = keys @ bank.T
+        sims = torch.cat([sims, to_bank.masked_fill(to_bank >= 1.0 - SELF_TOLERANCE, float("-inf"))], dim=1)
     kk = max(1, min(int(k), sims.shape[1] - 1))  # never the diagonal: B - 1 + N candidates per row
     idx = sims.topk(kk, dim=1).indices
-    chosen = torch.zeros_like(sims, dtype=torch.bool).scatter_(1, idx, True)
+    # the diagonal and bank copies are -inf: never chosen, even when fewer than k candidates are left
+    chosen = torch.zeros_like(sims, dtype=torch.bool).scatter_(1, idx, True) & (sims > float("-inf"))
     return chosen[:, :b], (chosen[:, b:] if bank is not None else None)
 
 

@@ -35,6 +35,7 @@ from objaug.functional._mixup_fast import _mixup
 from objaug.functional.backgrounds import *  # noqa: F403 - the building blocks, re-exported
 from objaug.functional.backgrounds import BackgroundMixupOutput, MixupSource, _check_source
 from objaug.validation import (
+    check_fallback_mass,
     check_image_batch,
     check_mask_batch,
     check_same_batch,
@@ -56,11 +57,15 @@ def background_mixup(
     queue: Tensor | None = None,
     queue_slot: Tensor | None = None,
     queue_len: Tensor | None = None,
+    fallback_mass: float | None = None,
 ) -> BackgroundMixupOutput:
     """Object-aware background mixup of a batch with given random draws (method.md §4).
 
-    Per image i: R_i is the bounding rectangle of ``masks_i >= threshold`` (whole image if empty).
-    A background bg_i is *built* iff ``apply[i]`` and R_i does not cover the whole image; it is the
+    Per image i: R_i is the bounding rectangle of ``masks_i >= threshold`` (whole image if empty);
+    with ``fallback_mass``, where that rectangle covers the whole frame but the hard mask is not empty,
+    R_i is instead the :func:`mass_rectangles` of the soft mask (the rectangle holding that share of
+    its mass along each axis), so diffuse maps with stray activations near the border still leave a
+    strip. A background bg_i is *built* iff ``apply[i]`` and R_i does not cover the whole image; it is the
     tiled largest strip pasted inside R_i (``source="tiled-strip"``, :func:`tiled_strip_backgrounds`)
     or the image with its object pixels filled by its background mean colour (``source="batch"``,
     :func:`mean_fill_backgrounds`). Image i is mixed iff bg_i was built and a background is
@@ -81,6 +86,8 @@ def background_mixup(
             background; required with ``queue``; values in [0, Q).
         queue_len: 0-d int64 tensor, the number of valid rows in ``queue`` (the fallback is only
             used when it is > 0); required with ``queue``.
+        fallback_mass: ``None`` (the paper's rule: such images stay unmixed) or the mass share in
+            (0, 1] of the fallback rectangle (:class:`~objaug.augment.mixup.BackgroundMixup`: 0.9).
 
     Returns:
         :class:`BackgroundMixupOutput` ``(images, mixed, built, boxes)``.
@@ -89,6 +96,7 @@ def background_mixup(
         TypeError, ValueError: bad shapes, dtypes, devices or options (metadata only, no sync).
     """
     threshold = check_threshold(threshold)
+    fallback_mass = check_fallback_mass(fallback_mass)
     source = _check_source(source)
     check_image_batch(images)
     if isinstance(masks, Tensor):
@@ -111,7 +119,8 @@ def background_mixup(
             raise ValueError("queue_len must be a 0-d int64 tensor.")
         named += [("queue", queue), ("queue_slot", queue_slot), ("queue_len", queue_len)]
     check_same_device(named)
-    return _mixup(images, masks, apply, perm, threshold, source, queue, queue_slot, queue_len)[0]
+    return _mixup(images, masks, apply, perm, threshold, source, queue, queue_slot, queue_len,
+                  fallback_mass=fallback_mass)[0]
 
 
 def _check_draw(t: object, name: str, batch: int, dtype: torch.dtype) -> None:
