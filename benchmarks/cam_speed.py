@@ -162,12 +162,20 @@ def main(argv: list[str] | None = None) -> int:
                 "every option (edges, hard_negatives=8)": dict(edges=True, hard_negatives=8)}
     if not hasattr(model, "layer4"):  # a ViT: its other map source
         variants["class-token attention (source='attention')"] = dict(source="attention")
+    # a bank of 4096 embeddings (e.g. ContraCAM.embed over a training set, computed once), searched by
+    # hard_negatives: the setting docs/how-it-works.md recommends for weak encoders on real photos
+    with torch.no_grad():
+        dim = ContraCAM(model, check_finite=False).embed(images[:2]).shape[1]
+    bank = F.normalize(torch.randn(4096, dim, generator=torch.Generator().manual_seed(0)), dim=1).to(device)
+    variants["every option + a 4096-entry bank (hard_negatives=32, temperature=0.2)"] = dict(
+        edges=True, hard_negatives=32, temperature=0.2)
     for label, options in variants.items():
         cam = ContraCAM(model, iters=1, check_finite=False, **options)
+        negatives = bank if "bank" in label else None
 
-        def run_variant(cam: ContraCAM = cam) -> object:
+        def run_variant(cam: ContraCAM = cam, negatives: torch.Tensor | None = negatives) -> object:
             with autocast():
-                return cam(images)
+                return cam(images, negatives)
 
         fns[f"objaug ContraCAM iters=1, {label}"] = run_variant
 

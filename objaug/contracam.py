@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from objaug.functional.cam import (
+    SELF_TOLERANCE,
     contrastive_score,
     edge_refine,
     fill_masked,
@@ -189,8 +190,11 @@ class ContraCAM:
             images: (B, C, H, W) floating images, normalised as the model expects, on the model's
                 device. Any memory format (channels_last works). May be called under
                 ``torch.autocast`` (bf16/fp16) and under ``torch.no_grad``.
-            negatives: optional (N, D) external negatives (a MoCo queue, a lightly memory bank;
-                re-normalised here), on the same device. Required when B == 1.
+            negatives: optional (N, D) external negatives (a MoCo queue, a lightly memory bank, or a
+                bank of a dataset's embeddings from :meth:`embed`, e.g. the training set, whose nearest
+                entries ``hard_negatives`` picks; re-normalised here), on the same device. An entry that is
+                a copy of an image (cosine >= 1 - 1e-5, as when the bank holds the batch's own images) is
+                never that image's negative. Required when B == 1.
             return_steps: also return the list of the T per-iteration maps (each min-max normalised).
 
         Returns:
@@ -317,6 +321,8 @@ class ContraCAM:
                     keys = z.detach()
                     if self.hard_negatives is not None:
                         batch_mask, bank_mask = nearest_negatives(keys, self.hard_negatives, bank)
+                    elif bank is not None:  # a bank embedded from the same images holds each one's copy
+                        bank_mask = keys @ bank.T < 1.0 - SELF_TOLERANCE
                 in_batch.append(z.detach())
                 score = contrastive_score(z, keys, in_batch, bank=bank, temperature=self.temperature,
                                           batch_mask=batch_mask, bank_mask=bank_mask)

@@ -139,8 +139,8 @@ _LOW_BOXED = (
 _LOW_MIXED = (
     "objaug: over the last {steps} steps only {share:.1f} % of the mixup views were mixed. Likely cause: each "
     "mask's rectangle above the threshold covers the whole frame (coarse or diffuse maps), so there is no "
-    "background to replace. Option: BackgroundMixup(threshold='otsu') (solo-learn: objaug.mixup.threshold: otsu), "
-    "or finer maps.")
+    "background to replace, or p is near 0. Options: BackgroundMixup(threshold='otsu', fallback_mass=0.9), the "
+    "defaults (solo-learn: objaug.mixup.threshold: otsu, objaug.mixup.fallback_mass: 0.9), or finer maps.")
 
 
 def log_stats(log: Callable[..., object], stats: AugmentStats, *, batch_size: int, prefix: str = "objaug/") -> None:

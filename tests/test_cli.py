@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -108,6 +109,40 @@ def test_cam_lightly_layout_and_explicit_prefix(tmp_path, image_dir, capsys):
     assert "lightly" in err
     doc = _check_outputs(out, n_images=5, n_skipped=1)
     assert doc["settings"]["max_boxes"] == 2
+
+
+def test_cam_with_hard_negatives_and_a_bank_of_the_inputs(tmp_path, image_dir, capsys):
+    """--hard-negatives K --bank: each image against its K nearest among all inputs (never its own copy); the
+    maps equal the Python API's with the same bank."""
+    from objaug.contracam import ContraCAM
+    from objaug.tools.viz import IMAGENET_MEAN, IMAGENET_STD
+
+    bb = _backbone()
+    torch.save(bb.state_dict(), tmp_path / "w.pt")
+    out = tmp_path / "out"
+    code, err = _run(["cam", str(image_dir), *ARCH, "--checkpoint", str(tmp_path / "w.pt"), "--out", str(out),
+                      *FAST, "--batch-size", "2", "--hard-negatives", "1", "--bank"], capsys)
+    assert code == 0, err
+    doc = _check_outputs(out, n_images=5, n_skipped=1)
+    assert doc["settings"]["hard_negatives"] == 1 and doc["settings"]["bank"] is True
+    # the same boxes from the API: batches [0, 1, 2) and [2, 5) (balanced), one bank of all 5 inputs
+    from objaug.boxes import boxes_from_steps
+    from objaug.cli.cam import _read_rgb
+
+    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    x = torch.stack([(torch.from_numpy(np.array(_read_rgb(r["file"]).resize((32, 32), Image.Resampling.BILINEAR)))
+                      .permute(2, 0, 1).float() / 255 - mean) / std for r in doc["images"]])
+    cam = ContraCAM(bb, iters=2, hard_negatives=1)
+    bank = cam.embed(x)
+    got = torch.tensor([r["boxes_norm"] for r in doc["images"]])
+    for sl in (slice(0, 2), slice(2, 5)):
+        _, steps = cam(x[sl], bank, return_steps=True)
+        b, v = boxes_from_steps(steps)
+        torch.testing.assert_close(got[sl], torch.where(v[..., None], b, got[sl]).float(), atol=1e-5, rtol=0)
+        assert [r["valid"] for r in doc["images"][sl]] == v.tolist()
+    code, err = _run(["cam", str(image_dir), *ARCH, "--random-init", "--out", str(out), "--hard-negatives", "0"],
+                     capsys)
+    assert code == 2 and "--hard-negatives must be >= 1" in err and "Traceback" not in err
 
 
 def test_cam_errors(tmp_path, image_dir, capsys):

@@ -136,6 +136,26 @@ def test_hard_negatives_equal_a_per_sample_reference():
         torch.testing.assert_close(got[i, 0].double(), cam, atol=1e-5, rtol=0)
 
 
+def test_a_bank_holding_the_batch_itself_never_offers_an_image_its_own_copy():
+    # The bank is the embedding of image 0 (as a bank of the training set holds the batch's own images). For
+    # image 0 it is a copy of itself, never a negative, so its map is the map without a bank. Were the copy a
+    # negative: with hard_negatives=1 it would be image 0's only negative (the positive and the negative
+    # cancel, a flat map); with all negatives and a refinement pass it changes the masked image's gradient.
+    torch.manual_seed(1)
+    encoder = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1))
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(8, 6))
+    encoder, head = encoder.double(), head.double()
+    images = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    for hard, iters in ((1, 1), (None, 2)):
+        cam = ContraCAM(encoder=encoder, head=head, edges=False, refine="union", hard_negatives=hard, iters=iters)
+        bank = cam.embed(images[:1])
+        plain = cam(images)
+        torch.testing.assert_close(cam(images, bank)[0], plain[0], atol=1e-6, rtol=0)
+        if hard is None:  # a near-copy that is not the image (cosine < 1 - 1e-5) is a negative: the map changes
+            other = F.normalize(bank + 0.05 * torch.randn_like(bank), dim=1)
+            assert (cam(images, other)[0] - plain[0]).abs().max() > 1e-3
+
+
 # ------------------------------------------------------------------------------------------ edge filter
 
 

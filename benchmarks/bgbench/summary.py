@@ -122,7 +122,7 @@ def summarise(results: Mapping[str, Any], *, command: str, wall_s: float,
         "wall_s": round(float(wall_s), 1),
         "timing": results.get("timing", {}),
         "config": {k: results["config"][k] for k in ("scale", "size", "n_classes", "n_ssl_images", "train",
-                                                      "two_stage_iters", "two_stage_iters_single")
+                                                      "two_stage_iters", "two_stage_iters_single", "cam_options")
                    if k in results["config"]},
         "environment": results.get("environment", {}),
     }

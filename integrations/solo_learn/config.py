@@ -70,6 +70,7 @@ class MixupConfig:
     views: tuple[int, ...] = (0,)
     p: float = 0.4
     threshold: float | Literal["otsu"] = "otsu"
+    fallback_mass: float | None = 0.9
     queue_size: int = 50
     source: str = "tiled-strip"
 
@@ -160,6 +161,9 @@ _SCHEMA: list[tuple[str, str, _Parser, str]] = [
     ("mixup.threshold", "`otsu` \\| float in (0, 1]", _otsu_or(_float(0.0, 1.0, open_low=True)),
      "Mask threshold of the object rectangle: `otsu` (per image, from each mask's histogram) or a number "
      "(paper: 0.2; on diffuse maps it mixes almost nothing)."),
+    ("mixup.fallback_mass", "`null` \\| float in (0, 1]", _optional(_float(0.0, 1.0, open_low=True)),
+     "Where the object rectangle covers the whole frame (nothing to mix), use the rectangle holding this share "
+     "of the soft mask's mass along each axis instead; `null`: the paper's rule (such images stay unmixed)."),
     ("mixup.queue_size", "int >= 0", _int(0), "FIFO queue of recent backgrounds (paper: 50; 0 disables it)."),
     ("mixup.source", "`tiled-strip` \\| `batch`", _choice("tiled-strip", "batch"),
      "How backgrounds are built: the paper's tiled strip, or the image with its object mean-filled."),

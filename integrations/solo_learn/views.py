@@ -69,7 +69,8 @@ class SoloObjectAware(nn.Module):
         self.mixers = nn.ModuleDict()
         if mix.enabled:
             for v in mix.views:
-                self.mixers[str(v)] = BackgroundMixup(p=mix.p, threshold=mix.threshold, queue_size=mix.queue_size,
+                self.mixers[str(v)] = BackgroundMixup(p=mix.p, threshold=mix.threshold,  # type: ignore[arg-type]
+                                                      fallback_mass=mix.fallback_mass, queue_size=mix.queue_size,
                                                       source=mix.source, check_inputs=False)  # type: ignore[arg-type]
         self.source = ObjectSource(every_n_steps=config.online.every_n_steps, start_step=config.online.start_step)
         self.stats = AugmentStats()  # what objaug did, on the device (logged by the callback)

@@ -59,6 +59,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--iters", type=int, default=10, help="ContraCAM refinement iterations (default 10)")
     p.add_argument("--temperature", type=float, default=1.0, help="ContraCAM temperature (default 1)")
+    p.add_argument("--hard-negatives", type=int, default=None, metavar="K",
+                   help="contrast each image with its K nearest neighbours in embedding space only (the batch, "
+                        "and with --bank all the inputs) instead of its whole batch (default: off)")
+    p.add_argument("--bank", action="store_true",
+                   help="contrast every batch with the embeddings of all the input images too (one extra "
+                        "forward per image); with --hard-negatives the nearest are searched there")
     p.add_argument("--image-size", type=int, default=224, help="network input size (default 224)")
     p.add_argument("--batch-size", type=int, default=32, help="images per ContraCAM batch (default 32)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -161,6 +167,8 @@ def _run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
             return _fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
     if not 0.0 <= args.threshold <= 1.0:
         return _fail(f"--threshold must be in [0, 1], got {args.threshold}.")
+    if args.hard_negatives is not None and args.hard_negatives < 1:
+        return _fail(f"--hard-negatives must be >= 1 (neighbours per image), got {args.hard_negatives}.")
     try:
         device = torch.device(args.device)
         torch.empty(0, device=device)
@@ -209,21 +217,28 @@ def _run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
 
     try:
         cam = ContraCAM(backbone, projector=projector, iters=args.iters, temperature=args.temperature,
-                        expand_res=args.expand_res, source=args.map_source)
-    except TypeError as e:
+                        expand_res=args.expand_res, source=args.map_source, hard_negatives=args.hard_negatives)
+    except (TypeError, ValueError) as e:
         return _fail(str(e))
     images_u8 = torch.stack(tensors)  # (N, 3, S, S) uint8
     n = images_u8.shape[0]
+    batches = balanced_batches(n, args.batch_size)
+    bank = None
+    if args.bank:  # every input's embedding (a copy of an image is never its own negative)
+        try:
+            bank = torch.cat([cam.embed(((images_u8[i.start:i.stop].float() / 255.0 - mean) / std).to(device))
+                              for i in tqdm(batches, desc="bank", unit="batch", file=sys.stderr)])
+        except (TypeError, ValueError) as e:
+            return _fail(f"ContraCAM cannot run on this model: {e}")
     maps = torch.empty(n, 1, size, size)
     boxes = torch.empty(n, args.max_boxes, 4)
     valid = torch.empty(n, args.max_boxes, dtype=torch.bool)
-    batches = balanced_batches(n, args.batch_size)
     with tqdm(total=n, desc="ContraCAM", unit="img", file=sys.stderr) as bar:
         for idx in batches:
             sl = slice(idx.start, idx.stop)
             x = ((images_u8[sl].float() / 255.0 - mean) / std).to(device)
             try:
-                m, steps = cam(x, return_steps=True)
+                m, steps = cam(x, bank, return_steps=True)
             except (TypeError, ValueError) as e:  # e.g. a model without a spatial stage (ViT tokens)
                 bar.close()
                 return _fail(f"ContraCAM cannot run on this model: {e}")
@@ -289,7 +304,8 @@ def _write_json(args: argparse.Namespace, records: Sequence[dict[str, Any]], ski
         "version": 1,
         "box_format": "xyxy; 'boxes' in pixels of the original image, 'boxes_norm' in [0, 1]",
         "settings": {k: getattr(args, k) for k in ("arch", "checkpoint", "key_prefix", "projector", "iters",
-                                                   "temperature", "map_source", "image_size", "batch_size",
+                                                   "temperature", "hard_negatives", "bank", "map_source",
+                                                   "image_size", "batch_size",
                                                    "expand_res", "threshold", "min_area", "margin", "max_boxes")},
         "images": list(records),
         "skipped": list(skipped),

@@ -56,6 +56,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="allow torch.load(weights_only=False) for checkpoints that pickle Python objects")
     p.add_argument("--iters", type=int, default=10, help="ContraCAM refinement iterations (default 10)")
     p.add_argument("--temperature", type=float, default=1.0, help="ContraCAM temperature (default 1)")
+    p.add_argument("--hard-negatives", type=int, default=None, metavar="K",
+                   help="contrast each image with its K nearest neighbours in embedding space only (its batch, "
+                        "and with --bank the bank) instead of its whole batch (default: off)")
+    p.add_argument("--bank", type=int, default=0, metavar="N",
+                   help="also contrast every batch with the embeddings of N samples spread over the dataset "
+                        "(one extra forward each; default 0: none). Real photos, weak encoders: "
+                        "--bank 4096 --hard-negatives 32 --temperature 0.2 (docs/how-it-works.md)")
     p.add_argument("--expand-res", action="store_true", help="stride 1 in the last stage (finer maps)")
     p.add_argument("--batch-size", type=int, default=64,
                    help="images per ContraCAM batch: the in-batch negatives (default 64)")
@@ -86,7 +93,8 @@ def _fail(message: str) -> int:
 
 #: Library wording -> this command's flags (the library names its parameters, the CLI its options).
 _FLAGS = ((r"^root: ", "--data: "), (r"\bthe dataset spec\b", "--dataset"), (r"\bout=", "--out "),
-          (r"\banother out directory\b", "another --out"), (r"\boverwrite=True\b", "--overwrite"))
+          (r"\banother out directory\b", "another --out"), (r"\boverwrite=True\b", "--overwrite"),
+          (r"\bhard_negatives\b", "--hard-negatives"), (r"\bbank_size\b", "--bank"))
 
 
 def _as_flags(message: str) -> str:
@@ -163,6 +171,10 @@ def _run(args: argparse.Namespace) -> int:
     for name in ("iters", "image_size", "batch_size", "max_boxes", "mask_size", "shard_size"):
         if getattr(args, name) < 1:
             return _fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
+    if args.hard_negatives is not None and args.hard_negatives < 1:
+        return _fail(f"--hard-negatives must be >= 1 (neighbours per image), got {args.hard_negatives}.")
+    if args.bank < 0:
+        return _fail(f"--bank must be >= 0 (samples embedded as extra negatives; 0: none), got {args.bank}.")
     try:
         device, started = _init_distributed(args.device)
         torch.empty(0, device=device)
@@ -199,7 +211,8 @@ def _run(args: argparse.Namespace) -> int:
             _say_resuming(args, rank=dist.get_rank() if dist.is_initialized() else 0)
             result = precompute(
                 dataset, backbone, args.out, projector=projector, iters=args.iters, temperature=args.temperature,
-                expand_res=args.expand_res, batch_size=args.batch_size, image_size=args.image_size,
+                hard_negatives=args.hard_negatives, bank_size=args.bank, expand_res=args.expand_res,
+                batch_size=args.batch_size, image_size=args.image_size,
                 mean=tuple(args.mean) if args.mean else IMAGENET_MEAN,
                 std=tuple(args.std) if args.std else IMAGENET_STD, mask_size=args.mask_size,
                 max_boxes=args.max_boxes, threshold=args.threshold, min_area=args.min_area, margin=args.margin,

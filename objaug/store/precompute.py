@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 import objaug
 from objaug.boxes import boxes_from_cam, boxes_from_steps
@@ -50,7 +50,6 @@ from objaug.split import module_device
 from objaug.store.datasets import (
     ImageFolderFiles,
     dataset_fingerprint,
-    error_text,
     files_fingerprint,
     load_dataset,
     load_image,
@@ -66,6 +65,7 @@ from objaug.store.format import (
     canonical_json,
     read_manifest,
 )
+from objaug.store.loading import _collate, _Prepared, embed_bank
 from objaug.store.resume import clear_store, existing_manifest, manifest_diff, store_identity
 from objaug.store.writer import (
     ShardWriter,
@@ -95,37 +95,6 @@ __all__ = [
 
 # --------------------------------------------------------------------------------------------------
 # Batches
-
-
-class _Prepared(Dataset):
-    """Wraps a dataset: item i -> (i, normalised (3, S, S) image, ok, error message); never raises."""
-
-    def __init__(self, dataset: Any, size: int, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.dataset = dataset
-        self.size = size
-        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> tuple[int, Tensor, bool, str]:
-        try:
-            x = load_image(self.dataset, index, self.size)
-            if not bool(torch.isfinite(x).all()):
-                raise ValueError("the image has NaN or infinite values")
-            return index, (x - self.mean) / self.std, True, ""
-        except Exception as e:  # noqa: BLE001 - bad samples are skipped, counted and listed, never fatal
-            # no memory addresses ("<... at 0x7f...>") in the message: the store must be reproducible
-            msg = error_text(e)
-            return index, torch.zeros(3, self.size, self.size), False, msg[:300]
-
-
-def _collate(items: list[tuple[int, Tensor, bool, str]]) -> tuple[Tensor, Tensor, Tensor, list[str]]:
-    idx = torch.tensor([it[0] for it in items], dtype=torch.int64)
-    images = torch.stack([it[1] for it in items])
-    ok = torch.tensor([it[2] for it in items], dtype=torch.bool)
-    return idx, images, ok, [it[3] for it in items]
 
 
 def shard_batches(start: int, count: int, batch_size: int) -> list[tuple[int, int]]:
@@ -188,6 +157,8 @@ def precompute(
     projector: nn.Module | None = None,
     iters: int = 10,
     temperature: float = 1.0,
+    hard_negatives: int | None = None,
+    bank_size: int = 0,
     expand_res: bool = False,
     interpolation: str = "bicubic",
     batch_size: int = 64,
@@ -223,8 +194,11 @@ def precompute(
             on the device to compute on; left as found (mode, grads).
         out: the store directory (created).
         projector: optional projector appended to the head (see :class:`objaug.contracam.ContraCAM`).
-        iters, temperature, expand_res, interpolation: ContraCAM settings (the paper uses
+        iters, temperature, hard_negatives, expand_res, interpolation: ContraCAM settings (the paper uses
             ``iters=10`` for boxes).
+        bank_size: also contrast every batch with the embeddings of this many samples spread evenly over
+            the dataset (:func:`objaug.store.loading.embed_bank`; 0: none); with ``hard_negatives`` each
+            image's nearest are searched there too (never its own copy). Part of the store identity.
         batch_size: images per ContraCAM batch (the in-batch negatives; part of the store identity).
         image_size: images are resized to image_size x image_size.
         mean, std: per-channel normalisation of the [0, 1] images.
@@ -250,7 +224,8 @@ def precompute(
         ValueError / TypeError: bad arguments (before any work).
     """
     for name, v, low in (("batch_size", batch_size, 1), ("image_size", image_size, 8), ("mask_size", mask_size, 1),
-                         ("shard_size", shard_size, 1), ("iters", iters, 1), ("max_boxes", max_boxes, 1)):
+                         ("shard_size", shard_size, 1), ("iters", iters, 1), ("max_boxes", max_boxes, 1),
+                         ("bank_size", bank_size, 0)):
         _check_int(name, v, low)
     if precision not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"precision must be 'fp32', 'bf16' or 'fp16', got {precision!r}.")
@@ -262,7 +237,7 @@ def precompute(
     if n < 1:
         raise ValueError("dataset is empty.")
     cam = ContraCAM(model, projector=projector, iters=iters, temperature=temperature, expand_res=expand_res,
-                    interpolation=interpolation, check_finite=False)
+                    interpolation=interpolation, check_finite=False, hard_negatives=hard_negatives)
     # boxes_from_cam checks its own arguments; call it once on a dummy map to fail before any work.
     boxes_from_cam(torch.zeros(1, 1, 8, 8), threshold=threshold, min_area=min_area, margin=margin,
                    max_boxes=max_boxes)
@@ -279,6 +254,8 @@ def precompute(
         "min_area": float(min_area), "precision": precision, "std": [float(s) for s in std],
         "temperature": float(temperature), "threshold": float(threshold),
     }
+    if hard_negatives is not None or bank_size:  # only then: older stores keep their identity
+        settings.update(hard_negatives=hard_negatives, bank_size=min(bank_size, n))
     layout = {"mask_codec": MASK_CODEC, "mask_size": [mask_size, mask_size], "max_boxes": max_boxes,
               "num_shards": num_shards, "shard_pattern": "shards/{index:05d}.bin", "shard_size": shard_size}
     info = {"fingerprint": fingerprint if fingerprint is not None else dataset_fingerprint(dataset), "length": n}
@@ -334,12 +311,14 @@ def precompute(
     processed = 0
     written = 0
     if pending:
+        bank = embed_bank(dataset, cam, bank_size, image_size=image_size, mean=mean, std=std, batch_size=batch_size,
+                          device=device, num_workers=num_workers) if bank_size else None
         processed, written = _run_shards(
             dataset, cam, out, pending, device=device, batch_size=batch_size, image_size=image_size, mean=mean,
             std=std, mask_size=mask_size, mask_mode=mask_mode, box_kwargs={"threshold": threshold,
                                                                          "min_area": min_area, "margin": margin,
                                                                          "max_boxes": max_boxes},
-            precision=precision, num_workers=num_workers, progress=progress and group.rank == 0)
+            precision=precision, num_workers=num_workers, progress=progress and group.rank == 0, bank=bank)
     seconds = time.perf_counter() - t0
 
     # 3. Merge.
@@ -372,6 +351,7 @@ def _run_shards(
     precision: str,
     num_workers: int | None,
     progress: bool,
+    bank: Tensor | None = None,
 ) -> tuple[int, int]:
     """Compute and write the ``pending`` shards ``(index, start, count)``; returns (images, shards)."""
     from tqdm.auto import tqdm
@@ -408,11 +388,11 @@ def _run_shards(
             if n_ok:
                 x = images if n_ok == len(ok_np) else images[torch.from_numpy(ok_np)]
                 x = x.to(device, non_blocking=True)
-                negatives = None
+                negatives = bank
                 if n_ok == 1:  # a lone image: contrast it with the previous batch, else a flat mean-colour image
                     if previous is not None:
-                        negatives = cam.embed(previous)
-                    else:
+                        negatives = cam.embed(previous) if bank is None else torch.cat([bank, cam.embed(previous)])
+                    elif bank is None:
                         x = torch.cat([x, torch.zeros_like(x)])
                 ctx = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
                 with ctx:

@@ -290,3 +290,29 @@ def test_train_crops_per_photo_reuses_few_training_backgrounds(built: Path, tmp_
         assert man["splits"][name]["sha1_images"] == base["splits"][name]["sha1_images"], name
     with pytest.raises(ValueError, match="train_crops_per_photo"):
         v2.build_v2(tmp_path / "bad", source="generated", seed=0, size=S, train_crops_per_photo=-1, **COUNTS)
+
+
+def test_protocol_cam_options_objaug(built: Path, tmp_path: Path) -> None:
+    """``--cam-options objaug``: the two-stage CAMs with a bank of the SSL set, the online CAM with the chosen
+    options, background mixup's shipped rule (Otsu cut, mass fallback), and the bank ablation."""
+    from benchmarks.bgbench.data import OBJAUG_MIXUP
+    from benchmarks.bgbench.protocol import main
+
+    summary = tmp_path / "summary.json"
+    assert main(["--data", str(built), "--out", str(tmp_path / "out"), "--scale", "tiny", "--seeds", "0",
+                 "--arms", "baseline", "mixup", "--modes", "two-stage", "online", "--cam-options", "objaug",
+                 "--no-figures", "--quiet", "--ablations", "--summary", str(summary)]) == 0
+    s = json.loads(summary.read_text())
+    assert s["config"]["cam_options"] == "objaug"
+    assert s["config"]["train"]["mixup_threshold"] == OBJAUG_MIXUP["mixup_threshold"] == "otsu"
+    assert s["config"]["train"]["mixup_fallback_mass"] == OBJAUG_MIXUP["mixup_fallback_mass"]
+    assert set(s["arms"]) == {"baseline", "mixup/two-stage", "mixup/online"}
+    # with the fallback every two-stage mask the tiny encoder gives leaves a strip, so views get mixed
+    stats = s["two_stage_objects"]["simclr/s0"]
+    assert 0.0 < stats["mixable_fraction"] <= 1.0
+    assert s["arms"]["mixup/two-stage"]["views_mixed"]["mean"] > 0.0
+    assert "iou_objaug_bank" in s["ablations"]["simclr"] and "contrast_objaug_bank" in s["ablations"]["simclr"]
+    # the reference profile stays the default (every committed result) and refuses to mix with this folder
+    with pytest.raises(RuntimeError, match="another protocol configuration"):
+        main(["--data", str(built), "--out", str(tmp_path / "out"), "--scale", "tiny", "--seeds", "0",
+              "--arms", "baseline", "--modes", "two-stage", "--no-figures", "--quiet"])

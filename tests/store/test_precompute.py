@@ -184,6 +184,41 @@ def test_round_trip_matches_direct_contracam(tmp_path, arch):
     assert (tmp_path / "s" / LOG_NAME).is_file()
 
 
+def test_hard_negatives_with_a_bank_match_direct_contracam(tmp_path):
+    """bank_size=N: every batch is also contrasted with the embeddings of N evenly spread samples (the batch's
+    own images among them are never their own negatives); the store equals ContraCAM with that bank."""
+    model = make_model()
+    ds = Blobs(20)
+    res = precompute(ds, model, tmp_path / "s", hard_negatives=3, bank_size=10, **KW)
+    assert res.images == 20
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    x = (ds.images - mean) / std
+    cam = ContraCAM(model, iters=2, hard_negatives=3)
+    spread = [0, 2, 4, 6, 8, 11, 13, 15, 17, 19]  # round(linspace(0, 19, 10))
+    bank = cam.embed(x[spread])
+    got = ObjectStore(tmp_path / "s", dataset=ds).get_batch(torch.arange(20))
+    for a, b in [(0, 4), (4, 8), (8, 12), (12, 16), (16, 20)]:
+        maps, steps = cam(x[a:b], bank, return_steps=True)
+        boxes, valid = boxes_from_steps(steps)
+        torch.testing.assert_close(got.boxes[a:b], boxes, atol=1e-6, rtol=0)
+        assert torch.equal(got.valid[a:b], valid)
+        m8 = masks_to_uint8(resize_masks(maps, 16, mode="area"))
+        assert (got.masks[a:b] * 255 - m8.float()).abs().max() <= 1.0 + 1e-4
+    settings = read_manifest(tmp_path / "s")["settings"]
+    assert settings["hard_negatives"] == 3 and settings["bank_size"] == 10
+    # part of the identity: another bank cannot resume this store; and a store without them has neither key
+    with pytest.raises(StoreMismatchError, match="bank_size"):
+        precompute(ds, model, tmp_path / "s", hard_negatives=3, bank_size=12, **KW)
+    precompute(ds, model, tmp_path / "plain", **KW)
+    assert "bank_size" not in read_manifest(tmp_path / "plain")["settings"]
+    with pytest.raises(ValueError, match="hard_negatives"):
+        precompute(ds, model, tmp_path / "bad", hard_negatives=0, **KW)
+    with pytest.raises(ValueError, match="bank_size"):
+        precompute(ds, model, tmp_path / "bad", bank_size=-1, **KW)
+    assert not (tmp_path / "bad").exists()
+
+
 # ---------------------------------------------------------------------------------------------- resume
 
 

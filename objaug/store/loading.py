@@ -1,0 +1,87 @@
+"""Reading a dataset for the precompute: the decoding wrapper of its DataLoader and the CAM bank.
+
+:class:`_Prepared` turns any map-style dataset (the contract of :mod:`objaug.store.precompute`) into
+``(index, normalised image, ok, error)`` items that never raise, so bad samples are skipped, counted and
+listed; :func:`embed_bank` uses the same decoding to embed a spread of samples as ContraCAM negatives.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from objaug.contracam import ContraCAM
+from objaug.store.datasets import error_text, load_image
+
+__all__ = ["embed_bank"]
+
+
+class _Prepared(Dataset):
+    """Wraps a dataset: item i -> (i, normalised (3, S, S) image, ok, error message); never raises."""
+
+    def __init__(self, dataset: Any, size: int, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.dataset = dataset
+        self.size = size
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[int, Tensor, bool, str]:
+        try:
+            x = load_image(self.dataset, index, self.size)
+            if not bool(torch.isfinite(x).all()):
+                raise ValueError("the image has NaN or infinite values")
+            return index, (x - self.mean) / self.std, True, ""
+        except Exception as e:  # noqa: BLE001 - bad samples are skipped, counted and listed, never fatal
+            # no memory addresses ("<... at 0x7f...>") in the message: the store must be reproducible
+            msg = error_text(e)
+            return index, torch.zeros(3, self.size, self.size), False, msg[:300]
+
+
+def _collate(items: list[tuple[int, Tensor, bool, str]]) -> tuple[Tensor, Tensor, Tensor, list[str]]:
+    idx = torch.tensor([it[0] for it in items], dtype=torch.int64)
+    images = torch.stack([it[1] for it in items])
+    ok = torch.tensor([it[2] for it in items], dtype=torch.bool)
+    return idx, images, ok, [it[3] for it in items]
+
+
+
+def embed_bank(dataset: Any, cam: ContraCAM, size: int, *, image_size: int, mean: Sequence[float],
+               std: Sequence[float], batch_size: int = 64, device: torch.device | str = "cpu",
+               num_workers: int | None = None) -> Tensor:
+    """Embeddings of ``size`` samples spread evenly over ``dataset``: a bank of ContraCAM negatives.
+
+    The samples are ``round(linspace(0, N - 1, size))`` (all of them when ``size >= N``), decoded and
+    normalised as the precompute does; unreadable ones are left out. Deterministic, so every rank of a
+    distributed precompute and every resumed run gets the same bank.
+
+    Args:
+        dataset: a map-style dataset (the precompute's contract).
+        cam: the :class:`~objaug.contracam.ContraCAM` whose model embeds (:meth:`ContraCAM.embed`).
+        size: number of samples, >= 1.
+        image_size, mean, std: the precompute's resizing and normalisation.
+        batch_size: images per forward.
+        device: where the model runs.
+        num_workers: DataLoader workers (default ``min(8, cpu_count - 1)``).
+
+    Returns:
+        (M, D) float32 unit-norm embeddings on ``device``, M <= ``size`` readable samples.
+    """
+    n = len(dataset)
+    idx = torch.linspace(0, n - 1, min(size, n)).round().long().unique().tolist()
+    if num_workers is None:
+        num_workers = max(0, min(8, (os.cpu_count() or 1) - 1))
+    batches = [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+    loader = DataLoader(_Prepared(dataset, image_size, mean, std), batch_sampler=batches, num_workers=num_workers,
+                        collate_fn=_collate)
+    out = [cam.embed(images[ok].to(device)) for _, images, ok, _ in loader if bool(ok.any())]
+    if not out:
+        raise ValueError("no sample of the bank could be read (every one failed to load).")
+    return torch.cat(out).float()
