@@ -81,12 +81,10 @@ def check_threshold(threshold: object, name: str = "threshold") -> float:
 
 def check_fallback_mass(value: object) -> float | None:
     """Background mixup's ``fallback_mass``: ``None`` or a mass share in (0, 1]; ``ValueError`` otherwise."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value <= 1.0:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1):
         raise ValueError(f"fallback_mass must be None (the paper's rule) or the share of the mask's mass the "
                          f"fallback rectangle keeps, in (0, 1] (e.g. 0.9), got {value!r}.")
-    return float(value)
+    return None if value is None else float(value)
 
 
 def check_box_sampling(value: object, name: str = "box_sampling") -> str:
@@ -161,15 +159,17 @@ def check_image_batch(images: object, name: str = "images", *, channels: int | N
 
 
 def check_mask_batch(masks: object, name: str, *, like: Tensor) -> Tensor:
-    """Check that ``masks`` is a floating (B, 1, H, W) tensor matching ``like`` (B, C, H, W).
+    """Check that ``masks`` is a floating (B, 1, H, W) tensor matching the images ``like`` (B, C, H, W).
 
     Raises:
         TypeError: not a floating tensor.
-        ValueError: wrong shape.
+        ValueError: another batch size than the images, or another shape.
     """
     if not isinstance(masks, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (B, 1, H, W), got {type(masks).__name__}.")
     b, _, h, w = like.shape
+    if masks.ndim >= 1:
+        check_same_batch("images", like, name, masks)
     if masks.shape != (b, 1, h, w):
         raise ValueError(
             f"{name} must have shape (B, 1, H, W) = {(b, 1, h, w)} to match the images, got "
@@ -277,8 +277,7 @@ def check_indexes(indexes: object, batch: int, device: torch.device | None = Non
 def check_same_batch(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:
     """Raise ValueError if ``a`` and ``b`` differ in their first dimension."""
     if a.shape[0] != b.shape[0]:
-        raise ValueError(f"{name_a} and {name_b} must have the same batch size, got {a.shape[0]} and "
-                         f"{b.shape[0]}.")
+        raise ValueError(f"{name_a} and {name_b} must have the same batch size, got {a.shape[0]} and {b.shape[0]}.")
 
 
 def check_same_device(tensors: Sequence[tuple[str, Tensor]]) -> None:

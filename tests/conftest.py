@@ -15,3 +15,14 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(params=["compact", "fixed"])
+def mixup_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a background-mixup test on both kernels: the CPU's compacting path and the fixed-shape
+    (accelerator) one, forced on the CPU."""
+    import objaug.functional._mixup_fast as fmix
+
+    if request.param == "fixed":
+        monkeypatch.setattr(fmix, "_COMPACT_DEVICE_TYPES", frozenset())
+    return str(request.param)

@@ -112,11 +112,16 @@ def test_hard_negatives_light_the_object_not_the_shared_background():
     assert hard[0, 0][mask].min() > 0.95 and hard[0, 0][~mask].max() < 0.05, "nearest negative: the object"
 
 
-def test_hard_negatives_equal_a_per_sample_reference():
-    torch.manual_seed(0)
+def _small_net(seed: int) -> tuple[nn.Module, nn.Module]:
+    """A float64 two-conv encoder (8 channels, stride 2) and a pooled linear head (6-D embeddings)."""
+    torch.manual_seed(seed)
     encoder = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1))
     head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(8, 6))
-    encoder, head = encoder.double(), head.double()
+    return encoder.double(), head.double()
+
+
+def test_hard_negatives_equal_a_per_sample_reference():
+    encoder, head = _small_net(seed=0)
     images = torch.randn(6, 3, 16, 16, dtype=torch.float64)
     got = ContraCAM(encoder=encoder, head=head, hard_negatives=2, edges=False)(images)
     # reference: one image at a time, its 2 nearest neighbours found by sorting
@@ -141,10 +146,7 @@ def test_a_bank_holding_the_batch_itself_never_offers_an_image_its_own_copy():
     # image 0 it is a copy of itself, never a negative, so its map is the map without a bank. Were the copy a
     # negative: with hard_negatives=1 it would be image 0's only negative (the positive and the negative
     # cancel, a flat map); with all negatives and a refinement pass it changes the masked image's gradient.
-    torch.manual_seed(1)
-    encoder = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1))
-    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), nn.Linear(8, 6))
-    encoder, head = encoder.double(), head.double()
+    encoder, head = _small_net(seed=1)
     images = torch.randn(2, 3, 16, 16, dtype=torch.float64)
     for hard, iters in ((1, 1), (None, 2)):
         cam = ContraCAM(encoder=encoder, head=head, edges=False, refine="union", hard_negatives=hard, iters=iters)

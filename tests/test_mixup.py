@@ -26,13 +26,8 @@ from objaug.functional.mixup import (
     tiled_strip_backgrounds,
 )
 
-
-@pytest.fixture(params=["compact", "fixed"], autouse=True)
-def mixup_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test runs on both kernels: the CPU's compacting path and the fixed-shape (accelerator) one."""
-    if request.param == "fixed":
-        monkeypatch.setattr(fmix, "_COMPACT_DEVICE_TYPES", frozenset())
-    return str(request.param)
+# Every test runs on both kernels: the CPU's compacting path and the fixed-shape (accelerator) one.
+pytestmark = pytest.mark.usefixtures("mixup_path")  # tests/conftest.py
 
 
 # --------------------------------------------------------------------------- reference (slow)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _mixup_cases import halo_batch  # tests/_mixup_cases.py
 
 from objaug.augment.mixup import BackgroundMixup
 from objaug.functional.mixup import (
@@ -83,16 +84,9 @@ def test_object_rectangles_fall_back_only_where_the_tight_rectangle_covers_the_f
     assert (area > 0).tolist() == [True, True, False, True]
 
 
-@pytest.mark.parametrize("path", ["compact", "fixed"])
-def test_the_module_mixes_diffuse_masks_with_the_fallback_and_not_without(path, monkeypatch):
-    import objaug.functional._mixup_fast as fmix
-
-    if path == "fixed":  # the accelerators' fixed-shape kernel, on the CPU
-        monkeypatch.setattr(fmix, "_COMPACT_DEVICE_TYPES", frozenset())
-    g = torch.Generator().manual_seed(4)
-    images = torch.rand(8, 3, 24, 24, generator=g)
-    masks = torch.full((8, 1, 24, 24), 0.25)
-    masks[..., 8:16, 6:14] = 1.0
+@pytest.mark.usefixtures("mixup_path")  # both kernels (tests/conftest.py)
+def test_the_module_mixes_diffuse_masks_with_the_fallback_and_not_without():
+    images, masks = halo_batch(8, 24, 0.25, seed=4)
     paper = BackgroundMixup(p=1.0, threshold=0.2, fallback_mass=None, queue_size=0)
     _, mixed_paper = paper(images, masks, generator=torch.Generator().manual_seed(0))
     assert not mixed_paper.any()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _mixup_cases import halo_batch  # tests/_mixup_cases.py
 
 from objaug.augment.mixup import BackgroundMixup
 from objaug.masks import otsu_thresholds
@@ -43,16 +44,9 @@ def test_otsu_separates_a_bimodal_map():
     assert torch.equal(otsu_thresholds(flat), torch.full((2,), 1 / 64))
 
 
-@pytest.mark.parametrize("path", ["compact", "fixed"])
-def test_otsu_makes_mixup_act_on_diffuse_masks(path, monkeypatch):
-    import objaug.functional._mixup_fast as fmix
-
-    if path == "fixed":
-        monkeypatch.setattr(fmix, "_COMPACT_DEVICE_TYPES", frozenset())
-    g = torch.Generator().manual_seed(1)
-    images = torch.rand(16, 3, 32, 32, generator=g)
-    masks = torch.full((16, 1, 32, 32), 0.3)
-    masks[..., 10:20, 12:22] = 1.0
+@pytest.mark.usefixtures("mixup_path")  # both kernels (tests/conftest.py)
+def test_otsu_makes_mixup_act_on_diffuse_masks():
+    images, masks = halo_batch(16, 32, 0.3, seed=1)
     fixed = BackgroundMixup(p=1.0, threshold=0.2, fallback_mass=None, queue_size=0)  # the paper's rule
     _, mixed_fixed = fixed(images, masks, generator=torch.Generator().manual_seed(0))
     adaptive = BackgroundMixup(p=1.0, threshold="otsu", queue_size=0)
@@ -63,13 +57,9 @@ def test_otsu_makes_mixup_act_on_diffuse_masks(path, monkeypatch):
     assert not torch.allclose(out[:, :, :5], images[:, :, :5])
 
 
-@pytest.mark.parametrize("path", ["compact", "fixed"])
-def test_a_per_image_threshold_tensor_equals_the_number(path, monkeypatch):
-    import objaug.functional._mixup_fast as fmix
+@pytest.mark.usefixtures("mixup_path")  # both kernels (tests/conftest.py)
+def test_a_per_image_threshold_tensor_equals_the_number():
     from objaug.functional.mixup import _mixup
-
-    if path == "fixed":  # the accelerators' fixed-shape kernel, on the CPU
-        monkeypatch.setattr(fmix, "_COMPACT_DEVICE_TYPES", frozenset())
 
     g = torch.Generator().manual_seed(2)
     images = torch.rand(6, 3, 16, 16, generator=g)

@@ -43,7 +43,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -149,10 +149,10 @@ class TrainConfig:
     refresh_every: int = 1
     box_threshold: float = 0.5
     mixup_p: float = 0.4
-    mixup_threshold: float | str = 0.2
+    mixup_threshold: float | Literal["otsu"] = 0.2
     mixup_fallback_mass: float | None = None
     mixup_queue: int = 50
-    cam_options: str = "reference"
+    cam_options: Literal["reference", "objaug"] = "reference"
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -394,7 +394,7 @@ def make_augment(cfg: TrainConfig) -> ObjectAwareAugment:
     views = method_views(cfg.method, cfg.view_size, cfg.arm)
     mixup = None
     if cfg.arm in ("mixup", "both"):
-        mixup = BackgroundMixup(p=cfg.mixup_p, threshold=cfg.mixup_threshold,  # type: ignore[arg-type]
+        mixup = BackgroundMixup(p=cfg.mixup_p, threshold=cfg.mixup_threshold,
                                 fallback_mass=cfg.mixup_fallback_mass, queue_size=cfg.mixup_queue,
                                 check_inputs=False)
     return ObjectAwareAugment(views, mixup=mixup, box_kwargs={"threshold": cfg.box_threshold},

@@ -20,7 +20,6 @@ from objaug.validation import (
     check_fallback_mass,
     check_image_batch,
     check_mask_batch,
-    check_same_batch,
     check_same_device,
     check_threshold,
 )
@@ -377,8 +376,6 @@ class BackgroundMixup(nn.Module):
                 ``check_inputs``), images that do not fit the queue, malformed ``params``.
         """
         check_image_batch(images)
-        if isinstance(masks, Tensor) and masks.ndim >= 1:
-            check_same_batch("images", images, "masks", masks)
         check_mask_batch(masks, "masks", like=images)
         check_same_device([("images", images), ("masks", masks)])
         if params is not None:

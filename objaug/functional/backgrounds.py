@@ -21,7 +21,6 @@ from objaug.functional.rectangles import (
 from objaug.validation import (
     check_image_batch,
     check_mask_batch,
-    check_same_batch,
     check_same_device,
     check_threshold,
 )
@@ -285,8 +284,6 @@ def mean_fill_backgrounds(images: Tensor, masks: Tensor, threshold: float = 0.2)
     """
     threshold = check_threshold(threshold)
     check_image_batch(images)
-    if isinstance(masks, Tensor):
-        check_same_batch("images", images, "masks", masks)
     check_mask_batch(masks, "masks", like=images)
     check_same_device([("images", images), ("masks", masks)])
     return _all_backgrounds(images, masks, _bounding_boxes(masks, threshold), threshold, "batch")

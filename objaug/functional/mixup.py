@@ -38,7 +38,6 @@ from objaug.validation import (
     check_fallback_mass,
     check_image_batch,
     check_mask_batch,
-    check_same_batch,
     check_same_device,
     check_threshold,
 )
@@ -99,8 +98,6 @@ def background_mixup(
     fallback_mass = check_fallback_mass(fallback_mass)
     source = _check_source(source)
     check_image_batch(images)
-    if isinstance(masks, Tensor):
-        check_same_batch("images", images, "masks", masks)
     check_mask_batch(masks, "masks", like=images)
     b = images.shape[0]
     _check_draw(apply, "apply", b, torch.bool)

@@ -15,6 +15,15 @@ from objaug.validation import check_fallback_mass, check_threshold
 __all__ = ["mask_bounding_boxes", "mass_rectangles", "object_rectangles"]
 
 
+def _check_masks(masks: object) -> None:
+    """``ValueError`` unless a (B, 1, H, W) tensor, ``TypeError`` unless floating (metadata only)."""
+    if not isinstance(masks, Tensor) or masks.ndim != 4 or masks.shape[1] != 1:
+        shape = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
+        raise ValueError(f"masks must be a (B, 1, H, W) tensor, got {shape}.")
+    if not masks.is_floating_point():
+        raise TypeError(f"masks must be floating point with values in [0, 1], got {masks.dtype}.")
+
+
 def _bounding_boxes(masks: Tensor, threshold: float | Tensor) -> Tensor:
     """Unchecked kernel of :func:`mask_bounding_boxes`."""
     b, _, h, w = masks.shape
@@ -55,11 +64,7 @@ def mask_bounding_boxes(masks: Tensor, threshold: float = 0.2) -> Tensor:
         ValueError: ``masks`` not (B, 1, H, W), ``threshold`` outside (0, 1].
     """
     threshold = check_threshold(threshold)
-    if not isinstance(masks, Tensor) or masks.ndim != 4 or masks.shape[1] != 1:
-        shape = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
-        raise ValueError(f"masks must be a (B, 1, H, W) tensor, got {shape}.")
-    if not masks.is_floating_point():
-        raise TypeError(f"masks must be floating point with values in [0, 1], got {masks.dtype}.")
+    _check_masks(masks)
     return _bounding_boxes(masks, threshold)
 
 
@@ -110,11 +115,7 @@ def mass_rectangles(masks: Tensor, coverage: float = 0.9) -> Tensor:
         ([[2, 5, 3, 8]], [[2, 9, 0, 8]])
     """
     coverage = check_threshold(coverage, "coverage")
-    if not isinstance(masks, Tensor) or masks.ndim != 4 or masks.shape[1] != 1:
-        shape = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
-        raise ValueError(f"masks must be a (B, 1, H, W) tensor, got {shape}.")
-    if not masks.is_floating_point():
-        raise TypeError(f"masks must be floating point with values in [0, 1], got {masks.dtype}.")
+    _check_masks(masks)
     return _mass_rectangles(masks, coverage)
 
 
@@ -156,11 +157,7 @@ def object_rectangles(masks: Tensor, threshold: float | Tensor = 0.2, fallback_m
     if not isinstance(threshold, Tensor):
         threshold = check_threshold(threshold)
     fallback_mass = check_fallback_mass(fallback_mass)
-    if not isinstance(masks, Tensor) or masks.ndim != 4 or masks.shape[1] != 1:
-        shape = tuple(masks.shape) if isinstance(masks, Tensor) else type(masks).__name__
-        raise ValueError(f"masks must be a (B, 1, H, W) tensor, got {shape}.")
-    if not masks.is_floating_point():
-        raise TypeError(f"masks must be floating point with values in [0, 1], got {masks.dtype}.")
+    _check_masks(masks)
     if isinstance(threshold, Tensor) and threshold.shape != (masks.shape[0],):
         raise ValueError(f"a threshold tensor must have shape ({masks.shape[0]},) (one cut per image), got "
                          f"{tuple(threshold.shape)}.")
