@@ -13,8 +13,8 @@
 # then run, with `.whl` carried (about 8 MB):
 #
 #   bash benchmarks/gpu_suite.sh tests    # the whole test suite with CUDA present (CUDA tests included)
-#   bash benchmarks/gpu_suite.sh cam      # ContraCAM target: ResNet-50, batch 256, bf16, channels_last
-#   bash benchmarks/gpu_suite.sh aug      # crop / mixup / pipeline targets, batch 256
+#   bash benchmarks/gpu_suite.sh cam      # ContraCAM targets: ResNet-50 (bf16, channels_last) and ViT-S/16, batch 256
+#   bash benchmarks/gpu_suite.sh aug      # crop / mixup / pipeline targets and the input checks' cost, batch 256
 #   bash benchmarks/gpu_suite.sh all      # the three, in that order (about 10 minutes on an H100)
 #
 # Logs go to $OUT (the device tool's folder that comes back) or ./gpu-results. Each section prints what
@@ -31,10 +31,14 @@ if [ -n "${QUICK:-}" ]; then  # tiny sizes: checks that the commands run, measur
     CAM=(--arch resnet18 --batch-size 4 --image-size 64 --repeats 1 --warmup 0 --iters 1 --no-baselines)
     AUG=(--batch-size 8 --in-size 64 --out-size 56 --repeats 1 --warmup 0 --skip-lightly)
     LOOP=(--batch-size 8 --size 64 --repeats 1 --warmup 0)
+    VIT=(--arch vit_tiny_patch16_224 --batch-size 2 --image-size 224 --repeats 1 --warmup 0 --iters 1 --no-baselines)
+    COST=(--batch-size 8 --in-size 64 --out-size 56 --repeats 1 --warmup 0)
 else
     CAM=(--arch resnet50 --batch-size 256 --image-size 224 --amp --channels-last --repeats 20 --warmup 5 --iters 1 10)
     AUG=(--batch-size 256 --in-size 256 --out-size 224 --repeats 30 --warmup 5 --skip-lightly)
     LOOP=(--batch-size 256 --repeats 30)
+    VIT=(--arch vit_small_patch16_224 --batch-size 256 --image-size 224 --amp --repeats 20 --warmup 5 --iters 1)
+    COST=(--batch-size 256 --in-size 256 --out-size 224 --repeats 30 --warmup 5)
 fi
 export PYTHONUNBUFFERED=1
 
@@ -60,11 +64,13 @@ run_tests() {
 
 run_cam() {
     "$PY" benchmarks/cam_speed.py --device "$DEVICE" "${CAM[@]}" 2>&1 | tee "$OUT/cam_speed.txt"
+    "$PY" benchmarks/cam_speed.py --device "$DEVICE" "${VIT[@]}" 2>&1 | tee "$OUT/cam_speed_vit.txt"
 }
 
 run_aug() {
     "$PY" benchmarks/aug_speed.py --device "$DEVICE" "${AUG[@]}" 2>&1 | tee "$OUT/aug_speed.txt"
     "$PY" benchmarks/_mixup_loop.py --device "$DEVICE" "${LOOP[@]}" 2>&1 | tee "$OUT/mixup_loop.txt"
+    "$PY" benchmarks/check_cost.py --device "$DEVICE" "${COST[@]}" 2>&1 | tee "$OUT/check_cost.txt"
 }
 
 status=0

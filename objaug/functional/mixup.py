@@ -18,7 +18,9 @@ Conventions shared by all kernels:
 * ``masks``: floating (B, 1, H, W) soft object masks in [0, 1], aligned with ``images``.
 * The hard mask is ``masks >= threshold``; its tight bounding rectangle R is given as a (B, 4) int64
   tensor ``(y0, y1, x0, x1)`` with **inclusive** bounds (row ``y1`` and column ``x1`` are inside R).
-  An empty hard mask gives the whole image ``(0, H - 1, 0, W - 1)``.
+  An empty hard mask gives the whole image ``(0, H - 1, 0, W - 1)``. With ``fallback_mass`` a rectangle
+  covering the whole frame is replaced by the soft mask's :func:`mass_rectangles`
+  (:func:`object_rectangles`; :mod:`objaug.functional.rectangles`).
 * The four strips outside R are numbered in :data:`STRIP_ORDER`: 0 top (rows ``[0, y0)``, full
   width), 1 left (columns ``[0, x0)``, full height), 2 right (columns ``(x1, W)``), 3 bottom (rows
   ``(y1, H)``). Their areas are ``y0 * W``, ``x0 * H``, ``(W - 1 - x1) * H``, ``(H - 1 - y1) * W``;
