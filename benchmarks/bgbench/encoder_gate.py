@@ -123,7 +123,7 @@ def run_encoder_gate(data: str | Path, *, method: str = "simclr", arch: str = "w
         t = time.perf_counter()
         m = evaluate_model("ssl", model, eval_data, cfg_e)
         results[step] = {k: round(float(m[k]), 4) for k in m}
-        ablation[step] = cam_ablation(model, eval_data, groups, batch_size=cfg_e.cam_batch)
+        ablation[step] = cam_ablation(model, eval_data, groups, batch_size=cfg_e.cam_batch, bank_images=images)
         eval_s[step] = round(time.perf_counter() - t, 1)
         say(f"  CAM levers at step {step}: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in ablation[step].items()))
         say(f"step {step}: " + ", ".join(f"{k.split('/', 1)[1]} {100 * m[k]:.1f}" for k in KEYS)
