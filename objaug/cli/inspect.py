@@ -6,8 +6,9 @@ Examples:
     objaug inspect boxes_store --json --verify
 
 Prints the number of samples and shards, how many were skipped (and why), the coverage (fraction of
-the non-skipped samples with at least one box), the boxes-per-image histogram, the size on disk per
-sample, the dataset, model and settings the store was made with. Draws a grid (default:
+the non-skipped samples with at least one box), the share of masks background mixup can mix (with its
+defaults and with the paper's rule, on up to 2,048 evenly spaced samples), the boxes-per-image histogram,
+the size on disk per sample, the dataset, model and settings the store was made with. Draws a grid (default:
 STORE_inspect.png beside the store): for each of --num evenly spaced samples, the image with its
 boxes, then its soft mask over the image with the boxes. With --data/--dataset the dataset is
 checked against the store (length and fingerprint) and its images are drawn; without it boxes and
@@ -63,6 +64,7 @@ def summarize(store: Any) -> dict[str, Any]:
     areas = ((b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1]))[v]
     # found, but every box is (nearly) the whole frame
     whole_frame = int(frame_only(allb.boxes[torch.from_numpy(~skipped)], torch.from_numpy(v)).sum())
+    mixable = _mixable(store, np.flatnonzero(~skipped))
     shard_bytes = sum(int(e["bytes"]) for e in m["shards"])
     files_bytes = shard_bytes + os.path.getsize(store.path / "manifest.json")
     n = len(store)
@@ -77,6 +79,7 @@ def summarize(store: Any) -> dict[str, Any]:
         "with_box": m["summary"]["with_box"],
         "coverage": m["summary"]["coverage"],
         "whole_frame": whole_frame,
+        **mixable,
         "boxes_per_image": hist,
         "mean_box_area": float(areas.mean()) if areas.size else 0.0,
         "bytes_per_sample": round(files_bytes / n, 1),
@@ -90,6 +93,25 @@ def summarize(store: Any) -> dict[str, Any]:
     }
 
 
+def _mixable(store: Any, ok: Any, at_most: int = 2048) -> dict[str, Any]:
+    """Share of the stored masks that background mixup can mix (their rectangle leaves a strip), on up to
+    ``at_most`` evenly spaced readable samples: with its defaults (Otsu cut, fallback 0.9) and the paper's rule."""
+    import numpy as np
+    import torch
+
+    from objaug.functional.mixup import largest_strip, object_rectangles
+    from objaug.masks import otsu_thresholds
+
+    if len(ok) == 0:
+        return {"mixable_sampled": 0, "mixable_defaults": 0.0, "mixable_paper": 0.0}
+    idx = torch.as_tensor(ok[np.unique(np.linspace(0, len(ok) - 1, min(at_most, len(ok))).round().astype(int))])
+    masks = store.get_batch(idx).masks.float()
+    h, w = masks.shape[-2:]
+    shares = [float((largest_strip(object_rectangles(masks, t, fb), h, w)[1] > 0).float().mean())
+              for t, fb in ((otsu_thresholds(masks), 0.9), (0.2, None))]
+    return {"mixable_sampled": len(idx), "mixable_defaults": shares[0], "mixable_paper": shares[1]}
+
+
 def _print_summary(s: dict[str, Any]) -> None:
     print(f"store:        {s['store']} ({s['format']})")
     print(f"samples:      {s['samples']} in {s['shards']} shard(s) of {s['shard_size']}; ok {s['ok']}, "
@@ -97,6 +119,9 @@ def _print_summary(s: dict[str, Any]) -> None:
     objects = s["with_box"] - s["whole_frame"]
     print(f"coverage:     {s['coverage']:.4f} ({s['with_box']} of {s['ok']} with >= 1 box: {objects} with an object "
           f"box, {s['whole_frame']} whose boxes are all the whole frame; {s['ok'] - s['with_box']} nothing found)")
+    print(f"mixup:        {100 * s['mixable_defaults']:.1f} % of {s['mixable_sampled']} sampled masks leave a "
+          f"background strip with BackgroundMixup's defaults (Otsu, fallback_mass=0.9), "
+          f"{100 * s['mixable_paper']:.1f} % with the paper's rule (threshold 0.2)")
     hist = ", ".join(f"{k}: {v}" for k, v in s["boxes_per_image"].items())
     print(f"boxes/image:  {hist}; mean box area {s['mean_box_area']:.3f}")
     print(f"size:         {s['bytes_total']} bytes, {s['bytes_per_sample']} bytes/sample "

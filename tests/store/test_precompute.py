@@ -8,6 +8,7 @@ calling ContraCAM and boxes_from_steps directly on hand-written batches.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import sys
@@ -476,7 +477,20 @@ def test_cli_precompute_and_inspect_on_a_folder(tmp_path, capsys):
     assert "with an object box" in text and "whole frame" in text
     assert Image.open(pic).size[0] > SIZE
     assert _cli(["inspect", str(out), "--json"]) == 0
-    assert '"coverage"' in capsys.readouterr().out
+    summary = json.loads(capsys.readouterr().out)
+    assert "coverage" in summary
+    # the mixable shares: the 4 readable samples' masks through the mixup rules, computed here directly
+    from objaug.functional.mixup import largest_strip, object_rectangles
+    from objaug.masks import otsu_thresholds
+
+    store = ObjectStore(out)
+    ok = torch.from_numpy(np.flatnonzero(~store.is_skipped(torch.arange(len(store))).numpy()))
+    masks = store.get_batch(ok).masks.float()
+    h, w = masks.shape[-2:]
+    for key, t, fb in (("mixable_defaults", otsu_thresholds(masks), 0.9), ("mixable_paper", 0.2, None)):
+        expected = float((largest_strip(object_rectangles(masks, t, fb), h, w)[1] > 0).float().mean())
+        assert summary[key] == pytest.approx(expected)
+    assert summary["mixable_sampled"] == 4 and "sampled masks leave a background strip" in text
     assert (tmp_path / "store_inspect.png").is_file()
     (root / "a" / "0.png").unlink()
     assert _cli(["inspect", str(out), "--data", str(root), "--no-picture"]) == 2
