@@ -26,7 +26,8 @@ import torch
 from PIL import Image
 
 from objaug.contracam import ContraCAM
-from objaug.store.precompute import IMAGENET_MEAN, IMAGENET_STD, ImageFolderFiles, _Prepared, precompute, shard_batches
+from objaug.store.loading import _Prepared
+from objaug.store.precompute import IMAGENET_MEAN, IMAGENET_STD, ImageFolderFiles, precompute, shard_batches
 from objaug.tools.archs import build_backbone
 from objaug.tools.synthetic import make_scenes
 

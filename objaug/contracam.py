@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from objaug.functional.cam import (
-    SELF_TOLERANCE,
+    bank_copies,
     contrastive_score,
     edge_refine,
     fill_masked,
@@ -322,7 +322,7 @@ class ContraCAM:
                     if self.hard_negatives is not None:
                         batch_mask, bank_mask = nearest_negatives(keys, self.hard_negatives, bank)
                     elif bank is not None:  # a bank embedded from the same images holds each one's copy
-                        bank_mask = keys @ bank.T < 1.0 - SELF_TOLERANCE
+                        bank_mask = ~bank_copies(keys, bank)
                 in_batch.append(z.detach())
                 score = contrastive_score(z, keys, in_batch, bank=bank, temperature=self.temperature,
                                           batch_mask=batch_mask, bank_mask=bank_mask)

@@ -16,6 +16,7 @@ from objaug.functional.mixup import (
     mass_rectangles,
     object_rectangles,
 )
+from objaug.masks import otsu_thresholds
 
 
 def _mass_span_reference(profile: np.ndarray, coverage: float) -> tuple[int, int]:
@@ -98,6 +99,11 @@ def test_the_module_mixes_diffuse_masks_with_the_fallback_and_not_without():
                            fallback_mass=0.9)
     assert torch.equal(ref.images, out)
     assert torch.equal(ref.boxes, object_rectangles(masks, 0.2, 0.9))
+    # the module's own rule, as it reports it: the kernel's rectangles; with Otsu, each mask's own cut
+    assert torch.equal(mix.object_rectangles(masks), ref.boxes)
+    otsu = BackgroundMixup()
+    assert torch.equal(otsu.object_rectangles(masks), object_rectangles(masks, otsu_thresholds(masks), 0.9))
+    assert torch.equal(paper.object_rectangles(masks), torch.tensor([[0, 23, 0, 23]] * 8))
     # outside the rectangle the view carries a partner's background blended at the mask's ratio (0.25)
     y0, y1, x0, x1 = ref.boxes[0].tolist()
     partner = int(mix._params["perm"][0])

@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from objaug.functional.mixup import largest_strip, object_rectangles
-from objaug.masks import otsu_thresholds
+from objaug.augment.mixup import BackgroundMixup
+from objaug.functional.mixup import largest_strip
 
 from .data import CAM_PROFILES, OBJAUG_CAM_BANK, OBJAUG_CAM_SETTINGS, OBJAUG_MIXUP, load_manifest, load_split
 from .evaluate import EvalConfig, EvalData, evaluate_center_prior, evaluate_model, prepare_eval_data
@@ -156,15 +156,15 @@ def objects_stats(objects: dict[str, np.ndarray], cfg: TrainConfig) -> dict[str,
     Returns:
         ``valid_fraction`` (images with at least one CAM box), ``boxes_per_image`` (valid boxes),
         ``box_area`` (mean area of the top box, fallback = whole image), ``mixable_fraction`` (images whose
-        mixup object rectangle, by ``cfg``'s mixup threshold and fallback (:func:`objaug.functional.mixup.
-        object_rectangles`), leaves a background strip: background mixup can only build a background for
-        those) and ``seconds`` (time of the CAM pass).
+        mixup object rectangle, by ``cfg``'s mixup threshold and fallback
+        (``BackgroundMixup.object_rectangles``), leaves a background strip: background mixup can only build a
+        background for those) and ``seconds`` (time of the CAM pass).
     """
     valid = objects["valid"]
     box = objects["boxes"][:, 0]
     masks = torch.from_numpy(objects["masks"]).float().div_(255.0)
-    cut = otsu_thresholds(masks) if cfg.mixup_threshold == "otsu" else float(cfg.mixup_threshold)
-    rect = object_rectangles(masks, cut, cfg.mixup_fallback_mass)
+    mixup = BackgroundMixup(threshold=cfg.mixup_threshold, fallback_mass=cfg.mixup_fallback_mass)
+    rect = mixup.object_rectangles(masks)
     _, strip_area = largest_strip(rect, masks.shape[-2], masks.shape[-1])
     return {
         "valid_fraction": round(float(valid.any(axis=1).mean()), 4),

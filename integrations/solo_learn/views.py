@@ -69,7 +69,7 @@ class SoloObjectAware(nn.Module):
         self.mixers = nn.ModuleDict()
         if mix.enabled:
             for v in mix.views:
-                self.mixers[str(v)] = BackgroundMixup(p=mix.p, threshold=mix.threshold,  # type: ignore[arg-type]
+                self.mixers[str(v)] = BackgroundMixup(p=mix.p, threshold=mix.threshold,
                                                       fallback_mass=mix.fallback_mass, queue_size=mix.queue_size,
                                                       source=mix.source, check_inputs=False)  # type: ignore[arg-type]
         self.source = ObjectSource(every_n_steps=config.online.every_n_steps, start_step=config.online.start_step)

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from objaug.functional._mixup_fast import Workspace, check_source, mixup_kernel, needs_grad, uses_compact_path
-from objaug.functional.mixup import MixupSource
+from objaug.functional.mixup import MixupSource, object_rectangles
 from objaug.masks import otsu_thresholds
 from objaug.validation import (
     check_batch_values,
@@ -347,6 +347,25 @@ class BackgroundMixup(nn.Module):
         return params
 
     # ------------------------------------------------------------------ forward
+    def _cuts(self, masks: Tensor) -> float | Tensor:
+        """The hard-mask threshold of ``masks``: each mask's Otsu cut (B,), or the fixed one."""
+        return otsu_thresholds(masks) if self.threshold == "otsu" else self.threshold
+
+    def object_rectangles(self, masks: Tensor) -> Tensor:
+        """The object rectangle R this module keeps for each mask (its ``threshold`` and ``fallback_mass``).
+
+        An image can be mixed iff R leaves a strip (``objaug.functional.mixup.largest_strip(R, H, W)`` area
+        > 0), e.g. to tell before training how much a set of masks will be mixed. No random draw, no state.
+
+        Args:
+            masks: floating (B, 1, H, W) soft masks in [0, 1], any device.
+
+        Returns:
+            (B, 4) int64 inclusive ``(y0, y1, x0, x1)`` on ``masks.device``
+            (:func:`objaug.functional.mixup.object_rectangles`).
+        """
+        return object_rectangles(masks, self._cuts(masks), self.fallback_mass)
+
     def forward(
         self,
         images: Tensor,
@@ -398,8 +417,7 @@ class BackgroundMixup(nn.Module):
         grad = needs_grad(images, masks)
         ws = None if grad else self._workspace(images)
         current = self._queue if cap > 0 else None  # the workspace may have moved the queue
-        threshold = otsu_thresholds(masks) if self.threshold == "otsu" else self.threshold
-        out, backgrounds, ranks = mixup_kernel(images, masks, params["apply"], params["perm"], threshold,
+        out, backgrounds, ranks = mixup_kernel(images, masks, params["apply"], params["perm"], self._cuts(masks),
                                          self.source, current, slot, n, workspace=ws,
                                          inplace=self.inplace and not grad, fallback_mass=self.fallback_mass)
         if ranks is not None:

@@ -223,11 +223,15 @@ def _run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
     images_u8 = torch.stack(tensors)  # (N, 3, S, S) uint8
     n = images_u8.shape[0]
     batches = balanced_batches(n, args.batch_size)
+
+    def net_input(idx: range) -> torch.Tensor:  # a batch of the inputs, normalised, on the device
+        return ((images_u8[idx.start:idx.stop].float() / 255.0 - mean) / std).to(device)
+
     bank = None
     if args.bank:  # every input's embedding (a copy of an image is never its own negative)
         try:
-            bank = torch.cat([cam.embed(((images_u8[i.start:i.stop].float() / 255.0 - mean) / std).to(device))
-                              for i in tqdm(batches, desc="bank", unit="batch", file=sys.stderr)])
+            bank = torch.cat([cam.embed(net_input(i)) for i in tqdm(batches, desc="bank", unit="batch",
+                                                                     file=sys.stderr)])
         except (TypeError, ValueError) as e:
             return _fail(f"ContraCAM cannot run on this model: {e}")
     maps = torch.empty(n, 1, size, size)
@@ -236,9 +240,8 @@ def _run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
     with tqdm(total=n, desc="ContraCAM", unit="img", file=sys.stderr) as bar:
         for idx in batches:
             sl = slice(idx.start, idx.stop)
-            x = ((images_u8[sl].float() / 255.0 - mean) / std).to(device)
             try:
-                m, steps = cam(x, bank, return_steps=True)
+                m, steps = cam(net_input(idx), bank, return_steps=True)
             except (TypeError, ValueError) as e:  # e.g. a model without a spatial stage (ViT tokens)
                 bar.close()
                 return _fail(f"ContraCAM cannot run on this model: {e}")

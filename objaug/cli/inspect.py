@@ -95,20 +95,20 @@ def summarize(store: Any) -> dict[str, Any]:
 
 def _mixable(store: Any, ok: Any, at_most: int = 2048) -> dict[str, Any]:
     """Share of the stored masks that background mixup can mix (their rectangle leaves a strip), on up to
-    ``at_most`` evenly spaced readable samples: with its defaults (Otsu cut, fallback 0.9) and the paper's rule."""
+    ``at_most`` evenly spaced readable samples: with ``BackgroundMixup``'s defaults and the paper's rule."""
     import numpy as np
     import torch
 
-    from objaug.functional.mixup import largest_strip, object_rectangles
-    from objaug.masks import otsu_thresholds
+    from objaug.augment.mixup import BackgroundMixup
+    from objaug.functional.mixup import largest_strip
 
     if len(ok) == 0:
         return {"mixable_sampled": 0, "mixable_defaults": 0.0, "mixable_paper": 0.0}
     idx = torch.as_tensor(ok[np.unique(np.linspace(0, len(ok) - 1, min(at_most, len(ok))).round().astype(int))])
     masks = store.get_batch(idx).masks.float()
     h, w = masks.shape[-2:]
-    shares = [float((largest_strip(object_rectangles(masks, t, fb), h, w)[1] > 0).float().mean())
-              for t, fb in ((otsu_thresholds(masks), 0.9), (0.2, None))]
+    shares = [float((largest_strip(mix.object_rectangles(masks), h, w)[1] > 0).float().mean())
+              for mix in (BackgroundMixup(), BackgroundMixup(threshold=0.2, fallback_mass=None))]
     return {"mixable_sampled": len(idx), "mixable_defaults": shares[0], "mixable_paper": shares[1]}
 
 
@@ -120,7 +120,7 @@ def _print_summary(s: dict[str, Any]) -> None:
     print(f"coverage:     {s['coverage']:.4f} ({s['with_box']} of {s['ok']} with >= 1 box: {objects} with an object "
           f"box, {s['whole_frame']} whose boxes are all the whole frame; {s['ok'] - s['with_box']} nothing found)")
     print(f"mixup:        {100 * s['mixable_defaults']:.1f} % of {s['mixable_sampled']} sampled masks leave a "
-          f"background strip with BackgroundMixup's defaults (Otsu, fallback_mass=0.9), "
+          f"background strip with BackgroundMixup's defaults, "
           f"{100 * s['mixable_paper']:.1f} % with the paper's rule (threshold 0.2)")
     hist = ", ".join(f"{k}: {v}" for k, v in s["boxes_per_image"].items())
     print(f"boxes/image:  {hist}; mean box area {s['mean_box_area']:.3f}")

@@ -124,6 +124,16 @@ def fill_masked(images: Tensor, masks: Tensor, fill: Tensor) -> Tensor:
 SELF_TOLERANCE: float = 1e-5
 
 
+def bank_copies(keys: Tensor, bank: Tensor, sims: Tensor | None = None) -> Tensor:
+    """(B, N) bool: which bank entries are copies of each image (cosine >= ``1 - SELF_TOLERANCE``).
+
+    A bank embedded from the same dataset (``ContraCAM.embed`` over the training set) holds the batch's own
+    images; a copy is never an image's negative. ``keys`` (B, D) and ``bank`` (N, D) are unit norm, on one
+    device; ``sims`` may pass ``keys @ bank.T`` when it is already computed.
+    """
+    return (keys @ bank.T if sims is None else sims) >= 1.0 - SELF_TOLERANCE
+
+
 def nearest_negatives(keys: Tensor, k: int, bank: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
     """The ``k`` hardest negatives of each image: its nearest neighbours in embedding space.
 
@@ -148,9 +158,8 @@ def nearest_negatives(keys: Tensor, k: int, bank: Tensor | None = None) -> tuple
     sims = keys @ keys.T
     sims = sims.masked_fill(torch.eye(b, dtype=torch.bool, device=keys.device), float("-inf"))
     if bank is not None:
-        # A bank embedded from the same dataset holds the image itself: a copy is never a negative.
         to_bank = keys @ bank.T
-        sims = torch.cat([sims, to_bank.masked_fill(to_bank >= 1.0 - SELF_TOLERANCE, float("-inf"))], dim=1)
+        sims = torch.cat([sims, to_bank.masked_fill(bank_copies(keys, bank, to_bank), float("-inf"))], dim=1)
     kk = max(1, min(int(k), sims.shape[1] - 1))  # never the diagonal: B - 1 + N candidates per row
     idx = sims.topk(kk, dim=1).indices
     # the diagonal and bank copies are -inf: never chosen, even when fewer than k candidates are left

@@ -26,6 +26,11 @@ def _check_masks(masks: object) -> None:
 
 def _bounding_boxes(masks: Tensor, threshold: float | Tensor) -> Tensor:
     """Unchecked kernel of :func:`mask_bounding_boxes`."""
+    return _extent(masks, threshold)[0]
+
+
+def _extent(masks: Tensor, threshold: float | Tensor) -> tuple[Tensor, Tensor]:
+    """``(boxes, empty)``: the tight rectangles of ``masks >= threshold`` and (B,) bool, the empty hard masks."""
     b, _, h, w = masks.shape
     dev = masks.device
     if isinstance(threshold, Tensor):  # per-image cut-offs (B,)
@@ -45,7 +50,7 @@ def _bounding_boxes(masks: Tensor, threshold: float | Tensor) -> Tensor:
     y1 = torch.where(empty, h - 1, y1)
     x0 = torch.where(empty, 0, x0)
     x1 = torch.where(empty, w - 1, x1)
-    return torch.stack([y0, y1, x0, x1], dim=1)
+    return torch.stack([y0, y1, x0, x1], dim=1), empty
 
 
 def mask_bounding_boxes(masks: Tensor, threshold: float = 0.2) -> Tensor:
@@ -74,7 +79,7 @@ def _mass_rectangles(masks: Tensor, coverage: float) -> Tensor:
     trim = (1.0 - coverage) / 2.0
     out = []
     for profile, n in ((masks.sum(dim=3).view(b, h), h), (masks.sum(dim=2).view(b, w), w)):
-        p = profile.to(torch.float64) if profile.dtype != torch.float64 else profile
+        p = profile.double()
         cum = p.cumsum(dim=1)
         total = cum[:, -1:]
         cut = trim * total * (1 + 1e-9)  # a hair of slack: a profile of equal rows trims exact multiples
@@ -121,14 +126,12 @@ def mass_rectangles(masks: Tensor, coverage: float = 0.9) -> Tensor:
 
 def _object_rectangles(masks: Tensor, threshold: float | Tensor, fallback_mass: float | None) -> Tensor:
     """Unchecked kernel of :func:`object_rectangles`."""
-    boxes = _bounding_boxes(masks, threshold)
+    boxes, empty = _extent(masks, threshold)
     if fallback_mass is None:
         return boxes
     b, _, h, w = masks.shape
-    t = threshold.view(b) if isinstance(threshold, Tensor) else threshold
-    nonempty = masks.flatten(1).amax(dim=1) >= t
     frame = torch.tensor([0, h - 1, 0, w - 1], device=masks.device)
-    covers = (boxes == frame).all(dim=1) & nonempty
+    covers = (boxes == frame).all(dim=1) & ~empty
     return torch.where(covers.view(b, 1), _mass_rectangles(masks, fallback_mass), boxes)
 
 

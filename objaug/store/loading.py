@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from objaug.contracam import ContraCAM
 from objaug.store.datasets import error_text, load_image
 
-__all__ = ["embed_bank"]
+__all__ = ["embed_bank", "prepared_loader"]
 
 
 class _Prepared(Dataset):
@@ -53,6 +53,19 @@ def _collate(items: list[tuple[int, Tensor, bool, str]]) -> tuple[Tensor, Tensor
 
 
 
+def prepared_loader(dataset: Any, batches: Sequence[list[int]], *, image_size: int, mean: Sequence[float],
+                    std: Sequence[float], device: torch.device | str = "cpu",
+                    num_workers: int | None = None) -> DataLoader:
+    """A DataLoader of ``(indexes (b,) int64, images (b, 3, S, S) float32 normalised, ok (b,) bool, errors)`` for
+    the given index ``batches`` of ``dataset``; decoding never raises (a bad sample has ``ok`` False).
+    ``num_workers`` defaults to ``min(8, cpu_count - 1)``; memory is pinned for a CUDA ``device``."""
+    if num_workers is None:
+        num_workers = max(0, min(8, (os.cpu_count() or 1) - 1))
+    return DataLoader(_Prepared(dataset, image_size, mean, std), batch_sampler=batches, num_workers=num_workers,
+                      collate_fn=_collate, pin_memory=torch.device(device).type == "cuda",
+                      prefetch_factor=4 if num_workers > 0 else None)
+
+
 def embed_bank(dataset: Any, cam: ContraCAM, size: int, *, image_size: int, mean: Sequence[float],
                std: Sequence[float], batch_size: int = 64, device: torch.device | str = "cpu",
                num_workers: int | None = None) -> Tensor:
@@ -76,11 +89,9 @@ def embed_bank(dataset: Any, cam: ContraCAM, size: int, *, image_size: int, mean
     """
     n = len(dataset)
     idx = torch.linspace(0, n - 1, min(size, n)).round().long().unique().tolist()
-    if num_workers is None:
-        num_workers = max(0, min(8, (os.cpu_count() or 1) - 1))
     batches = [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
-    loader = DataLoader(_Prepared(dataset, image_size, mean, std), batch_sampler=batches, num_workers=num_workers,
-                        collate_fn=_collate)
+    loader = prepared_loader(dataset, batches, image_size=image_size, mean=mean, std=std, device=device,
+                             num_workers=num_workers)
     out = [cam.embed(images[ok].to(device)) for _, images, ok, _ in loader if bool(ok.any())]
     if not out:
         raise ValueError("no sample of the bank could be read (every one failed to load).")

@@ -39,7 +39,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
 import objaug
 from objaug.boxes import boxes_from_cam, boxes_from_steps
@@ -65,7 +64,7 @@ from objaug.store.format import (
     canonical_json,
     read_manifest,
 )
-from objaug.store.loading import _collate, _Prepared, embed_bank
+from objaug.store.loading import embed_bank, prepared_loader
 from objaug.store.resume import clear_store, existing_manifest, manifest_diff, store_identity
 from objaug.store.writer import (
     ShardWriter,
@@ -357,11 +356,8 @@ def _run_shards(
     from tqdm.auto import tqdm
 
     batches = [list(range(a, b)) for _, start, count in pending for a, b in shard_batches(start, count, batch_size)]
-    if num_workers is None:
-        num_workers = max(0, min(8, (os.cpu_count() or 1) - 1))
-    loader = DataLoader(_Prepared(dataset, image_size, mean, std), batch_sampler=batches, num_workers=num_workers,
-                        collate_fn=_collate, pin_memory=device.type == "cuda",
-                        prefetch_factor=4 if num_workers > 0 else None)
+    loader = prepared_loader(dataset, batches, image_size=image_size, mean=mean, std=std, device=device,
+                             num_workers=num_workers)
     k = int(box_kwargs["max_boxes"])
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     writer = ShardWriter(out)
