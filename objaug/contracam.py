@@ -307,7 +307,6 @@ class ContraCAM:
         batch_mask: Tensor | None = None
         bank_mask: Tensor | None = None
         area0: Tensor | None = None
-        radius = max(1, round(self.edge_radius * min(size)))
         for _ in range(self.iters):
             if self.source == "attention":
                 cam = self._attention_map(x, size)
@@ -332,7 +331,37 @@ class ContraCAM:
             if mean_colour is not None and len(steps) < self.iters:
                 x = fill_masked(images, union, mean_colour)
         assert union is not None
-        if self.edges:
-            union = minmax_normalize(edge_refine(union, images, radius=radius, eps=self.edge_eps))
-        union = union.clamp(0.0, 1.0).float()
+        union = self._finish(union, images)
         return (union, [s.float() for s in steps]) if return_steps else union
+
+    def _finish(self, union: Tensor, images: Tensor) -> Tensor:
+        """The output map of a merged union: edge refinement (``edges``), then clamped float32."""
+        if self.edges:
+            radius = max(1, round(self.edge_radius * min(images.shape[-2:])))
+            union = minmax_normalize(edge_refine(union, images, radius=radius, eps=self.edge_eps))
+        return union.clamp(0.0, 1.0).float()
+
+    def output_of_steps(self, steps: list[Tensor], images: Tensor) -> Tensor:
+        """The output map of the first ``k = len(steps)`` iterations of a call: ``ContraCAM(iters=k)``'s output.
+
+        Iteration t only depends on the iterations before it, so the first k per-iteration maps of a call with
+        ``iters >= k`` (``return_steps=True``) merged by ``refine`` and edge-refined are exactly the output of
+        the same call with ``iters=k``.
+
+        Args:
+            steps: the first k per-iteration maps, each ``(B, 1, H, W)`` float32 in [0, 1].
+            images: ``(B, C, H, W)`` the call's (normalised) images.
+
+        Returns:
+            ``(B, 1, H, W)`` float32 in [0, 1].
+        """
+        if not steps:
+            raise ValueError("output_of_steps needs at least one per-iteration map.")
+        union: Tensor | None = None
+        area0: Tensor | None = None
+        merged: list[Tensor] = []
+        for step in steps:
+            union, area0 = self._merge(step, union, area0, merged)
+        assert union is not None
+        with torch.no_grad():
+            return self._finish(union, images)

@@ -7,6 +7,7 @@ batched pass over full frames on the training device, with the object-aware crop
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, overload
 
@@ -15,9 +16,12 @@ import torch
 from torch import Tensor, nn
 
 from objaug.augment.views import ViewConfig, simclr_views
+from objaug.config import BoxConfig, CamConfig
 from objaug.constants import IMAGENET_NORMALIZE
-from objaug.engine import crop_view, register_cam_normalization
+from objaug.engine import crop_view
 from objaug.functional.crop import full_image_boxes, sample_regions
+from objaug.objects import Objects, all_valid, boxes_of_maps
+from objaug.provider import ObjectProvider
 from objaug.validation import (
     check_batch_values,
     check_box_layout,
@@ -124,6 +128,33 @@ class _ViewOps(nn.Module):
         return out
 
 
+def _resolve_cam(cam: Any, cam_config: CamConfig | None, provider: ObjectProvider) -> Any:
+    """The CAM of ``ObjectAwareAugment(cam=...)``: built from a model with ``cam_config``, or a ready callable."""
+    if cam is None:
+        return None
+    if isinstance(cam, nn.Module):
+        return provider.build_cam(cam)
+    if not callable(cam):
+        raise TypeError(f"cam must be a model (nn.Module), an objaug.ContraCAM or a callable cam(images, "
+                        f"negatives=None), got {type(cam).__name__}.")
+    settings = dataclasses.replace(provider.cam_config, mask_iters=None)
+    if cam_config is not None and settings != CamConfig():
+        raise ValueError("cam_config sets CAM options, but cam is a ready CAM whose options are its own: pass the "
+                         "model (cam=model, cam_config=...) or set the options on the ContraCAM (only mask_iters "
+                         "may be given with a ready CAM).")
+    return cam
+
+
+def _unpack(objects: Objects, boxes: Tensor | None, valid: Tensor | None, masks: Tensor | None, *,
+            size: tuple[int, int], dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``objects=``'s boxes, valid and masks (resized to ``size``); refuses loose tensors given as well."""
+    if not isinstance(objects, Objects):
+        raise TypeError(f"objects must be an objaug.objects.Objects, got {type(objects).__name__}.")
+    if boxes is not None or valid is not None or masks is not None:
+        raise ValueError("Pass the batch's objects either as objects= or as boxes=/valid=/masks=, not both.")
+    return objects.boxes, objects.valid, objects.masks_at(size, dtype)
+
+
 class ObjectAwareAugment(nn.Module):
     """Produce N augmented views of a batch of full frames on its device, object-aware.
 
@@ -135,14 +166,13 @@ class ObjectAwareAugment(nn.Module):
     optionally background mixup (:class:`objaug.augment.mixup.BackgroundMixup`) with the view's soft mask,
     which was cropped and flipped together with the view.
 
-    Boxes and masks: pass ``boxes``/``valid`` (normalised xyxy, e.g. precomputed CAM boxes) and/or soft
-    ``masks`` ``(B, 1, H, W)`` in [0, 1]. If boxes are missing they are derived from the masks with
-    :func:`objaug.boxes.boxes_from_cam` (``box_kwargs``); if masks are needed (missing boxes, or a view
-    with ``mixup=True``) and missing, they are computed by ``cam`` (a :class:`objaug.contracam.ContraCAM`)
-    on the images normalised with ``cam_normalize``. The same ContraCAM (and its ``iters``) serves both;
-    the paper uses T=10 for boxes and T=1 for mixup masks: precompute one of them to follow it exactly.
-    With neither boxes, masks nor cam, every view is a plain whole-image crop (a batched lightly
-    transform).
+    Objects: pass ``objects=`` (an :class:`objaug.objects.Objects`), or ``boxes``/``valid`` (normalised xyxy,
+    e.g. precomputed CAM boxes) and/or soft ``masks`` ``(B, 1, H, W)`` in [0, 1]. With ``cam``, what is missing
+    is found by :func:`objaug.objects.find_objects` on the images normalised with ``cam_normalize``: boxes of
+    every refinement iteration's own map, masks = ContraCAM's output map (of the first ``cam_config.mask_iters``
+    iterations: the paper's T=10 boxes and T=1 masks from one call). Without ``cam``, boxes missing are read
+    off the masks (:func:`objaug.objects.boxes_of_maps` with ``box_config``). With neither objects nor cam,
+    every view is a plain whole-image crop (a batched lightly transform).
 
     Differences to lightly's per-image torchvision/PIL pipeline, all documented where they occur:
     crops are sub-pixel and, when shrunk by more than 1.25x, antialiased with an area filter
@@ -162,9 +192,13 @@ class ObjectAwareAugment(nn.Module):
         center_suppressed, alpha: ContrastiveCrop's Beta(alpha, alpha) crop placement inside the box.
         antialias: ``True``, ``False`` or ``"auto"``: area-filter downscaled crops (see
             :class:`objaug.augment.crop.ObjectAwareRandomResizedCrop`); images and masks alike.
-        cam: a ContraCAM-like callable ``cam(normalized_images, negatives=None) -> (B, 1, H, W)``.
+        cam: the model whose ContraCAM finds the objects (an ``nn.Module``, split by
+            :func:`objaug.split_model`; the CAM is built with ``cam_config``), a ready
+            :class:`objaug.ContraCAM`, or any callable ``cam(normalized_images, negatives=None) -> (B, 1, H, W)``.
+        cam_config: the CAM settings (:class:`objaug.config.CamConfig`) for ``cam=model``; with a ready CAM only
+            its ``mask_iters`` may differ from the defaults (the other settings are the CAM's own).
         cam_normalize: normalisation applied to the images before ``cam``.
-        box_kwargs: keyword arguments of ``boxes_from_cam`` (threshold, min_area, margin, max_boxes).
+        box_config: how boxes are read off the maps (:class:`objaug.config.BoxConfig`).
         mixup: the background-mixup module used by views with ``mixup=True`` (default: a new
             ``BackgroundMixup(check_inputs=False, inplace=True)``, mixing the module's own view
             tensors in place; its queue persists across calls).
@@ -182,8 +216,6 @@ class ObjectAwareAugment(nn.Module):
         >>> v1, v2 = aug(images, boxes, valid)   # images (B, 3, H, W) in [0, 1]
     """
 
-    cam_mean: Tensor
-    cam_std: Tensor
     cam: Any
 
     def __init__(
@@ -196,8 +228,9 @@ class ObjectAwareAugment(nn.Module):
         alpha: float = 0.6,
         antialias: bool | Literal["auto"] = "auto",
         cam: Any = None,
+        cam_config: CamConfig | None = None,
         cam_normalize: Mapping[str, Sequence[float]] | None = None,
-        box_kwargs: Mapping[str, Any] | None = None,
+        box_config: BoxConfig | None = None,
         mixup: nn.Module | None = None,
         attempts: int = 10,
         cpu_chunk_size: int | None = 8,
@@ -216,8 +249,9 @@ class ObjectAwareAugment(nn.Module):
         if cpu_chunk_size is not None and (isinstance(cpu_chunk_size, bool) or not isinstance(cpu_chunk_size, int)
                                            or cpu_chunk_size < 1):
             raise ValueError(f"cpu_chunk_size must be an int >= 1 or None, got {cpu_chunk_size!r}.")
-        if cam is not None and not callable(cam):
-            raise TypeError(f"cam must be callable as cam(images, negatives=None), got {type(cam).__name__}.")
+        self.provider = ObjectProvider(cam_config, box_config,
+                                       normalize=cam_normalize if cam_normalize is not None else IMAGENET_NORMALIZE)
+        cam = _resolve_cam(cam, cam_config, self.provider)
         self.views = views
         self.p = check_probability(p, "p")
         self.box_sampling = box_sampling
@@ -229,10 +263,8 @@ class ObjectAwareAugment(nn.Module):
         self.attempts = attempts
         self.cpu_chunk_size = cpu_chunk_size
         self.check_inputs = bool(check_inputs)
-        self.box_kwargs = dict(box_kwargs or {})
         # The CAM (and its model) is not a submodule: .to()/state_dict of the augmenter leave it alone.
         object.__setattr__(self, "cam", cam)
-        register_cam_normalization(self, cam_normalize)
         self.ops = nn.ModuleList(_ViewOps(v) for v in views)
         if mixup is None and any(v.mixup for v in views):
             from objaug.augment.mixup import BackgroundMixup
@@ -248,20 +280,32 @@ class ObjectAwareAugment(nn.Module):
                 f"center_suppressed={self.center_suppressed}, antialias={self.antialias}, "
                 f"cam={type(self.cam).__name__ if self.cam is not None else None}")
 
-    def _masks_from_cam(self, images: Tensor, negatives: Tensor | None = None) -> Tensor:
-        normalized = (images - self.cam_mean.to(images)) / self.cam_std.to(images)
-        maps = self.cam(normalized, negatives=negatives)
-        return check_mask_batch(maps, "cam(images) output", like=images).to(images.dtype)
+    @property
+    def box_config(self) -> BoxConfig:
+        """How boxes are read off the maps (:class:`objaug.config.BoxConfig`)."""
+        return self.provider.box_config
+
+    def find_objects(self, images: Tensor, negatives: Tensor | None = None) -> Objects:
+        """The objects ``cam`` finds in ``images`` ((B, 3, H, W) in [0, 1]), masks at the images' size and dtype."""
+        if self.cam is None:
+            raise ValueError("This ObjectAwareAugment has no cam: build it with cam=model (or a ContraCAM).")
+        found = self.provider.compute(self.cam, images, negatives=negatives)
+        masks = found.masks
+        if masks is not None:
+            masks = found.masks_at((int(images.shape[-2]), int(images.shape[-1])), images.dtype)
+            check_mask_batch(masks, "cam(images) output", like=images)
+        return found.with_masks(masks)
 
     @overload
     def forward(self, images: Tensor, boxes: Tensor | None = ..., valid: Tensor | None = ...,
-                masks: Tensor | None = ..., *, negatives: Tensor | None = ...,
+                masks: Tensor | None = ..., *, objects: Objects | None = ..., negatives: Tensor | None = ...,
                 return_params: Literal[False] = ..., check: bool | None = ...) -> list[Tensor]: ...
 
     @overload
     def forward(self, images: Tensor, boxes: Tensor | None = ..., valid: Tensor | None = ...,
-                masks: Tensor | None = ..., *, negatives: Tensor | None = ..., return_params: Literal[True],
-                check: bool | None = ...) -> tuple[list[Tensor], list[dict[str, Tensor]]]: ...
+                masks: Tensor | None = ..., *, objects: Objects | None = ..., negatives: Tensor | None = ...,
+                return_params: Literal[True], check: bool | None = ...) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
+        ...
 
     def forward(
         self,
@@ -270,6 +314,7 @@ class ObjectAwareAugment(nn.Module):
         valid: Tensor | None = None,
         masks: Tensor | None = None,
         *,
+        objects: Objects | None = None,
         negatives: Tensor | None = None,
         return_params: bool = False,
         check: bool | None = None,
@@ -281,6 +326,8 @@ class ObjectAwareAugment(nn.Module):
             boxes: ``(B, K, 4)`` normalised xyxy object boxes (optional, see the class docs).
             valid: ``(B, K)`` bool (default: all boxes valid).
             masks: ``(B, 1, H, W)`` float soft object masks in [0, 1] (optional).
+            objects: the batch's :class:`objaug.objects.Objects` instead of ``boxes``/``valid``/``masks`` (its
+                masks are resized to the images).
             negatives: extra CAM negatives ``(N, D)`` (e.g. a MoCo queue as rows), passed to ``cam`` when
                 it runs (only with ``cam=``).
             return_params: also return one dict per view: ``crop_boxes`` ``(B, 4)``, ``flip`` ``(B,)``,
@@ -296,6 +343,8 @@ class ObjectAwareAugment(nn.Module):
         check_image_batch(images, "images", channels=3)
         b, _, h, w = images.shape
         device = images.device
+        if objects is not None:
+            boxes, valid, masks = _unpack(objects, boxes, valid, masks, size=(h, w), dtype=images.dtype)
         if negatives is not None and self.cam is None:
             raise ValueError("negatives= are CAM negatives, but this ObjectAwareAugment has no cam; build it with "
                              "cam=ContraCAM(model) or drop negatives=.")
@@ -305,7 +354,7 @@ class ObjectAwareAugment(nn.Module):
         if boxes is not None:
             check_box_layout(boxes)
             if valid is None:
-                valid = torch.ones(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
+                valid = all_valid(boxes)
             boxes, valid = check_boxes(boxes, valid, batch=b)
             check_same_device([("images", images), ("boxes", boxes), ("valid", valid)])
         elif valid is not None:
@@ -315,18 +364,19 @@ class ObjectAwareAugment(nn.Module):
 
         need_masks = any(v.mixup for v in self.views)
         if masks is None and self.cam is not None and (boxes is None or need_masks):
-            masks = self._masks_from_cam(images, negatives)
+            found = self.find_objects(images, negatives)
+            masks = found.masks
+            if boxes is None:
+                boxes, valid = found.boxes, found.valid
         if need_masks and masks is None:
             raise ValueError("A view has mixup=True, which needs soft object masks: pass masks=(B, 1, H, W) "
-                             "or build ObjectAwareAugment(..., cam=ContraCAM(model)).")
+                             "or build ObjectAwareAugment(..., cam=model).")
         if boxes is None or valid is None:
             if masks is not None:
-                from objaug.boxes import boxes_from_cam
-
-                boxes, valid = boxes_from_cam(masks, **{"check_inputs": False, **self.box_kwargs})  # checked
+                boxes, valid = boxes_of_maps(masks, self.box_config)  # masks checked above
             else:
-                boxes = images.new_zeros(b, 0, 4)
-                valid = torch.zeros(b, 0, dtype=torch.bool, device=device)
+                empty = Objects.none(b, device)
+                boxes, valid = empty.boxes.to(images.dtype), empty.valid
 
         object_regions, box_index, use = sample_regions(boxes, valid, mode=self.box_sampling, p=self.p)
         full = full_image_boxes(b, device=device)
