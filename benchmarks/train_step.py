@@ -100,7 +100,7 @@ def main() -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
     lightly_transform = SimCLRTransform(input_size=s)
     step_store = ObjectAwareStep(simclr_views(s), store=store).to(device)
-    step_cam = ObjectAwareStep(simclr_views(s), model=model, cam_iters=1).to(device)
+    step_cam = ObjectAwareStep(simclr_views(s), model=model).to(device)
 
     def train(x0: torch.Tensor, x1: torch.Tensor) -> None:
         loss = criterion(model(x0), model(x1))

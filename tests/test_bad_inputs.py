@@ -19,6 +19,7 @@ from objaug.augment.mixup import BackgroundMixup
 from objaug.augment.pipeline import ObjectAwareAugment
 from objaug.augment.presets import simclr_views
 from objaug.boxes import boxes_from_cam
+from objaug.config import CamConfig, ScheduleConfig
 from objaug.tools.archs import tiny_resnet
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -132,18 +133,23 @@ STEP = [
     ("pixel boxes", lambda: _step()(X, boxes=PIXELS), ValueError, "boxes must be normalised.*pixel"),
     ("reversed boxes", lambda: _step()(X, boxes=REVERSED), ValueError, "boxes must satisfy x1 <= x2"),
     ("masks above 1", lambda: _step()(X, masks=MASKS * 3), ValueError, r"masks must lie in \[0.0, 1.0\]"),
-    ("indexes too large", lambda: _step(model=_model, refresh_every=2, num_samples=4)(X, indexes=IDX + 2),
+    ("indexes too large", lambda: _step(model=_model, schedule=ScheduleConfig(every_n_steps=2), num_samples=4)(
+        X, indexes=IDX + 2),
      ValueError, r"indexes must be dataset indexes in \[0, 4\)"),
     ("negative indexes", lambda: _step(model=_model)(X, indexes=IDX - 1), ValueError, "indexes must be dataset"),
     ("indexes shape", lambda: _step(model=_model)(X, indexes=IDX[:2]), ValueError, r"indexes must be a \(B,\)"),
     ("float indexes", lambda: _step(model=_model)(X, indexes=IDX.float()), ValueError, "indexes must be"),
-    ("no source", lambda: _step()(X), ValueError, "No source of boxes"),
+    ("no source", lambda: _step()(X), ValueError, "No source of objects"),
     ("views uncalled", lambda: _step_class()(simclr_views), TypeError, r"views=simclr_views\(224\)"),
-    ("cam_iters 0", lambda: _step(model=_model, cam_iters=0), ValueError, "cam_iters must be an int >= 1"),
-    ("refresh_every 0", lambda: _step(model=_model, refresh_every=0), ValueError, "refresh_every"),
+    ("iters 0", lambda: _step(model=_model, cam_config=CamConfig(iters=0)), ValueError, "iters must be an int >= 1"),
+    ("every_n_steps 0", lambda: _step(model=_model, schedule=ScheduleConfig(every_n_steps=0)), ValueError,
+     "every_n_steps"),
+    ("views augment and p", lambda: _step_class()(ObjectAwareAugment(), p=0.5), ValueError,
+     "views is a ready ObjectAwareAugment, whose p"),
     ("model and cam", lambda: _step(model=_model, cam=_cam), TypeError, "either model= .* or cam="),
     ("store without get_batch", lambda: _step(store=3), TypeError, "store must have a get_batch"),
-    ("cache without num_samples", lambda: _step(model=_model, refresh_every=3), ValueError, "num_samples"),
+    ("cache without num_samples", lambda: _step(model=_model, schedule=ScheduleConfig(every_n_steps=3)), ValueError,
+     "num_samples"),
 ]
 
 

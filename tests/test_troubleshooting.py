@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from objaug.config import ScheduleConfig
+
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "troubleshooting.md"
 SECTIONS = ("Images and maps", "The object store", "Lightly adapter")
 
@@ -82,7 +84,8 @@ def _triggers(tmp: Path) -> dict[str, object]:
             lambda: aug(x, boxes * 32),
         "boxes must satisfy x1 <= x2 and y1 <= y2": lambda: aug(x, boxes[..., [2, 3, 0, 1]]),
         "indexes must be dataset indexes in [0, ...)":
-            lambda: ObjectAwareStep(simclr_views(16), model=tiny_resnet(width=8), refresh_every=2, num_samples=2)(
+            lambda: ObjectAwareStep(simclr_views(16), model=tiny_resnet(width=8),
+                                    schedule=ScheduleConfig(every_n_steps=2), num_samples=2)(
                 x, indexes=torch.tensor([0, 2])),
         "views must be a list of ViewConfig, got the function simclr_views": lambda: ObjectAwareAugment(simclr_views),
         "All inputs must be on the same device": None,  # needs two devices: tests/test_pipeline.py (CUDA)

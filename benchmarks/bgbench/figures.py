@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from objaug import boxes_from_cam
+from objaug.config import BoxConfig, CamConfig
 from objaug.viz import denormalize, draw_boxes, mask_to_rgb, overlay_cam, to_uint8
 
 from .evaluate import _chunks, contracam_maps, gradcam_maps
@@ -136,9 +137,9 @@ def views_figure(proto: Protocol, cfg: TrainConfig, objects: dict[str, Any] | No
 
         model = proto.load_ssl(cfg)
         cam_bb, cam_proj = model.cam_branch()
-        step = ObjectAwareStep(augment, model=cam_bb, projector=cam_proj, cam_iters=cfg.cam_iters,
-                               box_kwargs={"threshold": cfg.box_threshold})
-        masks = step.cam_maps(images)
+        step = ObjectAwareStep(augment, model=cam_bb, projector=cam_proj, cam_config=CamConfig(iters=cfg.cam_iters),
+                               box_config=BoxConfig(threshold=cfg.box_threshold))
+        masks = step.find_objects(images).masks
         boxes, valid = boxes_from_cam(masks, threshold=cfg.box_threshold)
     elif objects is not None:
         sel = idx.numpy()

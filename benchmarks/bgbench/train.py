@@ -62,6 +62,7 @@ from objaug import (
     moco_v2_views,
     simclr_views,
 )
+from objaug.config import BoxConfig, CamConfig, ScheduleConfig
 from objaug.tools.archs import build_projector, demo_backbone, tiny_resnet
 
 from .data import CAM_PROFILES, CAM_SETTINGS, OBJAUG_CAM_SETTINGS
@@ -397,7 +398,7 @@ def make_augment(cfg: TrainConfig) -> ObjectAwareAugment:
         mixup = BackgroundMixup(p=cfg.mixup_p, threshold=cfg.mixup_threshold,
                                 fallback_mass=cfg.mixup_fallback_mass, queue_size=cfg.mixup_queue,
                                 check_inputs=False)
-    return ObjectAwareAugment(views, mixup=mixup, box_kwargs={"threshold": cfg.box_threshold},
+    return ObjectAwareAugment(views, mixup=mixup, box_config=BoxConfig(threshold=cfg.box_threshold),
                               check_inputs=False)
 
 
@@ -549,10 +550,12 @@ def train_ssl(cfg: TrainConfig, images: Tensor, *, objects: dict[str, np.ndarray
                 cam_bb, projector=cam_proj, iters=cfg.cam_iters, check_finite=False, **OBJAUG_CAM_SETTINGS)  # type: ignore[arg-type]
             step_fn = ObjectAwareStep(
                 augment, model=None if online_cam else cam_bb, cam=online_cam,
-                projector=None if online_cam else cam_proj, cam_iters=cfg.cam_iters,
+                projector=None if online_cam else cam_proj,
+                cam_config=None if online_cam else CamConfig(iters=cfg.cam_iters),
                 negatives=model.queue_negatives if cfg.method == "moco" else None,
-                refresh_every=cfg.refresh_every, num_samples=n if cfg.refresh_every > 1 else None,
-                box_kwargs={"threshold": cfg.box_threshold},
+                schedule=ScheduleConfig(every_n_steps=cfg.refresh_every),
+                num_samples=n if cfg.refresh_every > 1 else None,
+                box_config=BoxConfig(threshold=cfg.box_threshold),
             )
         params = [p for p in model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from objaug.engine import unpack_objects
+from objaug.provider import unpack_objects
 from objaug.validation import check_box_layout
 
 __all__ = ["ObjectAwareDataset", "unpack_objects"]

@@ -26,28 +26,36 @@ statistics are not updated) and restored exactly, the loss is never called (so t
 not updated), only the head is differentiated with ``torch.autograd.grad`` (no ``.grad`` is written on
 any parameter), and the views are made under ``torch.no_grad``.
 
-``refresh_every=N`` (the decision for "every N steps"): the CAM runs on every N-th call only. On a
+``schedule=ScheduleConfig(every_n_steps=N, start_step=S)`` (the decision for "every N steps"): the CAM runs on
+every N-th call only, from call S on. On a
 refresh call the batch's boxes are computed and stored **per sample, keyed by dataset index** in a
 device-side cache of ``num_samples`` rows; on the other calls each sample reads its own cached boxes;
 samples never refreshed yet get a whole-image crop (the plain RandomResizedCrop, like
 ContrastiveCrop's warm-up). So ``indexes`` are required with ``N > 1``: reusing one batch's boxes for
-another batch would crop other images' objects, so objaug refuses to do that. Background-mixup masks
-are not cached (a full-resolution mask per sample would not fit on the device): views with
-``mixup=True`` need ``refresh_every=1``, a store with masks, or ``masks=``.
+another batch would crop other images' objects, so objaug refuses to do that. With views that have
+``mixup=True`` the cache keeps each sample's mask too (uint8, ``cache_mask_size`` pixels a side).
+
+Where the objects come from is an :class:`objaug.provider.ObjectProvider` (the same provider the solo-learn
+adapter uses); the step is glue: validation, the provider, the views (:class:`ObjectAwareAugment`) and the
+counts (:class:`objaug.stats.AugmentStats`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from objaug.augment.pipeline import ObjectAwareAugment, ViewConfig
+from objaug.config import BoxConfig, CamConfig, ScheduleConfig
+from objaug.constants import IMAGENET_NORMALIZE
 from objaug.contracam import ContraCAM
-from objaug.engine import ObjectSource, boxes_from_maps, cam_maps, read_store, register_cam_normalization
+from objaug.objects import Objects, all_valid
+from objaug.provider import ObjectProvider
+from objaug.split import module_device
 from objaug.stats import AugmentStats
 from objaug.validation import (
     check_batch_values,
@@ -55,8 +63,8 @@ from objaug.validation import (
     check_boxes,
     check_image_batch,
     check_indexes,
-    check_int,
     check_mask_batch,
+    check_same_device,
     check_views,
 )
 
@@ -81,14 +89,41 @@ def memory_bank_negatives(criterion: object) -> Tensor | None:
     return bank.detach()
 
 
+def _augment_of(views: Sequence[ViewConfig] | ObjectAwareAugment | None, *, p: float | None,
+                box_sampling: str | None, mixup: nn.Module | None, check_inputs: bool | None) -> ObjectAwareAugment:
+    """The step's views: a ready ``ObjectAwareAugment`` (whose options are its own), or one built from configs."""
+    check_views(views)
+    given = {"p": p, "box_sampling": box_sampling, "mixup": mixup, "check_inputs": check_inputs}
+    if isinstance(views, ObjectAwareAugment):
+        set_here = [name for name, value in given.items() if value is not None]
+        if set_here:
+            raise ValueError(f"views is a ready ObjectAwareAugment, whose {', '.join(set_here)} are its own: set "
+                             f"{', '.join(set_here)} on the ObjectAwareAugment, or pass a list of ViewConfig as views.")
+        return views
+    return ObjectAwareAugment(views, p=1.0 if p is None else p,  # type: ignore[arg-type]
+                              box_sampling=box_sampling if box_sampling is not None else "uniform",  # type: ignore[arg-type]
+                              mixup=mixup, check_inputs=True if check_inputs is None else check_inputs)
+
+
+def _check_negatives(negatives: object) -> None:
+    if negatives is None:
+        return
+    if not (isinstance(negatives, Tensor) or callable(negatives)):
+        raise TypeError(f"negatives must be an (N, D) tensor or a callable returning one, got "
+                        f"{type(negatives).__name__}.")
+    if isinstance(negatives, Tensor) and (negatives.ndim != 2 or not negatives.is_floating_point()):
+        raise ValueError(f"negatives must be a floating (N, D) tensor, got {negatives.dtype} "
+                         f"{tuple(negatives.shape)}.")
+
+
 class ObjectAwareStep(nn.Module):
     """Base images in, object-aware views out, for the whole batch on its device.
 
     Args:
-        views: the view configurations (default :func:`objaug.augment.presets.simclr_views` at 224 px;
+        views: the view configurations (default :func:`objaug.augment.views.simclr_views` at 224 px;
             use ``moco_v2_views`` / ``byol_views`` with your ``input_size``), or a ready
             :class:`objaug.augment.pipeline.ObjectAwareAugment` (then ``p``, ``box_sampling``, ``mixup``
-            and ``check_inputs`` are its own).
+            and ``check_inputs`` are its own and must not be given here).
         model: the model whose ContraCAM gives the boxes (split by :func:`objaug.split.split_model`:
             Lightly's ``nn.Sequential`` ResNet backbone, an object with ``backbone`` +
             ``projection_head``, a timm/torchvision ViT or Lightly's ``MaskedVisionTransformerTIMM``, ...).
@@ -96,42 +131,42 @@ class ObjectAwareStep(nn.Module):
         projector: the projection head appended to ``model``'s head (e.g. ``model.projection_head``).
         cam: instead of ``model``, a ready ContraCAM (or any callable
             ``cam(normalized_images, negatives=None) -> (B, 1, h, w)`` in [0, 1]).
+        cam_config: the CAM settings (:class:`objaug.config.CamConfig`: map source, iterations, ``mask_iters``,
+            temperature, hard negatives, online bank, edges, ...) for ``model=``; with ``cam=`` only
+            ``mask_iters`` and ``bank`` may be set (the other settings are the CAM's own).
+        box_config: how boxes are read off the maps (:class:`objaug.config.BoxConfig`).
+        schedule: when the CAM runs (:class:`objaug.config.ScheduleConfig`: every N calls, from call S); with
+            ``every_n_steps > 1`` objects are cached per dataset index (``num_samples`` and ``indexes=``).
         criterion: a Lightly loss; if it has a memory bank (``NTXentLoss(memory_bank_size=(N, D))``) the
             bank is used as extra CAM negatives. Only read.
         negatives: explicit CAM negatives instead: an (N, D) tensor or a callable returning one (or None).
         store: a store with ``get_batch(indexes)`` returning ``(boxes (B, K, 4), valid (B, K)[, masks
             (B, 1, H, W)])`` for the dataset indexes (an ``objaug.store.ObjectStore``; read on its device,
             moved to the images' device).
-        refresh_every: run the CAM on every N-th call (1 = every call); see the module docs.
-        num_samples: the dataset size, for the per-sample box cache (required with ``refresh_every > 1``).
-        cam_iters: ContraCAM refinement iterations T when built from ``model`` (1 = one forward, the paper's
-            setting for masks; 10 for its offline boxes).
-        mask_iters: the mixup masks from the union of only the first ``mask_iters`` of the ``cam_iters``
-            maps (one ContraCAM call gives both), while boxes use all of them: the paper's split is
-            ``cam_iters=10, mask_iters=1``. ``None`` (default): masks and boxes from the same maps. Needs a
-            ContraCAM (``model=``, or ``cam=`` a :class:`objaug.ContraCAM`).
+        num_samples: the dataset size, for the per-sample cache (required with ``schedule.every_n_steps > 1``).
+        cache_mask_size: side of the masks kept in the cache (uint8) when a view has ``mixup=True``.
         cam_size: run the CAM on the images resized to this size (int or (h, w)); ``None`` = full size.
             Boxes are normalised, so they apply to the full images; masks are resized back.
         cam_normalize: the normalisation the model expects (default ImageNet, as Lightly's transforms).
-        box_kwargs: :func:`objaug.boxes.boxes_from_cam` arguments (threshold 0.5, min_area 0.01,
-            margin 0.2, max_boxes 4 by default).
-        p: probability of cropping inside a box (per image).
-        box_sampling: ``"uniform"`` (the paper) or ``"area"``.
+        image_size: the base images' size ``(H, W)`` (or an int): when given, the CAM is dry-run once at
+            construction on two noise images of that size, so a model that cannot give a map (a 1x1 map, a
+            ViT of another size, the attention source on a CNN) fails now rather than at the first step.
+        p: probability of cropping inside a box (per image; default 1).
+        box_sampling: ``"uniform"`` (the paper, default) or ``"area"``.
         mixup: the :class:`objaug.augment.mixup.BackgroundMixup` of views with ``mixup=True``.
-        check_inputs: check the batch's values before any work: images finite and in [0, 1] (refuses
-            [0, 255] images and images normalised already, e.g. ``Normalize`` left in the DataLoader
-            transform, naming the fix), given boxes normalised and ordered, masks in [0, 1], ``indexes`` in
-            ``[0, num_samples)`` (or the store's length). One fused pass and one device synchronisation
-            per call (:func:`objaug.validation.check_batch_values`; 3 ms, 0.4 % of a 64-image CPU step, measured by
-            benchmarks/check_cost.py); ``False`` opts out. Shapes, dtypes and devices are always checked.
+        check_inputs: check the batch's values before any work (default True): images finite and in [0, 1]
+            (refuses [0, 255] images and images normalised already, naming the fix), given boxes normalised and
+            ordered, masks in [0, 1], ``indexes`` in ``[0, num_samples)`` (or the store's length). One fused
+            pass and one device synchronisation per call (:func:`objaug.validation.check_batch_values`);
+            ``False`` opts out. Shapes, dtypes and devices are always checked.
 
-    Call: ``step(images, *, indexes=None, boxes=None, valid=None, masks=None) -> list of views``.
+    Call: ``step(images, *, indexes=None, objects=None, boxes=None, valid=None, masks=None) -> list of views``.
 
     Attributes:
-        augment: the :class:`~objaug.augment.pipeline.ObjectAwareAugment` (a submodule: ``step.to(device)``
-            moves its buffers).
-        calls: number of calls so far (drives ``refresh_every``).
-        last_boxes: ``(boxes, valid)`` used by the last call (for inspection).
+        augment: the :class:`~objaug.augment.pipeline.ObjectAwareAugment` (a submodule).
+        provider: the :class:`~objaug.provider.ObjectProvider` (a submodule: schedule, cache, counters).
+        calls: number of calls so far (drives the schedule).
+        last_objects: the :class:`~objaug.objects.Objects` of the last call (for inspection).
         last_params: the last call's per-view parameter dicts (``crop_boxes``, ``flip``, ``object``,
             ``fallback``, ... and ``mixed`` for mixup views; see ``ObjectAwareAugment(...,
             return_params=True)``).
@@ -140,6 +175,10 @@ class ObjectAwareStep(nn.Module):
             ``step.stats.shares()``); it warns once when the boxed or mixed share stays near zero.
     """
 
+    cam: Callable[..., Tensor] | None
+    criterion: object
+    negatives: Tensor | Callable[[], Tensor | None] | None
+
     def __init__(
         self,
         views: Sequence[ViewConfig] | ObjectAwareAugment | None = None,
@@ -147,92 +186,70 @@ class ObjectAwareStep(nn.Module):
         model: nn.Module | None = None,
         projector: nn.Module | None = None,
         cam: Callable[..., Tensor] | None = None,
+        cam_config: CamConfig | None = None,
+        box_config: BoxConfig | None = None,
+        schedule: ScheduleConfig | None = None,
         criterion: object = None,
         negatives: Tensor | Callable[[], Tensor | None] | None = None,
         store: Any = None,
-        refresh_every: int = 1,
         num_samples: int | None = None,
-        cam_iters: int = 1,
-        mask_iters: int | None = None,
+        cache_mask_size: int = 32,
         cam_size: int | tuple[int, int] | None = None,
         cam_normalize: Mapping[str, Sequence[float]] | None = None,
-        box_kwargs: Mapping[str, Any] | None = None,
-        p: float = 1.0,
-        box_sampling: str = "uniform",
+        image_size: int | tuple[int, int] | None = None,
+        p: float | None = None,
+        box_sampling: str | None = None,
         mixup: nn.Module | None = None,
-        check_inputs: bool = True,
+        check_inputs: bool | None = None,
     ) -> None:
         super().__init__()
-        check_views(views)
-        if isinstance(views, ObjectAwareAugment):
-            augment = views
-        else:
-            augment = ObjectAwareAugment(views, p=p, box_sampling=box_sampling,  # type: ignore[arg-type]
-                                         box_kwargs=box_kwargs, mixup=mixup, check_inputs=check_inputs)
-        self.augment = augment
-        if model is not None and cam is not None:
-            raise TypeError("Pass either model= (a ContraCAM is built) or cam=, not both.")
-        if projector is not None and model is None:
-            raise TypeError("projector= needs model= (the encoder it belongs to).")
-        if cam is not None and not callable(cam):
-            raise TypeError(f"cam must be callable as cam(images, negatives=None), got {type(cam).__name__}.")
-        if model is not None:
-            check_int(cam_iters, "cam_iters", low=1, why=" (ContraCAM's refinement iterations)")
-            cam = ContraCAM(model, projector=projector, iters=cam_iters, check_finite=False)  # checked here
-        if mask_iters is not None:
-            if not isinstance(cam, ContraCAM):
-                raise TypeError("mask_iters needs a ContraCAM (model=, or cam=ContraCAM(...)): the masks come from "
-                                "its per-iteration maps (return_steps=True).")
-            if isinstance(mask_iters, bool) or not isinstance(mask_iters, int) or not 1 <= mask_iters <= cam.iters:
-                raise ValueError(f"mask_iters must be an int in [1, {cam.iters}] (the CAM's iterations), got "
-                                 f"{mask_iters!r}.")
-        self.mask_iters = mask_iters
-        if store is not None and not callable(getattr(store, "get_batch", None)):
-            raise TypeError(f"store must have a get_batch(indexes) method, got {type(store).__name__}.")
-        check_int(refresh_every, "refresh_every", low=1, why=" (the CAM runs on every N-th call)")
-        if negatives is not None and not (isinstance(negatives, Tensor) or callable(negatives)):
-            raise TypeError(f"negatives must be an (N, D) tensor or a callable returning one, got "
-                            f"{type(negatives).__name__}.")
-        if isinstance(negatives, Tensor) and (negatives.ndim != 2 or not negatives.is_floating_point()):
-            raise ValueError(f"negatives must be a floating (N, D) tensor, got {negatives.dtype} "
-                             f"{tuple(negatives.shape)}.")
-        uses_cache = cam is not None and refresh_every > 1
-        if uses_cache:
-            if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-                raise ValueError("refresh_every > 1 caches each sample's boxes by dataset index: pass "
-                                 "num_samples=len(dataset) (and indexes= on every call, e.g. from "
-                                 f"ObjectAwareDataset(..., return_index=True)); got num_samples={num_samples!r}.")
-            if any(v.mixup for v in augment.views) and store is None:
-                raise ValueError("A view has mixup=True, which needs a mask per image on every step, but masks are "
-                                 "not cached between CAM refreshes: use refresh_every=1, a store with masks, or "
-                                 "pass masks= on every call.")
-        self.box_kwargs = dict(box_kwargs or {})
-        if self.box_kwargs:
-            from objaug.boxes import boxes_from_cam
-
-            boxes_from_cam(torch.zeros(1, 1, 4, 4), **self.box_kwargs)  # validates the arguments now
-        self.refresh_every = refresh_every
-        self.num_samples = num_samples
-        self.cam_size = cam_size
-        self.check_inputs = augment.check_inputs if isinstance(views, ObjectAwareAugment) else bool(check_inputs)
+        self.augment = _augment_of(views, p=p, box_sampling=box_sampling, mixup=mixup, check_inputs=check_inputs)
+        needs_masks = any(v.mixup for v in self.augment.views)
+        self.provider = ObjectProvider(cam_config, box_config, schedule, store=store, num_samples=num_samples,
+                                       cache_masks=needs_masks, mask_size=cache_mask_size, cam_size=cam_size,
+                                       normalize=cam_normalize if cam_normalize is not None else IMAGENET_NORMALIZE)
+        cam = self._cam_of(model, projector, cam, cam_config)
+        _check_negatives(negatives)
+        if cam is not None and self.provider.uses_cache and num_samples is None:
+            raise ValueError(f"schedule.every_n_steps={self.provider.schedule.every_n_steps} caches each sample's "
+                             "objects by dataset index: pass num_samples=len(dataset) (and indexes= on every call, "
+                             "e.g. from ObjectAwareDataset(..., return_index=True)).")
+        self.check_inputs = self.augment.check_inputs
         self.stats = AugmentStats()
         # References, not submodules: the model and loss stay where the user put them and are not saved here.
         object.__setattr__(self, "cam", cam)
         object.__setattr__(self, "criterion", criterion)
         object.__setattr__(self, "negatives", negatives)
-        object.__setattr__(self, "store", store)
-        register_cam_normalization(self, cam_normalize)
-        self.source = ObjectSource(every_n_steps=refresh_every)
-        self._refreshed = False
-        self.last_boxes: tuple[Tensor, Tensor] | None = None
+        self.last_objects: Objects | None = None
         self.last_params: list[dict[str, Tensor]] = []
+        if image_size is not None:
+            self.check_setup(image_size)
 
-    cam: Callable[..., Tensor] | None
-    criterion: object
-    negatives: Tensor | Callable[[], Tensor | None] | None
-    store: Any
-    cam_mean: Tensor
-    cam_std: Tensor
+    def _cam_of(self, model: nn.Module | None, projector: nn.Module | None, cam: Callable[..., Tensor] | None,
+                cam_config: CamConfig | None) -> Callable[..., Tensor] | None:
+        if model is not None and cam is not None:
+            raise TypeError("Pass either model= (a ContraCAM is built with cam_config) or cam=, not both.")
+        if projector is not None and model is None:
+            raise TypeError("projector= needs model= (the encoder it belongs to).")
+        if model is not None:
+            if not isinstance(model, nn.Module):
+                raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+            return self.provider.build_cam(model, projector=projector)
+        if cam is None:
+            if cam_config is not None:
+                raise ValueError("cam_config was given but there is no CAM: pass model= (or cam=) too, or drop "
+                                 "cam_config.")
+            return None
+        if not callable(cam):
+            raise TypeError(f"cam must be callable as cam(images, negatives=None), got {type(cam).__name__}.")
+        if cam_config is not None and cam_config.mask_iters is not None and not isinstance(cam, ContraCAM):
+            raise ValueError("cam_config.mask_iters needs cam= to be an objaug.ContraCAM (its per-iteration maps), "
+                             f"got {type(cam).__name__}. Drop mask_iters, or pass model= or a ContraCAM.")
+        if cam_config is not None and dataclasses.replace(cam_config, mask_iters=None, bank=0) != CamConfig():
+            raise ValueError("cam= is a ready CAM whose settings are its own, but cam_config sets other CAM options: "
+                             "pass model= with cam_config, or set them on the ContraCAM (only mask_iters and bank "
+                             "may be given with cam=).")
+        return cam
 
     @classmethod
     def from_model(cls, module: nn.Module, views: Sequence[ViewConfig] | ObjectAwareAugment | None = None,
@@ -269,62 +286,76 @@ class ObjectAwareStep(nn.Module):
         return cls(views, **kwargs)
 
     def extra_repr(self) -> str:
-        source = ("store" if self.store is not None else
-                  f"cam={type(self.cam).__name__}" if self.cam is not None else "boxes per call")
-        return f"{source}, refresh_every={self.refresh_every}, num_samples={self.num_samples}"
+        source = ("store" if self.provider.store is not None else
+                  f"cam={type(self.cam).__name__}" if self.cam is not None else "objects per call")
+        return f"{source}, schedule={self.provider.schedule}, num_samples={self.provider.num_samples}"
 
     @property
     def calls(self) -> int:
-        """Number of calls so far (drives ``refresh_every``): the engine's ``batches_seen``."""
-        return self.source.batches_seen
+        """Number of calls so far (drives the schedule): the provider's ``batches_seen``."""
+        return self.provider.batches_seen
+
+    @property
+    def store(self) -> Any:
+        return self.provider.store
 
     def reset_cache(self) -> None:
-        """Forget the cached per-sample boxes (e.g. after loading other weights)."""
-        self.source.release()
+        """Forget the cached per-sample objects and the online bank (e.g. after loading other weights)."""
+        self.provider.release()
 
-    # ------------------------------------------------------------------ sources of boxes
-    def _negatives(self, device: torch.device) -> Tensor | None:
+    def check_setup(self, image_size: int | tuple[int, int]) -> None:
+        """Dry-run the CAM on two noise images of ``image_size`` (see the ``image_size`` argument)."""
+        if self.cam is None:
+            return
+        hw = (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
+        model_device = module_device(getattr(self.cam, "split", None)) if hasattr(self.cam, "split") else None
+        self.provider.check_setup(self.cam, hw, device=model_device)
+
+    # ------------------------------------------------------------------ sources of objects
+    def _negatives(self) -> Tensor | None:
         neg = self.negatives
         bank = neg() if callable(neg) else neg
         if bank is None and self.criterion is not None:
             bank = memory_bank_negatives(self.criterion)
-        return None if bank is None else bank.detach().to(device, non_blocking=True)
+        return bank
 
-    def cam_maps(self, images: Tensor, *, return_steps: bool = False) -> Any:
-        """ContraCAM maps of ``images`` ((B, 3, H, W) in [0, 1]): (B, 1, h, w) float32 in [0, 1].
+    def find_objects(self, images: Tensor) -> Objects:
+        """ContraCAM's objects of ``images`` ((B, 3, H, W) in [0, 1]) now, outside the schedule.
 
-        ``(h, w)`` is ``cam_size`` or ``(H, W)``. The model is left exactly as found. With ``return_steps``
-        (a ContraCAM only): ``(maps, per-iteration maps)``.
+        Returns:
+            :class:`~objaug.objects.Objects`: boxes of every refinement iteration's map, masks
+            ``(B, 1, h, w)`` float32 in [0, 1] at ``cam_size`` (or the images' size). The model is left as found.
         """
         if self.cam is None:
-            raise ValueError("No CAM: build ObjectAwareStep with model= (or cam=) to compute boxes online.")
-        return cam_maps(self.cam, images, self.cam_mean, self.cam_std, size=self.cam_size,
-                        negatives=self._negatives(images.device), return_steps=return_steps)
+            raise ValueError("No CAM: build ObjectAwareStep with model= (or cam=) to compute objects online.")
+        bank = self._negatives()
+        return self.provider.compute(self.cam, images, negatives=None if bank is None else bank.to(images.device))
 
-    def _refined_steps(self, images: Tensor) -> tuple[Tensor, Tensor | list[Tensor]]:
-        """``(maps, steps)``: a ContraCAM's per-iteration maps (boxes per iteration), else ``(maps, maps)``."""
-        if isinstance(self.cam, ContraCAM) and (self.cam.iters > 1 or self.mask_iters is not None):
-            maps, steps = self.cam_maps(images, return_steps=True)
-            return maps, list(steps)
-        maps = self.cam_maps(images)
-        return maps, maps
-
-    def _boxes_from_maps(self, maps: Tensor | list[Tensor]) -> tuple[Tensor, Tensor]:
-        return boxes_from_maps(maps, **self.box_kwargs)
-
-    def _cached(self, images: Tensor, indexes: Tensor) -> tuple[Tensor, Tensor]:
-        assert self.num_samples is not None
-        if self.source.cache is not None:
-            self.source.cache.to(images.device)  # follows the step across .to(device), as a buffer would
-        if self.source.needs_cam():
-            boxes, valid = self._boxes_from_maps(self._refined_steps(images)[1])
-            if self.source.cache is None or not self.source.cache.fits(boxes):
-                self.source.allocate(self.num_samples, boxes.shape[1], device=boxes.device, box_dtype=boxes.dtype)
-            self.source.remember(indexes, boxes, valid)
-            self._refreshed = True
-            return boxes, valid
-        boxes, valid, _ = self.source.recall(indexes)
-        return boxes, valid
+    def _given(self, images: Tensor, objects: Objects | None, boxes: Tensor | None, valid: Tensor | None,
+               masks: Tensor | None) -> Objects | None:
+        """The objects passed with the call, checked (shapes, devices), or ``None``."""
+        if objects is not None:
+            if boxes is not None or valid is not None or masks is not None:
+                raise ValueError("Pass the batch's objects either as objects= or as boxes=/valid=/masks=, not both.")
+            if not isinstance(objects, Objects):
+                raise TypeError(f"objects must be an objaug.objects.Objects, got {type(objects).__name__}.")
+            boxes, valid, masks = objects.boxes, objects.valid, objects.masks
+        if boxes is None:
+            if valid is not None:
+                raise ValueError("valid was given without boxes; pass boxes=(B, K, 4) too.")
+            if masks is None:
+                return None
+            check_mask_batch(masks, "masks", like=images)
+            check_same_device([("images", images), ("masks", masks)])
+            return None if objects is None else objects
+        check_box_layout(boxes)
+        boxes, valid = check_boxes(boxes, valid if valid is not None else all_valid(boxes), batch=images.shape[0])
+        tensors = [("images", images), ("boxes", boxes), ("valid", valid)]
+        if masks is not None:
+            check_mask_batch(masks, "masks", like=images)
+            tensors.append(("masks", masks))
+        check_same_device(tensors)
+        return Objects.from_parts(boxes, valid, masks)
 
     # ------------------------------------------------------------------ call
     def forward(
@@ -332,6 +363,7 @@ class ObjectAwareStep(nn.Module):
         images: Tensor,
         *,
         indexes: Tensor | Sequence[int] | None = None,
+        objects: Objects | None = None,
         boxes: Tensor | None = None,
         valid: Tensor | None = None,
         masks: Tensor | None = None,
@@ -340,88 +372,54 @@ class ObjectAwareStep(nn.Module):
 
         Args:
             images: (B, 3, H, W) float base images in [0, 1] (full frames), on the training device.
-            indexes: (B,) dataset indexes (needed with a store and with ``refresh_every > 1``).
-            boxes: (B, K, 4) normalised xyxy boxes (skips the store and the CAM).
+            indexes: (B,) dataset indexes (needed with a store and with a cache).
+            objects: the batch's :class:`~objaug.objects.Objects` (skips the store and the CAM).
+            boxes: (B, K, 4) normalised xyxy boxes instead of ``objects`` (skips the store and the CAM).
             valid: (B, K) bool (default: all valid).
-            masks: (B, 1, H, W) soft masks in [0, 1] (for views with ``mixup=True``; also give boxes from
-                them when ``boxes`` is missing).
+            masks: (B, 1, H, W) soft masks in [0, 1] (for views with ``mixup=True``; with ``boxes`` or alone).
 
         Returns:
             One (B, 3, h, w) tensor per view, normalised per its :class:`ViewConfig`, no grad.
 
         Raises:
-            ValueError / TypeError: bad shapes, dtypes or devices; no source of boxes; missing indexes.
+            ValueError / TypeError: bad shapes, dtypes or devices; no source of objects; missing indexes.
         """
         check_image_batch(images, "images", channels=3)
-        b = images.shape[0]
-        device = images.device
-        self._refreshed = False
-        if self.cam_mean.device != device:
+        b, device = images.shape[0], images.device
+        if self.provider.cam_mean.device != device:
             self.to(device)
+        given = self._given(images, objects, boxes, valid, masks)
+        loose_masks = masks if given is None else None
         idx = None if indexes is None else check_indexes(indexes, b, device)
-        if boxes is not None:
-            check_box_layout(boxes)
-            if valid is None:
-                valid = torch.ones(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
-            boxes, valid = check_boxes(boxes, valid, batch=b)
-        if masks is not None:
-            check_mask_batch(masks, "masks", like=images)
         if self.check_inputs:  # one fused pass, one synchronisation, before any work
-            check_batch_values(images, masks=masks, boxes=boxes, valid=valid, indexes=idx,
-                               num_samples=self.num_samples if self.num_samples is not None else _length(self.store))
-        need_masks = any(v.mixup for v in self.augment.views)
+            check_batch_values(images, masks=given.masks if given is not None else loose_masks,
+                               boxes=None if given is None else given.boxes,
+                               valid=None if given is None else given.valid, indexes=idx,
+                               num_samples=self.provider.num_samples or _length(self.provider.store))
+        if given is None and loose_masks is None and self.cam is None and self.provider.store is None:
+            raise ValueError("No source of objects: pass objects=/boxes=/masks= to the call, or build "
+                             "ObjectAwareStep with store= or model= (online ContraCAM).")
         with torch.no_grad():
-            if boxes is None and masks is None:
-                if self.store is not None:
-                    if indexes is None:
-                        raise ValueError("A store needs the batch's dataset indexes: call step(images, indexes=...) "
-                                         "(ObjectAwareDataset(..., return_index=True) puts them in the batch).")
-                    store_idx = indexes if isinstance(indexes, Tensor) else torch.tensor(list(indexes))
-                    boxes, valid, masks = read_store(self.store, store_idx, device)
-                    if masks is not None and masks.shape[-2:] != images.shape[-2:]:
-                        masks = F.interpolate(masks, size=images.shape[-2:], mode="bilinear",
-                                              align_corners=False).clamp_(0.0, 1.0)
-                    if masks is not None:
-                        masks = masks.to(images.dtype)
-                elif self.cam is not None:
-                    if self.refresh_every > 1:
-                        if idx is None:
-                            raise ValueError(
-                                "refresh_every > 1 caches boxes per sample by dataset index: pass indexes= (B,) on "
-                                "every call (ObjectAwareDataset(..., return_index=True)), or use refresh_every=1.")
-                        boxes, valid = self._cached(images, idx)
-                    else:
-                        maps, steps = self._refined_steps(images)
-                        mask_maps = maps
-                        if need_masks and self.mask_iters is not None:
-                            assert isinstance(steps, list)
-                            mask_maps = torch.stack(steps[:self.mask_iters]).amax(dim=0)  # their union
-                        boxes, valid = self._boxes_from_maps(steps)
-                        self._refreshed = True
-                        if need_masks:
-                            masks = mask_maps if mask_maps.shape[-2:] == images.shape[-2:] else F.interpolate(
-                                mask_maps, size=images.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
-                            masks = masks.to(images.dtype)
-                else:
-                    raise ValueError("No source of boxes: pass boxes=/masks= to the call, or build ObjectAwareStep "
-                                     "with store= or model= (online ContraCAM).")
-            if boxes is not None and valid is None:  # read from the store without validity
-                valid = torch.ones(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
-            if boxes is not None and valid is not None:
-                self.last_boxes = (boxes, valid)
-            views, self.last_params = self.augment(images, boxes, valid, masks, return_params=True, check=False)
-            self._count(boxes, valid)
-        self.source.finish(cam=self._refreshed)
+            if given is None and loose_masks is not None:  # masks alone: the views read the boxes off them
+                found = None
+                views, self.last_params = self.augment(images, masks=loose_masks, return_params=True, check=False)
+            else:
+                found = self.provider.objects(images, indexes=idx, given=given, cam=self.cam,
+                                              negatives=self._negatives)
+                views, self.last_params = self.augment(images, objects=found, return_params=True, check=False)
+        self.last_objects = found
+        self._count(found)
         return views
 
-    def _count(self, boxes: Tensor | None, valid: Tensor | None) -> None:
+    def _count(self, found: Objects | None) -> None:
         """Add the last call to :attr:`stats` (device tensors only)."""
         params = self.last_params
         obj = [pr for cfg, pr in zip(self.augment.views, params, strict=True) if cfg.object_crop]
         first = obj[0] if obj else params[0]
         self.stats.update(used=first["object"], regions=first["regions"], object_views=len(obj),
-                          mixed=[pr["mixed"] for pr in params if "mixed" in pr], boxes=boxes, valid=valid,
-                          cam=self._refreshed)
+                          mixed=[pr["mixed"] for pr in params if "mixed" in pr],
+                          boxes=None if found is None else found.boxes, valid=None if found is None else found.valid,
+                          cam=found is not None and found.origin == "cam")
 
     def transform_batch(self, batch: Any, *, image_index: int = 0, index_position: int | None = None) -> Any:
         """Replace the base images of a collated batch by their views (for Lightning hooks/callbacks).

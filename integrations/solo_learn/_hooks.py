@@ -61,6 +61,55 @@ def _dataset_length(trainer: Any) -> int | None:
         return None
 
 
+#: Library argument names in messages, as the keys of the objaug block that set them.
+_KEY_NAMES = (
+    ("source='attention'", "objaug.online.map_source=attention"),
+    ("source='gradcam'", "objaug.online.map_source=gradcam"),
+    ("expand_res=True", "objaug.online.expand_res=true"),
+    ("CamConfig.", "objaug.online."),
+)
+
+
+def _as_config_error(err: Exception, where: str) -> ObjaugConfigError:
+    """A library error raised while setting up the CAM, re-worded with the block's keys."""
+    text = str(err)
+    for name, key in _KEY_NAMES:
+        text = text.replace(name, key)
+    return ObjaugConfigError(f"{where}: {text}")
+
+
+def _build_online_cam(config: ObjaugConfig, backbone: torch.nn.Module, projector: torch.nn.Module | None) -> Any:
+    """The online ContraCAM of the method's modules; construction mistakes as errors naming the block's keys.
+
+    Called at set-up, so a map source the backbone cannot give (``map_source: attention`` on a ResNet) is refused
+    before training starts.
+    """
+    from objaug.provider import ObjectProvider
+
+    provider = ObjectProvider(config.online.cam, config.boxes, normalize=None)
+    try:
+        return provider, provider.build_cam(backbone, projector=projector)
+    except (TypeError, ValueError) as err:
+        raise _as_config_error(err, "objaug.online (checked at set-up)") from err
+
+
+def _dry_run(config: ObjaugConfig, cam: Any, provider: Any, images: Tensor, cam_view: int) -> None:
+    """Run the online CAM once on the first batch's first two CAM images, whatever ``online.start_step`` is.
+
+    So a 1x1 map (images too small for the encoder's stride) or a ViT given another image size is refused at
+    the first batch, before the first optimisation step, instead of at the first CAM batch thousands of steps
+    later. One extra forward (and a backward through the head), once per run.
+    """
+    size = "x".join(str(s) for s in images.shape[-2:])
+    where = f"objaug.online (checked on the first batch: view {cam_view}, {size} images)"
+    try:
+        from objaug.provider import check_cam_setup
+
+        check_cam_setup(cam, provider.cam_input(images[:2].detach()))
+    except (TypeError, ValueError) as err:
+        raise _as_config_error(err, where) from err
+
+
 class ObjectAwareHooks:
     """Object-aware crop and background mixup for solo-learn, switched on by ``cfg.objaug``.
 
@@ -106,6 +155,7 @@ class ObjectAwareHooks:
         self.config: ObjaugConfig | None = None
         self.engine: SoloObjectAware | None = None
         self._pipeline_changes: list[Any] = []
+        self._dry_run_due = False
 
     def __repr__(self) -> str:
         state = "active" if self.active else "inactive"
@@ -119,6 +169,7 @@ class ObjectAwareHooks:
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         self.active = False
+        self._dry_run_due = False
         self.engine = None
         if str(stage) != "fit" and not str(stage).endswith("FITTING"):
             return
@@ -160,7 +211,9 @@ class ObjectAwareHooks:
         if config.source == "store":
             store = self._store_arg if self._store_arg is not None else load_store(config)
         else:
-            _, _, which = pick_cam_model(pl_module, config.online.model)  # fails early without the pair
+            backbone, projector, which = pick_cam_model(pl_module, config.online.model)  # fails early without it
+            _build_online_cam(config, backbone, projector)
+            self._dry_run_due = True
             prefix = "momentum_" if which == "momentum" else ""
             model = f"{prefix}backbone + {prefix}projector"
             batch_size = _cfg_get(_cfg_get(cfg, "optimizer"), "batch_size")
@@ -247,27 +300,40 @@ class ObjectAwareHooks:
             raise TypeError(f"objaug expects the first item of the batch to be the dataset indexes (a tensor), "
                             f"got {type(indexes).__name__}.")
 
-        def compute() -> tuple[Tensor, Tensor, Tensor]:
+        world = int(getattr(trainer, "world_size", 1) or 1)
+        cam_view = config.online.view if config.online.view is not None else config.views[0]
+        plugin = getattr(trainer, "precision_plugin", None)
+        context = getattr(plugin, "forward_context", None) or contextlib.nullcontext
+        if self._dry_run_due and views[cam_view].shape[0] >= 2:
+            self._dry_run_due = False
+            first_backbone, first_projector, _ = pick_cam_model(pl_module, config.online.model)
+            provider, first_cam = _build_online_cam(config, first_backbone, first_projector)
+            first = views[cam_view][:2].detach()
+            if _uses_channels_last(first_backbone):
+                first = first.contiguous(memory_format=torch.channels_last)
+            with context():
+                _dry_run(config, first_cam, provider, first, cam_view)
+        cam: Any = None
+        negatives: Callable[[], Tensor | None] | None = None
+        backbone = None
+        if engine.cam_due():
             backbone, projector, _ = pick_cam_model(pl_module, config.online.model)
-            view = config.online.view if config.online.view is not None else config.views[0]
-            world = int(getattr(trainer, "world_size", 1) or 1)
-            gather: Callable[[Tensor], Tensor] | None = None
+            cam = engine.build_cam(backbone, projector)
             if config.online.all_gather_negatives and world > 1:
-                gather = trainer.strategy.all_gather
-            elif views[view].shape[0] < 2:
+                rank = int(getattr(trainer, "global_rank", 0) or 0)
+                images = views[cam_view].detach()
+
+                def negatives() -> Tensor | None:
+                    return engine.gathered_negatives(cam, images, trainer.strategy.all_gather, rank)
+            elif views[cam_view].shape[0] < 2:
                 raise ValueError(
                     "objaug.source=online needs at least 2 images per batch on each device (ContraCAM contrasts "
                     "each image with the others of its batch); use a larger optimizer.batch_size, or "
                     "objaug.online.all_gather_negatives: true under DDP."
                 )
-            plugin = getattr(trainer, "precision_plugin", None)
-            context = getattr(plugin, "forward_context", None) or contextlib.nullcontext
-            return engine.compute_cam(backbone, projector, views[view], context=context,
-                                      channels_last=_uses_channels_last(backbone), gather=gather,
-                                      rank=int(getattr(trainer, "global_rank", 0) or 0))
-
-        world = int(getattr(trainer, "world_size", 1) or 1)
-        engine.step(views, indexes, compute=compute, gather=trainer.strategy.all_gather if world > 1 else None)
+        engine.step(views, indexes, cam=cam, cam_view=cam_view, context=context,
+                    channels_last=backbone is not None and _uses_channels_last(backbone), negatives=negatives,
+                    gather=trainer.strategy.all_gather if world > 1 else None)
         if callable(getattr(pl_module, "log", None)):  # objaug/boxed, /whole_frame, /mixed, ... (objaug.stats)
             log_stats(pl_module.log, engine.stats, batch_size=int(indexes.shape[0]))
 

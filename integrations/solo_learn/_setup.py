@@ -151,9 +151,10 @@ def describe(config: ObjaugConfig, *, n_views: int | None = None, model: str | N
     else:
         o = config.online
         view = o.view if o.view is not None else config.views[0]
-        every = "every batch" if o.every_n_steps == 1 else f"every {o.every_n_steps} batches, cache {o.cache}"
-        source = (f"online ContraCAM of {model or o.model} on view {view} ({every}, from batch {o.start_step}, "
-                  f"{o.iters} iteration{'s' if o.iters != 1 else ''})")
+        every_n, cam = o.schedule.every_n_steps, o.cam
+        every = "every batch" if every_n == 1 else f"every {every_n} batches, cache {o.cache}"
+        source = (f"online ContraCAM of {model or o.model} on view {view} ({cam.map_source}, {every}, from batch "
+                  f"{o.schedule.start_step}, {cam.iters} iteration{'s' if cam.iters != 1 else ''})")
     c = config.crop
     crop = (f"p={c.p:g} scale=[{c.scale[0]:g}, {c.scale[1]:g}] ratio=[{c.ratio[0]:.3g}, {c.ratio[1]:.3g}] "
             f"flip={c.flip_prob:g} sampling={c.box_sampling}")

@@ -10,11 +10,14 @@ with its type, default and meaning (``docs/solo-learn.md`` is written from it an
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from objaug.config import BoxConfig, CamConfig, ScheduleConfig, config_from_mapping, describe_fields
 
 from ._parsers import (
     ObjaugConfigError,
@@ -32,7 +35,6 @@ from ._parsers import (
 )
 
 __all__ = [
-    "BoxesConfig",
     "CropConfig",
     "MixupConfig",
     "ObjaugConfig",
@@ -76,28 +78,22 @@ class MixupConfig:
 
 
 @dataclass(frozen=True)
-class BoxesConfig:
-    threshold: float = 0.5
-    min_area: float = 0.01
-    margin: float = 0.2
-    max_boxes: int = 4
-    map_size: int = 56
-
-
-@dataclass(frozen=True)
 class OnlineConfig:
+    """``objaug.online``: the solo-learn-specific keys, plus the CAM settings and the schedule.
+
+    The keys of :class:`objaug.config.CamConfig` (``online.iters``, ``online.map_source``, ...) and of
+    :class:`objaug.config.ScheduleConfig` (``online.every_n_steps``, ``online.start_step``) are written flat under
+    ``online`` in the YAML and kept here as :attr:`cam` and :attr:`schedule`.
+    """
+
     model: str = "auto"
     view: int | None = None
-    iters: int = 1
-    temperature: float = 1.0
-    expand_res: bool = False
-    map_source: str = "gradcam"
-    every_n_steps: int = 1
     cache: str = "index"
     cache_size: int | None = None
     cache_mask_size: int = 32
-    start_step: int = 0
     all_gather_negatives: bool = False
+    cam: CamConfig = field(default_factory=CamConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
 
 @dataclass(frozen=True)
@@ -114,7 +110,7 @@ class ObjaugConfig:
     check_pipelines: bool = True
     crop: CropConfig = field(default_factory=CropConfig)
     mixup: MixupConfig = field(default_factory=MixupConfig)
-    boxes: BoxesConfig = field(default_factory=BoxesConfig)
+    boxes: BoxConfig = field(default_factory=BoxConfig)
     online: OnlineConfig = field(default_factory=OnlineConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
 
@@ -167,34 +163,16 @@ _SCHEMA: list[tuple[str, str, _Parser, str]] = [
     ("mixup.queue_size", "int >= 0", _int(0), "FIFO queue of recent backgrounds (paper: 50; 0 disables it)."),
     ("mixup.source", "`tiled-strip` \\| `batch`", _choice("tiled-strip", "batch"),
      "How backgrounds are built: the paper's tiled strip, or the image with its object mean-filled."),
-    ("boxes.threshold", "float in (0, 1]", _float(0.0, 1.0, open_low=True),
-     "`online`: CAM binarisation threshold for boxes."),
-    ("boxes.min_area", "float in [0, 1)", _float(0.0, 1.0, open_high=True),
-     "`online`: smallest component kept (area fraction)."),
-    ("boxes.margin", "float >= 0", _float(0.0), "`online`: padding of each box, fraction of its size (paper: 0.2)."),
-    ("boxes.max_boxes", "int >= 1", _int(1), "`online`: boxes kept per image (largest components first)."),
-    ("boxes.map_size", "int >= 4", _int(4),
-     "`online`: the CAM is resized to this square size before connected components (cost control)."),
     ("online.model", "`auto` \\| `online` \\| `momentum`", _choice("auto", "online", "momentum"),
      "`online`: `backbone` + `projector`; `momentum`: `momentum_backbone` + `momentum_projector`; `auto`: "
      "momentum if the method has it, else online."),
     ("online.view", "int or null", _optional(_int(0)), "The view the CAM is computed on (default: `views[0]`)."),
-    ("online.iters", "int >= 1", _int(1), "ContraCAM refinement iterations (cost: one forward each)."),
-    ("online.temperature", "float > 0", _float(0.0, None, open_low=True), "ContraCAM softmax temperature."),
-    ("online.expand_res", "bool", _bool,
-     "Stride 1 in the last ResNet stage for the CAM: 2x finer maps, 4x the cost of that stage."),
-    ("online.map_source", "`gradcam` \\| `attention`", _choice("gradcam", "attention"),
-     "`gradcam`: ContraCAM's contrastive Grad-CAM; `attention`: the last block's class-token attention "
-     "(ViT backbones with a class token, e.g. `vit_tiny`; no backward)."),
-    ("online.every_n_steps", "int >= 1", _int(1), "Compute CAMs on every N-th training batch only."),
     ("online.cache", "`index` \\| `none`", _choice("index", "none"),
      "Between CAM batches: reuse boxes/masks cached per dataset index (`index`), or crop the whole "
      "frame without mixup (`none`)."),
     ("online.cache_size", "int or null", _optional(_int(1)),
      "Number of cache slots (dataset length); default: `len(train_dataloader.dataset)`."),
     ("online.cache_mask_size", "int >= 4", _int(4), "Side of the cached masks (uint8), when mixup is on."),
-    ("online.start_step", "int >= 0", _int(0),
-     "No CAM before this training batch (whole-frame crops, no mixup): let the model learn first."),
     ("online.all_gather_negatives", "bool", _bool,
      "DDP: add the other ranks' embeddings as ContraCAM negatives (one extra forward per CAM batch)."),
     ("store.path", "str", _optional(_str), "`store`: path of the precomputed object store (required)."),
@@ -203,8 +181,25 @@ _SCHEMA: list[tuple[str, str, _Parser, str]] = [
      "(boxes (B,K,4), valid (B,K), masks (B,1,h,w) or None)."),
 ]
 
-_SECTIONS = {"crop": CropConfig, "mixup": MixupConfig, "boxes": BoxesConfig, "online": OnlineConfig,
+_SECTIONS = {"crop": CropConfig, "mixup": MixupConfig, "boxes": BoxConfig, "online": OnlineConfig,
              "store": StoreConfig}
+
+#: Keys that are the fields of objaug's shared configs, one default and one description for every entry point:
+#: (section, attribute of the section's config holding it or None for the section itself, config class).
+_DERIVED: tuple[tuple[str, str | None, type], ...] = (
+    ("online", "cam", CamConfig),
+    ("online", "schedule", ScheduleConfig),
+    ("boxes", None, BoxConfig),
+)
+
+
+def _derived_keys() -> dict[str, tuple[str, str | None, type]]:
+    """``"section.field"`` -> (section, attribute, config class) of every key derived from a shared config."""
+    keys = {}
+    for section, attr, cls in _DERIVED:
+        for f in dataclasses.fields(cls):
+            keys[f"{section}.{f.name}"] = (section, attr, cls)
+    return keys
 
 
 def schema_rows() -> list[tuple[str, str, str, str]]:
@@ -216,6 +211,9 @@ def schema_rows() -> list[tuple[str, str, str, str]]:
         for part in key.split("."):
             value = getattr(value, part)
         rows.append((key, type_, _yaml(value), doc))
+    for section, _, cls in _DERIVED:
+        for name, kind, value, doc in describe_fields(cls):
+            rows.append((f"{section}.{name}", kind, _yaml(value), doc))
     return rows
 
 
@@ -274,9 +272,11 @@ def parse_objaug_config(block: Any) -> ObjaugConfig:
         raise ObjaugConfigError(f"objaug must be a mapping of options (e.g. objaug: {{enabled: true, ...}}), "
                                 f"got {block!r}.")
     parsers = {key: parser for key, _, parser, _ in _SCHEMA}
+    derived = _derived_keys()
     top_allowed = [k for k in parsers if "." not in k] + list(_SECTIONS)
     top: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    shared: dict[tuple[str, str | None], dict[str, Any]] = {(sec, attr): {} for sec, attr, _ in _DERIVED}
     for key, value in block.items():
         if not isinstance(key, str):
             raise ObjaugConfigError(f"objaug keys must be strings, got {key!r}.")
@@ -284,21 +284,41 @@ def parse_objaug_config(block: Any) -> ObjaugConfig:
             value = {} if value is None else value
             if not isinstance(value, Mapping):
                 raise ObjaugConfigError(f"objaug.{key} must be a mapping of options, got {value!r}.")
-            allowed = [k.split(".", 1)[1] for k in parsers if k.startswith(key + ".")]
+            allowed = [k.split(".", 1)[1] for k in [*parsers, *derived] if k.startswith(key + ".")]
             for sub, sub_value in value.items():
+                dotted = f"{key}.{sub}"
                 if sub not in allowed:
                     raise _unknown(str(sub), allowed, f"objaug.{key}.")
-                sections[key][sub] = parsers[f"{key}.{sub}"](sub_value, f"objaug.{key}.{sub}")
+                if dotted in derived:
+                    section, attr, _ = derived[dotted]
+                    shared[(section, attr)][str(sub)] = sub_value
+                else:
+                    sections[key][sub] = parsers[dotted](sub_value, f"objaug.{dotted}")
         elif key in parsers:
             top[key] = parsers[key](value, f"objaug.{key}")
         else:
             raise _unknown(key, top_allowed, "objaug.")
+    for (section, attr), values in shared.items():
+        cls = next(c for sec, a, c in _DERIVED if (sec, a) == (section, attr))
+        built_config = _shared_config(cls, values, f"objaug.{section}.")
+        if attr is None:
+            sections[section] = dataclasses.asdict(built_config)
+        else:
+            sections[section][attr] = built_config
     built = {name: cls(**sections[name]) for name, cls in _SECTIONS.items()}
     if "source" not in top:  # unset: the store when one is named, else ContraCAM of the model being trained
         top["source"] = "store" if built["store"].path is not None else "online"
     config = ObjaugConfig(**top, **built)
     _cross_check(config)
     return config
+
+
+def _shared_config(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    """One of objaug's shared configs from the block's keys, its errors as :class:`ObjaugConfigError` naming keys."""
+    try:
+        return config_from_mapping(cls, values, prefix=prefix)
+    except (TypeError, ValueError) as err:
+        raise ObjaugConfigError(str(err)) from None
 
 
 def _cross_check(c: ObjaugConfig) -> None:

@@ -33,8 +33,10 @@ import torch
 from torch import Tensor, nn
 
 from objaug.augment.mixup import BackgroundMixup
-from objaug.contracam import ContraCAM
-from objaug.engine import ObjectSource, boxes_from_maps, choose_regions, crop_view, read_store
+from objaug.config import ScheduleConfig
+from objaug.engine import choose_regions, crop_view
+from objaug.objects import Objects
+from objaug.provider import ObjectProvider
 from objaug.stats import AugmentStats
 
 from .batch import BoxStore, load_store, pick_cam_model, views_of
@@ -46,16 +48,16 @@ __all__ = ["BoxStore", "SoloObjectAware", "load_store", "pick_cam_model", "views
 class SoloObjectAware(nn.Module):
     """Object-aware re-cropping and background mixup of solo-learn views, on the device.
 
-    Glue over :mod:`objaug.engine`: the box source's state (counters, refresh schedule, per-index cache)
-    is an :class:`objaug.engine.ObjectSource`, the store read is :func:`objaug.engine.read_store`, the
-    per-view crop is :func:`objaug.engine.crop_view`.
+    Glue: the objects come from an :class:`objaug.provider.ObjectProvider` (the same provider as Lightly's
+    ``ObjectAwareStep``: store, online ContraCAM with the refresh schedule and a per-index cache of boxes and
+    uint8 masks), the per-view crop is :func:`objaug.engine.crop_view`.
 
     Args:
         config: the validated ``objaug`` block.
         store: the object store for ``source: store`` (anything with ``get_batch``).
 
     Attributes:
-        source: the :class:`~objaug.engine.ObjectSource` (``batches_seen``, ``refreshes``, ``last_info``).
+        provider: the :class:`~objaug.provider.ObjectProvider` (``batches_seen``, ``refreshes``, the cache).
         last_info: after each batch, a dict of tensors about the batch (``"object"``: (B,) bool,
             images cropped inside a box; ``"regions"``: (B, 4); ``"crop_boxes"``/``"flip"``: per view;
             ``"mixed"``: per mixup view (B,) bool; ``"cam"``: True if a CAM was computed).
@@ -64,7 +66,6 @@ class SoloObjectAware(nn.Module):
     def __init__(self, config: ObjaugConfig, *, store: BoxStore | None = None) -> None:
         super().__init__()
         self.config = config
-        self.store = store
         mix = config.mixup
         self.mixers = nn.ModuleDict()
         if mix.enabled:
@@ -72,133 +73,91 @@ class SoloObjectAware(nn.Module):
                 self.mixers[str(v)] = BackgroundMixup(p=mix.p, threshold=mix.threshold,
                                                       fallback_mass=mix.fallback_mass, queue_size=mix.queue_size,
                                                       source=mix.source, check_inputs=False)  # type: ignore[arg-type]
-        self.source = ObjectSource(every_n_steps=config.online.every_n_steps, start_step=config.online.start_step)
+        o = config.online
+        online = config.source == "online"
+        self.provider = ObjectProvider(o.cam, config.boxes, o.schedule if online else ScheduleConfig(),
+                                       store=store if config.source == "store" else None,
+                                       cache=online and o.cache == "index", cache_masks=mix.enabled,
+                                       mask_size=o.cache_mask_size, box_dtype=torch.float16, normalize=None)
         self.stats = AugmentStats()  # what objaug did, on the device (logged by the callback)
-        self._index_checked = False
+        self.last_info: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ read-only views of the state
     @property
-    def batches_seen(self) -> int:
-        return self.source.batches_seen
+    def store(self) -> Any:
+        return self.provider.store
 
     @property
-    def last_info(self) -> dict[str, Any]:
-        return self.source.last_info
+    def batches_seen(self) -> int:
+        return self.provider.batches_seen
 
     @property
     def cache_boxes(self) -> Tensor | None:
-        return None if self.source.cache is None else self.source.cache.boxes
+        return None if self.provider.cache is None else self.provider.cache.boxes
 
     @property
     def cache_valid(self) -> Tensor | None:
-        return None if self.source.cache is None else self.source.cache.valid
+        return None if self.provider.cache is None else self.provider.cache.valid
 
     @property
     def cache_masks(self) -> Tensor | None:
-        return None if self.source.cache is None else self.source.cache.masks
-
-    # ------------------------------------------------------------------ sources
-    def cam_due(self) -> bool:
-        """Whether the current batch gets a fresh CAM (``source: online``)."""
-        return self.source.cam_due()
+        return None if self.provider.cache is None else self.provider.cache.masks
 
     @property
     def uses_cache(self) -> bool:
-        o = self.config.online
-        return self.config.source == "online" and o.every_n_steps > 1 and o.cache == "index"
+        return self.provider.uses_cache
+
+    def cam_due(self) -> bool:
+        """Whether the current batch gets a fresh CAM (``source: online``)."""
+        return self.config.source == "online" and self.provider.due()
 
     def allocate_cache(self, size: int, device: torch.device) -> None:
         """Create the per-index cache: boxes (float16), valid (bool) and, with mixup, masks (uint8)."""
-        mask_size = self.config.online.cache_mask_size if self.config.mixup.enabled else None
-        self.source.allocate(size, self.config.boxes.max_boxes, device=device, box_dtype=torch.float16,
-                             mask_size=mask_size)
+        self.provider.allocate(size, device)
 
     def release_cache(self) -> None:
         """Drop the per-index cache (end of training)."""
-        self.source.release()
+        self.provider.release()
 
-    def _check_indexes(self, indexes: Tensor, size: int) -> None:
-        if self._index_checked:
-            return
-        top = int(indexes.max())  # one host sync, on the first batch only
-        if int(indexes.min()) < 0 or top >= size:
-            raise ObjaugConfigError(
-                f"objaug.online.cache_size={size} is too small: the batch holds dataset index {top}. Set "
-                "objaug.online.cache_size to the dataset length (or leave it null to use "
-                "len(train_dataloader.dataset))."
-            )
-        self._index_checked = True
+    def _cache_size_error(self, err: ValueError) -> ObjaugConfigError:
+        return ObjaugConfigError(str(err).replace("num_samples", "objaug.online.cache_size") +
+                                 " (or leave objaug.online.cache_size null to use len(train_dataloader.dataset)).")
 
-    def cache_write(self, indexes: Tensor, boxes: Tensor, valid: Tensor, masks: Tensor | None) -> None:
-        assert self.source.cache is not None
-        self._check_indexes(indexes, len(self.source.cache))
-        self.source.remember(indexes, boxes, valid, masks)
+    def cache_write(self, indexes: Tensor, objects: Objects) -> None:
+        """Write a batch's objects to the per-index cache (checks the indexes on the first batch)."""
+        cache = self.provider.cache
+        assert cache is not None
+        try:
+            cache.check_indexes(indexes)
+        except ValueError as err:
+            raise self._cache_size_error(err) from None
+        cache.write(indexes, objects)
 
-    def cache_read(self, indexes: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        assert self.source.cache is not None
-        self._check_indexes(indexes, len(self.source.cache))
-        return self.source.recall(indexes)
+    def cache_read(self, indexes: Tensor) -> Objects:
+        """The cached objects of ``indexes`` (rows never written: no box, empty masks)."""
+        cache = self.provider.cache
+        assert cache is not None
+        try:
+            cache.check_indexes(indexes)
+        except ValueError as err:
+            raise self._cache_size_error(err) from None
+        return cache.read(indexes)
 
-    def store_lookup(self, indexes: Tensor, device: torch.device) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Boxes, valid and masks of the batch from the store, moved to ``device``."""
-        if self.store is None:
-            raise RuntimeError("objaug.source is 'store' but no store was opened.")
-        boxes, valid, masks = read_store(self.store, indexes, device)
-        if masks is None and self.config.mixup.enabled:
-            raise ValueError(f"objaug.mixup.enabled needs masks, but {type(self.store).__name__}.get_batch returned "
-                             "masks=None. Build the store with masks, or set objaug.mixup.enabled: false.")
-        return boxes, valid, masks
+    # ------------------------------------------------------------------ the CAM
+    def build_cam(self, backbone: nn.Module, projector: nn.Module | None) -> Any:
+        """A ContraCAM of the method's modules with ``objaug.online``'s settings (rebuilt per CAM batch, so later
+        module swaps such as SyncBatchNorm or DDP wrapping are seen)."""
+        return self.provider.build_cam(backbone, projector=projector)
 
-    def compute_cam(
-        self,
-        backbone: nn.Module,
-        projector: nn.Module | None,
-        images: Tensor,
-        *,
-        context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
-        channels_last: bool = False,
-        gather: Callable[[Tensor], Tensor] | None = None,
-        rank: int = 0,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """ContraCAM maps of ``images`` and the boxes found in them.
-
-        The split (encoder, head) is rebuilt from the module's current attributes on every call, so
-        later module swaps (SyncBatchNorm conversion, DDP set-up) are seen. ContraCAM puts the model in
-        eval mode (BatchNorm running statistics are used and not updated) and restores it exactly.
-
-        Args:
-            backbone, projector: the method's modules (see :func:`pick_cam_model`).
-            images: (B, C, H, W) full-frame normalised view.
-            context: the trainer's precision context (autocast for ``16-mixed``/``bf16-mixed``).
-            channels_last: feed the model a channels_last copy (solo-learn converts its model).
-            gather: DDP all-gather ``(B, D) -> (W, B, D)``; with it, the other ranks' embeddings are
-                added as negatives (one extra no-grad forward).
-            rank: this process's rank (its own slice is left out of the gathered negatives).
-
-        Returns:
-            ``(maps, boxes, valid)``: (B, 1, H, W) float32 in [0, 1], (B, K, 4), (B, K).
-        """
-        o, bx = self.config.online, self.config.boxes
-        cam = ContraCAM(backbone, projector=projector, iters=o.iters, temperature=o.temperature,
-                        expand_res=o.expand_res, check_finite=False,
-                        source="attention" if o.map_source == "attention" else "gradcam")
-        x = images.detach()
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        negatives = None
-        with context():
-            if gather is not None:
-                z = cam.embed(x)
-                everyone = gather(z)
-                if everyone.ndim == 3 and everyone.shape[0] > 1:
-                    keep = torch.arange(everyone.shape[0], device=everyone.device) != rank
-                    negatives = everyone[keep].reshape(-1, everyone.shape[-1]).to(z.dtype)
-            maps, steps = cam(x, negatives, return_steps=True)
-        maps = maps.float()
-        # refined boxes: each iteration's own objects (boxes of the union merge neighbouring objects)
-        boxes, valid = boxes_from_maps(steps, map_size=bx.map_size, threshold=bx.threshold, min_area=bx.min_area,
-                                       margin=bx.margin, max_boxes=bx.max_boxes)
-        return maps, boxes, valid
+    @staticmethod
+    def gathered_negatives(cam: Any, images: Tensor, gather: Callable[[Tensor], Tensor], rank: int) -> Tensor | None:
+        """DDP: the other ranks' embeddings of their CAM images (one extra no-grad forward), as ``(N, D)``."""
+        z = cam.embed(images)
+        everyone = gather(z)
+        if everyone.ndim != 3 or everyone.shape[0] < 2:
+            return None
+        keep = torch.arange(everyone.shape[0], device=everyone.device) != rank
+        return everyone[keep].reshape(-1, everyone.shape[-1]).to(z.dtype)
 
     # ------------------------------------------------------------------ augmentation
     @torch.no_grad()
@@ -237,52 +196,41 @@ class SoloObjectAware(nn.Module):
             info["crop_boxes"][v], info["flip"][v] = cut.crop_boxes, cut.flip
         return info
 
-    def cache_write_gathered(self, gather: Callable[[Tensor], Tensor], indexes: Tensor, boxes: Tensor,
-                             valid: Tensor, masks: Tensor | None) -> None:
-        """DDP: write every rank's boxes/masks of this batch to the cache (``gather``: ``(B, ...) -> (W, B, ...)``).
-
-        Masks are shrunk to the cache's size before the all-gather (less traffic).
-        """
-        cache = self.source.cache
-        if masks is not None and cache is not None and cache.masks is not None:
-            masks = cache.small_masks(masks)
-        idx_all = gather(indexes.long()).reshape(-1)
-        boxes_all = gather(boxes.float()).reshape(-1, *boxes.shape[1:])
-        valid_all = gather(valid.float()).reshape(-1, *valid.shape[1:]) > 0.5
-        masks_all = None if masks is None else gather(masks.float()).reshape(-1, *masks.shape[1:])
-        self.cache_write(idx_all, boxes_all, valid_all, masks_all)
-
-    def step(self, views: list[Tensor], indexes: Tensor, *,
-             compute: Callable[[], tuple[Tensor, Tensor, Tensor]] | None = None,
+    def step(self, views: list[Tensor], indexes: Tensor, *, cam: Any = None, cam_view: int | None = None,
+             context: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+             channels_last: bool = False, negatives: Callable[[], Tensor | None] | None = None,
              gather: Callable[[Tensor], Tensor] | None = None) -> None:
-        """One training batch: the objects from the store, a fresh CAM or the cache, then :meth:`recrop`.
+        """One training batch: the provider's objects (store, a fresh CAM or the cache), then :meth:`recrop`.
 
         Args:
             views: solo-learn's list X (modified in place).
             indexes: (B,) dataset indexes of the batch.
-            compute: on a CAM batch, returns ``(maps, boxes, valid)`` (see :meth:`compute_cam`).
-            gather: DDP all-gather; with it a CAM batch's objects are written to every rank's cache
-                (:meth:`cache_write_gathered`), else to this process's (:meth:`cache_write`).
+            cam: on a CAM batch, the ContraCAM of the model being trained (:meth:`build_cam`); ``None`` otherwise.
+            cam_view: the view the CAM runs on (default ``objaug.online.view`` or ``objaug.views[0]``).
+            context: the trainer's precision context (autocast for ``16-mixed``/``bf16-mixed``).
+            channels_last: feed the model a channels_last copy (solo-learn converts its model).
+            negatives: on a CAM batch, returns extra negatives (e.g. :meth:`gathered_negatives`).
+            gather: DDP all-gather; with it a CAM batch's objects are written to every rank's cache.
         """
-        boxes: Tensor | None = None
-        valid: Tensor | None = None
-        masks: Tensor | None = None
-        cam = False
-        if self.config.source == "store":
-            boxes, valid, masks = self.store_lookup(indexes, views[self.config.views[0]].device)
-        elif self.cam_due():
-            assert compute is not None
-            maps, boxes, valid = compute()
-            masks = maps if self.config.mixup.enabled else None
-            cam = True
-            if self.uses_cache:
-                if gather is None:
-                    self.cache_write(indexes, boxes, valid, masks)
-                else:
-                    self.cache_write_gathered(gather, indexes, boxes, valid, masks)
-        elif self.uses_cache:
-            boxes, valid, masks = self.cache_read(indexes)
-        info = self.recrop(views, boxes, valid, masks)
+        if cam_view is None:
+            cam_view = self.config.online.view if self.config.online.view is not None else self.config.views[0]
+        x = views[cam_view].detach()
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        try:
+            with context():
+                found = self.provider.objects(x, indexes=indexes, cam=cam, negatives=negatives, gather=gather)
+        except ValueError as err:
+            if "num_samples" in str(err):
+                raise self._cache_size_error(err) from None
+            raise
+        masks = found.masks if self.config.mixup.enabled else None
+        if found.origin == "store" and masks is None and self.config.mixup.enabled:
+            raise ValueError(f"objaug.mixup.enabled needs masks, but {type(self.store).__name__}.get_batch returned "
+                             "masks=None. Build the store with masks, or set objaug.mixup.enabled: false.")
+        info = self.recrop(views, found.boxes, found.valid, masks)
+        cam_ran = found.origin == "cam"
         self.stats.update(used=info["object"], regions=info["regions"], object_views=len(self.config.views),
-                          mixed=list(info["mixed"].values()), boxes=boxes, valid=valid, cam=cam)
-        self.source.finish(info, cam=cam)
+                          mixed=list(info["mixed"].values()), boxes=found.boxes, valid=found.valid, cam=cam_ran)
+        info["cam"] = cam_ran
+        self.last_info = info

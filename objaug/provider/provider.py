@@ -183,8 +183,9 @@ class ObjectProvider(nn.Module):
         x = self.cam_input(images)
         negatives = self._with_bank(negatives)
         objects = find_objects(cam, x, self.box_config, negatives=negatives, mask_iters=self.cam_config.mask_iters)
-        if self.cam_config.bank > 0 and callable(getattr(cam, "embed", None)):
-            self._push_bank(cam.embed(x))
+        embed = getattr(cam, "embed", None)
+        if self.cam_config.bank > 0 and callable(embed):
+            self._push_bank(embed(x))
         return objects
 
     def _with_bank(self, negatives: Tensor | None) -> Tensor | None:

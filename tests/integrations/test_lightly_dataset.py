@@ -184,4 +184,5 @@ def test_a_real_object_store_on_both_paths(tmp_path):
     x0, x1 = step(images, indexes=torch.tensor([5, 0, 2, 3]))
     assert x0.shape == (4, 3, 16, 16)
     expected = store.get_batch([5, 0, 2, 3])
-    assert torch.equal(step.last_boxes[0], expected.boxes) and torch.equal(step.last_boxes[1], expected.valid)
+    assert torch.equal(step.last_objects.boxes, expected.boxes)
+    assert torch.equal(step.last_objects.valid, expected.valid)

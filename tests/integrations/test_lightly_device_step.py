@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
@@ -22,7 +23,9 @@ from lightly.models.utils import deactivate_requires_grad  # noqa: E402
 
 from objaug.augment.pipeline import ViewConfig  # noqa: E402
 from objaug.augment.presets import byol_views, moco_v2_views, simclr_views  # noqa: E402
+from objaug.config import BoxConfig, CamConfig, ScheduleConfig  # noqa: E402
 from objaug.integrations.lightly.device_step import ObjectAwareStep, memory_bank_negatives  # noqa: E402
+from objaug.masks import masks_from_uint8, masks_to_uint8  # noqa: E402
 
 SIZE = 64  # 2x2 last maps for resnet18 (32 px gives 1x1, which ContraCAM refuses)
 
@@ -110,7 +113,7 @@ def test_simclr_online_encoder_cam():
     assert len(views) == 2 and all(v.shape == (8, 3, SIZE, SIZE) and v.dtype == torch.float32 for v in views)
     assert all(not v.requires_grad for v in views)
     assert_untouched(model, before, m)
-    boxes, valid = step.last_boxes
+    boxes, valid = step.last_objects.boxes, step.last_objects.valid
     assert boxes.shape == (8, 4, 4) and valid.shape == (8, 4) and valid.any(1).all()
     params = step.last_params  # one dict per view: where each crop came from
     assert len(params) == 2 and all(p["crop_boxes"].shape == (8, 4) for p in params)
@@ -268,7 +271,7 @@ def test_refresh_every_n_steps_caches_boxes_by_index():
     torch.manual_seed(7)
     model = SimCLR()
     calls: list[int] = []
-    step = ObjectAwareStep(simclr_views(SIZE), model=model, refresh_every=3, num_samples=20)
+    step = ObjectAwareStep(simclr_views(SIZE), model=model, schedule=ScheduleConfig(every_n_steps=3), num_samples=20)
     cam = step.cam
 
     def counting(x, negatives=None):
@@ -279,11 +282,11 @@ def test_refresh_every_n_steps_caches_boxes_by_index():
     x = images()
     idx = torch.arange(8)
     step(x, indexes=idx)  # call 1: refresh
-    cached = step.last_boxes
+    cached = (step.last_objects.boxes, step.last_objects.valid)
     step(x[:4], indexes=idx[:4])  # call 2: cache
-    assert torch.equal(step.last_boxes[0], cached[0][:4]) and torch.equal(step.last_boxes[1], cached[1][:4])
+    assert torch.equal(step.last_objects.boxes, cached[0][:4]) and torch.equal(step.last_objects.valid, cached[1][:4])
     step(x[:4], indexes=torch.tensor([10, 11, 0, 1]))  # call 3: cache; 10 and 11 never computed
-    assert not step.last_boxes[1][:2].any() and torch.equal(step.last_boxes[1][2:], cached[1][:2])
+    assert not step.last_objects.valid[:2].any() and torch.equal(step.last_objects.valid[2:], cached[1][:2])
     step(x, indexes=idx)  # call 4: refresh
     assert calls == [8, 8]
     with pytest.raises(ValueError, match="indexes"):
@@ -304,20 +307,18 @@ def test_bad_input_and_configuration_give_clear_errors():
     with pytest.raises(ValueError, match=r"\(B,\)"):
         ObjectAwareStep([PLAIN], store=Store(torch.zeros(4, 1, 4)))(torch.rand(2, 3, 16, 16),
                                                                       indexes=torch.zeros(2, 2, dtype=torch.long))
-    with pytest.raises(ValueError, match="No source of boxes"):
+    with pytest.raises(ValueError, match="No source of objects"):
         ObjectAwareStep([PLAIN])(torch.rand(2, 3, 16, 16))
     with pytest.raises(ValueError, match="num_samples"):
-        ObjectAwareStep(simclr_views(SIZE), model=model, refresh_every=5)
-    with pytest.raises(ValueError, match="mixup"):
-        ObjectAwareStep(simclr_views(SIZE, mixup=True), model=model, refresh_every=5, num_samples=10)
-    with pytest.raises(ValueError, match="refresh_every"):
-        ObjectAwareStep(simclr_views(SIZE), model=model, refresh_every=0)
+        ObjectAwareStep(simclr_views(SIZE), model=model, schedule=ScheduleConfig(every_n_steps=5))
+    with pytest.raises(ValueError, match="every_n_steps"):
+        ObjectAwareStep(simclr_views(SIZE), model=model, schedule=ScheduleConfig(every_n_steps=0))
     with pytest.raises(TypeError, match="not both"):
         ObjectAwareStep(simclr_views(SIZE), model=model, cam=lambda x, negatives=None: x)
     with pytest.raises(TypeError, match="get_batch"):
         ObjectAwareStep(simclr_views(SIZE), store=object())
     with pytest.raises(ValueError, match="threshold"):
-        ObjectAwareStep(simclr_views(SIZE), model=model, box_kwargs={"threshold": 2.0})
+        ObjectAwareStep(simclr_views(SIZE), model=model, box_config=BoxConfig(threshold=2.0))
     # the bank of a MoCo head of another dimension: ContraCAM says so
     step = ObjectAwareStep(simclr_views(SIZE), model=model, criterion=NTXentLoss(memory_bank_size=(16, 64)))
     with pytest.raises(ValueError, match="dimension"):
@@ -343,26 +344,47 @@ def test_mask_iters_masks_from_the_first_steps_boxes_from_all():
     torch.manual_seed(0)
     model = SimCLR().eval()
     x = images()
-    step = ObjectAwareStep(simclr_views(SIZE, mixup=True), model=model, cam_iters=3, mask_iters=1)
+    step = ObjectAwareStep(simclr_views(SIZE, mixup=True), model=model, cam_config=CamConfig(iters=3, mask_iters=1))
     seen: dict[str, torch.Tensor] = {}
     forward = step.augment.forward
 
-    def spy(images, boxes=None, valid=None, masks=None, **kw):
-        seen["boxes"], seen["masks"] = boxes, masks
-        return forward(images, boxes, valid, masks, **kw)
+    def spy(images, *args, objects=None, **kw):
+        seen["boxes"], seen["masks"] = objects.boxes, objects.masks
+        return forward(images, *args, objects=objects, **kw)
 
     object.__setattr__(step.augment, "forward", spy)
     step(x)
-    norm = (x - step.cam_mean) / step.cam_std
+    norm = (x - step.provider.cam_mean) / step.provider.cam_std
     union, steps = ContraCAM(model, iters=3)(norm, return_steps=True)
-    torch.testing.assert_close(seen["masks"], steps[0])
+    # masks of the first iteration equal ContraCAM(iters=1)'s output (its edge refinement included)
+    torch.testing.assert_close(seen["masks"], ContraCAM(model, iters=1)(norm))
     assert not torch.allclose(seen["masks"], union)  # refinement changed the union
     # refined boxes are each iteration's own (objaug.boxes_from_steps), not the union's components
     torch.testing.assert_close(seen["boxes"], boxes_from_steps(steps)[0])
     with pytest.raises(ValueError, match="mask_iters"):
-        ObjectAwareStep(simclr_views(SIZE, mixup=True), model=model, cam_iters=3, mask_iters=4)
-    with pytest.raises(TypeError, match="mask_iters needs a ContraCAM"):
-        ObjectAwareStep(simclr_views(SIZE, mixup=True), cam=lambda im, negatives=None: im[:, :1], mask_iters=1)
+        CamConfig(iters=3, mask_iters=4)
+    with pytest.raises(ValueError, match="mask_iters needs cam="):
+        ObjectAwareStep(simclr_views(SIZE, mixup=True), cam=lambda im, negatives=None: im[:, :1],
+                        cam_config=CamConfig(mask_iters=1))
+
+
+def test_mixup_with_cached_masks_between_refreshes():
+    """Masks are cached per index (uint8) with the boxes: mixup views work with every_n_steps > 1."""
+    torch.manual_seed(3)
+    model = SimCLR().eval()
+    step = ObjectAwareStep(simclr_views(SIZE, mixup=True), model=model, schedule=ScheduleConfig(every_n_steps=2),
+                           num_samples=8, cache_mask_size=8)
+    x, idx = images(), torch.arange(8)
+    step(x, indexes=idx)  # refresh: CAM, written to the cache
+    fresh = step.last_objects
+    assert fresh.origin == "cam" and step.provider.cache is not None and step.provider.cache.masks is not None
+    step(x, indexes=idx)  # cached: the same boxes, the masks as stored (uint8 at 8 px)
+    cached = step.last_objects
+    assert cached.origin == "cache" and cached.masks is not None and cached.masks.shape == (8, 1, 8, 8)
+    torch.testing.assert_close(cached.boxes, fresh.boxes)
+    expected = masks_from_uint8(masks_to_uint8(F.interpolate(fresh.masks, size=(8, 8), mode="area")))
+    torch.testing.assert_close(cached.masks, expected)
+    assert "mixed" in step.last_params[0]
 
 
 # ------------------------------------------------------------------------------------------ Vision Transformers
@@ -392,6 +414,6 @@ def test_vit_online_cam_with_lightlys_masked_vit_and_the_attention_source():
             ObjectAwareStep(simclr_views(SIZE), cam=cam)
         views = step(images())
         assert len(views) == 2 and all(v.shape == (8, 3, SIZE, SIZE) for v in views)
-        boxes, valid = step.last_boxes
+        boxes, valid = step.last_objects.boxes, step.last_objects.valid
         assert boxes.shape == (8, 4, 4) and valid.any(1).all()
         assert_untouched(model, before, m)

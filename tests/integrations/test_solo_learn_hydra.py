@@ -66,7 +66,7 @@ def test_plus_objaug_override_on_a_config_without_the_block(tmp_path):
                  "+objaug.mixup.views=[0]", "+objaug.crop.scale=[0.2,1.0]"]
     cfg = _compose(tmp_path, "plain", overrides)
     config = parse_objaug_config(cfg.objaug)
-    assert config.enabled and config.source == "online" and config.online.every_n_steps == 4
+    assert config.enabled and config.source == "online" and config.online.schedule.every_n_steps == 4
     assert config.mixup.views == (0,) and config.crop.scale == (0.2, 1.0)
     check_solo_pipelines(config, cfg.augmentations)
 
