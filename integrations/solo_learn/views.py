@@ -61,6 +61,7 @@ class SoloObjectAware(nn.Module):
         last_info: after each batch, a dict of tensors about the batch (``"object"``: (B,) bool,
             images cropped inside a box; ``"regions"``: (B, 4); ``"crop_boxes"``/``"flip"``: per view;
             ``"mixed"``: per mixup view (B,) bool; ``"cam"``: True if a CAM was computed).
+        last_objects: the :class:`~objaug.objects.Objects` of the last batch (``origin`` says where from).
     """
 
     def __init__(self, config: ObjaugConfig, *, store: BoxStore | None = None) -> None:
@@ -81,6 +82,7 @@ class SoloObjectAware(nn.Module):
                                        mask_size=o.cache_mask_size, box_dtype=torch.float16, normalize=None)
         self.stats = AugmentStats()  # what objaug did, on the device (logged by the callback)
         self.last_info: dict[str, Any] = {}
+        self.last_objects: Objects | None = None
 
     # ------------------------------------------------------------------ read-only views of the state
     @property
@@ -234,3 +236,4 @@ class SoloObjectAware(nn.Module):
                           mixed=list(info["mixed"].values()), boxes=found.boxes, valid=found.valid, cam=cam_ran)
         info["cam"] = cam_ran
         self.last_info = info
+        self.last_objects = found
