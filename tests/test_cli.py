@@ -234,4 +234,4 @@ def test_cam_with_a_timm_vit_arch(tmp_path, image_dir, capsys):
     assert _check_outputs(out, n_images=2, n_skipped=0)["settings"]["map_source"] == "attention"
     code, err = _run(["cam", str(image_dir / "a.png"), str(image_dir / "b.jpg"), *ARCH, "--random-init", "--out",
                       str(out), "--map-source", "attention"], capsys)
-    assert code != 0 and "source='attention' needs a Vision Transformer" in err
+    assert code != 0 and "--map-source='attention' needs a Vision Transformer" in err

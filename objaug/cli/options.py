@@ -151,26 +151,32 @@ def _model_flags() -> dict[str, str]:
     return {action.dest: action.option_strings[0] for action in parser._actions if action.option_strings}
 
 
-#: Library argument name -> flag: every config field and every model/input option.
+#: Library argument name -> flag: every config field, every model/input option, and ContraCAM's name of
+#: the map source (``ContraCAM(source=...)`` is ``CamConfig.map_source``).
 FLAGS: dict[str, str] = {
     **{name: config_flag(name) for name in CONFIG_FIELDS},
     **_model_flags(),
+    "source": config_flag("map_source"),
 }
 
 
 # ---------------------------------------------------------------------- errors in the command line's terms
 _CONFIG_FIELD = re.compile(r"\b(?:" + "|".join(cls.__name__ for cls, _ in CONFIG_CLASSES) + r")\.(\w+)")
-_SNAKE_NAME = re.compile(r"(?<![\w./\-'\"])([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\b")
-_ASSIGNED_NAME = re.compile(r"(?<![\w./\-'\"])([a-z]\w*)(?==)")
+_NOT_AFTER = r"(?<![\w./\-'\"])"  # not part of a longer name, a path, a flag or a quoted value
+_SNAKE_NAME = re.compile(_NOT_AFTER + r"([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\b")
+_ASSIGNED_NAME = re.compile(_NOT_AFTER + r"([a-z]\w*)(?==)")
 _LEADING_NAME = re.compile(r"^([a-z]\w*)(?= must\b)")
+_CONFIG_NAME = re.compile(_NOT_AFTER + r"(" + "|".join(CONFIG_FIELDS) + r")\b")
 
 
 def to_flags(message: str, names: Mapping[str, str] | None = None, *, patterns: Sequence[tuple[str, str]] = ()) -> str:
     """A library error message in the command line's terms.
 
     Rewritten: ``CamConfig.<field>`` / ``BoxConfig.<field>``; names with an underscore (``hard_negatives``);
-    a name assigned a value (``iters=3``); a name the message starts with (``batch_size must be ...``). Only
-    names in :data:`FLAGS` or ``names`` are rewritten, to their flags (``--hard-negatives``).
+    a name assigned a value (``iters=3``); a name the message starts with (``batch_size must be ...``); in
+    a config's own error (one that starts with ``CamConfig.`` or ``BoxConfig.``), every config field name
+    (``Drop bank, temperature``). Only names in :data:`FLAGS` or ``names`` are rewritten, to their flags
+    (``--hard-negatives``).
 
     Args:
         message: the error's text.
@@ -188,6 +194,9 @@ def to_flags(message: str, names: Mapping[str, str] | None = None, *, patterns: 
 
     for pattern, replacement in patterns:
         message = re.sub(pattern, replacement, message)
-    for rule in (_CONFIG_FIELD, _SNAKE_NAME, _ASSIGNED_NAME, _LEADING_NAME):
+    rules = [_CONFIG_FIELD, _SNAKE_NAME, _ASSIGNED_NAME, _LEADING_NAME]
+    if _CONFIG_FIELD.match(message):  # a config's message is about its fields: bare names are fields too
+        rules.append(_CONFIG_NAME)
+    for rule in rules:
         message = rule.sub(flag, message)
     return message
