@@ -194,7 +194,7 @@ def used_configs(monkeypatch):
     """Records the CamConfig each command builds its ContraCAM from and the BoxConfig its objects are found with."""
     import objaug.objects
 
-    run_module = importlib.import_module("objaug.store.precompute")  # the module (objaug.store.precompute is the function)
+    run_module = importlib.import_module("objaug.store.precompute")  # objaug.store.precompute is the function
     seen: dict[str, Any] = {}
     build = CamConfig.build
 

@@ -49,8 +49,8 @@ from objaug.store.writer import FAIL_ENV, SimulatedCrash
 from objaug.tools.archs import build_backbone, tiny_resnet
 
 SIZE = 32
-KW = {"cam_config": CamConfig(iters=2), "batch_size": 4, "image_size": SIZE, "mask_size": 16, "shard_size": 8, "num_workers": 0,
-      "progress": False}
+KW = {"cam_config": CamConfig(iters=2), "batch_size": 4, "image_size": SIZE, "mask_size": 16, "shard_size": 8,
+      "num_workers": 0, "progress": False}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
