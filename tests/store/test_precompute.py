@@ -43,6 +43,7 @@ from objaug.store.precompute import (
     load_dataset,
     precompute,
     shard_batches,
+    store_settings,
 )
 from objaug.store.reader import ObjectStore
 from objaug.store.writer import FAIL_ENV, SimulatedCrash
@@ -220,6 +221,23 @@ def test_hard_negatives_with_a_bank_match_direct_contracam(tmp_path):
     with pytest.raises(ValueError, match="bank"):
         precompute(ds, model, tmp_path / "bad", **{**KW, "cam_config": CamConfig(bank=-1)})
     assert not (tmp_path / "bad").exists()
+
+
+def test_settings_keep_the_keys_of_older_stores():
+    """The settings of a store hold the keys stores had before CamConfig/BoxConfig (so those stores resume);
+    the negatives when set; any other config field only when it is not its default."""
+    older = {"batch_size", "expand_res", "image_resize", "image_size", "interpolation", "iters", "margin",
+             "mask_resize", "mask_size", "max_boxes", "mean", "min_area", "precision", "std", "temperature",
+             "threshold"}
+    run = {"length": 10, "batch_size": 4, "image_size": 32, "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+           "mask_size": 16, "mask_resize": "area", "precision": "fp32"}
+    plain = store_settings(CamConfig(iters=10), BoxConfig(), **run)
+    assert set(plain) == older and plain["iters"] == 10 and plain["threshold"] == 0.5
+    banked = store_settings(CamConfig(hard_negatives=3, bank=50), BoxConfig(), **run)
+    assert set(banked) == older | {"hard_negatives", "bank_size"} and banked["bank_size"] == 10  # at most length
+    other = store_settings(CamConfig(edges=False, mask_iters=1), BoxConfig(overlap=0.5, map_size=8), **run)
+    assert {k: other[k] for k in set(other) - older} == {"edges": False, "mask_iters": 1, "overlap": 0.5,
+                                                         "map_size": 8}
 
 
 # ---------------------------------------------------------------------------------------------- resume
