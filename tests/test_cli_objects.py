@@ -11,6 +11,7 @@ the commands use.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import importlib
 import json
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from objaug.cli import build_parser, main
+from objaug.cli import SUBCOMMANDS, build_parser, main
 from objaug.cli.options import CONFIG_FIELDS, config_flag
 from objaug.config import BoxConfig, CamConfig
 from objaug.constants import IMAGENET_MEAN, IMAGENET_STD
@@ -168,7 +169,8 @@ COMMANDS = {"cam": ["cam", "in/", "--out", "o"], "precompute": ["precompute", "-
 
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_every_config_field_is_a_flag_with_the_config_default(command):
-    sub = build_parser()._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    sub = argparse.ArgumentParser()
+    importlib.import_module(SUBCOMMANDS[command]).add_arguments(sub)
     flags = {flag: action for action in sub._actions for flag in action.option_strings}
     args = sub.parse_args(COMMANDS[command][1:])
     for cls in (CamConfig, BoxConfig):

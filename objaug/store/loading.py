@@ -33,11 +33,14 @@ def check_input_options(*, batch_size: object, image_size: object, mean: object,
     check_int(batch_size, "batch_size", low=1)
     check_int(image_size, "image_size", low=8)
     for name, values in (("mean", mean), ("std", std)):
-        if (not isinstance(values, Sequence) or len(values) != 3
-                or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)):
+        try:
+            numbers = [float(v) for v in values]  # type: ignore[attr-defined]
+        except (TypeError, ValueError):
+            numbers = []
+        if len(numbers) != 3:
             raise ValueError(f"{name} must hold 3 numbers (one per channel), got {values!r}.")
-    if min(std) <= 0:  # type: ignore[call-overload]
-        raise ValueError(f"std must hold 3 numbers > 0, got {std!r}.")
+        if name == "std" and min(numbers) <= 0:
+            raise ValueError(f"std must hold 3 numbers > 0, got {values!r}.")
 
 
 def spread_indexes(length: int, size: int) -> list[int]:
