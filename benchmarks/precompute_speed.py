@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from objaug.config import CamConfig
 from objaug.contracam import ContraCAM
 from objaug.store.loading import _Prepared
 from objaug.store.precompute import IMAGENET_MEAN, IMAGENET_STD, ImageFolderFiles, precompute, shard_batches
@@ -78,7 +79,8 @@ def main() -> None:
         for s in range(0, args.n, args.shard_size):
             for a, b in shard_batches(s, min(args.shard_size, args.n - s), args.batch_size):
                 batches.append(torch.stack([prep[i][1] for i in range(a, b)]).to(device))
-        cam = ContraCAM(model, iters=args.iters, check_finite=False)
+        cam_config = CamConfig(iters=args.iters)
+        cam = cam_config.build(model, check_finite=False)
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
 
         def run_cam(x: torch.Tensor) -> torch.Tensor:
@@ -120,7 +122,7 @@ def main() -> None:
 
         def _time_pipeline() -> tuple[float, float, dict]:
             t0 = time.perf_counter()
-            res = precompute(ds, model, tmp / "store", iters=args.iters, batch_size=args.batch_size,
+            res = precompute(ds, model, tmp / "store", cam_config=cam_config, batch_size=args.batch_size,
                              image_size=args.image_size, mask_size=args.mask_size, shard_size=args.shard_size,
                              num_workers=args.workers, precision=args.precision, progress=False, overwrite=True)
             _sync(device)

@@ -96,7 +96,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="objaug_solo_step_"))
     store_model = torchvision.models.resnet18()
     store_model.fc = torch.nn.Identity()
-    precompute(Pictures(), store_model, tmp / "store", iters=1, image_size=s, batch_size=b, mask_size=56,
+    precompute(Pictures(), store_model, tmp / "store", image_size=s, batch_size=b, mask_size=56,
                num_workers=0, progress=False)
 
     pipeline = {"rrc": {"enabled": True, "crop_min_scale": 1.0, "crop_max_scale": 1.0},

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-__all__ = ["BoxConfig", "CamConfig", "ScheduleConfig", "config_from_mapping", "describe_fields"]
+__all__ = ["BoxConfig", "CamConfig", "ScheduleConfig", "config_from_mapping", "describe_fields", "ensure_config"]
 
 MAP_SOURCES: tuple[str, ...] = ("gradcam", "attention")
 INTERPOLATIONS: tuple[str, ...] = ("bicubic", "bilinear", "nearest")
@@ -277,6 +277,20 @@ def describe_fields(cls: type) -> list[tuple[str, str, Any, str]]:
     for f in dataclasses.fields(cls):
         rows.append((f.name, f.metadata.get("kind", ""), f.default, f.metadata.get("help", "")))
     return rows
+
+
+def ensure_config(value: C | None, cls: type[C], name: str) -> C:
+    """``value`` if it is a ``cls``, ``cls()`` (the defaults) if it is ``None``.
+
+    Raises:
+        TypeError: anything else, naming the argument ``name``.
+    """
+    if value is None:
+        return cls()
+    if not isinstance(value, cls):
+        raise TypeError(f"{name} must be an objaug.config.{cls.__name__} (or None for the defaults), got "
+                        f"{type(value).__name__}.")
+    return value
 
 
 def config_from_mapping(cls: type[C], values: Mapping[str, Any] | None, *, prefix: str | None = None) -> C:

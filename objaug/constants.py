@@ -1,8 +1,8 @@
-"""Constants shared across objaug: ImageNet statistics and the image file endings objaug reads."""
+"""Constants shared across objaug: ImageNet statistics, the image file endings objaug reads, model precisions."""
 
 from __future__ import annotations
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_NORMALIZE", "IMAGENET_STD", "IMAGE_EXTENSIONS"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_NORMALIZE", "IMAGENET_STD", "IMAGE_EXTENSIONS", "PRECISIONS"]
 
 #: ImageNet per-channel mean (RGB, images in [0, 1]).
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -13,3 +13,5 @@ IMAGENET_NORMALIZE: dict[str, tuple[float, float, float]] = {"mean": IMAGENET_ME
 #: File name endings (lower case) of the images objaug lists in a folder (store precompute, ``objaug cam``).
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
                                      ".ppm", ".pgm", ".pbm")
+#: Autocast precisions of a model run (``"fp32"``: no autocast), e.g. ``objaug precompute --precision``.
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")

@@ -112,8 +112,8 @@ def test_cam_lightly_layout_and_explicit_prefix(tmp_path, image_dir, capsys):
 
 
 def test_cam_with_hard_negatives_and_a_bank_of_the_inputs(tmp_path, image_dir, capsys):
-    """--hard-negatives K --bank: each image against its K nearest among all inputs (never its own copy); the
-    maps equal the Python API's with the same bank."""
+    """--hard-negatives K --bank N (N >= the inputs): each image against its K nearest among all inputs (never its
+    own copy); the maps equal the Python API's with the same bank."""
     from objaug.contracam import ContraCAM
     from objaug.tools.viz import IMAGENET_MEAN, IMAGENET_STD
 
@@ -121,10 +121,10 @@ def test_cam_with_hard_negatives_and_a_bank_of_the_inputs(tmp_path, image_dir, c
     torch.save(bb.state_dict(), tmp_path / "w.pt")
     out = tmp_path / "out"
     code, err = _run(["cam", str(image_dir), *ARCH, "--checkpoint", str(tmp_path / "w.pt"), "--out", str(out),
-                      *FAST, "--batch-size", "2", "--hard-negatives", "1", "--bank"], capsys)
+                      *FAST, "--batch-size", "2", "--hard-negatives", "1", "--bank", "5"], capsys)
     assert code == 0, err
     doc = _check_outputs(out, n_images=5, n_skipped=1)
-    assert doc["settings"]["hard_negatives"] == 1 and doc["settings"]["bank"] is True
+    assert doc["settings"]["hard_negatives"] == 1 and doc["settings"]["bank"] == 5
     # the same boxes from the API: batches [0, 1, 2) and [2, 5) (balanced), one bank of all 5 inputs
     from objaug.boxes import boxes_from_steps
     from objaug.cli.cam import _read_rgb
@@ -142,7 +142,7 @@ def test_cam_with_hard_negatives_and_a_bank_of_the_inputs(tmp_path, image_dir, c
         assert [r["valid"] for r in doc["images"][sl]] == v.tolist()
     code, err = _run(["cam", str(image_dir), *ARCH, "--random-init", "--out", str(out), "--hard-negatives", "0"],
                      capsys)
-    assert code == 2 and "--hard-negatives must be >= 1" in err and "Traceback" not in err
+    assert code == 2 and "--hard-negatives must be an int >= 1" in err and "Traceback" not in err
 
 
 def test_cam_errors(tmp_path, image_dir, capsys):
@@ -234,4 +234,4 @@ def test_cam_with_a_timm_vit_arch(tmp_path, image_dir, capsys):
     assert _check_outputs(out, n_images=2, n_skipped=0)["settings"]["map_source"] == "attention"
     code, err = _run(["cam", str(image_dir / "a.png"), str(image_dir / "b.jpg"), *ARCH, "--random-init", "--out",
                       str(out), "--map-source", "attention"], capsys)
-    assert code != 0 and "source='attention' needs a Vision Transformer" in err
+    assert code != 0 and "--map-source='attention' needs a Vision Transformer" in err

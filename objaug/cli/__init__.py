@@ -17,6 +17,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 __all__ = ["SUBCOMMANDS", "TRACEBACK_ENV", "add_threads_argument", "build_parser", "fail", "main", "out_dir_problem",
            "with_threads"]
@@ -68,6 +69,13 @@ def with_threads(command: str, args: argparse.Namespace, run: Callable[[argparse
         torch.set_num_threads(threads)
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: a usage error is one line too (``objaug cam: error: argument --iters: ...``)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one sub-parser per registered subcommand."""
     from objaug import __version__
@@ -78,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "background mixup.",
     )
     parser.add_argument("--version", action="version", version=f"objaug {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     for name, module_path in SUBCOMMANDS.items():
         module = importlib.import_module(module_path)
         help_text = getattr(module, "HELP", "")

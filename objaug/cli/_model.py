@@ -1,8 +1,12 @@
-"""The model of the ``cam`` and ``precompute`` subcommands: ``--arch``, ``--projector``, ``--checkpoint``."""
+"""The model of the ``cam`` and ``precompute`` subcommands: ``--arch``, ``--projector``, ``--checkpoint``, ``--device``.
+
+The flags are declared once, in :func:`objaug.cli.options.add_model_arguments`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
@@ -11,11 +15,33 @@ from torch import nn
 from objaug.tools.archs import backbone_dim, build_backbone, build_projector
 from objaug.tools.checkpoint import CheckpointError, load_weights
 
-__all__ = ["ModelSetupError", "build_model"]
+__all__ = ["ModelSetupError", "build_model", "resolve_device"]
 
 
 class ModelSetupError(ValueError):
     """The model named on the command line cannot be built or loaded (the message says why)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device of ``--device``, tried once (an empty tensor is made on it).
+
+    Args:
+        name: a torch device string, or ``"auto"``: ``cuda:LOCAL_RANK`` (torchrun's local rank, default 0) when
+            CUDA is available, else ``cpu``.
+
+    Raises:
+        ModelSetupError: torch cannot use that device.
+    """
+    try:
+        if name == "auto":
+            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+        else:
+            device = torch.device(name)
+        torch.empty(0, device=device)
+    except (RuntimeError, ValueError) as e:
+        raise ModelSetupError(f"cannot use --device {name!r}: {e}") from e
+    return device
 
 
 def build_model(args: argparse.Namespace, *, probe_size: int, device: torch.device | str, command: str,

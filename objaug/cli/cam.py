@@ -4,9 +4,10 @@ Example:
     objaug cam photos/ --arch resnet50 --checkpoint solo_mocov2.ckpt --out cam_out --iters 10
 
 Reads every jpg/jpeg/png/bmp/webp file under the given directories (recursively) and every file given
-explicitly; resizes each to --image-size square and normalises with the ImageNet statistics; loads the
-checkpoint into the backbone (the key prefix is detected, see objaug.tools.checkpoint); runs ContraCAM in
-batches; writes
+explicitly; resizes each to --image-size square and normalises with --mean/--std (default ImageNet's);
+loads the checkpoint into the backbone (the key prefix is detected, see objaug.tools.checkpoint); runs
+ContraCAM in batches and finds the objects as the library does (objaug.objects.find_objects: boxes from
+every iteration's own map, the output map of the first --mask-iters iterations as the drawn map); writes
 
     OUT/overlays/NNNN_<name>.png   the map over the image, with the boxes (at most 1024 px on a side)
     OUT/grid.png                   image | overlay + boxes, for the first 32 images
@@ -30,6 +31,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from objaug.cli import add_threads_argument, fail, out_dir_problem, with_threads
+from objaug.cli.options import (
+    CONFIG_FIELDS,
+    add_config_arguments,
+    add_model_arguments,
+    configs_from_args,
+    mean_std,
+    to_flags,
+)
 from objaug.constants import IMAGE_EXTENSIONS
 
 HELP = "ContraCAM maps and object boxes for images, with a trained checkpoint"
@@ -41,43 +50,11 @@ GRID_IMAGES = 32
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Register the ``cam`` options."""
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or directories")
-    p.add_argument("--arch", default="resnet50",
-                   help="resnet18, resnet50, tiny_resnet or a timm model name (default: resnet50)")
-    p.add_argument("--checkpoint", help="weights: a state dict, Lightning/solo-learn or lightly checkpoint")
-    p.add_argument("--random-init", action="store_true",
-                   help="run without a checkpoint (random weights: for smoke tests only)")
-    p.add_argument("--key-prefix", default=None,
-                   help="prefix of the backbone keys in the checkpoint, e.g. 'backbone.' (default: detect)")
-    p.add_argument("--projector", default=None,
-                   help="projector MLP spec, e.g. 2048-128, bn:4096-256 or bn,nobias,bnlast:2048-128 (see "
-                        "objaug.tools.archs.build_projector; loaded from the checkpoint's projector keys); default: "
-                        "none (ContraCAM on the pooled features)")
-    p.add_argument("--projector-prefix", default=None,
-                   help="prefix of the projector keys (default: detect, e.g. 'projector.')")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow torch.load(weights_only=False) for checkpoints that pickle Python objects")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--iters", type=int, default=10, help="ContraCAM refinement iterations (default 10)")
-    p.add_argument("--temperature", type=float, default=1.0, help="ContraCAM temperature (default 1)")
-    p.add_argument("--hard-negatives", type=int, default=None, metavar="K",
-                   help="contrast each image with its K nearest neighbours in embedding space only (the batch, "
-                        "and with --bank all the inputs) instead of its whole batch (default: off)")
-    p.add_argument("--bank", action="store_true",
-                   help="contrast every batch with the embeddings of all the input images too (one extra "
-                        "forward per image); with --hard-negatives the nearest are searched there")
-    p.add_argument("--image-size", type=int, default=224, help="network input size (default 224)")
-    p.add_argument("--batch-size", type=int, default=32, help="images per ContraCAM batch (default 32)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--expand-res", action="store_true", help="stride 1 in the last stage (finer maps)")
-    p.add_argument("--map-source", choices=("gradcam", "attention"), default="gradcam",
-                   help="ContraCAM's contrastive Grad-CAM (default), or a ViT's class-token attention")
-    p.add_argument("--threshold", type=float, default=0.5, help="map threshold for boxes (default 0.5)")
-    p.add_argument("--min-area", type=float, default=0.01,
-                   help="drop components smaller than this fraction of the image (default 0.01)")
-    p.add_argument("--margin", type=float, default=0.2, help="box padding per side, relative (default 0.2)")
-    p.add_argument("--max-boxes", type=int, default=4, help="boxes per image (default 4)")
+    add_model_arguments(p)
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the map (default 0.5)")
     add_threads_argument(p)
+    add_config_arguments(p)
 
 
 def find_images(inputs: Iterable[str]) -> tuple[list[str], list[dict[str, str]]]:
@@ -155,25 +132,22 @@ def _run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
     from PIL import Image
     from tqdm import tqdm
 
-    from objaug.boxes import boxes_from_steps, frame_only
-    from objaug.cli._model import ModelSetupError, build_model
-    from objaug.contracam import ContraCAM
-    from objaug.tools.viz import IMAGENET_MEAN, IMAGENET_STD, draw_boxes, make_grid, overlay_cam, save_png, to_uint8
+    from objaug.boxes import frame_only
+    from objaug.cli._model import ModelSetupError, build_model, resolve_device
+    from objaug.objects import find_objects
+    from objaug.store.loading import check_input_options, spread_indexes
+    from objaug.tools.viz import draw_boxes, make_grid, overlay_cam, save_png, to_uint8
 
     if args.checkpoint is None and not args.random_init:
         return _fail("--checkpoint is required (or --random-init for a smoke test with random weights).")
-    for name in ("iters", "image_size", "batch_size", "max_boxes"):
-        if getattr(args, name) < 1:
-            return _fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
-    if not 0.0 <= args.threshold <= 1.0:
-        return _fail(f"--threshold must be in [0, 1], got {args.threshold}.")
-    if args.hard_negatives is not None and args.hard_negatives < 1:
-        return _fail(f"--hard-negatives must be >= 1 (neighbours per image), got {args.hard_negatives}.")
-    try:
-        device = torch.device(args.device)
-        torch.empty(0, device=device)
-    except (RuntimeError, ValueError) as e:
-        return _fail(f"cannot use device {args.device!r}: {e}")
+    mean_values, std_values = mean_std(args)
+    try:  # every setting is checked by the library before any image is read or any model built
+        cam_config, box_config = configs_from_args(args)
+        check_input_options(batch_size=args.batch_size, image_size=args.image_size, mean=mean_values,
+                            std=std_values)
+        device = resolve_device(args.device)
+    except (TypeError, ValueError) as e:
+        return _fail(to_flags(str(e)))
 
     files, skipped = find_images(args.inputs)
     for s in skipped:
@@ -181,8 +155,8 @@ def _run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
 
     # read images (PIL); unreadable files are skipped with a message
     size = args.image_size
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    mean = torch.tensor(mean_values).view(3, 1, 1)
+    std = torch.tensor(std_values).view(3, 1, 1)
     records: list[dict[str, Any]] = []
     tensors: list[torch.Tensor] = []
     for path in files:
@@ -209,48 +183,47 @@ def _run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
             "(ideally a few dozen similar ones)."
         )
 
-    # model
+    # model (seeded: --random-init gives the same weights on every run)
+    torch.manual_seed(args.seed)
     try:
         backbone, projector = build_model(args, probe_size=size, device=device, command="cam", what="maps")
+        cam = cam_config.build(backbone, projector=projector)
     except ModelSetupError as e:
         return _fail(str(e))
-
-    try:
-        cam = ContraCAM(backbone, projector=projector, iters=args.iters, temperature=args.temperature,
-                        expand_res=args.expand_res, source=args.map_source, hard_negatives=args.hard_negatives)
     except (TypeError, ValueError) as e:
-        return _fail(str(e))
+        return _fail(to_flags(str(e)))
     images_u8 = torch.stack(tensors)  # (N, 3, S, S) uint8
     n = images_u8.shape[0]
     batches = balanced_batches(n, args.batch_size)
 
-    def net_input(idx: range) -> torch.Tensor:  # a batch of the inputs, normalised, on the device
-        return ((images_u8[idx.start:idx.stop].float() / 255.0 - mean) / std).to(device)
+    def net_input(idx: Sequence[int]) -> torch.Tensor:  # some of the inputs, normalised, on the device
+        return ((images_u8[list(idx)].float() / 255.0 - mean) / std).to(device)
 
     bank = None
-    if args.bank:  # every input's embedding (a copy of an image is never its own negative)
+    if cam_config.bank:  # the embeddings of --bank inputs spread over them (an image's copy is never its negative)
+        spread = spread_indexes(n, cam_config.bank)
+        chunks = [spread[i:i + args.batch_size] for i in range(0, len(spread), args.batch_size)]
         try:
-            bank = torch.cat([cam.embed(net_input(i)) for i in tqdm(batches, desc="bank", unit="batch",
+            bank = torch.cat([cam.embed(net_input(c)) for c in tqdm(chunks, desc="bank", unit="batch",
                                                                      file=sys.stderr)])
         except (TypeError, ValueError) as e:
-            return _fail(f"ContraCAM cannot run on this model: {e}")
+            return _fail(f"ContraCAM cannot run on this model: {to_flags(str(e))}")
     maps = torch.empty(n, 1, size, size)
-    boxes = torch.empty(n, args.max_boxes, 4)
-    valid = torch.empty(n, args.max_boxes, dtype=torch.bool)
+    boxes = torch.empty(n, box_config.max_boxes, 4)
+    valid = torch.empty(n, box_config.max_boxes, dtype=torch.bool)
     with tqdm(total=n, desc="ContraCAM", unit="img", file=sys.stderr) as bar:
         for idx in batches:
             sl = slice(idx.start, idx.stop)
-            try:
-                m, steps = cam(net_input(idx), bank, return_steps=True)
+            try:  # the library's objects: boxes of every iteration's own map, the output map
+                found = find_objects(cam, net_input(idx), box_config, negatives=bank,
+                                     mask_iters=cam_config.mask_iters)
             except (TypeError, ValueError) as e:  # e.g. a model without a spatial stage (ViT tokens)
                 bar.close()
-                return _fail(f"ContraCAM cannot run on this model: {e}")
-            # refined boxes: each iteration's own objects (boxes of the union merge neighbours)
-            b, v = boxes_from_steps(steps, threshold=args.threshold, min_area=args.min_area, margin=args.margin,
-                                    max_boxes=args.max_boxes)
-            maps[sl] = m.float().cpu()
-            boxes[sl] = b.float().cpu()
-            valid[sl] = v.cpu()
+                return _fail(f"ContraCAM cannot run on this model: {to_flags(str(e))}")
+            assert found.masks is not None  # a ContraCAM's objects have masks
+            maps[sl] = found.masks.float().cpu()
+            boxes[sl] = found.boxes.float().cpu()
+            valid[sl] = found.valid.cpu()
             bar.update(len(idx))
 
     # outputs
@@ -306,10 +279,8 @@ def _write_json(args: argparse.Namespace, records: Sequence[dict[str, Any]], ski
     doc = {
         "version": 1,
         "box_format": "xyxy; 'boxes' in pixels of the original image, 'boxes_norm' in [0, 1]",
-        "settings": {k: getattr(args, k) for k in ("arch", "checkpoint", "key_prefix", "projector", "iters",
-                                                   "temperature", "hard_negatives", "bank", "map_source",
-                                                   "image_size", "batch_size",
-                                                   "expand_res", "threshold", "min_area", "margin", "max_boxes")},
+        "settings": {k: getattr(args, k) for k in ("arch", "checkpoint", "key_prefix", "projector", "image_size",
+                                                   "batch_size", *CONFIG_FIELDS)},
         "images": list(records),
         "skipped": list(skipped),
     }

@@ -11,6 +11,11 @@ image, an (image, ...) tuple or a dict with "image" (PIL image, CHW tensor uint8
 or HWC uint8 array); it must be deterministic. Images are resized to --image-size squared and
 normalised with --mean/--std.
 
+The objects are those the library finds (objaug.objects.find_objects): boxes from every ContraCAM
+iteration's own map, the output map (of the first --mask-iters iterations when given) as the soft mask.
+The ContraCAM and box flags are the fields of objaug.config.CamConfig and BoxConfig, with their
+defaults (the paper uses --iters 10 for boxes).
+
 The store (format: docs/store-format.md) holds per sample up to --max-boxes boxes with validity flags
 and a --mask-size soft mask (uint8). Running the same command again resumes an interrupted run: the
 finished shards are kept and the others redone; the result is byte-identical to an uninterrupted run.
@@ -23,11 +28,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from typing import Any
 
 from objaug.cli import add_threads_argument, fail, out_dir_problem, with_threads
+from objaug.cli.options import add_config_arguments, add_model_arguments, configs_from_args, mean_std, to_flags
+from objaug.constants import PRECISIONS
 
 HELP = "precompute ContraCAM boxes and masks for a dataset into an object store (resumable, multi-GPU)"
 
@@ -39,69 +45,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument("--dataset", metavar="MODULE:CALLABLE",
                      help="a callable (in a module or a .py file) returning a map-style dataset")
     p.add_argument("--out", required=True, metavar="STORE", help="the store directory (created or resumed)")
-    p.add_argument("--arch", required=True, help="resnet18, resnet50, tiny_resnet or a timm model name")
-    p.add_argument("--checkpoint", help="weights: a state dict, Lightning/solo-learn or lightly checkpoint")
-    p.add_argument("--random-init", action="store_true",
-                   help="run without a checkpoint (random weights: for smoke tests only)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the random initialisation with --random-init (the same on every process)")
-    p.add_argument("--key-prefix", default=None,
-                   help="prefix of the backbone keys in the checkpoint, e.g. 'backbone.' (default: detect)")
-    p.add_argument("--projector", default=None,
-                   help="projector MLP spec, e.g. 2048-128 or bn:4096-256 (loaded from the checkpoint); "
-                        "default: none (ContraCAM on the pooled features)")
-    p.add_argument("--projector-prefix", default=None,
-                   help="prefix of the projector keys (default: detect, e.g. 'projector.')")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow torch.load(weights_only=False) for checkpoints that pickle Python objects")
-    p.add_argument("--iters", type=int, default=10, help="ContraCAM refinement iterations (default 10)")
-    p.add_argument("--temperature", type=float, default=1.0, help="ContraCAM temperature (default 1)")
-    p.add_argument("--hard-negatives", type=int, default=None, metavar="K",
-                   help="contrast each image with its K nearest neighbours in embedding space only (its batch, "
-                        "and with --bank the bank) instead of its whole batch (default: off)")
-    p.add_argument("--bank", type=int, default=0, metavar="N",
-                   help="also contrast every batch with the embeddings of N samples spread over the dataset "
-                        "(one extra forward each; default 0: none). Real photos, weak encoders: "
-                        "--bank 4096 --hard-negatives 32 --temperature 0.2 (docs/how-it-works.md)")
-    p.add_argument("--expand-res", action="store_true", help="stride 1 in the last stage (finer maps)")
-    p.add_argument("--batch-size", type=int, default=64,
-                   help="images per ContraCAM batch: the in-batch negatives (default 64)")
-    p.add_argument("--image-size", type=int, default=224, help="network input size (default 224)")
-    p.add_argument("--mean", type=float, nargs=3, default=None, help="normalisation mean (default ImageNet)")
-    p.add_argument("--std", type=float, nargs=3, default=None, help="normalisation std (default ImageNet)")
+    add_model_arguments(p)
     p.add_argument("--mask-size", type=int, default=56, help="side of the stored soft masks (default 56)")
-    p.add_argument("--max-boxes", type=int, default=4, help="boxes per image (default 4)")
-    p.add_argument("--threshold", type=float, default=0.5, help="map threshold for boxes (default 0.5)")
-    p.add_argument("--min-area", type=float, default=0.01,
-                   help="drop components smaller than this fraction of the image (default 0.01)")
-    p.add_argument("--margin", type=float, default=0.2, help="box padding per side, relative (default 0.2)")
     p.add_argument("--shard-size", type=int, default=1024, help="samples per shard file (default 1024)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="autocast precision of the model (default fp32)")
-    p.add_argument("--device", default="auto",
-                   help="torch device (default: cuda:LOCAL_RANK if CUDA is available, else cpu)")
     p.add_argument("--workers", type=int, default=None,
                    help="DataLoader worker processes decoding images (default min(8, cpus - 1))")
     p.add_argument("--overwrite", action="store_true", help="delete an existing store at --out first")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_threads_argument(p)
+    add_config_arguments(p)
 
 
 def _fail(message: str) -> int:
     return fail("precompute", message)
 
 
-#: Library wording -> this command's flags (the library names its parameters, the CLI its options).
-_FLAGS = ((r"^root: ", "--data: "), (r"\bthe dataset spec\b", "--dataset"), (r"\bout=", "--out "),
-          (r"\banother out directory\b", "another --out"), (r"\boverwrite=True\b", "--overwrite"),
-          (r"\bhard_negatives\b", "--hard-negatives"), (r"\bbank_size\b", "--bank"))
+#: Library wording -> this command's flags, beyond the config fields and the model flags that
+#: :func:`objaug.cli.options.to_flags` knows (the library names its parameters, the CLI its options).
+_WORDING = ((r"^root: ", "--data: "), (r"\bthe dataset spec\b", "--dataset"), (r"\bout=", "--out "),
+            (r"\banother out directory\b", "another --out"), (r"\boverwrite=True\b", "--overwrite"))
+_NAMES = {"mask_size": "--mask-size", "shard_size": "--shard-size", "precision": "--precision",
+          "num_workers": "--workers", "bank_size": "--bank"}
 
 
 def _as_flags(message: str) -> str:
-    """An error of :mod:`objaug.store.precompute` in the command's terms (``out=`` -> ``--out``, ...)."""
-    for library, flag in _FLAGS:
-        message = re.sub(library, flag, message)
-    return message
+    """An error of :mod:`objaug.store.precompute` or the configs in the command's terms (``out=`` -> ``--out``)."""
+    return to_flags(message, _NAMES, patterns=_WORDING)
 
 
 def _checkpoint_identity(path: str) -> dict[str, Any]:
@@ -111,18 +82,20 @@ def _checkpoint_identity(path: str) -> dict[str, Any]:
 
 
 def _init_distributed(device_arg: str) -> tuple[Any, bool]:
-    """Initialise torch.distributed from torchrun's environment (if present); returns (device, initialised)."""
+    """Initialise torch.distributed from torchrun's environment (if present); returns (device, initialised).
+
+    Raises:
+        ModelSetupError: ``--device`` names a device torch cannot use.
+    """
     from datetime import timedelta
 
     import torch
     import torch.distributed as dist
 
+    from objaug.cli._model import resolve_device
+
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device_arg == "auto":
-        device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(device_arg)
+    device = resolve_device(device_arg)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     started = False
@@ -164,22 +137,22 @@ def _run(args: argparse.Namespace) -> int:
 
     from objaug.cli._model import ModelSetupError, build_model
     from objaug.store.format import StoreError
-    from objaug.store.precompute import IMAGENET_MEAN, IMAGENET_STD, ImageFolderFiles, load_dataset, precompute
+    from objaug.store.precompute import ImageFolderFiles, check_options, load_dataset, precompute
 
     if args.checkpoint is None and not args.random_init:
         return _fail("--checkpoint is required (or --random-init for a smoke test with random weights).")
-    for name in ("iters", "image_size", "batch_size", "max_boxes", "mask_size", "shard_size"):
-        if getattr(args, name) < 1:
-            return _fail(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
-    if args.hard_negatives is not None and args.hard_negatives < 1:
-        return _fail(f"--hard-negatives must be >= 1 (neighbours per image), got {args.hard_negatives}.")
-    if args.bank < 0:
-        return _fail(f"--bank must be >= 0 (samples embedded as extra negatives; 0: none), got {args.bank}.")
+    mean, std = mean_std(args)
+    try:  # every setting is checked by the library before any image is read or any model built
+        cam_config, box_config = configs_from_args(args)
+        check_options(batch_size=args.batch_size, image_size=args.image_size, mean=mean, std=std,
+                      mask_size=args.mask_size, shard_size=args.shard_size, precision=args.precision,
+                      num_workers=args.workers)
+    except (TypeError, ValueError) as e:
+        return _fail(_as_flags(str(e)))
     try:
         device, started = _init_distributed(args.device)
-        torch.empty(0, device=device)
-    except (RuntimeError, ValueError) as e:
-        return _fail(f"cannot use device {args.device!r}: {e}")
+    except ModelSetupError as e:
+        return _fail(str(e))
     try:
         # dataset
         try:
@@ -210,13 +183,10 @@ def _run(args: argparse.Namespace) -> int:
         try:
             _say_resuming(args, rank=dist.get_rank() if dist.is_initialized() else 0)
             result = precompute(
-                dataset, backbone, args.out, projector=projector, iters=args.iters, temperature=args.temperature,
-                hard_negatives=args.hard_negatives, bank_size=args.bank, expand_res=args.expand_res,
-                batch_size=args.batch_size, image_size=args.image_size,
-                mean=tuple(args.mean) if args.mean else IMAGENET_MEAN,
-                std=tuple(args.std) if args.std else IMAGENET_STD, mask_size=args.mask_size,
-                max_boxes=args.max_boxes, threshold=args.threshold, min_area=args.min_area, margin=args.margin,
-                shard_size=args.shard_size, precision=args.precision, num_workers=args.workers,
+                dataset, backbone, args.out, projector=projector, cam_config=cam_config, box_config=box_config,
+                batch_size=args.batch_size, image_size=args.image_size, mean=mean, std=std,
+                mask_size=args.mask_size, shard_size=args.shard_size, precision=args.precision,
+                num_workers=args.workers,
                 model_info=model_info, dataset_info=dataset_info, overwrite=args.overwrite,
                 progress=not args.no_progress)
         except (StoreError, ValueError, TypeError) as e:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from objaug.config import BoxConfig, CamConfig, ScheduleConfig
+from objaug.config import BoxConfig, CamConfig, ScheduleConfig, ensure_config
 from objaug.constants import IMAGENET_NORMALIZE
 from objaug.objects import Objects, find_objects
 
@@ -80,9 +80,9 @@ class ObjectProvider(nn.Module):
                  box_dtype: torch.dtype = torch.float32, cam_size: int | tuple[int, int] | None = None,
                  normalize: Mapping[str, Sequence[float]] | None = IMAGENET_NORMALIZE) -> None:
         super().__init__()
-        self.cam_config = _typed(cam_config, CamConfig, "cam_config")
-        self.box_config = _typed(box_config, BoxConfig, "box_config")
-        self.schedule = _typed(schedule, ScheduleConfig, "schedule")
+        self.cam_config = ensure_config(cam_config, CamConfig, "cam_config")
+        self.box_config = ensure_config(box_config, BoxConfig, "box_config")
+        self.schedule = ensure_config(schedule, ScheduleConfig, "schedule")
         if store is not None and not callable(getattr(store, "get_batch", None)):
             raise TypeError(f"store must have a get_batch(indexes) method (e.g. objaug.ObjectStore), got "
                             f"{type(store).__name__}.")
@@ -277,10 +277,3 @@ class ObjectProvider(nn.Module):
         self.cache.check_indexes(idx)
         return self.cache.read(idx).to(device)
 
-
-def _typed(value: Any, cls: type, name: str) -> Any:
-    if value is None:
-        return cls()
-    if not isinstance(value, cls):
-        raise TypeError(f"{name} must be an objaug.config.{cls.__name__}, got {type(value).__name__}.")
-    return value

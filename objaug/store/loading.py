@@ -17,8 +17,38 @@ from torch.utils.data import DataLoader, Dataset
 
 from objaug.contracam import ContraCAM
 from objaug.store.datasets import error_text, load_image
+from objaug.validation import check_int
 
-__all__ = ["embed_bank", "prepared_loader"]
+__all__ = ["check_input_options", "embed_bank", "prepared_loader", "spread_indexes"]
+
+
+def check_input_options(*, batch_size: object, image_size: object, mean: object, std: object) -> None:
+    """Refuse impossible input settings before any image is read (``ValueError`` naming the argument).
+
+    Args:
+        batch_size: images per ContraCAM batch, an int >= 1.
+        image_size: side the images are resized to, an int >= 8.
+        mean, std: per-channel normalisation, 3 numbers each (``std`` > 0).
+    """
+    check_int(batch_size, "batch_size", low=1)
+    check_int(image_size, "image_size", low=8)
+    for name, values in (("mean", mean), ("std", std)):
+        try:
+            numbers = [float(v) for v in values]  # type: ignore[attr-defined]
+        except (TypeError, ValueError):
+            numbers = []
+        if len(numbers) != 3:
+            raise ValueError(f"{name} must hold 3 numbers (one per channel), got {values!r}.")
+        if name == "std" and min(numbers) <= 0:
+            raise ValueError(f"std must hold 3 numbers > 0, got {values!r}.")
+
+
+def spread_indexes(length: int, size: int) -> list[int]:
+    """``size`` indexes spread evenly over ``range(length)``: ``round(linspace(0, length - 1, size))``.
+
+    All of them when ``size >= length``; sorted, without repeats. The samples of a bank of negatives.
+    """
+    return torch.linspace(0, length - 1, min(size, length)).round().long().unique().tolist()
 
 
 class _Prepared(Dataset):
@@ -52,7 +82,6 @@ def _collate(items: list[tuple[int, Tensor, bool, str]]) -> tuple[Tensor, Tensor
     return idx, images, ok, [it[3] for it in items]
 
 
-
 def prepared_loader(dataset: Any, batches: Sequence[list[int]], *, image_size: int, mean: Sequence[float],
                     std: Sequence[float], device: torch.device | str = "cpu",
                     num_workers: int | None = None) -> DataLoader:
@@ -71,7 +100,7 @@ def embed_bank(dataset: Any, cam: ContraCAM, size: int, *, image_size: int, mean
                num_workers: int | None = None) -> Tensor:
     """Embeddings of ``size`` samples spread evenly over ``dataset``: a bank of ContraCAM negatives.
 
-    The samples are ``round(linspace(0, N - 1, size))`` (all of them when ``size >= N``), decoded and
+    The samples are :func:`spread_indexes` of the dataset (all of them when ``size >= N``), decoded and
     normalised as the precompute does; unreadable ones are left out. Deterministic, so every rank of a
     distributed precompute and every resumed run gets the same bank.
 
@@ -87,8 +116,7 @@ def embed_bank(dataset: Any, cam: ContraCAM, size: int, *, image_size: int, mean
     Returns:
         (M, D) float32 unit-norm embeddings on ``device``, M <= ``size`` readable samples.
     """
-    n = len(dataset)
-    idx = torch.linspace(0, n - 1, min(size, n)).round().long().unique().tolist()
+    idx = spread_indexes(len(dataset), size)
     batches = [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
     loader = prepared_loader(dataset, batches, image_size=image_size, mean=mean, std=std, device=device,
                              num_workers=num_workers)

@@ -1,8 +1,9 @@
 """Precompute ContraCAM boxes and soft masks for a whole dataset into an object store.
 
 :func:`precompute` runs ContraCAM over a map-style dataset in batches (DataLoader workers decode and
-resize while the model runs), extracts boxes with :func:`objaug.boxes.boxes_from_cam` and a
-low-resolution uint8 soft mask per sample, and writes them shard by shard (see
+resize while the model runs), finds each batch's objects as the library defines them
+(:func:`objaug.objects.find_objects`: boxes of every refinement iteration's map, the output map as the soft
+mask) and stores a low-resolution uint8 copy of the mask per sample, shard by shard (see
 :mod:`objaug.store.format`). It is resumable (finished shards are kept, the others redone), runs on
 several processes with ``torch.distributed`` (shard ``s`` is done by rank ``s % world_size``), and
 skips unreadable samples (counted and listed in the manifest) instead of crashing.
@@ -25,6 +26,7 @@ conversion mark the sample as skipped.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -41,10 +43,11 @@ import torch
 from torch import Tensor, nn
 
 import objaug
-from objaug.boxes import boxes_from_cam, boxes_from_steps
-from objaug.constants import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD
+from objaug.config import BoxConfig, CamConfig, ensure_config
+from objaug.constants import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, PRECISIONS
 from objaug.contracam import ContraCAM
 from objaug.masks import masks_to_uint8, resize_masks
+from objaug.objects import find_objects
 from objaug.split import module_device
 from objaug.store.datasets import (
     ImageFolderFiles,
@@ -64,7 +67,7 @@ from objaug.store.format import (
     canonical_json,
     read_manifest,
 )
-from objaug.store.loading import embed_bank, prepared_loader
+from objaug.store.loading import check_input_options, embed_bank, prepared_loader
 from objaug.store.resume import clear_store, existing_manifest, manifest_diff, store_identity
 from objaug.store.writer import (
     ShardWriter,
@@ -82,14 +85,24 @@ __all__ = [
     "IMAGENET_STD",
     "ImageFolderFiles",
     "PrecomputeResult",
+    "check_options",
     "dataset_fingerprint",
     "load_dataset",
     "load_image",
     "model_fingerprint",
     "precompute",
     "shard_batches",
+    "store_settings",
 ]
 
+#: The config fields every store's settings hold (the keys stores had before the configs, so those stores
+#: resume). ``hard_negatives`` and ``bank`` (as ``bank_size``) are there when either is set; any other field
+#: when it differs from its default.
+_ALWAYS_STORED: tuple[str, ...] = ("iters", "temperature", "expand_res", "interpolation", "threshold", "min_area",
+                                   "margin", "max_boxes")
+_NEGATIVES_STORED: tuple[str, ...] = ("hard_negatives", "bank")
+#: Settings written as floats (as they were before the configs, whatever number type the config holds).
+_FLOAT_SETTINGS: tuple[str, ...] = ("temperature", "threshold", "min_area", "margin")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -144,8 +157,54 @@ class PrecomputeResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _check_int(name: str, value: object, low: int) -> int:
-    return check_int(value, name, low=low)
+def check_options(*, batch_size: object, image_size: object, mean: object, std: object, mask_size: object,
+                  shard_size: object, precision: object, num_workers: object = None) -> None:
+    """Refuse impossible store options (the non-CAM ones of :func:`precompute`) before any work.
+
+    Raises:
+        ValueError: an option out of range or of the wrong type, naming it (e.g. ``batch_size must be an int
+            >= 1, got 0.``).
+    """
+    check_input_options(batch_size=batch_size, image_size=image_size, mean=mean, std=std)
+    check_int(mask_size, "mask_size", low=1)
+    check_int(shard_size, "shard_size", low=1)
+    if num_workers is not None:
+        check_int(num_workers, "num_workers", low=0)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}.")
+
+
+def store_settings(cam_config: CamConfig, box_config: BoxConfig, *, length: int, batch_size: int, image_size: int,
+                   mean: Sequence[float], std: Sequence[float], mask_size: int, mask_resize: str,
+                   precision: str) -> dict[str, Any]:
+    """The manifest's ``settings``: everything that changes the stored numbers (part of the store identity).
+
+    The keys and values of the options stores had before :class:`~objaug.config.CamConfig` are kept (so those
+    stores resume): ``iters``, ``temperature``, ``expand_res``, ``interpolation``, ``threshold``, ``min_area``,
+    ``margin``, ``max_boxes`` always; ``hard_negatives`` and ``bank_size`` (the bank, at most ``length``) when
+    either is set. Every other config field is added, under its name, only when it differs from its default.
+
+    Args:
+        cam_config, box_config: the CAM and box settings.
+        length: the dataset length.
+        batch_size, image_size, mean, std, mask_size, precision: the run's options (see :func:`precompute`).
+        mask_resize: how the maps are resized to the masks (``"area"`` or ``"bilinear"``).
+    """
+    configs = (cam_config, box_config)
+    values = {f.name: getattr(c, f.name) for c in configs for f in dataclasses.fields(c)}
+    defaults = {f.name: f.default for c in configs for f in dataclasses.fields(c)}
+    settings: dict[str, Any] = {
+        "batch_size": batch_size, "image_resize": "squash-bilinear", "image_size": image_size,
+        "mask_resize": mask_resize, "mask_size": mask_size, "mean": [float(m) for m in mean],
+        "precision": precision, "std": [float(s) for s in std],
+    }
+    settings.update({name: values[name] for name in _ALWAYS_STORED})
+    settings.update({name: float(values[name]) for name in _FLOAT_SETTINGS})
+    if cam_config.hard_negatives is not None or cam_config.bank:
+        settings.update(hard_negatives=cam_config.hard_negatives, bank_size=min(cam_config.bank, length))
+    settings.update({name: value for name, value in values.items()
+                     if name not in (*_ALWAYS_STORED, *_NEGATIVES_STORED) and value != defaults[name]})
+    return dict(sorted(settings.items()))
 
 
 def precompute(
@@ -154,21 +213,13 @@ def precompute(
     out: str | os.PathLike[str],
     *,
     projector: nn.Module | None = None,
-    iters: int = 10,
-    temperature: float = 1.0,
-    hard_negatives: int | None = None,
-    bank_size: int = 0,
-    expand_res: bool = False,
-    interpolation: str = "bicubic",
+    cam_config: CamConfig | None = None,
+    box_config: BoxConfig | None = None,
     batch_size: int = 64,
     image_size: int = 224,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
     mask_size: int = 56,
-    max_boxes: int = 4,
-    threshold: float = 0.5,
-    min_area: float = 0.01,
-    margin: float = 0.2,
     shard_size: int = 1024,
     precision: str = "fp32",
     num_workers: int | None = None,
@@ -193,16 +244,18 @@ def precompute(
             on the device to compute on; left as found (mode, grads).
         out: the store directory (created).
         projector: optional projector appended to the head (see :class:`objaug.contracam.ContraCAM`).
-        iters, temperature, hard_negatives, expand_res, interpolation: ContraCAM settings (the paper uses
-            ``iters=10`` for boxes).
-        bank_size: also contrast every batch with the embeddings of this many samples spread evenly over
-            the dataset (:func:`objaug.store.loading.embed_bank`; 0: none); with ``hard_negatives`` each
-            image's nearest are searched there too (never its own copy). Part of the store identity.
+        cam_config: the ContraCAM settings (default :class:`~objaug.config.CamConfig`; the paper uses
+            ``iters=10`` for boxes). Its ``bank``: also contrast every batch with the embeddings of this many
+            samples spread evenly over the dataset (:func:`objaug.store.loading.embed_bank`); with
+            ``hard_negatives`` each image's nearest are searched there too (never its own copy).
+        box_config: the box settings (default :class:`~objaug.config.BoxConfig`). The objects are
+            :func:`objaug.objects.find_objects`'s: boxes of every iteration's map, the output map (of the first
+            ``cam_config.mask_iters`` iterations when set) as the mask. Both configs are part of the store
+            identity (:func:`store_settings`).
         batch_size: images per ContraCAM batch (the in-batch negatives; part of the store identity).
         image_size: images are resized to image_size x image_size.
         mean, std: per-channel normalisation of the [0, 1] images.
         mask_size: side of the stored soft masks (area-downsampled from the map; uint8).
-        max_boxes, threshold, min_area, margin: box extraction (:func:`objaug.boxes.boxes_from_cam`).
         shard_size: samples per shard file.
         precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` (autocast for the model).
         num_workers: DataLoader workers decoding images (default ``min(8, cpu_count - 1)``).
@@ -222,39 +275,25 @@ def precompute(
         StoreVersionError: ``out`` holds a store of a format version this objaug does not know.
         ValueError / TypeError: bad arguments (before any work).
     """
-    for name, v, low in (("batch_size", batch_size, 1), ("image_size", image_size, 8), ("mask_size", mask_size, 1),
-                         ("shard_size", shard_size, 1), ("iters", iters, 1), ("max_boxes", max_boxes, 1),
-                         ("bank_size", bank_size, 0)):
-        _check_int(name, v, low)
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"precision must be 'fp32', 'bf16' or 'fp16', got {precision!r}.")
-    if len(tuple(mean)) != 3 or len(tuple(std)) != 3 or min(std) <= 0:
-        raise ValueError(f"mean and std must hold 3 numbers (std > 0), got {mean!r}, {std!r}.")
+    cam_config = ensure_config(cam_config, CamConfig, "cam_config")
+    box_config = ensure_config(box_config, BoxConfig, "box_config")
+    check_options(batch_size=batch_size, image_size=image_size, mean=mean, std=std, mask_size=mask_size,
+                  shard_size=shard_size, precision=precision, num_workers=num_workers)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
     n = len(dataset)
     if n < 1:
         raise ValueError("dataset is empty.")
-    cam = ContraCAM(model, projector=projector, iters=iters, temperature=temperature, expand_res=expand_res,
-                    interpolation=interpolation, check_finite=False, hard_negatives=hard_negatives)
-    # boxes_from_cam checks its own arguments; call it once on a dummy map to fail before any work.
-    boxes_from_cam(torch.zeros(1, 1, 8, 8), threshold=threshold, min_area=min_area, margin=margin,
-                   max_boxes=max_boxes)
+    cam = cam_config.build(model, projector=projector, check_finite=False)
+    max_boxes = box_config.max_boxes
     device = module_device(model) or torch.device("cpu")
     out = Path(out)
     group = ProcessGroup(barrier_timeout)
     num_shards = math.ceil(n / shard_size)
     mask_mode = "area" if mask_size <= image_size else "bilinear"
 
-    settings = {
-        "batch_size": batch_size, "expand_res": bool(expand_res), "image_resize": "squash-bilinear",
-        "image_size": image_size, "interpolation": interpolation, "iters": iters, "margin": float(margin),
-        "mask_resize": mask_mode, "mask_size": mask_size, "max_boxes": max_boxes, "mean": [float(m) for m in mean],
-        "min_area": float(min_area), "precision": precision, "std": [float(s) for s in std],
-        "temperature": float(temperature), "threshold": float(threshold),
-    }
-    if hard_negatives is not None or bank_size:  # only then: older stores keep their identity
-        settings.update(hard_negatives=hard_negatives, bank_size=min(bank_size, n))
+    settings = store_settings(cam_config, box_config, length=n, batch_size=batch_size, image_size=image_size,
+                              mean=mean, std=std, mask_size=mask_size, mask_resize=mask_mode, precision=precision)
     layout = {"mask_codec": MASK_CODEC, "mask_size": [mask_size, mask_size], "max_boxes": max_boxes,
               "num_shards": num_shards, "shard_pattern": "shards/{index:05d}.bin", "shard_size": shard_size}
     info = {"fingerprint": fingerprint if fingerprint is not None else dataset_fingerprint(dataset), "length": n}
@@ -310,14 +349,13 @@ def precompute(
     processed = 0
     written = 0
     if pending:
-        bank = embed_bank(dataset, cam, bank_size, image_size=image_size, mean=mean, std=std, batch_size=batch_size,
-                          device=device, num_workers=num_workers) if bank_size else None
+        bank = embed_bank(dataset, cam, cam_config.bank, image_size=image_size, mean=mean, std=std,
+                          batch_size=batch_size, device=device, num_workers=num_workers) if cam_config.bank else None
         processed, written = _run_shards(
             dataset, cam, out, pending, device=device, batch_size=batch_size, image_size=image_size, mean=mean,
-            std=std, mask_size=mask_size, mask_mode=mask_mode, box_kwargs={"threshold": threshold,
-                                                                         "min_area": min_area, "margin": margin,
-                                                                         "max_boxes": max_boxes},
-            precision=precision, num_workers=num_workers, progress=progress and group.rank == 0, bank=bank)
+            std=std, mask_size=mask_size, mask_mode=mask_mode, box_config=box_config,
+            mask_iters=cam_config.mask_iters, precision=precision, num_workers=num_workers,
+            progress=progress and group.rank == 0, bank=bank)
     seconds = time.perf_counter() - t0
 
     # 3. Merge.
@@ -346,7 +384,8 @@ def _run_shards(
     std: Sequence[float],
     mask_size: int,
     mask_mode: str,
-    box_kwargs: dict[str, Any],
+    box_config: BoxConfig,
+    mask_iters: int | None,
     precision: str,
     num_workers: int | None,
     progress: bool,
@@ -358,7 +397,7 @@ def _run_shards(
     batches = [list(range(a, b)) for _, start, count in pending for a, b in shard_batches(start, count, batch_size)]
     loader = prepared_loader(dataset, batches, image_size=image_size, mean=mean, std=std, device=device,
                              num_workers=num_workers)
-    k = int(box_kwargs["max_boxes"])
+    k = box_config.max_boxes
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     writer = ShardWriter(out)
     total = sum(c for _, _, c in pending)
@@ -392,16 +431,14 @@ def _run_shards(
                         x = torch.cat([x, torch.zeros_like(x)])
                 ctx = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
                 with ctx:
-                    maps, steps = cam(x, negatives=negatives, return_steps=True)
+                    objects = find_objects(cam, x, box_config, negatives=negatives, mask_iters=mask_iters)
                 if n_ok > 1:
                     previous = x
-                maps = maps[:n_ok].float()
-                # refined boxes: each iteration's own objects (the union's components merge neighbours)
-                boxes, valid = boxes_from_steps([s[:n_ok].float() for s in steps], **box_kwargs)
-                m8 = masks_to_uint8(resize_masks(maps, mask_size, mode=mask_mode))
+                assert objects.masks is not None  # a ContraCAM's objects have masks
+                m8 = masks_to_uint8(resize_masks(objects.masks[:n_ok].float(), mask_size, mode=mask_mode))
                 sel = local[ok_np]
-                cur["boxes"][sel] = boxes.cpu().numpy()
-                cur["valid"][sel] = valid.cpu().numpy()
+                cur["boxes"][sel] = objects.boxes[:n_ok].cpu().numpy()
+                cur["valid"][sel] = objects.valid[:n_ok].cpu().numpy()
                 cur["masks"][sel] = m8[:, 0].cpu().numpy()
             for j in np.flatnonzero(~ok_np).tolist():
                 cur["status"][local[j]] = 1

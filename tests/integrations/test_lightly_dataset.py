@@ -170,7 +170,7 @@ def test_a_real_object_store_on_both_paths(tmp_path):
     base = Scenes()
     tensors = torch.utils.data.TensorDataset(torch.stack([T.ToTensor()(base[i][0]) for i in range(N)]),
                                              torch.zeros(N))
-    precompute(tensors, tiny_resnet(), tmp_path / "store", iters=1, batch_size=N, image_size=H, mask_size=8,
+    precompute(tensors, tiny_resnet(), tmp_path / "store", batch_size=N, image_size=H, mask_size=8,
                shard_size=4, num_workers=0, progress=False)
     store = ObjectStore(tmp_path / "store")
     with pytest.raises(ValueError, match="check_store=False"):  # made from tensors, read as PIL: told apart

@@ -325,7 +325,7 @@ def test_precomputed_object_store_is_the_default_store(tmp_path):
 
     model = torchvision.models.resnet18()
     model.fc = torch.nn.Identity()
-    precompute(_Pictures(8), model, tmp_path / "store", iters=1, image_size=64, batch_size=8, mask_size=16,
+    precompute(_Pictures(8), model, tmp_path / "store", image_size=64, batch_size=8, mask_size=16,
                num_workers=0, progress=False)
     block = {"enabled": True, "source": "store", "store": {"path": str(tmp_path / "store")},
              "mixup": {"enabled": True, "views": [0], "p": 1.0}, "crop": {"p": 0.5}}

@@ -154,7 +154,7 @@ def test_byol_precomputed_store(image_folder, tmp_path):
 
     model = torchvision.models.resnet18()
     model.fc = torch.nn.Identity()
-    precompute(torchvision.datasets.ImageFolder(str(image_folder)), model, tmp_path / "store", iters=1,
+    precompute(torchvision.datasets.ImageFolder(str(image_folder)), model, tmp_path / "store",
                image_size=SIZE, batch_size=N_IMAGES, mask_size=16, num_workers=0, progress=False)
     record = _train("byol", image_folder, {"store": {"path": str(tmp_path / "store")}})
     _check_rewritten(record)

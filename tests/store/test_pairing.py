@@ -15,7 +15,7 @@ from objaug.store.format import StoreIncompleteError
 from objaug.store.precompute import precompute
 from objaug.tools.archs import tiny_resnet
 
-KW = dict(iters=1, batch_size=4, image_size=32, mask_size=8, shard_size=4, progress=False, num_workers=0)
+KW = dict(batch_size=4, image_size=32, mask_size=8, shard_size=4, progress=False, num_workers=0)
 
 
 def _folder(root, names):

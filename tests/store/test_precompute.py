@@ -22,6 +22,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from objaug.boxes import boxes_from_steps
+from objaug.config import BoxConfig, CamConfig
 from objaug.contracam import ContraCAM
 from objaug.masks import masks_to_uint8, resize_masks
 from objaug.store.format import (
@@ -42,14 +43,15 @@ from objaug.store.precompute import (
     load_dataset,
     precompute,
     shard_batches,
+    store_settings,
 )
 from objaug.store.reader import ObjectStore
 from objaug.store.writer import FAIL_ENV, SimulatedCrash
 from objaug.tools.archs import build_backbone, tiny_resnet
 
 SIZE = 32
-KW = {"iters": 2, "batch_size": 4, "image_size": SIZE, "mask_size": 16, "shard_size": 8, "num_workers": 0,
-      "progress": False}
+KW = {"cam_config": CamConfig(iters=2), "batch_size": 4, "image_size": SIZE, "mask_size": 16, "shard_size": 8,
+      "num_workers": 0, "progress": False}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -186,11 +188,12 @@ def test_round_trip_matches_direct_contracam(tmp_path, arch):
 
 
 def test_hard_negatives_with_a_bank_match_direct_contracam(tmp_path):
-    """bank_size=N: every batch is also contrasted with the embeddings of N evenly spread samples (the batch's
+    """CamConfig(bank=N): every batch is also contrasted with the embeddings of N evenly spread samples (the batch's
     own images among them are never their own negatives); the store equals ContraCAM with that bank."""
     model = make_model()
     ds = Blobs(20)
-    res = precompute(ds, model, tmp_path / "s", hard_negatives=3, bank_size=10, **KW)
+    negatives = CamConfig(iters=2, hard_negatives=3, bank=10)
+    res = precompute(ds, model, tmp_path / "s", **{**KW, "cam_config": negatives})
     assert res.images == 20
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
@@ -210,14 +213,31 @@ def test_hard_negatives_with_a_bank_match_direct_contracam(tmp_path):
     assert settings["hard_negatives"] == 3 and settings["bank_size"] == 10
     # part of the identity: another bank cannot resume this store; and a store without them has neither key
     with pytest.raises(StoreMismatchError, match="bank_size"):
-        precompute(ds, model, tmp_path / "s", hard_negatives=3, bank_size=12, **KW)
+        precompute(ds, model, tmp_path / "s", **{**KW, "cam_config": CamConfig(iters=2, hard_negatives=3, bank=12)})
     precompute(ds, model, tmp_path / "plain", **KW)
     assert "bank_size" not in read_manifest(tmp_path / "plain")["settings"]
     with pytest.raises(ValueError, match="hard_negatives"):
-        precompute(ds, model, tmp_path / "bad", hard_negatives=0, **KW)
-    with pytest.raises(ValueError, match="bank_size"):
-        precompute(ds, model, tmp_path / "bad", bank_size=-1, **KW)
+        precompute(ds, model, tmp_path / "bad", **{**KW, "cam_config": CamConfig(hard_negatives=0)})
+    with pytest.raises(ValueError, match="bank"):
+        precompute(ds, model, tmp_path / "bad", **{**KW, "cam_config": CamConfig(bank=-1)})
     assert not (tmp_path / "bad").exists()
+
+
+def test_settings_keep_the_keys_of_older_stores():
+    """The settings of a store hold the keys stores had before CamConfig/BoxConfig (so those stores resume);
+    the negatives when set; any other config field only when it is not its default."""
+    older = {"batch_size", "expand_res", "image_resize", "image_size", "interpolation", "iters", "margin",
+             "mask_resize", "mask_size", "max_boxes", "mean", "min_area", "precision", "std", "temperature",
+             "threshold"}
+    run = {"length": 10, "batch_size": 4, "image_size": 32, "mean": IMAGENET_MEAN, "std": IMAGENET_STD,
+           "mask_size": 16, "mask_resize": "area", "precision": "fp32"}
+    plain = store_settings(CamConfig(iters=10), BoxConfig(), **run)
+    assert set(plain) == older and plain["iters"] == 10 and plain["threshold"] == 0.5
+    banked = store_settings(CamConfig(hard_negatives=3, bank=50), BoxConfig(), **run)
+    assert set(banked) == older | {"hard_negatives", "bank_size"} and banked["bank_size"] == 10  # at most length
+    other = store_settings(CamConfig(edges=False, mask_iters=1), BoxConfig(overlap=0.5, map_size=8), **run)
+    assert {k: other[k] for k in set(other) - older} == {"edges": False, "mask_iters": 1, "overlap": 0.5,
+                                                         "map_size": 8}
 
 
 # ---------------------------------------------------------------------------------------------- resume
@@ -260,7 +280,7 @@ def test_resume_refuses_other_data_model_settings_or_version(tmp_path):
     out = tmp_path / "s"
     precompute(ds, model, out, **KW)
     with pytest.raises(StoreMismatchError, match="settings.iters"):
-        precompute(ds, model, out, **{**KW, "iters": 3})
+        precompute(ds, model, out, **{**KW, "cam_config": CamConfig(iters=3)})
     with pytest.raises(StoreMismatchError, match="dataset.length"):
         precompute(Blobs(13), model, out, **KW)
     with pytest.raises(StoreMismatchError, match="dataset.fingerprint"):
@@ -287,9 +307,13 @@ def test_bad_arguments_fail_before_work(tmp_path):
     model = make_model()
     ds = Blobs(4)
     for kw, match in [({"batch_size": 0}, "batch_size"), ({"precision": "fp8"}, "precision"),
-                      ({"threshold": 2.0}, "threshold"), ({"std": (1, 0, 1)}, "std")]:
+                      ({"std": (1, 0, 1)}, "std"), ({"num_workers": -1}, "num_workers")]:
         with pytest.raises(ValueError, match=match):
             precompute(ds, model, tmp_path / "s", **{**KW, **kw})
+    with pytest.raises(ValueError, match="threshold"):  # a box setting is refused when its config is built
+        precompute(ds, model, tmp_path / "s", **KW, box_config=BoxConfig(threshold=2.0))
+    with pytest.raises(TypeError, match="cam_config"):
+        precompute(ds, model, tmp_path / "s", **{**KW, "cam_config": {"iters": 2}})
     with pytest.raises(TypeError, match="nn.Module"):
         precompute(ds, "model", tmp_path / "s", **KW)  # type: ignore[arg-type]
     assert not (tmp_path / "s").exists()
