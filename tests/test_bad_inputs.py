@@ -106,7 +106,7 @@ AUGMENT = [
     ("masks above 1", lambda: _aug(X, masks=MASKS * 2), ValueError, r"masks must lie in \[0.0, 1.0\]"),
     ("valid alone", lambda: _aug(X, valid=VALID), ValueError, "valid was given without boxes"),
     ("negatives, no cam", lambda: _aug(X, negatives=torch.rand(4, 8)), ValueError, "negatives="),
-    ("p 1.5", lambda: ObjectAwareAugment(p=1.5), ValueError, "p must be a probability"),
+    ("box_p 1.5", lambda: ObjectAwareAugment(box_p=1.5), ValueError, "box_p must be a probability"),
     ("box_sampling", lambda: ObjectAwareAugment(box_sampling="big"), ValueError, "box_sampling"),
 ]
 
@@ -217,7 +217,7 @@ def _solo(block):
 
 SOLO = [
     ("unknown key", lambda: _solo({"enabled": True, "crpo": {}}), ValueError, "crpo"),
-    ("crop.p 2", lambda: _solo({"enabled": True, "crop": {"p": 2}}), ValueError, "objaug.crop.p"),
+    ("crop.box_p 2", lambda: _solo({"enabled": True, "crop": {"box_p": 2}}), ValueError, "objaug.crop.box_p"),
     ("views text", lambda: _solo({"enabled": True, "views": "all"}), ValueError, "objaug.views"),
     ("store without path", lambda: _solo({"enabled": True, "source": "store"}), ValueError, "objaug.store.path"),
     ("online iters 0", lambda: _solo({"enabled": True, "source": "online", "online": {"iters": 0}}), ValueError,

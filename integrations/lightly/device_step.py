@@ -167,7 +167,7 @@ class ObjectAwareStep(nn.Module):
         if isinstance(views, ObjectAwareAugment):
             augment = views
         else:
-            augment = ObjectAwareAugment(views, p=p, box_sampling=box_sampling,  # type: ignore[arg-type]
+            augment = ObjectAwareAugment(views, box_p=p, box_sampling=box_sampling,  # type: ignore[arg-type]
                                          box_kwargs=box_kwargs, mixup=mixup, check_inputs=check_inputs)
         self.augment = augment
         if model is not None and cam is not None:

@@ -157,7 +157,7 @@ class ObjectAwareAugment(nn.Module):
 
     Args:
         views: one :class:`ViewConfig` per view (default: :func:`objaug.augment.presets.simclr_views`).
-        p: probability of cropping inside a box for an image that has one.
+        box_p: probability of cropping inside a box for an image that has one.
         box_sampling: ``"uniform"`` or ``"area"``.
         center_suppressed, alpha: ContrastiveCrop's Beta(alpha, alpha) crop placement inside the box.
         antialias: ``True``, ``False`` or ``"auto"``: area-filter downscaled crops (see
@@ -190,7 +190,7 @@ class ObjectAwareAugment(nn.Module):
         self,
         views: Sequence[ViewConfig] | None = None,
         *,
-        p: float = 1.0,
+        box_p: float = 1.0,
         box_sampling: Literal["uniform", "area"] = "uniform",
         center_suppressed: bool = False,
         alpha: float = 0.6,
@@ -219,7 +219,7 @@ class ObjectAwareAugment(nn.Module):
         if cam is not None and not callable(cam):
             raise TypeError(f"cam must be callable as cam(images, negatives=None), got {type(cam).__name__}.")
         self.views = views
-        self.p = check_probability(p, "p")
+        self.box_p = check_probability(box_p, "box_p")
         self.box_sampling = box_sampling
         self.center_suppressed = bool(center_suppressed)
         self.alpha = float(alpha)
@@ -244,7 +244,7 @@ class ObjectAwareAugment(nn.Module):
         self._params: list[dict[str, Tensor]] = []
 
     def extra_repr(self) -> str:
-        return (f"views={len(self.views)}, p={self.p}, box_sampling={self.box_sampling!r}, "
+        return (f"views={len(self.views)}, box_p={self.box_p}, box_sampling={self.box_sampling!r}, "
                 f"center_suppressed={self.center_suppressed}, antialias={self.antialias}, "
                 f"cam={type(self.cam).__name__ if self.cam is not None else None}")
 
@@ -328,7 +328,7 @@ class ObjectAwareAugment(nn.Module):
                 boxes = images.new_zeros(b, 0, 4)
                 valid = torch.zeros(b, 0, dtype=torch.bool, device=device)
 
-        object_regions, box_index, use = sample_regions(boxes, valid, mode=self.box_sampling, p=self.p)
+        object_regions, box_index, use = sample_regions(boxes, valid, mode=self.box_sampling, p=self.box_p)
         full = full_image_boxes(b, device=device)
 
         outputs: list[Tensor] = []
