@@ -43,7 +43,7 @@ from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
-from objaug.functional.crop import effective_valid, object_crop_params, sample_regions
+from objaug.functional.crop import default_valid, effective_valid, object_crop_params, sample_regions
 from objaug.validation import (
     check_batch_values,
     check_box_sampling,
@@ -161,7 +161,7 @@ class PerImageObjectAwareCrop(T.RandomResizedCrop):
         boxes = torch.cat(found)[None] if found else torch.zeros(1, 0, 4)  # (1, K, 4)
         box_index = None  # several boxes: drawn (box_sampling)
         if boxes.shape[1] <= 1:  # none, or the one region: no choice to draw
-            usable = effective_valid(boxes, torch.ones(boxes.shape[:2], dtype=torch.bool)).any(1)
+            usable = effective_valid(boxes, default_valid(boxes, None)).any(1)
             box_index = torch.where(usable, 0, -1)
         params = object_crop_params(
             boxes, None, (h, w), box_sampling=self.box_sampling, box_index=box_index,

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from objaug.augment.views import ViewConfig, simclr_views
 from objaug.constants import IMAGENET_NORMALIZE
 from objaug.engine import crop_view, register_cam_normalization
-from objaug.functional.crop import full_image_boxes, sample_regions
+from objaug.functional.crop import default_valid, full_image_boxes, sample_regions
 from objaug.validation import (
     check_batch_values,
     check_box_layout,
@@ -304,9 +304,7 @@ class ObjectAwareAugment(nn.Module):
             check_same_device([("images", images), ("masks", masks)])
         if boxes is not None:
             check_box_layout(boxes)
-            if valid is None:
-                valid = torch.ones(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
-            boxes, valid = check_boxes(boxes, valid, batch=b)
+            boxes, valid = check_boxes(boxes, default_valid(boxes, valid), batch=b)
             check_same_device([("images", images), ("boxes", boxes), ("valid", valid)])
         elif valid is not None:
             raise ValueError("valid was given without boxes; pass boxes=(B, K, 4) too.")
