@@ -32,7 +32,8 @@ class ObjectAwareMoCoV2Transform(ObjectAwareMultiViewTransform, MoCoV2Transform)
 
     Args: those of ``lightly.transforms.MoCoV2Transform`` (same names and defaults), plus the
         keyword-only ``box_p``, ``box_sampling``, ``return_masks``, ``box_kwargs``, ``center_suppressed``,
-        ``alpha``, ``min_box_pixels`` of :class:`~objaug.integrations.lightly.simclr_transform.ObjectAwareSimCLRTransform`.
+        ``alpha``, ``min_box_pixels`` of
+        :class:`~objaug.integrations.lightly.simclr_transform.ObjectAwareSimCLRTransform`.
     """
 
     __init__ = multi_view_init(MoCoV2Transform, ObjectAwareSimCLRViewTransform)

@@ -142,7 +142,6 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
         resample: ``"bilinear"`` (default), ``"nearest"`` (label masks) or ``"bicubic"``, in any of
             Kornia's spellings (``Resample.BILINEAR``, ``"BILINEAR"``, ``"bilinear"``).
         box_p: probability of cropping inside a box (per image that has one); otherwise the whole image.
-        p: Kornia's probability of applying the crop at all (one draw per batch); ``0`` returns the input.
         attempts: candidates per image (torchvision: 10).
         min_box_pixels: after the box is chosen, a side of it shorter than this many pixels (of the input
             images) is grown around the box's centre to this size before the crop is drawn in it, so a
@@ -150,6 +149,7 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
             (and the ``"area"`` weights) use the boxes as given. ``0`` (default): boxes are used as they are.
             See :func:`objaug.functional.crop.object_crop_params`.
         same_on_batch: share the random draws across the batch (Kornia's option).
+        p: Kornia's probability of applying the crop at all (one draw per batch); ``0`` returns the input.
         keepdim: give the output the input's rank (Kornia's option).
         check_inputs: check box values (in [0, 1], x1 <= x2, y1 <= y2) on every call: one device sync.
             Set False on hot paths.
@@ -177,10 +177,10 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
         antialias: bool | str = "auto",
         resample: str | int | Resample = "bilinear",
         box_p: float = 1.0,
-        p: float = 1.0,
         attempts: int = 10,
         min_box_pixels: int = 0,
         same_on_batch: bool = False,
+        p: float = 1.0,
         keepdim: bool = False,
         check_inputs: bool = True,
     ) -> None:
@@ -450,7 +450,7 @@ class ObjectAwareSequential(AugmentationSequential):
         data_keys: Any = None,
     ) -> Any:
         """Run the container with the ``"bbox_xyxy"`` argument as the object crops' boxes (see the class docs)."""
-        keys = [DataKey.get(k) for k in (self.data_keys if data_keys is None else data_keys)]
+        keys = [DataKey.get(k) for k in (self.data_keys or [] if data_keys is None else data_keys)]
         if (params is not None or not self._object_crops or DataKey.BBOX_XYXY not in keys
                 or DataKey.INPUT not in keys or len(args) != len(keys)):
             return super().forward(*args, params=params, data_keys=data_keys)
@@ -467,6 +467,9 @@ def _normalized_boxes(boxes: Tensor | Boxes, image_hw: tuple[int, int] | torch.S
     if not isinstance(boxes, Boxes):
         boxes = Boxes.from_tensor(boxes, mode="xyxy_plus")
     edges = boxes.to_tensor("xyxy")  # exclusive extent: pixel edges
+    if not isinstance(edges, Tensor):
+        raise TypeError("ObjectAwareSequential needs the bbox_xyxy boxes as one (B, N, 4) tensor (pad every image "
+                        "to the same N by repeating a box), got a list of per-image boxes.")
     h, w = int(image_hw[0]), int(image_hw[1])
     scale = torch.tensor([w, h, w, h], dtype=edges.dtype, device=edges.device)
     out = (edges / scale).clamp(0.0, 1.0)

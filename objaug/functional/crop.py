@@ -419,18 +419,19 @@ def crop_and_resize(
         size: output ``(h, w)`` or an int for a square.
         mode: ``"bilinear"``, ``"nearest"`` (label masks) or ``"bicubic"`` (``grid_sample``'s cubic
             convolution, ``A = -0.75``; it may overshoot the input's range).
-        antialias: bilinear only (``"nearest"`` and ``"bicubic"`` never prefilter). ``True``: ``torchvision.ops.roi_align(aligned=True)`` with adaptive
-            sampling: each output pixel averages ``ceil(s_y) * ceil(s_x)`` bilinear samples spread over
-            its footprint, ``s`` being that image's downscale factor (an area / box filter, close to
-            OpenCV's ``INTER_AREA``), and is exactly bilinear where the crop is upscaled. This removes
-            the aliasing (moire, shimmering thin structures) of plain bilinear when a large box is
-            shrunk to 224 px; its cost grows with ``ceil(s)**2`` for downscaled crops (and torchvision's
-            CPU ``roi_align`` is single-threaded). It is a little softer than torchvision/PIL's antialias
-            (a triangle filter of support ``2 s``); the two agree closely on natural images. ``False``:
-            one ``grid_sample`` (bilinear, no prefilter, like kornia's crops), cheapest. ``"auto"``
-            (default): ``True`` if a crop can be shrunk by more than :data:`AUTO_ANTIALIAS_FACTOR` (1.25),
-            judged from the static shapes (``max(H / h, W / w)``), else ``False``; e.g. 512 -> 224
-            antialiases, 256 -> 224 (at most 1.14x, where aliasing is negligible) does not.
+        antialias: bilinear only (``"nearest"`` and ``"bicubic"`` never prefilter). ``True``:
+            ``torchvision.ops.roi_align(aligned=True)`` with adaptive sampling: each output pixel averages
+            ``ceil(s_y) * ceil(s_x)`` bilinear samples spread over its footprint, ``s`` being that image's
+            downscale factor (an area / box filter, close to OpenCV's ``INTER_AREA``), and is exactly bilinear
+            where the crop is upscaled. This removes the aliasing (moire, shimmering thin structures) of plain
+            bilinear when a large box is shrunk to 224 px; its cost grows with ``ceil(s)**2`` for downscaled
+            crops (and torchvision's CPU ``roi_align`` is single-threaded). It is a little softer than
+            torchvision/PIL's antialias (a triangle filter of support ``2 s``); the two agree closely on
+            natural images. ``False``: one ``grid_sample`` (bilinear, no prefilter, as Kornia's crops at
+            ``align_corners=False``), cheapest. ``"auto"`` (default): ``True`` if a crop can be shrunk by more
+            than :data:`AUTO_ANTIALIAS_FACTOR` (1.25), judged from the static shapes (``max(H / h, W / w)``),
+            else ``False``; e.g. 512 -> 224 antialiases, 256 -> 224 (at most 1.14x, where aliasing is
+            negligible) does not.
         flip: optional ``(B,)`` bool, mirror those outputs horizontally (folded into the sampling grid
             on the ``grid_sample`` path).
 

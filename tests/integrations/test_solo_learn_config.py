@@ -62,8 +62,9 @@ def test_mixup_threshold_otsu_or_a_number():
 
 def test_omegaconf_block_and_values():
     OmegaConf = pytest.importorskip("omegaconf").OmegaConf
-    block = OmegaConf.create({"enabled": True, "source": "online", "views": [1, 0], "crop": {"box_p": 1, "scale": [0.2, 1]},
-                              "mixup": {"enabled": True, "views": [1]}, "online": {"iters": 3, "view": "${views.1}"}})
+    block = OmegaConf.create({"enabled": True, "source": "online", "views": [1, 0],
+                              "crop": {"box_p": 1, "scale": [0.2, 1]}, "mixup": {"enabled": True, "views": [1]},
+                              "online": {"iters": 3, "view": "${views.1}"}})
     c = parse_objaug_config(block)
     assert c.enabled and c.source == "online" and c.views == (1, 0)
     assert c.crop.box_p == 1.0 and isinstance(c.crop.box_p, float) and c.crop.scale == (0.2, 1.0)
