@@ -48,7 +48,7 @@ def augment_picture(n: int = 8, size: int = 96) -> None:
     crop = ObjectAwareRandomResizedCrop(size)
     views1 = crop(images, scenes.boxes, scenes.valid)
     views2 = crop(images, scenes.boxes, scenes.valid)
-    plain = ObjectAwareRandomResizedCrop(size, p=0.0)  # an ordinary random resized crop (no boxes used)
+    plain = ObjectAwareRandomResizedCrop(size, box_p=0.0)  # an ordinary random resized crop (no boxes used)
     views3 = plain(images, scenes.boxes, scenes.valid)
     view_masks = plain(masks, params=plain._params)
     mixup = BackgroundMixup(p=1.0, queue_size=n)

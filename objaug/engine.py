@@ -17,9 +17,8 @@ from torch import Tensor
 from objaug.functional.crop import (
     crop_and_resize,
     full_image_boxes,
-    grow_small_boxes,
+    object_crop_params,
     sample_regions,
-    sample_resized_crop_boxes,
 )
 
 __all__ = ["CroppedView", "choose_regions", "crop_view"]
@@ -60,29 +59,28 @@ def crop_view(images: Tensor, regions: Tensor, size: tuple[int, int], *, scale: 
               min_box_pixels: int = 0) -> CroppedView:
     """A RandomResizedCrop inside each image's region, plus a horizontal flip, for the whole batch.
 
+    :func:`objaug.functional.crop.object_crop_params` with the regions as each image's chosen box (steps 2-4:
+    ``min_box_pixels`` growth, the crop, the flip), then :func:`objaug.functional.crop.crop_and_resize`.
+
     Args:
-        images: ``(B, C, H, W)`` frames; ``regions``: ``(B, 4)`` normalised xyxy.
+        images: ``(B, C, H, W)`` frames; ``regions``: ``(B, 4)`` normalised xyxy (e.g. from :func:`choose_regions`).
         size: the view's ``(h, w)``.
-        scale, ratio, attempts, center_suppressed, alpha: see
-            :func:`objaug.functional.crop.sample_resized_crop_boxes` (``scale`` relative to the region).
-        flip_prob: probability of a horizontal flip per image.
+        scale, ratio, attempts, center_suppressed, alpha, min_box_pixels, flip_prob: see
+            :func:`objaug.functional.crop.object_crop_params` (``scale`` relative to the region).
         masks: ``(B, 1, H', W')`` soft masks of the frames, cropped and flipped with the images.
         antialias: see :func:`objaug.functional.crop.crop_and_resize`.
-        min_box_pixels: a region side shorter than this many pixels of ``images`` is first grown around its
-            centre to this size (:func:`objaug.functional.crop.grow_small_boxes`); ``0``: regions as given.
 
     Returns:
         The :class:`CroppedView`.
     """
     b = images.shape[0]
     hw = (int(images.shape[-2]), int(images.shape[-1]))
-    regions = grow_small_boxes(regions, min_pixels=min_box_pixels, image_size=hw)
-    crop_boxes, fallback = sample_resized_crop_boxes(regions, hw,
-                                                     scale=scale, ratio=ratio, attempts=attempts,
-                                                     center_suppressed=center_suppressed, alpha=alpha)
-    flip = torch.rand(b, device=images.device) < flip_prob
-    out = crop_and_resize(images, crop_boxes, size, antialias=antialias, flip=flip)  # type: ignore[arg-type]
+    params = object_crop_params(regions[:, None], None, hw, box_index=regions.new_zeros(b, dtype=torch.long),
+                                scale=scale, ratio=ratio, attempts=attempts, center_suppressed=center_suppressed,
+                                alpha=alpha, min_box_pixels=min_box_pixels, flip_prob=flip_prob)
+    crop_boxes, flip = params["crop_boxes"], params["flip"]
+    out = crop_and_resize(images, crop_boxes, size, antialias=antialias, flip=flip)
     view_masks = None
     if masks is not None:
-        view_masks = crop_and_resize(masks, crop_boxes, size, antialias=antialias, flip=flip)  # type: ignore[arg-type]
-    return CroppedView(out, view_masks, crop_boxes, fallback, flip)
+        view_masks = crop_and_resize(masks, crop_boxes, size, antialias=antialias, flip=flip)
+    return CroppedView(out, view_masks, crop_boxes, params["fallback"], flip)

@@ -26,18 +26,11 @@ from torch import Tensor
 
 from objaug.boxes import boxes_from_cam, boxes_from_steps
 from objaug.config import BoxConfig
+from objaug.functional.crop import default_valid
 
-__all__ = ["Objects", "ObjectOrigin", "all_valid", "boxes_of_maps", "find_objects"]
+__all__ = ["Objects", "ObjectOrigin", "boxes_of_maps", "find_objects"]
 
 ObjectOrigin = Literal["given", "store", "cam", "cache", "none"]
-
-
-def all_valid(boxes: Tensor) -> Tensor:
-    """The validity of boxes given without one: every slot valid. ``(B, K, 4)`` -> ``(B, K)`` bool, same device.
-
-    The one place of objaug's "all boxes valid by default" rule.
-    """
-    return torch.ones(boxes.shape[:-1], dtype=torch.bool, device=boxes.device)
 
 
 @dataclass(frozen=True)
@@ -61,8 +54,9 @@ class Objects:
     @classmethod
     def from_parts(cls, boxes: Tensor, valid: Tensor | None = None, masks: Tensor | None = None, *,
                    origin: ObjectOrigin = "given") -> Objects:
-        """Objects from loose tensors; ``valid=None`` means every box is valid (:func:`all_valid`)."""
-        return cls(boxes, all_valid(boxes) if valid is None else valid, masks, origin)
+        """Objects from loose tensors; ``valid=None`` means every box is valid
+        (:func:`objaug.functional.crop.default_valid`)."""
+        return cls(boxes, default_valid(boxes, valid), masks, origin)
 
     @classmethod
     def none(cls, batch: int, device: torch.device | str | None = None, *, masks: Tensor | None = None) -> Objects:

@@ -107,7 +107,7 @@ AUGMENT = [
     ("masks above 1", lambda: _aug(X, masks=MASKS * 2), ValueError, r"masks must lie in \[0.0, 1.0\]"),
     ("valid alone", lambda: _aug(X, valid=VALID), ValueError, "valid was given without boxes"),
     ("negatives, no cam", lambda: _aug(X, negatives=torch.rand(4, 8)), ValueError, "negatives="),
-    ("p 1.5", lambda: ObjectAwareAugment(p=1.5), ValueError, "p must be a probability"),
+    ("box_p 1.5", lambda: ObjectAwareAugment(box_p=1.5), ValueError, "box_p must be a probability"),
     ("box_sampling", lambda: ObjectAwareAugment(box_sampling="big"), ValueError, "box_sampling"),
 ]
 
@@ -144,8 +144,8 @@ STEP = [
     ("iters 0", lambda: _step(model=_model, cam_config=CamConfig(iters=0)), ValueError, "iters must be an int >= 1"),
     ("every_n_steps 0", lambda: _step(model=_model, schedule=ScheduleConfig(every_n_steps=0)), ValueError,
      "every_n_steps"),
-    ("views augment and p", lambda: _step_class()(ObjectAwareAugment(), p=0.5), ValueError,
-     "views is a ready ObjectAwareAugment, whose p"),
+    ("views augment and box_p", lambda: _step_class()(ObjectAwareAugment(), box_p=0.5), ValueError,
+     "views is a ready ObjectAwareAugment, whose box_p"),
     ("model and cam", lambda: _step(model=_model, cam=_cam), TypeError, "either model= .* or cam="),
     ("store without get_batch", lambda: _step(store=3), TypeError, "store must have a get_batch"),
     ("cache without num_samples", lambda: _step(model=_model, schedule=ScheduleConfig(every_n_steps=3)), ValueError,
@@ -223,7 +223,7 @@ def _solo(block):
 
 SOLO = [
     ("unknown key", lambda: _solo({"enabled": True, "crpo": {}}), ValueError, "crpo"),
-    ("crop.p 2", lambda: _solo({"enabled": True, "crop": {"p": 2}}), ValueError, "objaug.crop.p"),
+    ("crop.box_p 2", lambda: _solo({"enabled": True, "crop": {"box_p": 2}}), ValueError, "objaug.crop.box_p"),
     ("views text", lambda: _solo({"enabled": True, "views": "all"}), ValueError, "objaug.views"),
     ("store without path", lambda: _solo({"enabled": True, "source": "store"}), ValueError, "objaug.store.path"),
     ("online iters 0", lambda: _solo({"enabled": True, "source": "online", "online": {"iters": 0}}), ValueError,

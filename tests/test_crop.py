@@ -212,7 +212,7 @@ def test_no_box_or_p0_is_whole_image_rrc_like_torchvision() -> None:
     for boxes_, valid, p in [(boxes, torch.ones(n, 2, dtype=torch.bool), 0.0),
                              (boxes, torch.zeros(n, 2, dtype=torch.bool), 1.0),
                              (torch.zeros(n, 0, 4), torch.zeros(n, 0, dtype=torch.bool), 1.0)]:
-        crop = ObjectAwareRandomResizedCrop(32, p=p)
+        crop = ObjectAwareRandomResizedCrop(32, box_p=p)
         params = crop.forward_parameters((n, 3, h, w), boxes_, valid)
         assert not params["object"].any() and (params["box_index"] == -1).all()
         assert torch.equal(params["regions"], full_image_boxes(n))
@@ -349,10 +349,12 @@ def test_bad_constructor_arguments() -> None:
         ObjectAwareRandomResizedCrop(8, box_sampling="largest")
     with pytest.raises(ValueError, match="p must"):
         ObjectAwareRandomResizedCrop(8, p=1.5)
+    with pytest.raises(ValueError, match="box_p must"):
+        ObjectAwareRandomResizedCrop(8, box_p=1.5)
     with pytest.raises(ValueError, match="alpha"):
         ObjectAwareRandomResizedCrop(8, alpha=0.0)
     with pytest.raises(ValueError, match="resample"):
-        ObjectAwareRandomResizedCrop(8, resample="bicubic")
+        ObjectAwareRandomResizedCrop(8, resample="area")  # Kornia's modes: nearest, bilinear, bicubic
     with pytest.raises(ValueError, match="attempts"):
         ObjectAwareRandomResizedCrop(8, attempts=0)
     with pytest.raises(ValueError, match="antialias"):
@@ -376,8 +378,10 @@ def test_bad_call_inputs() -> None:
         crop(images, boxes * 16, valid)
     with pytest.raises(ValueError, match="x1 <= x2"):
         crop(images, boxes[..., [2, 1, 0, 3]], valid)
-    with pytest.raises(ValueError, match="4-D"):
+    with pytest.raises(ValueError, match="batch size"):  # one (C, H, W) image is a batch of 1 (Kornia's rule)
         crop(images[0], boxes, valid)
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\), \(C, H, W\) or \(H, W\)"):
+        crop(images[None], boxes, valid)
     with pytest.raises(ValueError, match="boxes is required"):
         crop(images)
     with pytest.raises(ValueError, match="crop_boxes"):

@@ -158,7 +158,7 @@ def test_mixup_on_chosen_views_only() -> None:
     mix = BackgroundMixup(p=1.0)
     views = [ViewConfig(input_size=32, mixup=True, min_scale=1.0, hf_prob=0.0, normalize=None, **PLAIN),
              ViewConfig(input_size=32, normalize=None, **PLAIN)]
-    aug = ObjectAwareAugment(views, p=0.0, mixup=mix)  # whole-image crops keep some background
+    aug = ObjectAwareAugment(views, box_p=0.0, mixup=mix)  # whole-image crops keep some background
     out, params = aug(images, boxes, masks=masks, return_params=True)
     assert "mixed" in params[0] and "mixed" not in params[1]
     assert params[0]["mixed"].dtype == torch.bool and params[0]["mixed"].shape == (b,)

@@ -3,9 +3,10 @@
 Lightly augments one image at a time on the CPU, in DataLoader workers. This module brings the
 object-aware crop of Mo et al. (method.md section 3) into that model without a second crop sampler:
 :class:`PerImageObjectAwareCrop` is torchvision's v2 ``RandomResizedCrop`` whose parameters are drawn
-by objaug's batched kernels (:func:`objaug.functional.crop.sample_box_index` and
-:func:`objaug.functional.crop.sample_resized_crop_boxes`) on a batch of one, inside the image's object
-box, and rounded to whole pixels inside that box.
+by :func:`objaug.functional.crop.object_crop_params` (the crop recipe of every objaug crop) on a batch of
+one, inside the image's object box, and rounded to whole pixels inside that box; the multi-view transform
+chooses the box with that recipe's region step (:func:`objaug.functional.crop.sample_regions`). The same
+seed and settings therefore give the same crop boxes as the batched crops, up to the rounding.
 
 The two mixins turn Lightly's view transforms (``SimCLRViewTransform``, ``BYOLView1Transform``, ...)
 and multi-view transforms (``SimCLRTransform``, ``MoCoV2Transform``, ``BYOLTransform``) into
@@ -42,7 +43,7 @@ from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
-from objaug.functional.crop import sample_box_index, sample_resized_crop_boxes
+from objaug.functional.crop import default_valid, effective_valid, object_crop_params, sample_regions
 from objaug.validation import (
     check_batch_values,
     check_box_sampling,
@@ -60,7 +61,6 @@ __all__ = [
     "parse_objects",  # re-exported from .objects
 ]
 
-_WHOLE = (0.0, 0.0, 1.0, 1.0)
 # A box edge within this many pixels of a pixel edge counts as on it (float round-off of normalised boxes).
 _EDGE_TOL = 1e-3
 
@@ -97,14 +97,16 @@ class PerImageObjectAwareCrop(T.RandomResizedCrop):
     """torchvision v2 ``RandomResizedCrop`` inside an object box, for one image (CPU, DataLoader workers).
 
     A drop-in replacement of the ``RandomResizedCrop`` in Lightly's view transforms. The crop
-    parameters come from objaug's kernels (the same sampler as the batched
-    :class:`objaug.augment.crop.ObjectAwareRandomResizedCrop`): one of the
-    ``tv_tensors.BoundingBoxes`` in the sample is chosen (``box_sampling``), a torchvision-style random
+    parameters come from :func:`objaug.functional.crop.object_crop_params` with ``B = 1`` (the recipe of the
+    batched :class:`objaug.augment.crop.ObjectAwareRandomResizedCrop` and :func:`objaug.engine.crop_view`):
+    the box is one of the ``tv_tensors.BoundingBoxes`` in the sample (drawn with ``box_sampling`` when
+    there are several; a single usable box, e.g. the one an :class:`ObjectAwareMultiViewTransform` chose,
+    is taken without a draw), grown to ``min_box_pixels`` when smaller, a torchvision-style random
     resized crop is drawn relative to it (area fraction in ``scale`` of the box's area, pixel aspect
-    ratio in ``ratio``, 10 attempts then a centre fallback), and its sub-pixel box is rounded to whole
-    pixels that lie inside the object box (so no pixel outside the box reaches the view). Then
+    ratio in ``ratio``, ``attempts`` candidates then a centre fallback), and its sub-pixel box is rounded
+    to whole pixels that lie inside the (grown) box (so no pixel outside it reaches the view). Then
     ``torchvision.transforms.v2.functional.resized_crop`` crops and resizes every image, mask and box
-    of the sample with those parameters.
+    of the sample with those parameters. The flip stays Lightly's own ``RandomHorizontalFlip``.
 
     Without ``BoundingBoxes`` in the sample (e.g. an image alone, as Lightly's
     ``plot_augmented_images`` passes it) the region is the whole image: the crop is then an ordinary
@@ -120,6 +122,9 @@ class PerImageObjectAwareCrop(T.RandomResizedCrop):
         center_suppressed: ContrastiveCrop's Beta(alpha, alpha) placement of the crop inside the box.
         alpha: that Beta parameter.
         attempts: candidate crops per image (torchvision: 10).
+        min_box_pixels: a side of the chosen box shorter than this many pixels of the image is grown
+            around the box's centre to this size before the crop is drawn in it (``0``: boxes as given);
+            see :func:`objaug.functional.crop.object_crop_params`.
     """
 
     def __init__(
@@ -134,6 +139,7 @@ class PerImageObjectAwareCrop(T.RandomResizedCrop):
         center_suppressed: bool = False,
         alpha: float = 0.6,
         attempts: int = 10,
+        min_box_pixels: int = 0,
     ) -> None:
         super().__init__(size, scale=scale, ratio=ratio, interpolation=interpolation, antialias=antialias)
         if not 0.0 < float(scale[0]) <= float(scale[1]) <= 1.0:
@@ -142,26 +148,27 @@ class PerImageObjectAwareCrop(T.RandomResizedCrop):
             raise ValueError(f"ratio must satisfy 0 < min <= max, got {ratio!r}.")
         check_positive_float(alpha, "alpha")
         check_int(attempts, "attempts", low=1)
+        check_int(min_box_pixels, "min_box_pixels", low=0, why=" (smallest box side in pixels; 0 turns it off)")
         self.box_sampling = check_box_sampling(box_sampling)
         self.center_suppressed = bool(center_suppressed)
         self.alpha = float(alpha)
         self.attempts = attempts
+        self.min_box_pixels = min_box_pixels
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         h, w = input_size(flat_inputs)
         found = [normalized_xyxy(x) for x in flat_inputs if isinstance(x, tv_tensors.BoundingBoxes)]
-        region = torch.tensor([_WHOLE])
-        if found:
-            boxes = torch.cat(found)[None]  # (1, K, 4)
-            index, has_box = sample_box_index(boxes, torch.ones(boxes.shape[:2], dtype=torch.bool),
-                                              mode=self.box_sampling)
-            if bool(has_box[0]):
-                region = boxes[:, int(index[0])]
-        crop, _ = sample_resized_crop_boxes(
-            region, (h, w), scale=(float(self.scale[0]), float(self.scale[1])),
-            ratio=(float(self.ratio[0]), float(self.ratio[1])), attempts=self.attempts,
-            center_suppressed=self.center_suppressed, alpha=self.alpha)
-        return _crop_pixels(crop[0].tolist(), region[0].tolist(), h, w)
+        boxes = torch.cat(found)[None] if found else torch.zeros(1, 0, 4)  # (1, K, 4)
+        box_index = None  # several boxes: drawn (box_sampling)
+        if boxes.shape[1] <= 1:  # none, or the one region: no choice to draw
+            usable = effective_valid(boxes, default_valid(boxes, None)).any(1)
+            box_index = torch.where(usable, 0, -1)
+        params = object_crop_params(
+            boxes, None, (h, w), box_sampling=self.box_sampling, box_index=box_index,
+            scale=(float(self.scale[0]), float(self.scale[1])), ratio=(float(self.ratio[0]), float(self.ratio[1])),
+            attempts=self.attempts, center_suppressed=self.center_suppressed, alpha=self.alpha,
+            min_box_pixels=self.min_box_pixels)
+        return _crop_pixels(params["crop_boxes"][0].tolist(), params["regions"][0].tolist(), h, w)
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
@@ -202,7 +209,7 @@ class ObjectAwareViewMixin:
     accepts_objects: ClassVar[bool] = True
 
     def _install_object_aware_crop(self, *, box_sampling: str = "uniform", center_suppressed: bool = False,
-                                   alpha: float = 0.6) -> None:
+                                   alpha: float = 0.6, min_box_pixels: int = 0) -> None:
         ops = list(self.transform.transforms)
         found = [i for i, op in enumerate(ops) if type(op) is T.RandomResizedCrop]
         if len(found) != 1:
@@ -211,7 +218,8 @@ class ObjectAwareViewMixin:
         old = ops[found[0]]
         ops[found[0]] = PerImageObjectAwareCrop(
             old.size, scale=tuple(old.scale), ratio=tuple(old.ratio), interpolation=old.interpolation,
-            antialias=old.antialias, box_sampling=box_sampling, center_suppressed=center_suppressed, alpha=alpha)
+            antialias=old.antialias, box_sampling=box_sampling, center_suppressed=center_suppressed, alpha=alpha,
+            min_box_pixels=min_box_pixels)
         self.transform.transforms = ops
         # The leading geometric ops are applied to the image and the mask together; the rest (colour,
         # blur, solarisation, ToTensor, Normalize) to the image only.
@@ -288,10 +296,11 @@ class ObjectAwareMultiViewTransform(MultiViewTransform):
     (also ``transform(image, tv_tensors.BoundingBoxes, tv_tensors.Mask)`` like Lightly's
     ``MultiViewTransformV2``, or ``transform(image, target_dict)``):
 
-    1. one usable box is chosen (uniformly, or by area) and used with probability ``p``; images with
-       no usable box (``(0, 4)`` boxes, all invalid or of zero area) use the whole image;
-    2. every view crops inside that box (its own random resized crop and flip), crops the mask with
-       the same parameters, and applies its photometric transforms.
+    1. one usable box is chosen (uniformly, or by area) and used with probability ``box_p``; images with
+       no usable box (``(0, 4)`` boxes, all invalid or of zero area) use the whole image (the region step
+       of :func:`objaug.functional.crop.object_crop_params`, with ``B = 1``);
+    2. every view crops inside that box (its own random resized crop, grown to its ``min_box_pixels``
+       first, and flip), crops the mask with the same parameters, and applies its photometric transforms.
 
     If only a mask is given, the boxes are derived from it with :func:`objaug.boxes.boxes_from_cam`
     (``box_kwargs``). An image alone (no boxes, no mask) raises ``ValueError``: the object-aware crop
@@ -301,7 +310,7 @@ class ObjectAwareMultiViewTransform(MultiViewTransform):
     Args:
         transforms: object-aware view transforms (``ObjectAwareSimCLRViewTransform``,
             ``ObjectAwareBYOLView1Transform``, ...).
-        p: probability of cropping inside the box, per image (1.0 = always, the paper).
+        box_p: probability of cropping inside the box, per image (1.0 = always, the paper).
         box_sampling: ``"uniform"`` (the paper) or ``"area"``.
         return_masks: also return the views' masks (for background mixup in the training loop); needs a
             mask per image.
@@ -318,7 +327,7 @@ class ObjectAwareMultiViewTransform(MultiViewTransform):
         self,
         transforms: Sequence[Any],
         *,
-        p: float = 1.0,
+        box_p: float = 1.0,
         box_sampling: str = "uniform",
         return_masks: bool = False,
         box_kwargs: Mapping[str, Any] | None = None,
@@ -332,7 +341,7 @@ class ObjectAwareMultiViewTransform(MultiViewTransform):
                 "whole image."
             )
         MultiViewTransform.__init__(self, transforms)
-        self.p = check_probability(p, "p")
+        self.box_p = check_probability(box_p, "box_p")
         self.box_sampling = check_box_sampling(box_sampling)
         if not isinstance(return_masks, bool):
             raise TypeError(f"return_masks must be a bool, got {type(return_masks).__name__}.")
@@ -361,12 +370,8 @@ class ObjectAwareMultiViewTransform(MultiViewTransform):
             b, v = boxes_from_cam(m[None], **self.box_kwargs)
             norm, ok = b[0], v[0]
         assert ok is not None
-        region = None
-        if norm.shape[0] > 0:
-            index, has_box = sample_box_index(norm[None], ok[None], mode=self.box_sampling)
-            if bool(has_box[0]) and float(torch.rand(())) < self.p:
-                region = norm[int(index[0])]
-        tv_region = _region_boxes(region, size)
+        regions, _, used = sample_regions(norm[None], ok[None], mode=self.box_sampling, p=self.box_p)
+        tv_region = _region_boxes(regions if bool(used[0]) else None, size)
         image = _to_tv_image(image)
         views: list[Tensor] = []
         masks: list[Tensor] = []

@@ -20,10 +20,12 @@ from ._object_aware import ObjectAwareMultiViewTransform
 __all__ = ["MULTI_VIEW_OPTIONS", "VIEW_OPTIONS", "multi_view_init", "view_init"]
 
 #: objaug's keyword-only options of a single view, with their defaults.
-VIEW_OPTIONS: dict[str, Any] = {"box_sampling": "uniform", "center_suppressed": False, "alpha": 0.6}
+VIEW_OPTIONS: dict[str, Any] = {"box_sampling": "uniform", "center_suppressed": False, "alpha": 0.6,
+                                "min_box_pixels": 0}
 #: objaug's keyword-only options of a multi-view transform, with their defaults.
-MULTI_VIEW_OPTIONS: dict[str, Any] = {"p": 1.0, "box_sampling": "uniform", "return_masks": False,
-                                      "box_kwargs": None, "center_suppressed": False, "alpha": 0.6}
+MULTI_VIEW_OPTIONS: dict[str, Any] = {"box_p": 1.0, "box_sampling": "uniform", "return_masks": False,
+                                      "box_kwargs": None, "center_suppressed": False, "alpha": 0.6,
+                                      "min_box_pixels": 0}
 
 
 def _signature(base_init: Callable[..., None], options: Mapping[str, Any]) -> inspect.Signature:
@@ -68,8 +70,8 @@ def multi_view_init(base: Any, view: Any) -> Callable[..., None]:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         lightly_args, ours = _split(sig, MULTI_VIEW_OPTIONS, (self, *args), kwargs)
         one = view(**lightly_args, box_sampling=ours["box_sampling"], center_suppressed=ours["center_suppressed"],
-                   alpha=ours["alpha"])
-        ObjectAwareMultiViewTransform.__init__(self, [one, one], p=ours["p"], box_sampling=ours["box_sampling"],
+                   alpha=ours["alpha"], min_box_pixels=ours["min_box_pixels"])
+        ObjectAwareMultiViewTransform.__init__(self, [one, one], box_p=ours["box_p"], box_sampling=ours["box_sampling"],
                                                return_masks=ours["return_masks"], box_kwargs=ours["box_kwargs"])
 
     __init__.__signature__ = sig  # type: ignore[attr-defined]

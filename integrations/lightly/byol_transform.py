@@ -17,7 +17,7 @@ class ObjectAwareBYOLView1Transform(ObjectAwareViewMixin, BYOLView1Transform):
     """Lightly's ``BYOLView1Transform`` (blur 1.0, no solarisation) with the object-aware crop.
 
     Args: those of ``lightly.transforms.BYOLView1Transform`` (same defaults), plus the keyword-only
-        ``box_sampling``, ``center_suppressed``, ``alpha`` (see
+        ``box_sampling``, ``center_suppressed``, ``alpha``, ``min_box_pixels`` (see
         :class:`~objaug.integrations.lightly.simclr_transform.ObjectAwareSimCLRViewTransform`).
     """
 
@@ -27,7 +27,7 @@ class ObjectAwareBYOLView2Transform(ObjectAwareViewMixin, BYOLView2Transform):
     """Lightly's ``BYOLView2Transform`` (blur 0.1, solarisation 0.2) with the object-aware crop.
 
     Args: those of ``lightly.transforms.BYOLView2Transform`` (same defaults), plus the keyword-only
-        ``box_sampling``, ``center_suppressed``, ``alpha``.
+        ``box_sampling``, ``center_suppressed``, ``alpha``, ``min_box_pixels``.
     """
 
     __init__ = view_init(BYOLView2Transform)
@@ -48,7 +48,7 @@ class ObjectAwareBYOLTransform(ObjectAwareMultiViewTransform, BYOLTransform):
     Args:
         view_1_transform: an :class:`ObjectAwareBYOLView1Transform` (default: its defaults).
         view_2_transform: an :class:`ObjectAwareBYOLView2Transform` (default: its defaults).
-        p, box_sampling, return_masks, box_kwargs: keyword-only, see
+        box_p, box_sampling, return_masks, box_kwargs: keyword-only, see
             :class:`~objaug.integrations.lightly._object_aware.ObjectAwareMultiViewTransform`.
 
     Raises:
@@ -61,7 +61,7 @@ class ObjectAwareBYOLTransform(ObjectAwareMultiViewTransform, BYOLTransform):
         view_1_transform: ObjectAwareBYOLView1Transform | None = None,
         view_2_transform: ObjectAwareBYOLView2Transform | None = None,
         *,
-        p: float = 1.0,
+        box_p: float = 1.0,
         box_sampling: str = "uniform",
         return_masks: bool = False,
         box_kwargs: Mapping[str, Any] | None = None,
@@ -73,5 +73,5 @@ class ObjectAwareBYOLTransform(ObjectAwareMultiViewTransform, BYOLTransform):
                 raise TypeError(f"{name} must be an objaug object-aware view (ObjectAwareBYOLView1Transform / "
                                 f"ObjectAwareBYOLView2Transform, same arguments as Lightly's), got "
                                 f"{type(view).__name__}.")
-        ObjectAwareMultiViewTransform.__init__(self, [view_1, view_2], p=p, box_sampling=box_sampling,
+        ObjectAwareMultiViewTransform.__init__(self, [view_1, view_2], box_p=box_p, box_sampling=box_sampling,
                                                return_masks=return_masks, box_kwargs=box_kwargs)

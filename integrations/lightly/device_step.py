@@ -53,7 +53,8 @@ from objaug.augment.pipeline import ObjectAwareAugment, ViewConfig
 from objaug.config import BoxConfig, CamConfig, ScheduleConfig
 from objaug.constants import IMAGENET_NORMALIZE
 from objaug.contracam import ContraCAM
-from objaug.objects import Objects, all_valid
+from objaug.functional.crop import default_valid
+from objaug.objects import Objects
 from objaug.provider import ObjectProvider
 from objaug.split import module_device
 from objaug.stats import AugmentStats
@@ -89,18 +90,18 @@ def memory_bank_negatives(criterion: object) -> Tensor | None:
     return bank.detach()
 
 
-def _augment_of(views: Sequence[ViewConfig] | ObjectAwareAugment | None, *, p: float | None,
+def _augment_of(views: Sequence[ViewConfig] | ObjectAwareAugment | None, *, box_p: float | None,
                 box_sampling: str | None, mixup: nn.Module | None, check_inputs: bool | None) -> ObjectAwareAugment:
     """The step's views: a ready ``ObjectAwareAugment`` (whose options are its own), or one built from configs."""
     check_views(views)
-    given = {"p": p, "box_sampling": box_sampling, "mixup": mixup, "check_inputs": check_inputs}
+    given = {"box_p": box_p, "box_sampling": box_sampling, "mixup": mixup, "check_inputs": check_inputs}
     if isinstance(views, ObjectAwareAugment):
         set_here = [name for name, value in given.items() if value is not None]
         if set_here:
             raise ValueError(f"views is a ready ObjectAwareAugment, whose {', '.join(set_here)} are its own: set "
                              f"{', '.join(set_here)} on the ObjectAwareAugment, or pass a list of ViewConfig as views.")
         return views
-    return ObjectAwareAugment(views, p=1.0 if p is None else p,  # type: ignore[arg-type]
+    return ObjectAwareAugment(views, box_p=1.0 if box_p is None else box_p,  # type: ignore[arg-type]
                               box_sampling=box_sampling if box_sampling is not None else "uniform",  # type: ignore[arg-type]
                               mixup=mixup, check_inputs=True if check_inputs is None else check_inputs)
 
@@ -122,7 +123,7 @@ class ObjectAwareStep(nn.Module):
     Args:
         views: the view configurations (default :func:`objaug.augment.views.simclr_views` at 224 px;
             use ``moco_v2_views`` / ``byol_views`` with your ``input_size``), or a ready
-            :class:`objaug.augment.pipeline.ObjectAwareAugment` (then ``p``, ``box_sampling``, ``mixup``
+            :class:`objaug.augment.pipeline.ObjectAwareAugment` (then ``box_p``, ``box_sampling``, ``mixup``
             and ``check_inputs`` are its own and must not be given here).
         model: the model whose ContraCAM gives the boxes (split by :func:`objaug.split.split_model`:
             Lightly's ``nn.Sequential`` ResNet backbone, an object with ``backbone`` +
@@ -151,7 +152,7 @@ class ObjectAwareStep(nn.Module):
         image_size: the base images' size ``(H, W)`` (or an int): when given, the CAM is dry-run once at
             construction on two noise images of that size, so a model that cannot give a map (a 1x1 map, a
             ViT of another size, the attention source on a CNN) fails now rather than at the first step.
-        p: probability of cropping inside a box (per image; default 1).
+        box_p: probability of cropping inside a box (per image; default 1).
         box_sampling: ``"uniform"`` (the paper, default) or ``"area"``.
         mixup: the :class:`objaug.augment.mixup.BackgroundMixup` of views with ``mixup=True``.
         check_inputs: check the batch's values before any work (default True): images finite and in [0, 1]
@@ -197,13 +198,14 @@ class ObjectAwareStep(nn.Module):
         cam_size: int | tuple[int, int] | None = None,
         cam_normalize: Mapping[str, Sequence[float]] | None = None,
         image_size: int | tuple[int, int] | None = None,
-        p: float | None = None,
+        box_p: float | None = None,
         box_sampling: str | None = None,
         mixup: nn.Module | None = None,
         check_inputs: bool | None = None,
     ) -> None:
         super().__init__()
-        self.augment = _augment_of(views, p=p, box_sampling=box_sampling, mixup=mixup, check_inputs=check_inputs)
+        self.augment = _augment_of(views, box_p=box_p, box_sampling=box_sampling, mixup=mixup,
+                                   check_inputs=check_inputs)
         needs_masks = any(v.mixup for v in self.augment.views)
         self.provider = ObjectProvider(cam_config, box_config, schedule, store=store, num_samples=num_samples,
                                        cache_masks=needs_masks, mask_size=cache_mask_size, cam_size=cam_size,
@@ -308,7 +310,8 @@ class ObjectAwareStep(nn.Module):
         if self.cam is None:
             return
         hw = (image_size, image_size) if isinstance(image_size, int) else (int(image_size[0]), int(image_size[1]))
-        model_device = module_device(getattr(self.cam, "split", None)) if hasattr(self.cam, "split") else None
+        split = getattr(self.cam, "split", None)
+        model_device = module_device(split) if isinstance(split, nn.Module) else None
         self.provider.check_setup(self.cam, hw, device=model_device)
 
     # ------------------------------------------------------------------ sources of objects
@@ -349,7 +352,7 @@ class ObjectAwareStep(nn.Module):
             check_same_device([("images", images), ("masks", masks)])
             return None if objects is None else objects
         check_box_layout(boxes)
-        boxes, valid = check_boxes(boxes, valid if valid is not None else all_valid(boxes), batch=images.shape[0])
+        boxes, valid = check_boxes(boxes, default_valid(boxes, valid), batch=images.shape[0])
         tensors = [("images", images), ("boxes", boxes), ("valid", valid)]
         if masks is not None:
             check_mask_batch(masks, "masks", like=images)

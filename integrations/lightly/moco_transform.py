@@ -31,8 +31,9 @@ class ObjectAwareMoCoV2Transform(ObjectAwareMultiViewTransform, MoCoV2Transform)
     resized crop, horizontal flip, colour jitter, gray scale, Gaussian blur, ImageNet normalisation).
 
     Args: those of ``lightly.transforms.MoCoV2Transform`` (same names and defaults), plus the
-        keyword-only ``p``, ``box_sampling``, ``return_masks``, ``box_kwargs``, ``center_suppressed``,
-        ``alpha`` of :class:`~objaug.integrations.lightly.simclr_transform.ObjectAwareSimCLRTransform`.
+        keyword-only ``box_p``, ``box_sampling``, ``return_masks``, ``box_kwargs``, ``center_suppressed``,
+        ``alpha``, ``min_box_pixels`` of
+        :class:`~objaug.integrations.lightly.simclr_transform.ObjectAwareSimCLRTransform`.
     """
 
     __init__ = multi_view_init(MoCoV2Transform, ObjectAwareSimCLRViewTransform)

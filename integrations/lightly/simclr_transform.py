@@ -30,7 +30,8 @@ class ObjectAwareSimCLRViewTransform(ObjectAwareViewMixin, SimCLRViewTransform):
 
     Args: those of ``lightly.transforms.SimCLRViewTransform`` (same defaults), plus the keyword-only
         ``box_sampling`` (``"uniform"`` or ``"area"``, when several boxes reach the view), and
-        ``center_suppressed`` / ``alpha`` (ContrastiveCrop's Beta(alpha, alpha) crop placement).
+        ``center_suppressed`` / ``alpha`` (ContrastiveCrop's Beta(alpha, alpha) crop placement) and
+        ``min_box_pixels`` (small boxes grown to this many pixels first).
     """
 
     __init__ = view_init(SimCLRViewTransform)
@@ -60,11 +61,13 @@ class ObjectAwareSimCLRTransform(ObjectAwareMultiViewTransform, SimCLRTransform)
         - ImageNet normalization
 
     Args: those of ``lightly.transforms.SimCLRTransform`` (same names and defaults), plus keyword-only:
-        p: probability of cropping inside the box (per image; 1.0 as the paper).
+        box_p: probability of cropping inside the box (per image; 1.0 as the paper).
         box_sampling: ``"uniform"`` (the paper) or ``"area"``.
         return_masks: also return the views' masks (for background mixup in the training loop).
         box_kwargs: ``objaug.boxes.boxes_from_cam`` arguments, used when only a mask is given.
         center_suppressed, alpha: ContrastiveCrop's crop placement inside the box.
+        min_box_pixels: a box side shorter than this many pixels is grown to it before the crop is drawn
+            (``0``: boxes as given; see :func:`objaug.functional.crop.object_crop_params`).
     """
 
     __init__ = multi_view_init(SimCLRTransform, ObjectAwareSimCLRViewTransform)

@@ -156,7 +156,7 @@ def describe(config: ObjaugConfig, *, n_views: int | None = None, model: str | N
         source = (f"online ContraCAM of {model or o.model} on view {view} ({cam.map_source}, {every}, from batch "
                   f"{o.schedule.start_step}, {cam.iters} iteration{'s' if cam.iters != 1 else ''})")
     c = config.crop
-    crop = (f"p={c.p:g} scale=[{c.scale[0]:g}, {c.scale[1]:g}] ratio=[{c.ratio[0]:.3g}, {c.ratio[1]:.3g}] "
+    crop = (f"box_p={c.box_p:g} scale=[{c.scale[0]:g}, {c.scale[1]:g}] ratio=[{c.ratio[0]:.3g}, {c.ratio[1]:.3g}] "
             f"flip={c.flip_prob:g} sampling={c.box_sampling}")
     m = config.mixup
     mixup = (f"views {list(m.views)} p={m.p:g} threshold={m.threshold} queue={m.queue_size} ({m.source})"

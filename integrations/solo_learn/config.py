@@ -54,7 +54,7 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------- schema
 @dataclass(frozen=True)
 class CropConfig:
-    p: float = 1.0
+    box_p: float = 1.0
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
     flip_prob: float = 0.5
@@ -128,7 +128,7 @@ _SCHEMA: list[tuple[str, str, _Parser, str]] = [
     ("check_pipelines", "bool", _bool,
      "Refuse configs whose target pipelines do not deliver full, unflipped frames (turn off only for "
      "custom data pipelines that do)."),
-    ("crop.p", "float in [0, 1]", _float(0.0, 1.0),
+    ("crop.box_p", "float in [0, 1]", _float(0.0, 1.0),
      "Probability of cropping inside an object box (per image); otherwise, or without a box, a plain "
      "RandomResizedCrop of the whole frame. `0` gives on-device RandomResizedCrops only (mixup-only setups)."),
     ("crop.scale", "[min, max]", _pair(0.0, 1.0, "area fraction of the chosen box, 0 < min <= max <= 1"),

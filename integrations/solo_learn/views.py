@@ -11,7 +11,7 @@ where noted):
    device-to-host copy of the indexes), or computed by ContraCAM on one delivered full-frame view
    (``source: online``), or read from the per-index cache filled on earlier CAM batches;
 2. per image, one box is drawn (shared by all re-cropped views of that image, as in the paper); with
-   probability ``crop.p`` the crop region is that box, otherwise the whole frame;
+   probability ``crop.box_p`` the crop region is that box, otherwise the whole frame;
 3. per re-cropped view, an independent RandomResizedCrop inside the region (``crop.scale`` relative to
    the region) plus a horizontal flip, resampled to the view's own size;
 4. on the mixup views, the masks are cropped and flipped with the same parameters and background
@@ -178,7 +178,7 @@ class SoloObjectAware(nn.Module):
         c = self.config.crop
         first = views[self.config.views[0]]
         b, device = first.shape[0], first.device
-        regions, use = choose_regions(boxes, valid, b, device, p=c.p, mode=c.box_sampling)
+        regions, use = choose_regions(boxes, valid, b, device, p=c.box_p, mode=c.box_sampling)
         info: dict[str, Any] = {"crop_boxes": {}, "flip": {}, "mixed": {}, "object": use, "regions": regions}
         for v in self.config.views:
             x = views[v]

@@ -19,8 +19,8 @@ from objaug.augment.views import ViewConfig, simclr_views
 from objaug.config import BoxConfig, CamConfig
 from objaug.constants import IMAGENET_NORMALIZE
 from objaug.engine import crop_view
-from objaug.functional.crop import full_image_boxes, sample_regions
-from objaug.objects import Objects, all_valid, boxes_of_maps
+from objaug.functional.crop import default_valid, full_image_boxes, sample_regions
+from objaug.objects import Objects, boxes_of_maps
 from objaug.provider import ObjectProvider
 from objaug.validation import (
     check_batch_values,
@@ -187,7 +187,7 @@ class ObjectAwareAugment(nn.Module):
 
     Args:
         views: one :class:`ViewConfig` per view (default: :func:`objaug.augment.presets.simclr_views`).
-        p: probability of cropping inside a box for an image that has one.
+        box_p: probability of cropping inside a box for an image that has one.
         box_sampling: ``"uniform"`` or ``"area"``.
         center_suppressed, alpha: ContrastiveCrop's Beta(alpha, alpha) crop placement inside the box.
         antialias: ``True``, ``False`` or ``"auto"``: area-filter downscaled crops (see
@@ -222,7 +222,7 @@ class ObjectAwareAugment(nn.Module):
         self,
         views: Sequence[ViewConfig] | None = None,
         *,
-        p: float = 1.0,
+        box_p: float = 1.0,
         box_sampling: Literal["uniform", "area"] = "uniform",
         center_suppressed: bool = False,
         alpha: float = 0.6,
@@ -253,7 +253,7 @@ class ObjectAwareAugment(nn.Module):
                                        normalize=cam_normalize if cam_normalize is not None else IMAGENET_NORMALIZE)
         cam = _resolve_cam(cam, cam_config, self.provider)
         self.views = views
-        self.p = check_probability(p, "p")
+        self.box_p = check_probability(box_p, "box_p")
         self.box_sampling = box_sampling
         self.center_suppressed = bool(center_suppressed)
         self.alpha = float(alpha)
@@ -276,7 +276,7 @@ class ObjectAwareAugment(nn.Module):
         self._params: list[dict[str, Tensor]] = []
 
     def extra_repr(self) -> str:
-        return (f"views={len(self.views)}, p={self.p}, box_sampling={self.box_sampling!r}, "
+        return (f"views={len(self.views)}, box_p={self.box_p}, box_sampling={self.box_sampling!r}, "
                 f"center_suppressed={self.center_suppressed}, antialias={self.antialias}, "
                 f"cam={type(self.cam).__name__ if self.cam is not None else None}")
 
@@ -353,9 +353,7 @@ class ObjectAwareAugment(nn.Module):
             check_same_device([("images", images), ("masks", masks)])
         if boxes is not None:
             check_box_layout(boxes)
-            if valid is None:
-                valid = all_valid(boxes)
-            boxes, valid = check_boxes(boxes, valid, batch=b)
+            boxes, valid = check_boxes(boxes, default_valid(boxes, valid), batch=b)
             check_same_device([("images", images), ("boxes", boxes), ("valid", valid)])
         elif valid is not None:
             raise ValueError("valid was given without boxes; pass boxes=(B, K, 4) too.")
@@ -378,7 +376,7 @@ class ObjectAwareAugment(nn.Module):
                 empty = Objects.none(b, device)
                 boxes, valid = empty.boxes.to(images.dtype), empty.valid
 
-        object_regions, box_index, use = sample_regions(boxes, valid, mode=self.box_sampling, p=self.p)
+        object_regions, box_index, use = sample_regions(boxes, valid, mode=self.box_sampling, p=self.box_p)
         full = full_image_boxes(b, device=device)
 
         outputs: list[Tensor] = []

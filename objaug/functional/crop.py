@@ -25,11 +25,14 @@ from objaug.validation import check_box_sampling
 __all__ = [
     "AUTO_ANTIALIAS_FACTOR",
     "apply_crop",
+    "box_regions",
     "crop_and_resize",
     "crop_matrix",
+    "default_valid",
     "effective_valid",
     "full_image_boxes",
     "grow_small_boxes",
+    "object_crop_params",
     "sample_box_index",
     "sample_regions",
     "sample_resized_crop_boxes",
@@ -91,6 +94,23 @@ def grow_small_boxes(boxes: Tensor, *, min_pixels: int, image_size: tuple[int, i
         out.append((torch.where(small, start, lo), torch.where(small, start + least, hi)))
     (x0, x1), (y0, y1) = out
     return torch.stack([x0, y0, x1, y1], dim=-1)
+
+
+def default_valid(boxes: Tensor, valid: Tensor | None) -> Tensor:
+    """The validity of ``boxes``: ``valid`` as given, or every box valid when it is ``None``.
+
+    The one place of objaug's "no ``valid`` means all boxes are real" rule.
+
+    Args:
+        boxes: ``(..., K, 4)`` boxes (only the shape and device are read).
+        valid: ``(..., K)`` bool, or ``None``.
+
+    Returns:
+        ``valid`` itself, or an all-True bool tensor of shape ``boxes.shape[:-1]`` on the boxes' device.
+    """
+    if valid is not None:
+        return valid
+    return torch.ones(boxes.shape[:-1], dtype=torch.bool, device=boxes.device)
 
 
 def effective_valid(boxes: Tensor, valid: Tensor) -> Tensor:
@@ -163,17 +183,30 @@ def sample_regions(boxes: Tensor, valid: Tensor, *, mode: str = "uniform", p: fl
         ``(regions, box_index, used)``: ``(B, 4)`` float32 regions, ``(B,)`` long index of the box used
         (``-1`` for the whole image), ``(B,)`` bool.
     """
-    b, k = valid.shape
-    device = boxes.device
+    b = valid.shape[0]
     index, has_box = sample_box_index(boxes, valid, mode=mode, same_on_batch=same_on_batch)
-    u = torch.rand(1 if same_on_batch else b, device=device).expand(b)
+    u = torch.rand(1 if same_on_batch else b, device=boxes.device).expand(b)
     used = has_box & (u < p)
-    full = full_image_boxes(b, device=device)
+    index = torch.where(used, index, torch.full_like(index, -1))
+    return box_regions(boxes, index), index, used
+
+
+def box_regions(boxes: Tensor, box_index: Tensor) -> Tensor:
+    """Each image's region: its box ``box_index`` or, where the index is ``-1``, the whole frame.
+
+    Args:
+        boxes: ``(B, K, 4)`` normalised xyxy boxes, any float dtype and device.
+        box_index: ``(B,)`` long indices into ``K``, ``-1`` for the whole frame.
+
+    Returns:
+        ``(B, 4)`` float32 regions on the boxes' device.
+    """
+    b, k = boxes.shape[0], boxes.shape[1]
+    full = full_image_boxes(b, device=boxes.device)
     if k == 0:
-        return full, index, used
-    chosen = boxes.gather(1, index.clamp_min(0).view(b, 1, 1).expand(b, 1, 4)).squeeze(1).float()
-    regions = torch.where(used[:, None], chosen, full)
-    return regions, torch.where(used, index, torch.full_like(index, -1)), used
+        return full
+    chosen = boxes.gather(1, box_index.clamp_min(0).view(b, 1, 1).expand(b, 1, 4)).squeeze(1).float()
+    return torch.where((box_index >= 0)[:, None], chosen, full)
 
 
 def sample_resized_crop_boxes(
@@ -265,6 +298,108 @@ def sample_resized_crop_boxes(
     return crop, ~found
 
 
+def object_crop_params(
+    boxes: Tensor,
+    valid: Tensor | None,
+    image_size: tuple[int, int],
+    *,
+    box_p: float = 1.0,
+    box_sampling: str = "uniform",
+    box_index: Tensor | None = None,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
+    attempts: int = 10,
+    center_suppressed: bool = False,
+    alpha: float = 0.6,
+    min_box_pixels: int = 0,
+    flip_prob: float = 0.0,
+    same_on_batch: bool = False,
+) -> dict[str, Tensor]:
+    """The parameters of one object-aware random resized crop per image: the one recipe of every objaug crop.
+
+    :class:`objaug.augment.crop.ObjectAwareRandomResizedCrop`, :func:`objaug.engine.crop_view` (the multi-view
+    pipeline, the Lightly step, the solo-learn adapter) and the per-image Lightly transforms
+    (:class:`objaug.integrations.lightly.PerImageObjectAwareCrop`, with ``B = 1``) all draw their crops here,
+    so identical settings give identical crops for the same seed. In the spirit of torchvision v2's
+    ``_get_params``, in this order:
+
+    1. **Region.** One usable box per image (:func:`sample_box_index`: ``"uniform"`` or ``"area"``-weighted
+       over the boxes that are valid and of positive area, the boxes as given), used with probability
+       ``box_p`` (:func:`sample_regions`); otherwise, or without a usable box, the whole frame
+       ``(0, 0, 1, 1)``. With ``box_index`` the choice is not drawn but taken from it (the views of one
+       image share their box).
+    2. **Small regions grow** (``min_box_pixels``): only the chosen region, after the choice (so the
+       ``"area"`` weights are the objects' own areas): a region side shorter than ``min_box_pixels`` pixels
+       becomes that many pixels (at most the whole side), centred on the region's centre and shifted into the
+       image (:func:`grow_small_boxes`). The whole frame never changes.
+    3. **Crop.** A torchvision RandomResizedCrop box inside the region (:func:`sample_resized_crop_boxes`:
+       area fraction in ``scale`` of the region's area, pixel aspect ratio in ``ratio``, ``attempts``
+       candidates, then the centre fallback; ContrastiveCrop's placement with ``center_suppressed``).
+    4. **Flip.** A horizontal flip per image with probability ``flip_prob``.
+
+    Random draws (torch's global generators on the boxes' device; seed with ``torch.manual_seed``) come in
+    that order, and their number depends only on the static settings, never on the data: region
+    choice ``2 x (B or 1)`` numbers (none with ``box_index``), the crop ``(B or 1) x (2 attempts + 2)``, the
+    flip ``B or 1`` (none when ``flip_prob == 0``). Batched, no host synchronisation, no Python loop over
+    images.
+
+    Args:
+        boxes: ``(B, K, 4)`` float normalised xyxy boxes (pixel-edge convention), any device; values of
+            unusable boxes are never read. ``K = 0``: every region is the whole frame.
+        valid: ``(B, K)`` bool, or ``None`` for all boxes valid (:func:`default_valid`).
+        image_size: ``(H, W)`` of the images in pixels (aspect ratios and ``min_box_pixels`` are in pixels).
+        box_p: probability of cropping inside a box, per image that has one (``1``: always, the paper).
+        box_sampling: ``"uniform"`` (the paper) or ``"area"`` (probability proportional to box area).
+        box_index: ``(B,)`` long, the box of each image (``-1``: the whole frame), e.g. another view's
+            ``params["box_index"]``; ``None`` draws the choice (step 1).
+        scale: ``(min, max)`` area fraction of the region, ``0 < min <= max <= 1``.
+        ratio: ``(min, max)`` crop width / height in pixels.
+        attempts: candidates per image (torchvision: 10).
+        center_suppressed: ContrastiveCrop's ``Beta(alpha, alpha)`` placement inside the region.
+        alpha: that Beta parameter, > 0.
+        min_box_pixels: smallest region side in pixels (step 2); ``0``: regions as chosen.
+        flip_prob: probability of a horizontal flip per image, in [0, 1].
+        same_on_batch: share every random draw across the batch (Kornia's option).
+
+    Returns:
+        A dict of tensors on the boxes' device:
+
+        * ``crop_boxes`` ``(B, 4)`` float32: the crop, normalised xyxy inside its region.
+        * ``flip`` ``(B,)`` bool: mirror the crop horizontally.
+        * ``box_index`` ``(B,)`` long: the box used, ``-1`` for the whole frame.
+        * ``object`` ``(B,)`` bool: True where a box was used.
+        * ``regions`` ``(B, 4)`` float32: the region the crop was drawn in (after step 2).
+        * ``fallback`` ``(B,)`` bool: True where no candidate fitted and the centre crop was used.
+
+    Example:
+        >>> params = object_crop_params(boxes, valid, (256, 256), min_box_pixels=32, flip_prob=0.5)
+        >>> views = crop_and_resize(images, params["crop_boxes"], 224, flip=params["flip"])
+    """
+    b = boxes.shape[0]
+    device = boxes.device
+    if box_index is None:
+        regions, box_index, used = sample_regions(boxes, default_valid(boxes, valid), mode=box_sampling, p=box_p,
+                                                   same_on_batch=same_on_batch)
+    else:
+        regions, used = box_regions(boxes, box_index), box_index >= 0
+    regions = grow_small_boxes(regions, min_pixels=min_box_pixels, image_size=image_size)
+    crop_boxes, fallback = sample_resized_crop_boxes(
+        regions, image_size, scale=scale, ratio=ratio, attempts=attempts, center_suppressed=center_suppressed,
+        alpha=alpha, same_on_batch=same_on_batch)
+    if flip_prob > 0:
+        flip = (torch.rand(1 if same_on_batch else b, device=device) < flip_prob).expand(b)
+    else:
+        flip = torch.zeros(b, dtype=torch.bool, device=device)
+    return {
+        "crop_boxes": crop_boxes,
+        "flip": flip,
+        "box_index": box_index,
+        "object": used,
+        "regions": regions,
+        "fallback": fallback,
+    }
+
+
 def crop_and_resize(
     images: Tensor,
     crop_boxes: Tensor,
@@ -282,19 +417,21 @@ def crop_and_resize(
             the output frame, ``align_corners=False`` semantics). Boxes may extend past the image;
             outside samples repeat the border.
         size: output ``(h, w)`` or an int for a square.
-        mode: ``"bilinear"`` or ``"nearest"`` (label masks).
-        antialias: bilinear only. ``True``: ``torchvision.ops.roi_align(aligned=True)`` with adaptive
-            sampling: each output pixel averages ``ceil(s_y) * ceil(s_x)`` bilinear samples spread over
-            its footprint, ``s`` being that image's downscale factor (an area / box filter, close to
-            OpenCV's ``INTER_AREA``), and is exactly bilinear where the crop is upscaled. This removes
-            the aliasing (moire, shimmering thin structures) of plain bilinear when a large box is
-            shrunk to 224 px; its cost grows with ``ceil(s)**2`` for downscaled crops (and torchvision's
-            CPU ``roi_align`` is single-threaded). It is a little softer than torchvision/PIL's antialias
-            (a triangle filter of support ``2 s``); the two agree closely on natural images. ``False``:
-            one ``grid_sample`` (bilinear, no prefilter, like kornia's crops), cheapest. ``"auto"``
-            (default): ``True`` if a crop can be shrunk by more than :data:`AUTO_ANTIALIAS_FACTOR` (1.25),
-            judged from the static shapes (``max(H / h, W / w)``), else ``False``; e.g. 512 -> 224
-            antialiases, 256 -> 224 (at most 1.14x, where aliasing is negligible) does not.
+        mode: ``"bilinear"``, ``"nearest"`` (label masks) or ``"bicubic"`` (``grid_sample``'s cubic
+            convolution, ``A = -0.75``; it may overshoot the input's range).
+        antialias: bilinear only (``"nearest"`` and ``"bicubic"`` never prefilter). ``True``:
+            ``torchvision.ops.roi_align(aligned=True)`` with adaptive sampling: each output pixel averages
+            ``ceil(s_y) * ceil(s_x)`` bilinear samples spread over its footprint, ``s`` being that image's
+            downscale factor (an area / box filter, close to OpenCV's ``INTER_AREA``), and is exactly bilinear
+            where the crop is upscaled. This removes the aliasing (moire, shimmering thin structures) of plain
+            bilinear when a large box is shrunk to 224 px; its cost grows with ``ceil(s)**2`` for downscaled
+            crops (and torchvision's CPU ``roi_align`` is single-threaded). It is a little softer than
+            torchvision/PIL's antialias (a triangle filter of support ``2 s``); the two agree closely on
+            natural images. ``False``: one ``grid_sample`` (bilinear, no prefilter, as Kornia's crops at
+            ``align_corners=False``), cheapest. ``"auto"`` (default): ``True`` if a crop can be shrunk by more
+            than :data:`AUTO_ANTIALIAS_FACTOR` (1.25), judged from the static shapes (``max(H / h, W / w)``),
+            else ``False``; e.g. 512 -> 224 antialiases, 256 -> 224 (at most 1.14x, where aliasing is
+            negligible) does not.
         flip: optional ``(B,)`` bool, mirror those outputs horizontally (folded into the sampling grid
             on the ``grid_sample`` path).
 
@@ -303,8 +440,8 @@ def crop_and_resize(
     """
     out_h, out_w = _size2(size)
     b, c, h, w = images.shape
-    if mode not in ("bilinear", "nearest"):
-        raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}.")
+    if mode not in ("bilinear", "nearest", "bicubic"):
+        raise ValueError(f"mode must be 'bilinear', 'nearest' or 'bicubic', got {mode!r}.")
     out_dtype = images.dtype
     work = images
     if images.dtype not in (torch.float32, torch.float64) and not (images.is_cuda and
@@ -339,13 +476,22 @@ def crop_and_resize(
     return out.to(out_dtype)
 
 
-def crop_matrix(crop_boxes: Tensor, input_size: tuple[int, int], size: int | tuple[int, int], *,
-                flip: Tensor | None = None) -> Tensor:
+def crop_matrix(crop_boxes: Tensor, input_size: tuple[int, int] | tuple[Tensor, Tensor],
+                size: int | tuple[int, int], *, flip: Tensor | None = None) -> Tensor:
     """The ``(B, 3, 3)`` matrices of :func:`crop_and_resize` in kornia's pixel convention.
 
     They map input pixel coordinates (pixel centres at integers, ``(0, 0)`` to ``(W - 1, H - 1)``) to
     output pixel coordinates: ``x' = (x + 0.5 - x1 * W) * w_out / ((x2 - x1) * W) - 0.5``, likewise for
     ``y``, then ``x'' = w_out - 1 - x'`` where ``flip``.
+
+    Args:
+        crop_boxes: ``(B, 4)`` normalised xyxy crops, any device.
+        input_size: ``(H, W)`` of the cropped images, as ints or 0-d tensors (no host read).
+        size: the output ``(h, w)`` or an int.
+        flip: optional ``(B,)`` bool, mirrored outputs.
+
+    Returns:
+        ``(B, 3, 3)`` float32 (float64 for float64 boxes) on the boxes' device.
     """
     out_h, out_w = _size2(size)
     h, w = input_size

@@ -223,7 +223,7 @@ def plot_object_aware_views(images: Tensor, augment: ObjectAwareAugment, boxes: 
     ``lightly.utils.debug.plot_augmented_images`` for object-aware views).
 
     The boxes drawn are those the augmenter crops in: ``boxes``/``valid`` if given, else derived from
-    ``masks`` (or from ``augment.cam``'s maps) with ``boxes_from_cam(**augment.box_kwargs)``, as
+    ``masks`` (or from ``augment.cam``'s objects) with ``augment.box_config``, as
     :class:`~objaug.augment.pipeline.ObjectAwareAugment` does; an image without a box shows its grey
     whole-frame fallback. Views are un-normalised with their own ``ViewConfig.normalize``. Every tile is
     resized to the first view's size; the titles read ``image + boxes``, ``view 1``, ... (``(mixup)`` on
@@ -246,7 +246,8 @@ def plot_object_aware_views(images: Tensor, augment: ObjectAwareAugment, boxes: 
         ...                                path="views.png")
     """
     from objaug.augment.pipeline import ObjectAwareAugment
-    from objaug.boxes import boxes_from_cam
+    from objaug.functional.crop import default_valid
+    from objaug.objects import boxes_of_maps
     from objaug.validation import check_image_batch
 
     check_image_batch(images, "images", channels=3)
@@ -255,12 +256,15 @@ def plot_object_aware_views(images: Tensor, augment: ObjectAwareAugment, boxes: 
                         f"{type(augment).__name__}; build one with ObjectAwareAugment(simclr_views(size)).")
     if boxes is None and valid is not None:
         raise ValueError("valid was given without boxes; pass boxes=(B, K, 4) too.")
-    if boxes is not None and valid is None:
-        valid = torch.ones(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
+    if boxes is not None:
+        valid = default_valid(boxes, valid)
     if masks is None and augment.cam is not None:
-        masks = augment._masks_from_cam(images)
+        found = augment.find_objects(images)
+        masks = found.masks
+        if boxes is None:
+            boxes, valid = found.boxes, found.valid
     if boxes is None and masks is not None:
-        boxes, valid = boxes_from_cam(masks, **augment.box_kwargs)
+        boxes, valid = boxes_of_maps(masks, augment.box_config)
     views = augment(images, boxes, valid, masks)
     size = augment.views[0].size
     tiles = [_fit(images, size)]

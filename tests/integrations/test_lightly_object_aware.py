@@ -184,7 +184,7 @@ def test_valid_flags_and_p_zero():
     t = ObjectAwareSimCLRTransform(input_size=8, **PLAIN)
     for _ in range(15):
         assert all(colours_of(v) == {GREEN} for v in t(img, boxes, valid=torch.tensor([False, True])))
-    whole = ObjectAwareSimCLRTransform(input_size=8, p=0.0, min_scale=1.0, **PLAIN)
+    whole = ObjectAwareSimCLRTransform(input_size=8, box_p=0.0, min_scale=1.0, **PLAIN)
     assert any(BLUE in colours_of(v) for _ in range(5) for v in whole(img, boxes))
 
 
@@ -249,8 +249,8 @@ def test_bad_image_and_construction_errors():
     with pytest.raises(TypeError, match="object-aware view"):
         ObjectAwareMultiViewTransform([SimCLRViewTransform()])
     with pytest.raises(ValueError, match="probability"):
-        ObjectAwareSimCLRTransform(p=1.5)
-    assert math.isclose(ObjectAwareSimCLRTransform(p=0.25).p, 0.25)
+        ObjectAwareSimCLRTransform(box_p=1.5)
+    assert math.isclose(ObjectAwareSimCLRTransform(box_p=0.25).box_p, 0.25)
 
 
 def test_input_size_matches_torchvision_query_size():

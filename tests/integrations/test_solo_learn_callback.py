@@ -108,7 +108,7 @@ def test_store_crop_changes_what_training_step_sees():
 
 
 def test_flip_and_whole_frame_crops():
-    module = ContractMethod(make_cfg(store_block(crop={"p": 0.0, "flip_prob": 1.0, "scale": [0.2, 0.5]})))
+    module = ContractMethod(make_cfg(store_block(crop={"box_p": 0.0, "flip_prob": 1.0, "scale": [0.2, 0.5]})))
     fit(module, CoordDataset(8), steps=1)
     x = module.seen[0]["X"][0]
     assert (x[:, 0, :, 0] > x[:, 0, :, -1]).all()  # flipped: x decreases left to right
@@ -139,7 +139,7 @@ def test_only_configured_views_are_rewritten():
 
 
 def test_mixup_on_view_zero_with_store_masks():
-    block = store_block(crop={"p": 0.0, "scale": [0.9, 1.0]}, mixup={"enabled": True, "views": [0], "p": 1.0})
+    block = store_block(crop={"box_p": 0.0, "scale": [0.9, 1.0]}, mixup={"enabled": True, "views": [0], "p": 1.0})
     module = ContractMethod(make_cfg(block))
     trainer = fit(module, CoordDataset(8), steps=1)
     (cb,) = objaug_callbacks(trainer)
@@ -328,7 +328,7 @@ def test_precomputed_object_store_is_the_default_store(tmp_path):
     precompute(_Pictures(8), model, tmp_path / "store", image_size=64, batch_size=8, mask_size=16,
                num_workers=0, progress=False)
     block = {"enabled": True, "source": "store", "store": {"path": str(tmp_path / "store")},
-             "mixup": {"enabled": True, "views": [0], "p": 1.0}, "crop": {"p": 0.5}}
+             "mixup": {"enabled": True, "views": [0], "p": 1.0}, "crop": {"box_p": 0.5}}
     module = ContractMethod(make_cfg(block))
     trainer = fit(module, BlobDataset(8), steps=1)
     (cb,) = objaug_callbacks(trainer)
@@ -338,7 +338,7 @@ def test_precomputed_object_store_is_the_default_store(tmp_path):
 
 
 def test_the_callback_logs_what_objaug_did_each_step():
-    block = store_block(crop={"p": 1.0}, mixup={"enabled": True, "views": [0], "p": 1.0})
+    block = store_block(crop={"box_p": 1.0}, mixup={"enabled": True, "views": [0], "p": 1.0})
     module = ContractMethod(make_cfg(block))
     trainer = fit(module, CoordDataset(8), steps=2)
     (cb,) = objaug_callbacks(trainer)

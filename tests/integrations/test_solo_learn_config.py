@@ -66,11 +66,12 @@ def test_mixup_threshold_otsu_or_a_number():
 
 def test_omegaconf_block_and_values():
     OmegaConf = pytest.importorskip("omegaconf").OmegaConf
-    block = OmegaConf.create({"enabled": True, "source": "online", "views": [1, 0], "crop": {"p": 1, "scale": [0.2, 1]},
-                              "mixup": {"enabled": True, "views": [1]}, "online": {"iters": 3, "view": "${views.1}"}})
+    block = OmegaConf.create({"enabled": True, "source": "online", "views": [1, 0],
+                              "crop": {"box_p": 1, "scale": [0.2, 1]}, "mixup": {"enabled": True, "views": [1]},
+                              "online": {"iters": 3, "view": "${views.1}"}})
     c = parse_objaug_config(block)
     assert c.enabled and c.source == "online" and c.views == (1, 0)
-    assert c.crop.p == 1.0 and isinstance(c.crop.p, float) and c.crop.scale == (0.2, 1.0)
+    assert c.crop.box_p == 1.0 and isinstance(c.crop.box_p, float) and c.crop.scale == (0.2, 1.0)
     assert c.mixup.views == (1,) and c.online.cam.iters == 3 and c.online.view == 0  # interpolation resolved
 
 
@@ -88,8 +89,8 @@ def test_omegaconf_block_and_values():
         ({"views": []}, r"objaug\.views must list at least one view"),
         ({"views": "01"}, r"objaug\.views must be a list of view indexes"),
         ({"views": [-1]}, r"objaug\.views must be a list of view indexes"),
-        ({"crop": {"p": 1.5}}, r"objaug\.crop\.p must be a number in \[0\.0, 1\.0\], got 1\.5"),
-        ({"crop": {"p": True}}, r"objaug\.crop\.p must be a number in \[0\.0, 1\.0\], got True \(bool\)"),
+        ({"crop": {"box_p": 1.5}}, r"objaug\.crop\.box_p must be a number in \[0\.0, 1\.0\], got 1\.5"),
+        ({"crop": {"box_p": True}}, r"objaug\.crop\.box_p must be a number in \[0\.0, 1\.0\], got True \(bool\)"),
         ({"crop": {"scale": [1.0, 0.5]}}, r"objaug\.crop\.scale must satisfy 0\.0 < min <= max <= 1\.0"),
         ({"crop": {"scale": 0.5}}, r"objaug\.crop\.scale must be a \[min, max\] pair"),
         ({"crop": {"ratio": [0, 1]}}, r"objaug\.crop\.ratio must satisfy 0\.0 < min <= max <= inf"),

@@ -46,12 +46,12 @@ def test_examples_cover_store_and_online():
 
 
 def test_command_line_overrides_of_the_block(tmp_path):
-    cfg = _compose(EXAMPLES, "byol", [f"data.train_path={tmp_path}", "objaug.crop.p=0.5",
+    cfg = _compose(EXAMPLES, "byol", [f"data.train_path={tmp_path}", "objaug.crop.box_p=0.5",
                                       "objaug.mixup.enabled=false", "objaug.store.path=/data/store"])
     config = parse_objaug_config(cfg.objaug)
-    assert config.crop.p == 0.5 and not config.mixup.enabled and config.store.path == "/data/store"
-    cfg = _compose(EXAMPLES, "byol", [f"data.train_path={tmp_path}", "objaug.crop.p=1.5"])
-    with pytest.raises(ObjaugConfigError, match=r"objaug\.crop\.p must be a number in \[0\.0, 1\.0\], got 1\.5"):
+    assert config.crop.box_p == 0.5 and not config.mixup.enabled and config.store.path == "/data/store"
+    cfg = _compose(EXAMPLES, "byol", [f"data.train_path={tmp_path}", "objaug.crop.box_p=1.5"])
+    with pytest.raises(ObjaugConfigError, match=r"objaug\.crop\.box_p must be a number in \[0\.0, 1\.0\], got 1\.5"):
         parse_objaug_config(cfg.objaug)
 
 
