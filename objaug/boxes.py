@@ -120,7 +120,12 @@ def boxes_from_cam(
     if check_inputs and relative:
         check_finite(maps, "maps")
     elif check_inputs:
-        check_range(maps, "maps", 0.0, 1.0)
+        try:
+            check_range(maps, "maps", 0.0, 1.0)
+        except ValueError as err:
+            raise ValueError(f"{err} boxes_from_cam reads maps in [0, 1] (a ContraCAM's output): min-max normalise "
+                             "each map first (objaug.functional.cam.minmax_normalize), or pass relative=True to "
+                             "threshold at a fraction of each map's maximum.") from None
     b, _, h, w = maps.shape
     n = h * w
     device = maps.device

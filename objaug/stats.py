@@ -134,7 +134,7 @@ _LOW_BOXED = (
     "objaug: over the last {steps} steps only {share:.1f} % of the object-aware views were cropped inside a found "
     "object box; the rest fell back to the whole frame (plain random crops). Likely cause: the CAM finds no object "
     "(diffuse maps from a barely trained encoder, or boxes as large as the frame), or the crop probability p is 0. "
-    "Options: a lower box threshold (box_kwargs={{'threshold': 0.3}}; solo-learn: objaug.boxes.threshold), finer "
+    "Options: a lower box threshold (box_config=BoxConfig(threshold=0.3); solo-learn: objaug.boxes.threshold), finer "
     "maps (cam_size, expand_res), or CAMs from a better-trained model (a store); look at the boxes with `objaug cam`.")
 _LOW_MIXED = (
     "objaug: over the last {steps} steps only {share:.1f} % of the mixup views were mixed. Likely cause: each "

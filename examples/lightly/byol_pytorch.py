@@ -4,7 +4,7 @@
 # The DataLoader yields the base images (full frames in [0, 1]); every step, ObjectAwareStep computes
 # ContraCAM maps of the batch with the momentum encoder (BatchNorm statistics and gradients left
 # untouched), turns them into object boxes and makes BYOL's two views inside them, for the whole batch
-# at once. Use refresh_every=N (with dataset indexes) to run the CAM every N steps only, or store= to
+# at once. Use schedule=ScheduleConfig(every_n_steps=N) (with dataset indexes) to run the CAM every N steps only, or store= to
 # read precomputed boxes.
 #
 # Runs on the CPU in about a minute on generated multi-object scenes (objaug.tools.synthetic):

@@ -238,7 +238,11 @@ def _to_plain(block: Any) -> Any:
     except ImportError:  # pragma: no cover - solo-learn always has omegaconf
         return block
     if isinstance(block, DictConfig | ListConfig):
-        return OmegaConf.to_container(block, resolve=True)
+        try:
+            return OmegaConf.to_container(block, resolve=True)
+        except Exception as err:  # omegaconf's InterpolationResolutionError & co.: name the key, in one message
+            raise ObjaugConfigError(f"objaug: an interpolation in the block cannot be resolved ({type(err).__name__}: "
+                                    f"{err}). Fix the ${{...}} reference, or write the value out.") from None
     return block
 
 

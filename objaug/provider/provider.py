@@ -230,6 +230,9 @@ class ObjectProvider(nn.Module):
             result = read_store(self.store, indexes, device)
         elif cam is not None and self.due():
             bank = negatives() if callable(negatives) else negatives
+            if bank is not None and (not isinstance(bank, Tensor) or bank.ndim != 2):
+                raise TypeError(f"negatives must be an (N, D) tensor (or a callable returning one, or None), got "
+                                f"{type(bank).__name__} {getattr(bank, 'shape', bank)!r}.")
             result = self.compute(cam, images, negatives=None if bank is None else bank.detach().to(device))
             if self.uses_cache:
                 self._remember(indexes, result, gather)
