@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from objaug.lazy import alias_modules, lazy_exports
+from objaug.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from objaug.augment.crop import ObjectAwareRandomResizedCrop
@@ -81,7 +81,3 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
-
-# Modules moved to objaug.tools keep their old import paths (deprecated; same module objects).
-alias_modules({f"objaug.{name}": f"objaug.tools.{name}"
-               for name in ("demo", "synthetic", "archs", "checkpoint", "viz", "losses")})

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from objaug._checks import check_image_batch, check_threshold
+from objaug.validation import check_image_batch, check_threshold
 
 __all__ = ["masks_from_uint8", "masks_to_uint8", "otsu_thresholds", "resize_masks", "soft_masks", "threshold_masks"]
 

@@ -20,8 +20,8 @@ import math
 import torch
 from torch import Tensor
 
-from objaug._checks import check_boxes, check_image_batch, check_same_device
 from objaug.masks import _size_pair
+from objaug.validation import check_boxes, check_image_batch, check_same_device
 
 __all__ = [
     "best_box_iou",

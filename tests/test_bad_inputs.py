@@ -17,7 +17,7 @@ from objaug import ContraCAM
 from objaug.augment.crop import ObjectAwareRandomResizedCrop
 from objaug.augment.mixup import BackgroundMixup
 from objaug.augment.pipeline import ObjectAwareAugment
-from objaug.augment.presets import simclr_views
+from objaug.augment.views import simclr_views
 from objaug.boxes import boxes_from_cam
 from objaug.tools.archs import tiny_resnet
 

@@ -156,7 +156,7 @@ class ObjectAwareAugment(nn.Module):
     kornia draws its parameters on the CPU generator, objaug on the images' device).
 
     Args:
-        views: one :class:`ViewConfig` per view (default: :func:`objaug.augment.presets.simclr_views`).
+        views: one :class:`ViewConfig` per view (default: :func:`objaug.augment.views.simclr_views`).
         p: probability of cropping inside a box for an image that has one.
         box_sampling: ``"uniform"`` or ``"area"``.
         center_suppressed, alpha: ContrastiveCrop's Beta(alpha, alpha) crop placement inside the box.
@@ -208,7 +208,7 @@ class ObjectAwareAugment(nn.Module):
             views = simclr_views()
         views = list(check_views(views))  # type: ignore[call-overload]
         if not views or not all(isinstance(v, ViewConfig) for v in views):
-            raise TypeError("views must be a non-empty sequence of ViewConfig (e.g. objaug.augment.presets."
+            raise TypeError("views must be a non-empty sequence of ViewConfig (e.g. objaug.augment.views."
                             f"simclr_views()), got {views!r}.")
         check_box_sampling(box_sampling)
         check_positive_float(alpha, "alpha")
