@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from objaug.encoder_head import EncoderHead
 from objaug.functional.cam import (
     bank_copies,
     contrastive_score,
@@ -25,7 +26,8 @@ from objaug.functional.cam import (
     nearest_negatives,
     upsample_maps,
 )
-from objaug.split import EncoderHead, expanded_resolution, module_device, preserve_model_state, split_model
+from objaug.model_state import expanded_resolution, module_device, preserve_model_state
+from objaug.split import split_model
 from objaug.split_vit import ViTEncoderHead
 from objaug.validation import check_finite, check_image_batch, check_model_input
 

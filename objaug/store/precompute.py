@@ -45,7 +45,7 @@ from objaug.boxes import boxes_from_cam, boxes_from_steps
 from objaug.constants import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD
 from objaug.contracam import ContraCAM
 from objaug.masks import masks_to_uint8, resize_masks
-from objaug.split import module_device
+from objaug.model_state import module_device
 from objaug.store.datasets import (
     ImageFolderFiles,
     dataset_fingerprint,
