@@ -57,6 +57,7 @@ __all__ = [
     "ObjectAwareMultiViewTransform",
     "ObjectAwareViewMixin",
     "PerImageObjectAwareCrop",
+    "check_input_size",
     "parse_objects",  # re-exported from .objects
 ]
 
@@ -165,6 +166,11 @@ class PerImageObjectAwareCrop(T.RandomResizedCrop):
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
+def check_input_size(input_size: int) -> None:
+    """Lightly accepts any ``input_size``; an object-aware view needs an int >= 1 (its side in pixels)."""
+    check_int(input_size, "input_size", low=1, why=" (the views' side in pixels)")
+
+
 def _check_image(image: Any) -> None:
     """A floating tensor image must hold values in [0, 1] (what torchvision's ops assume); PIL and integer
     tensors are converted by the pipeline itself. One ``aminmax`` of one image, on the CPU workers."""

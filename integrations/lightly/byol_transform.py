@@ -6,31 +6,137 @@ from collections.abc import Mapping
 from typing import Any
 
 from lightly.transforms.byol_transform import BYOLTransform, BYOLView1Transform, BYOLView2Transform
+from lightly.transforms.utils import IMAGENET_NORMALIZE
 
-from ._object_aware import ObjectAwareMultiViewTransform, ObjectAwareViewMixin
-from ._signatures import view_init
+from ._object_aware import ObjectAwareMultiViewTransform, ObjectAwareViewMixin, check_input_size
 
 __all__ = ["ObjectAwareBYOLTransform", "ObjectAwareBYOLView1Transform", "ObjectAwareBYOLView2Transform"]
 
 
 class ObjectAwareBYOLView1Transform(ObjectAwareViewMixin, BYOLView1Transform):
-    """Lightly's ``BYOLView1Transform`` (blur 1.0, no solarisation) with the object-aware crop.
+    """Lightly's ``BYOLView1Transform`` with the object-aware crop: BYOL's first view (blur 1.0, no solarisation).
 
-    Args: those of ``lightly.transforms.BYOLView1Transform`` (same defaults), plus the keyword-only
-        ``box_sampling``, ``center_suppressed``, ``alpha`` (see
-        :class:`~objaug.integrations.lightly.simclr_transform.ObjectAwareSimCLRViewTransform`).
+    Input to this transform:
+        PIL Image or (C, H, W) tensor, optionally with the image's boxes and mask (see
+        :class:`objaug.integrations.lightly._object_aware.ObjectAwareViewMixin`).
+
+    Output of this transform:
+        Tensor (C, input_size, input_size), or ``(view, view_mask)`` when a mask is given.
+
+    Applies the following augmentations by default:
+        - Object-aware random resized crop (scale relative to the chosen box)
+        - Random horizontal flip
+        - Color jitter
+        - Random gray scale
+        - Gaussian blur
+        - ImageNet normalization
+
+    Args:
+        input_size, cj_prob, cj_strength, cj_bright, cj_contrast, cj_sat, cj_hue, min_scale,
+            random_gray_scale, gaussian_blur, sigmas, vf_prob, hf_prob, rr_prob, rr_degrees, normalize:
+            Lightly's ``BYOLView1Transform`` arguments, with its defaults (described at
+            :class:`~objaug.integrations.lightly.simclr_transform.ObjectAwareSimCLRViewTransform`).
+        solarization_prob: Probability of solarization.
+        box_sampling, center_suppressed, alpha: objaug's options, as in
+            :class:`~objaug.integrations.lightly.simclr_transform.ObjectAwareSimCLRViewTransform`.
     """
 
-    __init__ = view_init(BYOLView1Transform)
+    def __init__(
+        self,
+        input_size: int = 224,
+        cj_prob: float = 0.8,
+        cj_strength: float = 1.0,
+        cj_bright: float = 0.4,
+        cj_contrast: float = 0.4,
+        cj_sat: float = 0.2,
+        cj_hue: float = 0.1,
+        min_scale: float = 0.08,
+        random_gray_scale: float = 0.2,
+        gaussian_blur: float = 1.0,
+        solarization_prob: float = 0.0,
+        sigmas: tuple[float, float] = (0.1, 2),
+        vf_prob: float = 0.0,
+        hf_prob: float = 0.5,
+        rr_prob: float = 0.0,
+        rr_degrees: float | tuple[float, float] | None = None,
+        normalize: dict[str, list[float]] | None = IMAGENET_NORMALIZE,
+        *,
+        box_sampling: str = "uniform",
+        center_suppressed: bool = False,
+        alpha: float = 0.6,
+    ) -> None:
+        check_input_size(input_size)
+        BYOLView1Transform.__init__(
+            self, input_size=input_size, cj_prob=cj_prob, cj_strength=cj_strength, cj_bright=cj_bright,
+            cj_contrast=cj_contrast, cj_sat=cj_sat, cj_hue=cj_hue, min_scale=min_scale,
+            random_gray_scale=random_gray_scale, gaussian_blur=gaussian_blur, solarization_prob=solarization_prob,
+            sigmas=sigmas, vf_prob=vf_prob, hf_prob=hf_prob, rr_prob=rr_prob, rr_degrees=rr_degrees,
+            normalize=normalize)
+        self._install_object_aware_crop(box_sampling=box_sampling, center_suppressed=center_suppressed, alpha=alpha)
+
 
 class ObjectAwareBYOLView2Transform(ObjectAwareViewMixin, BYOLView2Transform):
-    """Lightly's ``BYOLView2Transform`` (blur 0.1, solarisation 0.2) with the object-aware crop.
+    """Lightly's ``BYOLView2Transform`` with the object-aware crop: BYOL's second view (blur 0.1, solarisation 0.2).
 
-    Args: those of ``lightly.transforms.BYOLView2Transform`` (same defaults), plus the keyword-only
-        ``box_sampling``, ``center_suppressed``, ``alpha``.
+    Input to this transform:
+        PIL Image or (C, H, W) tensor, optionally with the image's boxes and mask (see
+        :class:`objaug.integrations.lightly._object_aware.ObjectAwareViewMixin`).
+
+    Output of this transform:
+        Tensor (C, input_size, input_size), or ``(view, view_mask)`` when a mask is given.
+
+    Applies the following augmentations by default:
+        - Object-aware random resized crop (scale relative to the chosen box)
+        - Random horizontal flip
+        - Color jitter
+        - Random gray scale
+        - Gaussian blur
+        - Solarization
+        - ImageNet normalization
+
+    Args:
+        input_size, cj_prob, cj_strength, cj_bright, cj_contrast, cj_sat, cj_hue, min_scale,
+            random_gray_scale, gaussian_blur, sigmas, vf_prob, hf_prob, rr_prob, rr_degrees, normalize:
+            Lightly's ``BYOLView2Transform`` arguments, with its defaults (described at
+            :class:`~objaug.integrations.lightly.simclr_transform.ObjectAwareSimCLRViewTransform`).
+        solarization_prob: Probability of solarization.
+        box_sampling, center_suppressed, alpha: objaug's options, as in
+            :class:`~objaug.integrations.lightly.simclr_transform.ObjectAwareSimCLRViewTransform`.
     """
 
-    __init__ = view_init(BYOLView2Transform)
+    def __init__(
+        self,
+        input_size: int = 224,
+        cj_prob: float = 0.8,
+        cj_strength: float = 1.0,
+        cj_bright: float = 0.4,
+        cj_contrast: float = 0.4,
+        cj_sat: float = 0.2,
+        cj_hue: float = 0.1,
+        min_scale: float = 0.08,
+        random_gray_scale: float = 0.2,
+        gaussian_blur: float = 0.1,
+        solarization_prob: float = 0.2,
+        sigmas: tuple[float, float] = (0.1, 2),
+        vf_prob: float = 0.0,
+        hf_prob: float = 0.5,
+        rr_prob: float = 0.0,
+        rr_degrees: float | tuple[float, float] | None = None,
+        normalize: dict[str, list[float]] | None = IMAGENET_NORMALIZE,
+        *,
+        box_sampling: str = "uniform",
+        center_suppressed: bool = False,
+        alpha: float = 0.6,
+    ) -> None:
+        check_input_size(input_size)
+        BYOLView2Transform.__init__(
+            self, input_size=input_size, cj_prob=cj_prob, cj_strength=cj_strength, cj_bright=cj_bright,
+            cj_contrast=cj_contrast, cj_sat=cj_sat, cj_hue=cj_hue, min_scale=min_scale,
+            random_gray_scale=random_gray_scale, gaussian_blur=gaussian_blur, solarization_prob=solarization_prob,
+            sigmas=sigmas, vf_prob=vf_prob, hf_prob=hf_prob, rr_prob=rr_prob, rr_degrees=rr_degrees,
+            normalize=normalize)
+        self._install_object_aware_crop(box_sampling=box_sampling, center_suppressed=center_suppressed, alpha=alpha)
+
 
 class ObjectAwareBYOLTransform(ObjectAwareMultiViewTransform, BYOLTransform):
     """Lightly's ``BYOLTransform`` with the object-aware crop (Mo et al., NeurIPS 2021).
@@ -44,6 +150,15 @@ class ObjectAwareBYOLTransform(ObjectAwareMultiViewTransform, BYOLTransform):
 
     Output of this transform:
         List of 2 Tensors; with ``return_masks=True`` ``(views, masks)``.
+
+    Applies the following augmentations by default:
+        - Object-aware random resized crop
+        - Random horizontal flip
+        - Color jitter
+        - Random gray scale
+        - Gaussian blur
+        - Solarization
+        - ImageNet normalization
 
     Args:
         view_1_transform: an :class:`ObjectAwareBYOLView1Transform` (default: its defaults).
