@@ -12,8 +12,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from objaug.functional._mixup_fast import Workspace, check_source, mixup_kernel, needs_grad, uses_compact_path
+from objaug.functional.backgrounds import check_source, needs_grad
 from objaug.functional.mixup import MixupSource, object_rectangles
+from objaug.functional.mixup_kernel import Workspace, mixup_kernel, uses_compact_path
 from objaug.masks import otsu_thresholds
 from objaug.validation import (
     check_batch_values,

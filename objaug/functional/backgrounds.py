@@ -60,7 +60,7 @@ class BackgroundMixupOutput(NamedTuple):
     boxes: Tensor
 
 
-def _check_source(source: object) -> MixupSource:
+def check_source(source: object) -> MixupSource:
     if source not in ("tiled-strip", "batch"):
         raise ValueError(f"source must be 'tiled-strip' or 'batch', got {source!r}.")
     return source  # type: ignore[return-value]
@@ -174,7 +174,8 @@ def _tiled_into(images: Tensor, boxes: Tensor, active: Tensor, out: Tensor | Non
     return torch.lerp(images, tiled, inside, out=tiled)  # elementwise, so writing over `end` is safe
 
 
-def _needs_grad(*tensors: Tensor) -> bool:
+def needs_grad(*tensors: Tensor) -> bool:
+    """Whether autograd records an operation on any of ``tensors`` (grad mode on, one requires grad)."""
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
@@ -206,7 +207,7 @@ def _backgrounds(images: Tensor, masks: Tensor | None, boxes: Tensor, active: Te
     ``images`` contiguous. Rows with ``active`` False are the image itself. ``out`` / ``tmp``:
     optional contiguous buffers (see :func:`_tiled_into`); ignored when autograd records.
     """
-    if _needs_grad(images):
+    if needs_grad(images):
         out = tmp = None
     if source == "tiled-strip":
         return _tiled_into(images, boxes, active, out, tmp)
