@@ -45,6 +45,7 @@ from torchvision.transforms.v2 import functional as TF
 from objaug.functional.crop import sample_box_index, sample_resized_crop_boxes
 from objaug.validation import (
     check_batch_values,
+    check_bool,
     check_box_sampling,
     check_int,
     check_positive_float,
@@ -144,7 +145,7 @@ class PerImageObjectAwareCrop(T.RandomResizedCrop):
         check_positive_float(alpha, "alpha")
         check_int(attempts, "attempts", low=1)
         self.box_sampling = check_box_sampling(box_sampling)
-        self.center_suppressed = bool(center_suppressed)
+        self.center_suppressed = check_bool(center_suppressed, "center_suppressed")
         self.alpha = float(alpha)
         self.attempts = attempts
 
@@ -340,9 +341,7 @@ class ObjectAwareMultiViewTransform(MultiViewTransform):
         MultiViewTransform.__init__(self, transforms)
         self.p = check_probability(p, "p")
         self.box_sampling = check_box_sampling(box_sampling)
-        if not isinstance(return_masks, bool):
-            raise TypeError(f"return_masks must be a bool, got {type(return_masks).__name__}.")
-        self.return_masks = return_masks
+        self.return_masks = check_bool(return_masks, "return_masks")
         self.box_kwargs = dict(box_kwargs or {})
 
     def __call__(  # type: ignore[override]

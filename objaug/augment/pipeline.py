@@ -19,13 +19,16 @@ from objaug.constants import IMAGENET_NORMALIZE
 from objaug.engine import crop_view, register_cam_normalization
 from objaug.functional.crop import full_image_boxes, sample_regions
 from objaug.validation import (
+    check_antialias,
     check_batch_values,
+    check_bool,
     check_box_layout,
     check_box_sampling,
     check_boxes,
     check_image_batch,
     check_int,
     check_mask_batch,
+    check_optional_int,
     check_positive_float,
     check_probability,
     check_same_device,
@@ -213,9 +216,10 @@ class ObjectAwareAugment(nn.Module):
         check_box_sampling(box_sampling)
         check_positive_float(alpha, "alpha")
         check_int(attempts, "attempts", low=1)
-        if cpu_chunk_size is not None and (isinstance(cpu_chunk_size, bool) or not isinstance(cpu_chunk_size, int)
-                                           or cpu_chunk_size < 1):
-            raise ValueError(f"cpu_chunk_size must be an int >= 1 or None, got {cpu_chunk_size!r}.")
+        check_optional_int(cpu_chunk_size, "cpu_chunk_size", low=1, none="the whole batch at once")
+        check_bool(center_suppressed, "center_suppressed")
+        check_bool(check_inputs, "check_inputs")
+        check_antialias(antialias)
         if cam is not None and not callable(cam):
             raise TypeError(f"cam must be callable as cam(images, negatives=None), got {type(cam).__name__}.")
         self.views = views
@@ -223,8 +227,6 @@ class ObjectAwareAugment(nn.Module):
         self.box_sampling = box_sampling
         self.center_suppressed = bool(center_suppressed)
         self.alpha = float(alpha)
-        if antialias not in (True, False, "auto"):
-            raise ValueError(f"antialias must be True, False or 'auto', got {antialias!r}.")
         self.antialias: bool | str = antialias
         self.attempts = attempts
         self.cpu_chunk_size = cpu_chunk_size

@@ -7,7 +7,7 @@ re-exports the public names.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 from torch import Tensor
@@ -19,6 +19,7 @@ from objaug.functional.rectangles import (
     object_rectangles,
 )
 from objaug.validation import (
+    check_choice,
     check_image_batch,
     check_mask_batch,
     check_same_device,
@@ -61,9 +62,9 @@ class BackgroundMixupOutput(NamedTuple):
 
 
 def check_source(source: object) -> MixupSource:
-    if source not in ("tiled-strip", "batch"):
-        raise ValueError(f"source must be 'tiled-strip' or 'batch', got {source!r}.")
-    return source  # type: ignore[return-value]
+    """Background mixup's ``source`` (see :data:`MixupSource`): ``TypeError`` for a non-string,
+    ``ValueError`` for another string."""
+    return check_choice(source, "source", get_args(MixupSource))  # type: ignore[return-value]
 
 
 def largest_strip(boxes: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:

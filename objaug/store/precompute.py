@@ -74,7 +74,7 @@ from objaug.store.writer import (
     remove_partials,
     write_pending_manifest,
 )
-from objaug.validation import check_int
+from objaug.validation import check_bool, check_choice, check_int, check_optional_int
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -142,10 +142,6 @@ class PrecomputeResult:
     rank: int = 0
     world_size: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _check_int(name: str, value: object, low: int) -> int:
-    return check_int(value, name, low=low)
 
 
 def precompute(
@@ -225,9 +221,12 @@ def precompute(
     for name, v, low in (("batch_size", batch_size, 1), ("image_size", image_size, 8), ("mask_size", mask_size, 1),
                          ("shard_size", shard_size, 1), ("iters", iters, 1), ("max_boxes", max_boxes, 1),
                          ("bank_size", bank_size, 0)):
-        _check_int(name, v, low)
-    if precision not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"precision must be 'fp32', 'bf16' or 'fp16', got {precision!r}.")
+        check_int(v, name, low=low)
+    check_choice(precision, "precision", ("fp32", "bf16", "fp16"))
+    check_optional_int(num_workers, "num_workers", low=0, none="min(8, cpu_count - 1)",
+                       why=" (DataLoader workers)")
+    check_bool(overwrite, "overwrite")
+    check_bool(progress, "progress")
     if len(tuple(mean)) != 3 or len(tuple(std)) != 3 or min(std) <= 0:
         raise ValueError(f"mean and std must hold 3 numbers (std > 0), got {mean!r}, {std!r}.")
     if not isinstance(model, nn.Module):
