@@ -40,7 +40,13 @@ __all__ = ["boxes_from_cam", "boxes_from_steps", "boxes_to_pixels", "frame_boxes
 
 
 def _check_box_args(
-    threshold: object, min_area: object, margin: object, max_boxes: object, connectivity: object, relative: object
+    threshold: object,
+    min_area: object,
+    margin: object,
+    max_boxes: object,
+    connectivity: object,
+    relative: object,
+    check_inputs: object,
 ) -> None:
     """The box options of :func:`boxes_from_cam` and :func:`boxes_from_steps` (TypeError / ValueError)."""
     check_float(threshold, "threshold", low=0.0, high=1.0, low_open=True,
@@ -51,6 +57,7 @@ def _check_box_args(
     check_int(max_boxes, "max_boxes", low=1)
     check_choice(connectivity, "connectivity", (4, 8))
     check_bool(relative, "relative")
+    check_bool(check_inputs, "check_inputs")
 
 
 def boxes_from_cam(
@@ -113,7 +120,7 @@ def boxes_from_cam(
         ValueError: ``maps`` not (B, 1, H, W) or empty, or an argument out of range.
     """
     check_image_batch(maps, "maps", channels=1)
-    _check_box_args(threshold, min_area, margin, max_boxes, connectivity, relative)
+    _check_box_args(threshold, min_area, margin, max_boxes, connectivity, relative, check_inputs)
     if check_inputs and relative:
         check_finite(maps, "maps")
     elif check_inputs:
@@ -215,7 +222,7 @@ def boxes_from_steps(
             raise ValueError(f"steps[{t}] has shape {tuple(s.shape)} on {s.device}, but steps[0] has "
                              f"{tuple(first.shape)} on {first.device}; all steps must match.")
     check_float(overlap, "overlap", low=0.0, high=1.0)
-    _check_box_args(threshold, min_area, margin, max_boxes, connectivity, relative)
+    _check_box_args(threshold, min_area, margin, max_boxes, connectivity, relative, check_inputs)
     b, n_steps, k = first.shape[0], len(steps), max_boxes
     boxes, valid = boxes_from_cam(torch.cat(list(steps), dim=0), threshold=threshold, min_area=min_area,
                                   margin=margin, max_boxes=max_boxes, connectivity=connectivity, relative=relative,

@@ -86,7 +86,7 @@ class ViewConfig:
     min_box_pixels: int = 0
 
     def __post_init__(self) -> None:
-        check_size(self.input_size)
+        check_size(self.input_size, "input_size")
         check_int(self.min_box_pixels, "min_box_pixels", low=0,
                   why=" (smallest box side in pixels of the input frames; 0 turns it off)")
         check_pair((self.min_scale, self.max_scale), "(min_scale, max_scale)", 0.0, 1.0,
