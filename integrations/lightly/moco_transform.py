@@ -38,13 +38,32 @@ class ObjectAwareMoCoV2Transform(ObjectAwareMultiViewTransform, MoCoV2Transform)
         - ImageNet normalization
 
     Args:
-        input_size, cj_prob, cj_strength, cj_bright, cj_contrast, cj_sat, cj_hue, min_scale,
-            random_gray_scale, gaussian_blur, sigmas, vf_prob, hf_prob, rr_prob, rr_degrees, normalize:
-            Lightly's ``MoCoV2Transform`` arguments, with its defaults (weaker colour jitter than SimCLR's,
-            ``min_scale`` 0.2); both views get them (see
-            :class:`~objaug.integrations.lightly.simclr_transform.ObjectAwareSimCLRViewTransform`).
-        p, box_sampling, return_masks, box_kwargs, center_suppressed, alpha: objaug's options, as in
-            :class:`~objaug.integrations.lightly.simclr_transform.ObjectAwareSimCLRTransform`.
+        input_size: Size of the output view in pixels (an int >= 1).
+        cj_prob: Probability that color jitter is applied.
+        cj_strength: Strength of the color jitter. `cj_bright`, `cj_contrast`, `cj_sat`, and `cj_hue` are
+            multiplied by this value. For datasets with small images, such as CIFAR, Lightly recommends 0.5.
+        cj_bright: How much to jitter brightness.
+        cj_contrast: How much to jitter contrast.
+        cj_sat: How much to jitter saturation.
+        cj_hue: How much to jitter hue.
+        min_scale: Minimum area of the random crop, relative to the chosen object box (the whole image
+            when there is none).
+        random_gray_scale: Probability of conversion to grayscale.
+        gaussian_blur: Probability of Gaussian blur.
+        sigmas: Tuple of min and max value from which the std of the gaussian kernel is sampled.
+        vf_prob: Probability that vertical flip is applied.
+        hf_prob: Probability that horizontal flip is applied.
+        rr_prob: Probability that random rotation is applied.
+        rr_degrees: Range of degrees to select from for random rotation. If None, images are rotated by
+            90 degrees; a (min, max) tuple rotates by a random angle in [min, max]; a single number by a
+            random angle in [-rr_degrees, +rr_degrees]. All rotations are counter-clockwise.
+        normalize: Dictionary with 'mean' and 'std' for torchvision.transforms.Normalize (None: none).
+        p: probability of cropping inside the box (per image; 1.0 as the paper).
+        box_sampling: ``"uniform"`` (the paper) or ``"area"``.
+        return_masks: also return the views' masks (for background mixup in the training loop).
+        box_kwargs: ``objaug.boxes.boxes_from_cam`` arguments, used when only a mask is given.
+        center_suppressed: ContrastiveCrop's placement of the crop inside the box, Beta(alpha, alpha).
+        alpha: that Beta parameter (> 0).
     """
 
     def __init__(
