@@ -26,38 +26,15 @@ from torch import Tensor
 
 from objaug.functional.components import connected_components
 from objaug.validation import (
-    check_bool,
-    check_choice,
+    check_box_settings,
     check_finite,
     check_float,
     check_image_batch,
-    check_int,
     check_range,
     check_size,
 )
 
 __all__ = ["boxes_from_cam", "boxes_from_steps", "boxes_to_pixels", "frame_boxes", "frame_only"]
-
-
-def _check_box_args(
-    threshold: object,
-    min_area: object,
-    margin: object,
-    max_boxes: object,
-    connectivity: object,
-    relative: object,
-    check_inputs: object,
-) -> None:
-    """The box options of :func:`boxes_from_cam` and :func:`boxes_from_steps` (TypeError / ValueError)."""
-    check_float(threshold, "threshold", low=0.0, high=1.0, low_open=True,
-                why=" (maps are min-max normalised to [0, 1])")
-    check_float(min_area, "min_area", low=0.0, high=1.0, high_open=True,
-                why=" (a fraction of the image area; the paper uses 0.01)")
-    check_float(margin, "margin", low=0.0, why=" (a fraction of the box size)")
-    check_int(max_boxes, "max_boxes", low=1)
-    check_choice(connectivity, "connectivity", (4, 8))
-    check_bool(relative, "relative")
-    check_bool(check_inputs, "check_inputs")
 
 
 def boxes_from_cam(
@@ -120,7 +97,8 @@ def boxes_from_cam(
         ValueError: ``maps`` not (B, 1, H, W) or empty, or an argument out of range.
     """
     check_image_batch(maps, "maps", channels=1)
-    _check_box_args(threshold, min_area, margin, max_boxes, connectivity, relative, check_inputs)
+    check_box_settings(threshold=threshold, min_area=min_area, margin=margin, max_boxes=max_boxes,
+                       connectivity=connectivity, relative=relative, check_inputs=check_inputs)
     if check_inputs and relative:
         check_finite(maps, "maps")
     elif check_inputs:
@@ -222,7 +200,8 @@ def boxes_from_steps(
             raise ValueError(f"steps[{t}] has shape {tuple(s.shape)} on {s.device}, but steps[0] has "
                              f"{tuple(first.shape)} on {first.device}; all steps must match.")
     check_float(overlap, "overlap", low=0.0, high=1.0)
-    _check_box_args(threshold, min_area, margin, max_boxes, connectivity, relative, check_inputs)
+    check_box_settings(threshold=threshold, min_area=min_area, margin=margin, max_boxes=max_boxes,
+                       connectivity=connectivity, relative=relative, check_inputs=check_inputs)
     b, n_steps, k = first.shape[0], len(steps), max_boxes
     boxes, valid = boxes_from_cam(torch.cat(list(steps), dim=0), threshold=threshold, min_area=min_area,
                                   margin=margin, max_boxes=max_boxes, connectivity=connectivity, relative=relative,

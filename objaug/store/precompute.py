@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 import objaug
-from objaug.boxes import boxes_from_cam, boxes_from_steps
+from objaug.boxes import boxes_from_steps
 from objaug.constants import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD
 from objaug.contracam import ContraCAM
 from objaug.masks import masks_to_uint8, resize_masks
@@ -74,7 +74,7 @@ from objaug.store.writer import (
     remove_partials,
     write_pending_manifest,
 )
-from objaug.validation import check_bool, check_choice, check_int, check_optional_int
+from objaug.validation import check_bool, check_box_settings, check_choice, check_int, check_optional_int
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -236,9 +236,7 @@ def precompute(
         raise ValueError("dataset is empty.")
     cam = ContraCAM(model, projector=projector, iters=iters, temperature=temperature, expand_res=expand_res,
                     interpolation=interpolation, check_finite=False, hard_negatives=hard_negatives)
-    # boxes_from_cam checks its own arguments; call it once on a dummy map to fail before any work.
-    boxes_from_cam(torch.zeros(1, 1, 8, 8), threshold=threshold, min_area=min_area, margin=margin,
-                   max_boxes=max_boxes)
+    check_box_settings(threshold=threshold, min_area=min_area, margin=margin, max_boxes=max_boxes)
     device = module_device(model) or torch.device("cpu")
     out = Path(out)
     group = ProcessGroup(barrier_timeout)

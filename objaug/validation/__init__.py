@@ -17,7 +17,7 @@ The modules, by what they check:
 Every check is imported from this package (``from objaug.validation import check_int``).
 """
 
-from objaug.validation.boxes import check_box_layout, check_box_values, check_boxes
+from objaug.validation.boxes import check_box_layout, check_box_settings, check_box_values, check_boxes
 from objaug.validation.models import check_model_input, check_views
 from objaug.validation.scalars import (
     BOX_SAMPLING,
@@ -52,6 +52,7 @@ __all__ = [
     "check_bool",
     "check_box_layout",
     "check_box_sampling",
+    "check_box_settings",
     "check_box_values",
     "check_boxes",
     "check_choice",

@@ -10,7 +10,38 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["box_flags", "check_box_layout", "check_box_values", "check_boxes", "raise_box_values"]
+from objaug.validation.scalars import check_bool, check_choice, check_float, check_int
+
+__all__ = ["box_flags", "check_box_layout", "check_box_settings", "check_box_values", "check_boxes",
+           "raise_box_values"]
+
+
+def check_box_settings(
+    *,
+    threshold: object,
+    min_area: object,
+    margin: object,
+    max_boxes: object,
+    connectivity: object = 4,
+    relative: object = False,
+    check_inputs: object = True,
+) -> None:
+    """The options of :func:`objaug.boxes.boxes_from_cam` (and of every entry point that passes them on).
+
+    Raises:
+        TypeError: an option of the wrong type (see :mod:`objaug.validation.scalars`).
+        ValueError: ``threshold`` outside (0, 1], ``min_area`` outside [0, 1), ``margin < 0``,
+            ``max_boxes < 1``, ``connectivity`` not 4 or 8.
+    """
+    check_float(threshold, "threshold", low=0.0, high=1.0, low_open=True,
+                why=" (maps are min-max normalised to [0, 1])")
+    check_float(min_area, "min_area", low=0.0, high=1.0, high_open=True,
+                why=" (a fraction of the image area; the paper uses 0.01)")
+    check_float(margin, "margin", low=0.0, why=" (a fraction of the box size)")
+    check_int(max_boxes, "max_boxes", low=1)
+    check_choice(connectivity, "connectivity", (4, 8))
+    check_bool(relative, "relative")
+    check_bool(check_inputs, "check_inputs")
 
 
 def check_box_layout(boxes: object, name: str = "boxes", *, rows: str = "B") -> Tensor:

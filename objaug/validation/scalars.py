@@ -34,6 +34,7 @@ __all__ = [
     "check_probability",
     "check_size",
     "check_threshold",
+    "interval_text",
 ]
 
 #: the type of :func:`check_choice`'s choices: strings or ints.
@@ -63,15 +64,23 @@ def _wrong_type(name: str, expected: str, value: object) -> TypeError:
     return TypeError(text)
 
 
-def _interval(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
-    """``"in (0, 1]"``, ``">= 0"``, ``"> 0"``, ...: the interval an option must lie in, in words."""
+def interval_text(low: float | None, high: float | None, *, low_open: bool = False, high_open: bool = False) -> str:
+    """The interval an option must lie in, in words: ``"in (0.0, 1.0]"``, ``">= 0"``, ``"> 0.0"``, ...
+
+    Args:
+        low, high: the interval's ends (``None``: unbounded on that side).
+        low_open, high_open: whether that end is excluded.
+
+    Returns:
+        The words, or ``""`` when both ends are ``None``.
+    """
     if low is not None and high is not None:
-        return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
     if low is not None:
-        return f"{'>' if low_open else '>='} {low:g}"
+        return f"{'>' if low_open else '>='} {low}"
     if high is not None:
-        return f"{'<' if high_open else '<='} {high:g}"
-    return "finite"
+        return f"{'<' if high_open else '<='} {high}"
+    return ""
 
 
 def check_bool(value: object, name: str) -> bool:
@@ -174,7 +183,7 @@ def check_float(
         TypeError: not a number (a string, a bool, ``None``).
         ValueError: NaN, infinite, or outside the interval.
     """
-    expected = f"{what} {_interval(low, high, low_open, high_open)}{why}"
+    expected = f"{what} {interval_text(low, high, low_open=low_open, high_open=high_open) or 'finite'}{why}"
     if not _is_number(value):
         raise _wrong_type(name, expected, value)
     x = float(value)  # type: ignore[arg-type]

@@ -66,7 +66,7 @@ def test_a_message_names_the_argument_the_requirement_and_the_fix():
         check_int(True, "iters", low=1)
     with pytest.raises(ValueError, match=r"iters must be an int >= 1, got 0\."):
         check_int(0, "iters", low=1)
-    with pytest.raises(ValueError, match=r"p must be a number in \(0, 1\], got nan"):
+    with pytest.raises(ValueError, match=r"p must be a number in \(0\.0, 1\.0\], got nan"):
         check_float(math.nan, "p", low=0.0, high=1.0, low_open=True)
 
 
