@@ -21,7 +21,7 @@ from lightly.models.modules import (  # noqa: E402
 from lightly.models.utils import deactivate_requires_grad  # noqa: E402
 
 from objaug.augment.pipeline import ViewConfig  # noqa: E402
-from objaug.augment.presets import byol_views, moco_v2_views, simclr_views  # noqa: E402
+from objaug.augment.views import byol_views, moco_v2_views, simclr_views  # noqa: E402
 from objaug.integrations.lightly.device_step import ObjectAwareStep, memory_bank_negatives  # noqa: E402
 
 SIZE = 64  # 2x2 last maps for resnet18 (32 px gives 1x1, which ContraCAM refuses)
