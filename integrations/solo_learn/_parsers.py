@@ -8,8 +8,6 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from objaug.validation.scalars import interval_text
-
 
 class ObjaugConfigError(ValueError):
     """A bad ``objaug:`` block (or a solo-learn config that cannot work with it)."""
@@ -47,6 +45,10 @@ def _optional(parser: _Parser) -> _Parser:
 
 def _range(low: float | None, high: float | None, *, open_low: bool = False, open_high: bool = False) -> str:
     """`` in [low, high]`` and the like (with its leading space), or ``""`` without bounds."""
+    # objaug's wording of an interval; imported here, not at module level, because the entry-point
+    # factory imports this module for every Trainer and must stay cheap (the package imports torch).
+    from objaug.validation.scalars import interval_text
+
     text = interval_text(low, high, low_open=open_low, high_open=open_high)
     return f" {text}" if text else ""
 
