@@ -42,7 +42,7 @@ import torch
 
 from objaug.augment.crop import ObjectAwareRandomResizedCrop
 from objaug.augment.pipeline import ObjectAwareAugment
-from objaug.augment.presets import simclr_views
+from objaug.augment.views import simclr_views
 from objaug.functional.crop import AUTO_ANTIALIAS_FACTOR
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from objaug.augment.presets import simclr_views
+from objaug.augment.views import simclr_views
 from objaug.integrations.lightly.device_step import ObjectAwareStep
 from objaug.validation import check_batch_values
 

@@ -43,7 +43,7 @@ from lightly.models.modules import SimCLRProjectionHead
 from lightly.transforms.simclr_transform import SimCLRTransform
 from torch import nn
 
-from objaug.augment.presets import simclr_views
+from objaug.augment.views import simclr_views
 from objaug.integrations.lightly.device_step import ObjectAwareStep
 from objaug.tools.synthetic import make_scenes
 

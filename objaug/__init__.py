@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from objaug.lazy import alias_modules, lazy_exports
+from objaug.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from objaug.augment.crop import ObjectAwareRandomResizedCrop
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from objaug.boxes import boxes_from_cam, boxes_from_steps, boxes_to_pixels
     from objaug.constants import IMAGENET_NORMALIZE
     from objaug.contracam import ContraCAM
+    from objaug.encoder_head import EncoderHead
     from objaug.masks import (
         masks_from_uint8,
         masks_to_uint8,
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
         mask_iou,
         pairwise_box_iou,
     )
-    from objaug.split import EncoderHead, split_model
+    from objaug.split import split_model
     from objaug.store import ObjectStore
 
 # Names are imported on first use: `import objaug` stays cheap (it runs for every Lightning Trainer,
@@ -70,7 +71,7 @@ _EXPORTS: dict[str, str] = {
     "map_contrast": "objaug.metrics",
     "mask_iou": "objaug.metrics",
     "pairwise_box_iou": "objaug.metrics",
-    "EncoderHead": "objaug.split",
+    "EncoderHead": "objaug.encoder_head",
     "split_model": "objaug.split",
     "ObjectStore": "objaug.store",
 }
@@ -81,7 +82,3 @@ __all__ = ["__version__", *sorted(_EXPORTS)]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
-
-# Modules moved to objaug.tools keep their old import paths (deprecated; same module objects).
-alias_modules({f"objaug.{name}": f"objaug.tools.{name}"
-               for name in ("demo", "synthetic", "archs", "checkpoint", "viz", "losses")})

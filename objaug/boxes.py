@@ -25,35 +25,16 @@ import torch
 from torch import Tensor
 
 from objaug.functional.components import connected_components
-from objaug.masks import _size_pair
-from objaug.validation import check_finite, check_image_batch, check_range
+from objaug.validation import (
+    check_box_settings,
+    check_finite,
+    check_float,
+    check_image_batch,
+    check_range,
+    check_size,
+)
 
 __all__ = ["boxes_from_cam", "boxes_from_steps", "boxes_to_pixels", "frame_boxes", "frame_only"]
-
-
-def _is_number(x: object) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _check_box_args(
-    threshold: object, min_area: object, margin: object, max_boxes: object, connectivity: object, relative: object
-) -> None:
-    if not _is_number(threshold) or not 0.0 < threshold <= 1.0:  # type: ignore[operator]
-        raise ValueError(
-            f"threshold must be a number in (0, 1] (maps are min-max normalised to [0, 1]), got {threshold!r}."
-        )
-    if not _is_number(min_area) or not 0.0 <= min_area < 1.0:  # type: ignore[operator]
-        raise ValueError(
-            f"min_area must be a fraction of the image area in [0, 1), got {min_area!r} (the paper uses 0.01)."
-        )
-    if not _is_number(margin) or margin < 0:  # type: ignore[operator]
-        raise ValueError(f"margin must be a finite number >= 0 (fraction of the box size), got {margin!r}.")
-    if not isinstance(max_boxes, int) or isinstance(max_boxes, bool) or max_boxes < 1:
-        raise ValueError(f"max_boxes must be an int >= 1, got {max_boxes!r}.")
-    if isinstance(connectivity, bool) or connectivity not in (4, 8):
-        raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}.")
-    if not isinstance(relative, bool):
-        raise TypeError(f"relative must be a bool, got {type(relative).__name__}.")
 
 
 def boxes_from_cam(
@@ -116,7 +97,8 @@ def boxes_from_cam(
         ValueError: ``maps`` not (B, 1, H, W) or empty, or an argument out of range.
     """
     check_image_batch(maps, "maps", channels=1)
-    _check_box_args(threshold, min_area, margin, max_boxes, connectivity, relative)
+    check_box_settings(threshold=threshold, min_area=min_area, margin=margin, max_boxes=max_boxes,
+                       connectivity=connectivity, relative=relative, check_inputs=check_inputs)
     if check_inputs and relative:
         check_finite(maps, "maps")
     elif check_inputs:
@@ -222,9 +204,9 @@ def boxes_from_steps(
         if s.shape != first.shape or s.device != first.device:
             raise ValueError(f"steps[{t}] has shape {tuple(s.shape)} on {s.device}, but steps[0] has "
                              f"{tuple(first.shape)} on {first.device}; all steps must match.")
-    if not _is_number(overlap) or not 0.0 <= overlap <= 1.0:  # type: ignore[operator]
-        raise ValueError(f"overlap must be a number in [0, 1], got {overlap!r}.")
-    _check_box_args(threshold, min_area, margin, max_boxes, connectivity, relative)
+    check_float(overlap, "overlap", low=0.0, high=1.0)
+    check_box_settings(threshold=threshold, min_area=min_area, margin=margin, max_boxes=max_boxes,
+                       connectivity=connectivity, relative=relative, check_inputs=check_inputs)
     b, n_steps, k = first.shape[0], len(steps), max_boxes
     boxes, valid = boxes_from_cam(torch.cat(list(steps), dim=0), threshold=threshold, min_area=min_area,
                                   margin=margin, max_boxes=max_boxes, connectivity=connectivity, relative=relative,
@@ -276,8 +258,7 @@ def frame_boxes(boxes: Tensor, valid: Tensor, *, coverage: float = 0.9) -> Tenso
     if not isinstance(valid, Tensor) or valid.dtype != torch.bool or valid.shape != boxes.shape[:2]:
         raise ValueError(f"valid must be a (B, K) bool tensor matching boxes {tuple(boxes.shape[:2])}, got "
                          f"{getattr(valid, 'shape', type(valid).__name__)}.")
-    if not _is_number(coverage) or not 0.0 < coverage <= 1.0:  # type: ignore[operator]
-        raise ValueError(f"coverage must be an area fraction in (0, 1], got {coverage!r}.")
+    check_float(coverage, "coverage", low=0.0, high=1.0, low_open=True, why=" (an area fraction)")
     area = (boxes[..., 2:] - boxes[..., :2]).clamp_min(0).prod(dim=2)
     return valid & (area >= coverage - 1e-6)
 
@@ -318,7 +299,7 @@ def boxes_to_pixels(boxes: Tensor, size: int | tuple[int, int], *, integer: bool
         raise TypeError("boxes must be a floating torch.Tensor of normalised (x1, y1, x2, y2) boxes.")
     if boxes.ndim == 0 or boxes.shape[-1] != 4:
         raise ValueError(f"boxes must have shape (..., 4), got {tuple(boxes.shape)}.")
-    h, w = _size_pair(size)
+    h, w = check_size(size)
     scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=boxes.device)
     out = boxes.to(torch.float32) * scale
     return out.round().to(torch.int64) if integer else out

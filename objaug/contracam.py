@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from objaug.encoder_head import EncoderHead
 from objaug.functional.cam import (
     bank_copies,
     contrastive_score,
@@ -25,9 +26,20 @@ from objaug.functional.cam import (
     nearest_negatives,
     upsample_maps,
 )
-from objaug.split import EncoderHead, expanded_resolution, module_device, preserve_model_state, split_model
+from objaug.model_state import expanded_resolution, module_device, preserve_model_state
+from objaug.split import split_model
 from objaug.split_vit import ViTEncoderHead
-from objaug.validation import check_finite, check_image_batch, check_model_input
+from objaug.validation import (
+    check_bool,
+    check_choice,
+    check_finite,
+    check_float,
+    check_image_batch,
+    check_int,
+    check_model_input,
+    check_optional_int,
+    check_positive_float,
+)
 
 __all__ = ["ContraCAM"]
 
@@ -102,28 +114,19 @@ class ContraCAM:
             raise TypeError("ContraCAM needs a model, or both encoder= and head=.")
         if model is not None and (encoder is not None or head is not None):
             raise TypeError("Pass either model or encoder=/head=, not both.")
-        if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-            raise ValueError(f"iters must be an integer >= 1, got {iters!r}.")
-        if (isinstance(temperature, bool) or not isinstance(temperature, (int, float))
-                or not 0 < temperature < float("inf")):
-            raise ValueError(f"temperature must be a positive finite number, got {temperature!r}.")
-        if interpolation not in ("bicubic", "bilinear", "nearest"):
-            raise ValueError(f"interpolation must be 'bicubic', 'bilinear' or 'nearest', got {interpolation!r}.")
-        if hard_negatives is not None and (isinstance(hard_negatives, bool) or not isinstance(hard_negatives, int)
-                                           or hard_negatives < 1):
-            raise ValueError(f"hard_negatives must be None (all negatives) or an int >= 1 (nearest neighbours "
-                             f"per image), got {hard_negatives!r}.")
-        if not isinstance(edges, bool):
-            raise TypeError(f"edges must be a bool, got {type(edges).__name__}.")
-        if isinstance(edge_radius, bool) or not isinstance(edge_radius, int | float) or not 0 < edge_radius <= 0.5:
-            raise ValueError(f"edge_radius must be a fraction of the image's short side in (0, 0.5], got "
-                             f"{edge_radius!r}.")
-        if isinstance(edge_eps, bool) or not isinstance(edge_eps, int | float) or not 0 < edge_eps < float("inf"):
-            raise ValueError(f"edge_eps must be a positive finite number, got {edge_eps!r}.")
-        if refine not in ("weighted", "union"):
-            raise ValueError(f"refine must be 'weighted' or 'union', got {refine!r}.")
-        if source not in ("gradcam", "attention"):
-            raise ValueError(f"source must be 'gradcam' or 'attention', got {source!r}.")
+        check_int(iters, "iters", low=1)
+        check_positive_float(temperature, "temperature")
+        check_bool(expand_res, "expand_res")
+        check_choice(interpolation, "interpolation", ("bicubic", "bilinear", "nearest"))
+        check_bool(check_finite, "check_finite")
+        check_optional_int(hard_negatives, "hard_negatives", low=1, none="all negatives",
+                           why=" (nearest neighbours per image)")
+        check_bool(edges, "edges")
+        check_float(edge_radius, "edge_radius", low=0.0, high=0.5, low_open=True,
+                    why=" (a fraction of the image's short side)")
+        check_positive_float(edge_eps, "edge_eps")
+        check_choice(refine, "refine", ("weighted", "union"))
+        check_choice(source, "source", ("gradcam", "attention"))
         if model is not None:
             self.split = split_model(model, projector=projector)
         else:

@@ -1,4 +1,4 @@
-"""Lazy package exports (a package's public names, imported on first use) and aliases of moved modules.
+"""Lazy package exports: a package's public names, imported on first use.
 
 Used by ``objaug``, ``objaug.integrations.lightly`` and ``objaug.integrations.solo_learn`` so that
 importing a package stays cheap (no kornia, Lightly or Lightning until a name that needs them is used)::
@@ -9,16 +9,10 @@ importing a package stays cheap (no kornia, Lightly or Lightning until a name th
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.machinery
-import importlib.util
-import sys
-import types
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["alias_modules", "lazy_exports"]
+__all__ = ["lazy_exports"]
 
 
 def lazy_exports(package: str, namespace: dict[str, Any],
@@ -47,39 +41,3 @@ def lazy_exports(package: str, namespace: dict[str, Any],
         return sorted(set(namespace) | set(namespace.get("__all__", ())))
 
     return __getattr__, __dir__
-
-
-class _ModuleAliases(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Import finder: an old module path gives the module now at its new path (the same module object)."""
-
-    def __init__(self, aliases: Mapping[str, str]) -> None:
-        self.aliases = dict(aliases)
-        self._specs: dict[str, importlib.machinery.ModuleSpec | None] = {}
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in self.aliases:
-            return None
-        return importlib.util.spec_from_loader(fullname, self)
-
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
-        new = self.aliases[spec.name]
-        warnings.warn(f"{spec.name} moved to {new}; import it from there (the old path is removed in a later "
-                      "release).", DeprecationWarning, stacklevel=2)
-        module = importlib.import_module(new)
-        self._specs[spec.name] = module.__spec__
-        return module
-
-    def exec_module(self, module: types.ModuleType) -> None:
-        """Nothing to run (the module was imported at its new path); give it back its own spec."""
-        for old, spec in self._specs.items():
-            if sys.modules.get(self.aliases[old]) is module:
-                module.__spec__ = spec
-
-
-def alias_modules(aliases: Mapping[str, str]) -> None:
-    """Keep old module paths importable after a move: ``import old`` gives ``new`` (same object) and warns.
-
-    Args:
-        aliases: old dotted module path -> new one. Nothing is imported until an old path is.
-    """
-    sys.meta_path.append(_ModuleAliases(aliases))

@@ -10,24 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from objaug._checks import check_image_batch, check_threshold
+from objaug.validation import check_image_batch, check_int, check_size, check_threshold
 
 __all__ = ["masks_from_uint8", "masks_to_uint8", "otsu_thresholds", "resize_masks", "soft_masks", "threshold_masks"]
 
 _MODES = ("bilinear", "area", "nearest", "bicubic")
-
-
-def _size_pair(size: object, name: str = "size") -> tuple[int, int]:
-    """``S`` or ``(H, W)`` -> ``(H, W)``, checking for positive ints."""
-    if isinstance(size, int) and not isinstance(size, bool):
-        pair: tuple[object, ...] = (size, size)
-    elif isinstance(size, tuple | list | torch.Size) and len(size) == 2:
-        pair = tuple(size)
-    else:
-        raise ValueError(f"{name} must be an int S (for S x S) or a pair (H, W) of ints, got {size!r}.")
-    if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in pair):
-        raise ValueError(f"{name} must hold positive ints, got {size!r}.")
-    return int(pair[0]), int(pair[1])  # type: ignore[call-overload]
 
 
 _check_threshold = check_threshold  # the shared check (objaug.validation)
@@ -63,7 +50,7 @@ def resize_masks(
         ValueError: ``masks`` not (B, 1, h, w), bad ``size`` or ``mode``.
     """
     check_image_batch(masks, "masks", channels=1)
-    out_size = _size_pair(size)
+    out_size = check_size(size)
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}.")
     x = masks.to(torch.float32)
@@ -151,8 +138,7 @@ def otsu_thresholds(maps: Tensor, *, bins: int = 64) -> Tensor:
         ValueError: ``maps`` not (B, 1, H, W), bad ``bins``.
     """
     check_image_batch(maps, "maps", channels=1)
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
-        raise ValueError(f"bins must be an int >= 2, got {bins!r}.")
+    check_int(bins, "bins", low=2)
     b = maps.shape[0]
     flat = maps.detach().to(torch.float32).flatten(1).nan_to_num(0.0).clamp(0.0, 1.0)
     idx = (flat * bins).to(torch.int64).clamp_max(bins - 1)

@@ -20,8 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-from objaug._checks import check_boxes, check_image_batch, check_same_device
-from objaug.masks import _size_pair
+from objaug.validation import check_boxes, check_float, check_image_batch, check_int, check_same_device, check_size
 
 __all__ = [
     "best_box_iou",
@@ -32,12 +31,6 @@ __all__ = [
     "mask_iou",
     "pairwise_box_iou",
 ]
-
-
-def _check_fraction(x: object, name: str) -> float:
-    if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x) or not 0.0 < x <= 1.0:
-        raise ValueError(f"{name} must be a number in (0, 1], got {x!r}.")
-    return float(x)
 
 
 def _foreground(target: Tensor) -> Tensor:
@@ -82,7 +75,7 @@ def mask_iou(pred: Tensor, target: Tensor, *, threshold: float = 0.5) -> Tensor:
         ValueError: shapes differ, devices differ, or ``threshold`` outside (0, 1].
     """
     _check_against_target(pred, target, "pred")
-    t = _check_fraction(threshold, "threshold")
+    t = check_float(threshold, "threshold", low=0.0, high=1.0, low_open=True)
     p = pred >= t
     g = _foreground(target)
     inter = (p & g).sum(dim=(1, 2, 3)).to(torch.float32)
@@ -212,7 +205,7 @@ def box_corloc(
             (0, 1].
     """
     _check_pred_gt(pred_boxes, pred_valid, gt_boxes, gt_valid)
-    t = _check_fraction(iou, "iou")
+    t = check_float(iou, "iou", low=0.0, high=1.0, low_open=True)
     if pred_boxes.shape[1] == 0:
         return torch.zeros(pred_boxes.shape[0], dtype=torch.bool, device=pred_boxes.device)
     ious = _pairwise_iou(pred_boxes[:, :1], gt_boxes)[:, 0]  # (B, G)
@@ -284,9 +277,8 @@ def center_boxes(
         ``(boxes, valid)``: (B, 1, 4) float32 normalised boxes and (B, 1) bool (all True), in
         the format of :func:`objaug.boxes.boxes_from_cam`.
     """
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 0:
-        raise ValueError(f"batch must be an int >= 0, got {batch!r}.")
-    s = math.sqrt(_check_fraction(fraction, "fraction"))
+    check_int(batch, "batch", low=0)
+    s = math.sqrt(check_float(fraction, "fraction", low=0.0, high=1.0, low_open=True))
     lo, hi = (1.0 - s) / 2, (1.0 + s) / 2
     box = torch.tensor([lo, lo, hi, hi], dtype=torch.float32, device=device)
     return box.expand(batch, 1, 4).clone(), torch.ones(batch, 1, dtype=torch.bool, device=device)
@@ -324,10 +316,9 @@ def center_box_prior(
     Raises:
         ValueError: bad ``batch``, ``size`` or ``fraction``.
     """
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 0:
-        raise ValueError(f"batch must be an int >= 0, got {batch!r}.")
-    h, w = _size_pair(size)
-    s = math.sqrt(_check_fraction(fraction, "fraction"))
+    check_int(batch, "batch", low=0)
+    h, w = check_size(size)
+    s = math.sqrt(check_float(fraction, "fraction", low=0.0, high=1.0, low_open=True))
     rows, cols = round(s * h), round(s * w)
     top, left = (h - rows) // 2, (w - cols) // 2
     mask = torch.zeros(1, 1, h, w, dtype=torch.float32, device=device)

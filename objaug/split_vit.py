@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from objaug.split import EncoderHead
+from objaug.encoder_head import EncoderHead
 
 __all__ = ["ViTEncoderHead", "split_vit"]
 

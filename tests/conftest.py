@@ -21,7 +21,7 @@ def one_thread() -> Iterator[None]:
 def mixup_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a background-mixup test on both kernels: the CPU's compacting path and the fixed-shape
     (accelerator) one, forced on the CPU."""
-    import objaug.functional._mixup_fast as fmix
+    import objaug.functional.mixup_kernel as fmix
 
     if request.param == "fixed":
         monkeypatch.setattr(fmix, "_COMPACT_DEVICE_TYPES", frozenset())

@@ -17,7 +17,7 @@ from objaug import ContraCAM
 from objaug.augment.crop import ObjectAwareRandomResizedCrop
 from objaug.augment.mixup import BackgroundMixup
 from objaug.augment.pipeline import ObjectAwareAugment
-from objaug.augment.presets import simclr_views
+from objaug.augment.views import simclr_views
 from objaug.boxes import boxes_from_cam
 from objaug.config import CamConfig, ScheduleConfig
 from objaug.tools.archs import tiny_resnet
@@ -57,7 +57,7 @@ CONTRACAM = [
     ("NaN", lambda: _cam(NAN), ValueError, "images contains NaN"),
     ("one image", lambda: _cam(X[:1]), ValueError, "ContraCAM needs negatives"),
     ("negatives 1-D", lambda: _cam(X, torch.rand(8)), ValueError, "negatives must be a floating"),
-    ("iters 0", lambda: ContraCAM(_model, iters=0), ValueError, "iters must be an integer >= 1"),
+    ("iters 0", lambda: ContraCAM(_model, iters=0), ValueError, "iters must be an int >= 1"),
     ("temperature inf", lambda: ContraCAM(_model, temperature=float("inf")), ValueError, "temperature must be"),
     ("no model", lambda: ContraCAM(), TypeError, "needs a model"),
 ]
@@ -197,7 +197,7 @@ DATASET = [
     ("transform NaN image", lambda: _simclr(16)(X[0] * float("nan"), BOXES[0], None), ValueError, "image"),
     ("view 0-255 image", lambda: _simclr(16).transforms[0](X[0] * 255), ValueError, "image.*255"),
     ("input_size -1", lambda: _simclr(-1), ValueError, "input_size must be an int >= 1"),
-    ("input_size float", lambda: _simclr(16.0), ValueError, "input_size must be an int >= 1"),
+    ("input_size float", lambda: _simclr(16.0), TypeError, "input_size must be an int >= 1"),
 ]
 
 

@@ -287,7 +287,7 @@ def test_boxes_to_pixels() -> None:
         ({"min_area": -0.1}, ValueError, "min_area"),
         ({"margin": -0.1}, ValueError, "margin"),
         ({"max_boxes": 0}, ValueError, "max_boxes"),
-        ({"max_boxes": 2.0}, ValueError, "max_boxes"),
+        ({"max_boxes": 2.0}, TypeError, "max_boxes"),
         ({"connectivity": 6}, ValueError, "connectivity"),
         ({"relative": 1}, TypeError, "relative"),
     ],

@@ -1,11 +1,11 @@
-"""Tests for the value checks in objaug._checks (one pass over the data, exact answers)."""
+"""Tests for the value checks in objaug.validation (one pass over the data, exact answers)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from objaug._checks import check_finite, check_range
+from objaug.validation import check_finite, check_range
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])

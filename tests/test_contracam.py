@@ -12,7 +12,7 @@ import torchvision
 from torch import nn
 
 from objaug.contracam import ContraCAM
-from objaug.split import EncoderHead
+from objaug.encoder_head import EncoderHead
 
 # --------------------------------------------------------------------------------------------------
 # A slow, per-sample reference written from method.md §1, independently of objaug.functional.cam.

@@ -37,9 +37,9 @@ def test_crop_draws_inside_the_grown_box():
     assert (width_px < 11).all()  # without the option: the 10 x 2 box itself (2 x 2 pixels at ratio 1)
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, True])
-def test_min_box_pixels_is_checked(bad):
-    with pytest.raises(ValueError, match="min_box_pixels must be an int >= 0"):
+@pytest.mark.parametrize(("bad", "error"), [(-1, ValueError), (1.5, TypeError), (True, TypeError)])
+def test_min_box_pixels_is_checked(bad, error):
+    with pytest.raises(error, match="min_box_pixels must be an int >= 0"):
         ObjectAwareRandomResizedCrop(16, min_box_pixels=bad)
 
 
@@ -71,7 +71,7 @@ def test_view_config_min_box_pixels_grows_a_tiny_box_end_to_end():
     torch.testing.assert_close(whole_wh, torch.tensor([[0.5, 1.0]]).expand(4, 2))  # 100 x 100 of 100 x 200
 
 
-@pytest.mark.parametrize("bad", [-1, 2.0, True])
-def test_view_config_min_box_pixels_is_checked(bad):
-    with pytest.raises(ValueError, match="min_box_pixels must be an int >= 0"):
+@pytest.mark.parametrize(("bad", "error"), [(-1, ValueError), (2.0, TypeError), (True, TypeError)])
+def test_view_config_min_box_pixels_is_checked(bad, error):
+    with pytest.raises(error, match="min_box_pixels must be an int >= 0"):
         _plain_view(min_box_pixels=bad)

@@ -106,11 +106,11 @@ def test_validation() -> None:
     masks = soft()
     with pytest.raises(ValueError, match="mode"):
         resize_masks(masks, 8, mode="lanczos")
-    with pytest.raises(ValueError, match="size"):
+    with pytest.raises(TypeError, match="size"):
         resize_masks(masks, (8,))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="size"):
         resize_masks(masks, (0, 8))
-    with pytest.raises(ValueError, match="size"):
+    with pytest.raises(TypeError, match="size"):
         resize_masks(masks, 8.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="channels"):
         resize_masks(torch.rand(2, 3, 4, 4), 8)
@@ -118,9 +118,11 @@ def test_validation() -> None:
         soft_masks(torch.rand(1, 4, 4))
     with pytest.raises(TypeError, match="floating"):
         threshold_masks(torch.ones(1, 1, 4, 4, dtype=torch.bool))
-    for bad in (0.0, 1.5, float("nan"), True):
+    for bad in (0.0, 1.5, float("nan")):
         with pytest.raises(ValueError, match="threshold"):
-            threshold_masks(masks, bad)  # type: ignore[arg-type]
+            threshold_masks(masks, bad)
+    with pytest.raises(TypeError, match="threshold"):
+        threshold_masks(masks, True)
     with pytest.raises(TypeError, match="floating"):
         masks_to_uint8(torch.zeros(3, dtype=torch.uint8))
     with pytest.raises(TypeError, match="uint8"):

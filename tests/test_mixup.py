@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import Tensor
 
-import objaug.functional._mixup_fast as fmix  # the unchecked kernel and its CPU fast path
+import objaug.functional.mixup_kernel as fmix  # the unchecked kernel and its CPU fast path
 from objaug.augment.mixup import BackgroundMixup
 from objaug.functional.mixup import (
     STRIP_ORDER,
@@ -706,7 +706,7 @@ def test_cpu_takes_the_compacting_path_and_autograd_the_fixed_one(mixup_path):
     apply = torch.tensor([True, False, True, True, False, True])
     perm = torch.tensor([2, 0, 3, 5, 1, 0])
     kw = dict(threshold=0.2, source="tiled-strip", queue=None, queue_slot=None, queue_len=None)
-    res, bgs, ranks = fmix._mixup(x, m, apply, perm, **kw)
+    res, bgs, ranks = fmix.mixup_kernel(x, m, apply, perm, **kw)
     compact = ranks is not None
     assert compact == (mixup_path == "compact")
     # compact: only the built backgrounds (in any row order, `ranks` gives the batch order); fixed: one per image
@@ -718,5 +718,5 @@ def test_cpu_takes_the_compacting_path_and_autograd_the_fixed_one(mixup_path):
     else:
         torch.testing.assert_close(bgs[res.built], expected, rtol=0, atol=0)
     leaf = x.clone().requires_grad_()
-    res_g, _, ranks_g = fmix._mixup(leaf, m, apply, perm, **kw)
+    res_g, _, ranks_g = fmix.mixup_kernel(leaf, m, apply, perm, **kw)
     assert ranks_g is None and torch.equal(res_g.images.detach(), res.images)

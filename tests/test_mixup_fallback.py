@@ -110,11 +110,12 @@ def test_the_module_mixes_diffuse_masks_with_the_fallback_and_not_without():
     assert y0 > 0 and torch.allclose(out[0, :, 0], 0.25 * images[0, :, 0] + 0.75 * images[partner, :, 0])
 
 
-@pytest.mark.parametrize("bad", [0.0, 1.5, -0.1, "0.9", True, float("nan")])
-def test_bad_fallback_mass_is_refused_with_its_name(bad):
-    with pytest.raises(ValueError, match="fallback_mass must be None"):
+@pytest.mark.parametrize(("bad", "error"), [(0.0, ValueError), (1.5, ValueError), (-0.1, ValueError),
+                                            ("0.9", TypeError), (True, TypeError), (float("nan"), ValueError)])
+def test_bad_fallback_mass_is_refused_with_its_name(bad, error):
+    with pytest.raises(error, match="fallback_mass must be None"):
         BackgroundMixup(fallback_mass=bad)
-    with pytest.raises(ValueError, match="fallback_mass must be None"):
+    with pytest.raises(error, match="fallback_mass must be None"):
         object_rectangles(torch.zeros(1, 1, 4, 4), 0.2, bad)
 
 

@@ -59,7 +59,7 @@ def test_otsu_makes_mixup_act_on_diffuse_masks():
 
 @pytest.mark.usefixtures("mixup_path")  # both kernels (tests/conftest.py)
 def test_a_per_image_threshold_tensor_equals_the_number():
-    from objaug.functional.mixup import _mixup
+    from objaug.functional.mixup_kernel import mixup_kernel
 
     g = torch.Generator().manual_seed(2)
     images = torch.rand(6, 3, 16, 16, generator=g)
@@ -67,8 +67,8 @@ def test_a_per_image_threshold_tensor_equals_the_number():
     apply = torch.tensor([True, True, False, True, True, True])
     perm = torch.tensor([1, 0, 3, 2, 5, 4])
     for source in ("tiled-strip", "batch"):
-        a = _mixup(images, masks, apply, perm, 0.3, source, None, None, None)[0]
-        b = _mixup(images, masks, apply, perm, torch.full((6,), 0.3), source, None, None, None)[0]
+        a = mixup_kernel(images, masks, apply, perm, 0.3, source, None, None, None)[0]
+        b = mixup_kernel(images, masks, apply, perm, torch.full((6,), 0.3), source, None, None, None)[0]
         assert torch.equal(a.images, b.images) and torch.equal(a.mixed, b.mixed)
 
 

@@ -1,4 +1,4 @@
-"""Tests for the batched multi-view pipeline (objaug.augment.pipeline) and presets (objaug.augment.presets)."""
+"""Tests for the batched multi-view pipeline (objaug.augment.pipeline) and presets (objaug.augment.views)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from objaug.augment.pipeline import IMAGENET_NORMALIZE, ObjectAwareAugment, ViewConfig
-from objaug.augment.presets import byol_views, moco_v2_views, simclr_views
+from objaug.augment.views import byol_views, moco_v2_views, simclr_views
 from objaug.functional.crop import crop_and_resize
 
 CUDA = torch.cuda.is_available()

@@ -7,7 +7,9 @@ import torch
 import torchvision
 from torch import nn
 
-from objaug.split import EncoderHead, preserve_model_state, split_model
+from objaug.encoder_head import EncoderHead
+from objaug.model_state import preserve_model_state
+from objaug.split import split_model
 
 
 def _resnet(fc: nn.Module | None = None) -> nn.Module:

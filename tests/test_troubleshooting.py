@@ -34,7 +34,7 @@ def page_messages() -> list[str]:
 def _triggers(tmp: Path) -> dict[str, object]:
     from objaug import ContraCAM
     from objaug.augment.pipeline import ObjectAwareAugment
-    from objaug.augment.presets import simclr_views
+    from objaug.augment.views import simclr_views
     from objaug.integrations.lightly.dataset import ObjectAwareDataset
     from objaug.integrations.lightly.device_step import ObjectAwareStep
     from objaug.store import ImageFolderFiles, ObjectStore

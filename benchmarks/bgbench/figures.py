@@ -23,7 +23,7 @@ from torch import Tensor
 
 from objaug import boxes_from_cam
 from objaug.config import BoxConfig, CamConfig
-from objaug.viz import denormalize, draw_boxes, mask_to_rgb, overlay_cam, to_uint8
+from objaug.tools.viz import denormalize, draw_boxes, mask_to_rgb, overlay_cam, to_uint8
 
 from .evaluate import _chunks, contracam_maps, gradcam_maps
 from .train import TrainConfig, make_augment
@@ -67,7 +67,7 @@ def labelled_grid(tiles: Tensor, labels: Sequence[str], *, zoom: int = 2, pad: i
 
 
 def _save(picture: Tensor, path: Path) -> Path:
-    from objaug.viz import save_png
+    from objaug.tools.viz import save_png
 
     save_png(picture, path)
     return path

@@ -31,7 +31,7 @@ single-object ``train`` split) is the Grad-CAM reference.
 Backbone (``arch="resnet18"``): torchvision ResNet-18 (``fc = Identity``) with a 3x3 stride-2 stem
 (instead of 7x7), max pooling kept, and ``layer4`` at stride 1: total stride 16, 512-d features, 4x4
 final maps at 64 px (the standard stem gives 2x2). ``stem_stride=1`` (the large scale) gives stride 8.
-``arch="tiny"`` is objaug's demo network (:func:`objaug.archs.tiny_resnet`, width 8) for the CI test.
+``arch="tiny"`` is objaug's demo network (:func:`objaug.tools.archs.tiny_resnet`, width 8) for the CI test.
 Models are kept in ``channels_last`` memory format (measured 1.3-1.6x faster forward+backward on the CPU).
 """
 
@@ -182,7 +182,7 @@ def build_backbone(arch: str = "resnet18", *, stem_stride: int = 2) -> nn.Module
 
     Args:
         arch: ``"resnet18"`` (torchvision, 3x3 stem of stride ``stem_stride``, max pooling, stride-1
-            ``layer4``; D = 512) or ``"tiny"`` (:func:`objaug.archs.tiny_resnet` of widths 8-16-32-32, a
+            ``layer4``; D = 512) or ``"tiny"`` (:func:`objaug.tools.archs.tiny_resnet` of widths 8-16-32-32, a
             stride-2 stem and a stride-1 last stage; D = 32).
         stem_stride: 1 or 2 (``resnet18`` only).
 

@@ -4,8 +4,8 @@
 # The DataLoader yields the base images (full frames in [0, 1]); every step, ObjectAwareStep computes
 # ContraCAM maps of the batch with the momentum encoder (BatchNorm statistics and gradients left
 # untouched), turns them into object boxes and makes BYOL's two views inside them, for the whole batch
-# at once. Use schedule=ScheduleConfig(every_n_steps=N) (with dataset indexes) to run the CAM every N steps only, or store= to
-# read precomputed boxes.
+# at once. Use schedule=ScheduleConfig(every_n_steps=N) (with dataset indexes) to run the CAM every N
+# steps only, or store= to read precomputed boxes.
 #
 # Runs on the CPU in about a minute on generated multi-object scenes (objaug.tools.synthetic):
 #     python examples/lightly/byol_pytorch.py              # 1 epoch of 256 images (8 steps of 32)
@@ -22,7 +22,7 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
-from objaug.augment.presets import byol_views  # objaug
+from objaug.augment.views import byol_views  # objaug
 from objaug.integrations.lightly.device_step import ObjectAwareStep  # objaug
 from objaug.tools.synthetic import make_scenes  # objaug (generated data instead of CIFAR-10)
 

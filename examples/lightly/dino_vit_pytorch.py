@@ -25,7 +25,7 @@ from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
 from objaug import ContraCAM  # objaug
-from objaug.augment.presets import byol_views  # objaug (DINO's global views: BYOL's colour augmentations)
+from objaug.augment.views import byol_views  # objaug (DINO's global views: BYOL's colour augmentations)
 from objaug.integrations.lightly.device_step import ObjectAwareStep  # objaug
 from objaug.tools.synthetic import make_scenes  # objaug (generated data instead of a folder of images)
 

@@ -25,7 +25,7 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
-from objaug.augment.presets import moco_v2_views  # objaug
+from objaug.augment.views import moco_v2_views  # objaug
 from objaug.integrations.lightly.device_step import ObjectAwareStep  # objaug
 from objaug.tools.synthetic import make_scenes  # objaug (generated data instead of CIFAR-10)
 

@@ -32,7 +32,7 @@ bilinearly (soft masks stay soft) and returned as float32 ``(1, h, w)`` in [0, 1
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -43,9 +43,12 @@ from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
+from objaug.config import BoxConfig, ensure_config
 from objaug.functional.crop import default_valid, effective_valid, object_crop_params, sample_regions
+from objaug.objects import boxes_of_maps
 from objaug.validation import (
     check_batch_values,
+    check_bool,
     check_box_sampling,
     check_int,
     check_positive_float,
@@ -58,6 +61,7 @@ __all__ = [
     "ObjectAwareMultiViewTransform",
     "ObjectAwareViewMixin",
     "PerImageObjectAwareCrop",
+    "check_input_size",
     "parse_objects",  # re-exported from .objects
 ]
 
@@ -150,7 +154,7 @@ class PerImageObjectAwareCrop(T.RandomResizedCrop):
         check_int(attempts, "attempts", low=1)
         check_int(min_box_pixels, "min_box_pixels", low=0, why=" (smallest box side in pixels; 0 turns it off)")
         self.box_sampling = check_box_sampling(box_sampling)
-        self.center_suppressed = bool(center_suppressed)
+        self.center_suppressed = check_bool(center_suppressed, "center_suppressed")
         self.alpha = float(alpha)
         self.attempts = attempts
         self.min_box_pixels = min_box_pixels
@@ -172,6 +176,11 @@ class PerImageObjectAwareCrop(T.RandomResizedCrop):
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
+def check_input_size(input_size: int) -> None:
+    """Lightly accepts any ``input_size``; an object-aware view needs an int >= 1 (its side in pixels)."""
+    check_int(input_size, "input_size", low=1, why=" (the views' side in pixels)")
+
+
 def _check_image(image: Any) -> None:
     """A floating tensor image must hold values in [0, 1] (what torchvision's ops assume); PIL and integer
     tensors are converted by the pipeline itself. One ``aminmax`` of one image, on the CPU workers."""
@@ -303,7 +312,7 @@ class ObjectAwareMultiViewTransform(MultiViewTransform):
        first, and flip), crops the mask with the same parameters, and applies its photometric transforms.
 
     If only a mask is given, the boxes are derived from it with :func:`objaug.boxes.boxes_from_cam`
-    (``box_kwargs``). An image alone (no boxes, no mask) raises ``ValueError``: the object-aware crop
+    (``box_config``). An image alone (no boxes, no mask) raises ``ValueError``: the object-aware crop
     needs each image's boxes; wrap the dataset with
     :class:`objaug.integrations.lightly.dataset.ObjectAwareDataset`.
 
@@ -314,7 +323,7 @@ class ObjectAwareMultiViewTransform(MultiViewTransform):
         box_sampling: ``"uniform"`` (the paper) or ``"area"``.
         return_masks: also return the views' masks (for background mixup in the training loop); needs a
             mask per image.
-        box_kwargs: keyword arguments of ``boxes_from_cam`` when boxes come from the mask.
+        box_config: how boxes are read off the mask when only a mask is given (:class:`objaug.config.BoxConfig`).
 
     Returns (on call):
         The list of views (``(C, h, w)`` tensors), or with ``return_masks`` a tuple
@@ -330,7 +339,7 @@ class ObjectAwareMultiViewTransform(MultiViewTransform):
         box_p: float = 1.0,
         box_sampling: str = "uniform",
         return_masks: bool = False,
-        box_kwargs: Mapping[str, Any] | None = None,
+        box_config: BoxConfig | None = None,
     ) -> None:
         transforms = list(transforms)
         bad = [type(t).__name__ for t in transforms if not isinstance(t, ObjectAwareViewMixin)]
@@ -343,10 +352,8 @@ class ObjectAwareMultiViewTransform(MultiViewTransform):
         MultiViewTransform.__init__(self, transforms)
         self.box_p = check_probability(box_p, "box_p")
         self.box_sampling = check_box_sampling(box_sampling)
-        if not isinstance(return_masks, bool):
-            raise TypeError(f"return_masks must be a bool, got {type(return_masks).__name__}.")
-        self.return_masks = return_masks
-        self.box_kwargs = dict(box_kwargs or {})
+        self.return_masks = check_bool(return_masks, "return_masks")
+        self.box_config = ensure_config(box_config, BoxConfig, "box_config")
 
     def __call__(  # type: ignore[override]
         self, image: Any, boxes: Any = None, mask: Any = None, *, valid: Any = None
@@ -364,10 +371,8 @@ class ObjectAwareMultiViewTransform(MultiViewTransform):
             raise ValueError("return_masks=True needs a mask per image (for background mixup), but none was given; "
                              "attach masks in ObjectAwareDataset(..., masks=...) or use a store with masks.")
         if norm is None:
-            from objaug.boxes import boxes_from_cam
-
             assert m is not None
-            b, v = boxes_from_cam(m[None], **self.box_kwargs)
+            b, v = boxes_of_maps(m[None], self.box_config)
             norm, ok = b[0], v[0]
         assert ok is not None
         regions, _, used = sample_regions(norm[None], ok[None], mode=self.box_sampling, p=self.box_p)

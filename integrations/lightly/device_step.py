@@ -54,9 +54,9 @@ from objaug.config import BoxConfig, CamConfig, ScheduleConfig
 from objaug.constants import IMAGENET_NORMALIZE
 from objaug.contracam import ContraCAM
 from objaug.functional.crop import default_valid
+from objaug.model_state import module_device
 from objaug.objects import Objects
 from objaug.provider import ObjectProvider
-from objaug.split import module_device
 from objaug.stats import AugmentStats
 from objaug.validation import (
     check_batch_values,

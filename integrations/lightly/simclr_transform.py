@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from lightly.transforms.simclr_transform import SimCLRTransform, SimCLRViewTransform
+from lightly.transforms.utils import IMAGENET_NORMALIZE
 
-from ._object_aware import ObjectAwareMultiViewTransform, ObjectAwareViewMixin
-from ._signatures import multi_view_init, view_init
+from objaug.config import BoxConfig
+
+from ._object_aware import ObjectAwareMultiViewTransform, ObjectAwareViewMixin, check_input_size
 
 __all__ = ["ObjectAwareSimCLRTransform", "ObjectAwareSimCLRViewTransform"]
 
@@ -28,13 +30,68 @@ class ObjectAwareSimCLRViewTransform(ObjectAwareViewMixin, SimCLRViewTransform):
         - Gaussian blur
         - ImageNet normalization
 
-    Args: those of ``lightly.transforms.SimCLRViewTransform`` (same defaults), plus the keyword-only
-        ``box_sampling`` (``"uniform"`` or ``"area"``, when several boxes reach the view), and
-        ``center_suppressed`` / ``alpha`` (ContrastiveCrop's Beta(alpha, alpha) crop placement) and
-        ``min_box_pixels`` (small boxes grown to this many pixels first).
+    Args:
+        input_size: Size of the output view in pixels (an int >= 1).
+        cj_prob: Probability that color jitter is applied.
+        cj_strength: Strength of the color jitter. `cj_bright`, `cj_contrast`, `cj_sat`, and `cj_hue` are
+            multiplied by this value. For datasets with small images, such as CIFAR, Lightly recommends 0.5.
+        cj_bright: How much to jitter brightness.
+        cj_contrast: How much to jitter contrast.
+        cj_sat: How much to jitter saturation.
+        cj_hue: How much to jitter hue.
+        min_scale: Minimum area of the random crop, relative to the chosen object box (the whole image
+            when there is none).
+        random_gray_scale: Probability of conversion to grayscale.
+        gaussian_blur: Probability of Gaussian blur.
+        sigmas: Tuple of min and max value from which the std of the gaussian kernel is sampled.
+        vf_prob: Probability that vertical flip is applied.
+        hf_prob: Probability that horizontal flip is applied.
+        rr_prob: Probability that random rotation is applied.
+        rr_degrees: Range of degrees to select from for random rotation. If None, images are rotated by
+            90 degrees; a (min, max) tuple rotates by a random angle in [min, max]; a single number by a
+            random angle in [-rr_degrees, +rr_degrees]. All rotations are counter-clockwise.
+        normalize: Dictionary with 'mean' and 'std' for torchvision.transforms.Normalize (None: none).
+        box_sampling: ``"uniform"`` (the paper) or ``"area"``: how one box is chosen when several reach the
+            view.
+        center_suppressed: ContrastiveCrop's placement of the crop inside the box, Beta(alpha, alpha).
+        alpha: that Beta parameter (> 0).
+        min_box_pixels: a side of the chosen box shorter than this many pixels is grown to it before the crop
+            is drawn (``0``: boxes as given; :func:`objaug.functional.crop.object_crop_params`).
     """
 
-    __init__ = view_init(SimCLRViewTransform)
+    def __init__(
+        self,
+        input_size: int = 224,
+        cj_prob: float = 0.8,
+        cj_strength: float = 1.0,
+        cj_bright: float = 0.8,
+        cj_contrast: float = 0.8,
+        cj_sat: float = 0.8,
+        cj_hue: float = 0.2,
+        min_scale: float = 0.08,
+        random_gray_scale: float = 0.2,
+        gaussian_blur: float = 0.5,
+        sigmas: tuple[float, float] = (0.1, 2),
+        vf_prob: float = 0.0,
+        hf_prob: float = 0.5,
+        rr_prob: float = 0.0,
+        rr_degrees: float | tuple[float, float] | None = None,
+        normalize: dict[str, list[float]] | None = IMAGENET_NORMALIZE,
+        *,
+        box_sampling: str = "uniform",
+        center_suppressed: bool = False,
+        alpha: float = 0.6,
+        min_box_pixels: int = 0,
+    ) -> None:
+        check_input_size(input_size)
+        SimCLRViewTransform.__init__(
+            self, input_size=input_size, cj_prob=cj_prob, cj_strength=cj_strength, cj_bright=cj_bright,
+            cj_contrast=cj_contrast, cj_sat=cj_sat, cj_hue=cj_hue, min_scale=min_scale,
+            random_gray_scale=random_gray_scale, gaussian_blur=gaussian_blur, sigmas=sigmas, vf_prob=vf_prob,
+            hf_prob=hf_prob, rr_prob=rr_prob, rr_degrees=rr_degrees, normalize=normalize)
+        self._install_object_aware_crop(box_sampling=box_sampling, center_suppressed=center_suppressed, alpha=alpha,
+            min_box_pixels=min_box_pixels)
+
 
 class ObjectAwareSimCLRTransform(ObjectAwareMultiViewTransform, SimCLRTransform):
     """Lightly's ``SimCLRTransform`` with the object-aware crop (Mo et al., NeurIPS 2021).
@@ -60,14 +117,70 @@ class ObjectAwareSimCLRTransform(ObjectAwareMultiViewTransform, SimCLRTransform)
         - Gaussian blur
         - ImageNet normalization
 
-    Args: those of ``lightly.transforms.SimCLRTransform`` (same names and defaults), plus keyword-only:
+    Args:
+        input_size: Size of the output view in pixels (an int >= 1).
+        cj_prob: Probability that color jitter is applied.
+        cj_strength: Strength of the color jitter. `cj_bright`, `cj_contrast`, `cj_sat`, and `cj_hue` are
+            multiplied by this value. For datasets with small images, such as CIFAR, Lightly recommends 0.5.
+        cj_bright: How much to jitter brightness.
+        cj_contrast: How much to jitter contrast.
+        cj_sat: How much to jitter saturation.
+        cj_hue: How much to jitter hue.
+        min_scale: Minimum area of the random crop, relative to the chosen object box (the whole image
+            when there is none).
+        random_gray_scale: Probability of conversion to grayscale.
+        gaussian_blur: Probability of Gaussian blur.
+        sigmas: Tuple of min and max value from which the std of the gaussian kernel is sampled.
+        vf_prob: Probability that vertical flip is applied.
+        hf_prob: Probability that horizontal flip is applied.
+        rr_prob: Probability that random rotation is applied.
+        rr_degrees: Range of degrees to select from for random rotation. If None, images are rotated by
+            90 degrees; a (min, max) tuple rotates by a random angle in [min, max]; a single number by a
+            random angle in [-rr_degrees, +rr_degrees]. All rotations are counter-clockwise.
+        normalize: Dictionary with 'mean' and 'std' for torchvision.transforms.Normalize (None: none).
         box_p: probability of cropping inside the box (per image; 1.0 as the paper).
         box_sampling: ``"uniform"`` (the paper) or ``"area"``.
         return_masks: also return the views' masks (for background mixup in the training loop).
-        box_kwargs: ``objaug.boxes.boxes_from_cam`` arguments, used when only a mask is given.
-        center_suppressed, alpha: ContrastiveCrop's crop placement inside the box.
-        min_box_pixels: a box side shorter than this many pixels is grown to it before the crop is drawn
-            (``0``: boxes as given; see :func:`objaug.functional.crop.object_crop_params`).
+        box_config: how boxes are read off a mask given without boxes (:class:`objaug.config.BoxConfig`).
+        center_suppressed: ContrastiveCrop's placement of the crop inside the box, Beta(alpha, alpha).
+        alpha: that Beta parameter (> 0).
+        min_box_pixels: a side of the chosen box shorter than this many pixels is grown to it before the crop
+            is drawn (``0``: boxes as given; :func:`objaug.functional.crop.object_crop_params`).
     """
 
-    __init__ = multi_view_init(SimCLRTransform, ObjectAwareSimCLRViewTransform)
+    def __init__(
+        self,
+        input_size: int = 224,
+        cj_prob: float = 0.8,
+        cj_strength: float = 1.0,
+        cj_bright: float = 0.8,
+        cj_contrast: float = 0.8,
+        cj_sat: float = 0.8,
+        cj_hue: float = 0.2,
+        min_scale: float = 0.08,
+        random_gray_scale: float = 0.2,
+        gaussian_blur: float = 0.5,
+        sigmas: tuple[float, float] = (0.1, 2),
+        vf_prob: float = 0.0,
+        hf_prob: float = 0.5,
+        rr_prob: float = 0.0,
+        rr_degrees: float | tuple[float, float] | None = None,
+        normalize: dict[str, list[float]] | None = IMAGENET_NORMALIZE,
+        *,
+        box_p: float = 1.0,
+        box_sampling: str = "uniform",
+        return_masks: bool = False,
+        box_config: BoxConfig | None = None,
+        center_suppressed: bool = False,
+        alpha: float = 0.6,
+        min_box_pixels: int = 0,
+    ) -> None:
+        view = ObjectAwareSimCLRViewTransform(
+            input_size=input_size, cj_prob=cj_prob, cj_strength=cj_strength, cj_bright=cj_bright,
+            cj_contrast=cj_contrast, cj_sat=cj_sat, cj_hue=cj_hue, min_scale=min_scale,
+            random_gray_scale=random_gray_scale, gaussian_blur=gaussian_blur, sigmas=sigmas, vf_prob=vf_prob,
+            hf_prob=hf_prob, rr_prob=rr_prob, rr_degrees=rr_degrees, normalize=normalize,
+            box_sampling=box_sampling, center_suppressed=center_suppressed, alpha=alpha,
+            min_box_pixels=min_box_pixels)
+        ObjectAwareMultiViewTransform.__init__(self, [view, view], box_p=box_p, box_sampling=box_sampling,
+                                               return_masks=return_masks, box_config=box_config)

@@ -6,7 +6,7 @@ callback is added to the Trainer through Lightning's ``callbacks_factory`` entry
 ``docs/solo-learn.md`` for the schema and the order of operations.
 
 Exports (imported lazily, so importing this package imports neither Lightning nor the tensor code):
-:class:`SoloObjectAwareCallback` (``lightning.pytorch``; ``ObjectAwareCallback`` is its deprecated alias),
+:class:`SoloObjectAwareCallback` (``lightning.pytorch``),
 :func:`parse_objaug_config`,
 :func:`check_solo_pipelines`, :class:`ObjaugConfig`, :class:`ObjaugConfigError`, :func:`schema_rows`,
 :class:`SoloObjectAware`.
@@ -29,7 +29,6 @@ __all__ = [
 
 _WHERE = {
     "SoloObjectAwareCallback": ".callback",
-    "ObjectAwareCallback": ".callback",  # deprecated alias (DeprecationWarning)
     "SoloObjectAware": ".views",
     "ObjaugConfig": ".config",
     "ObjaugConfigError": ".config",

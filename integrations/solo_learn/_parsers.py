@@ -1,5 +1,6 @@
-"""Value parsers of the solo-learn ``objaug:`` block (pure Python): each takes ``(value, key)`` and returns
-the clean value or raises :class:`ObjaugConfigError` naming the key, what was wrong and what is allowed."""
+"""Value parsers of the solo-learn ``objaug:`` block (plain Python values, no tensors): each takes
+``(value, key)`` and returns the clean value or raises :class:`ObjaugConfigError` naming the key, what was
+wrong and what is allowed."""
 
 from __future__ import annotations
 
@@ -43,13 +44,13 @@ def _optional(parser: _Parser) -> _Parser:
 
 
 def _range(low: float | None, high: float | None, *, open_low: bool = False, open_high: bool = False) -> str:
-    if low is not None and high is not None:
-        return f" in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
-    if low is not None:
-        return f" {'>' if open_low else '>='} {low}"
-    if high is not None:
-        return f" {'<' if open_high else '<='} {high}"
-    return ""
+    """`` in [low, high]`` and the like (with its leading space), or ``""`` without bounds."""
+    # objaug's wording of an interval; imported here, not at module level, because the entry-point
+    # factory imports this module for every Trainer and must stay cheap (the package imports torch).
+    from objaug.validation.scalars import interval_text
+
+    text = interval_text(low, high, low_open=open_low, high_open=open_high)
+    return f" {text}" if text else ""
 
 
 def _float(low: float | None = None, high: float | None = None, *, open_low: bool = False,

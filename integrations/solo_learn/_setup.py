@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .config import ObjaugConfig, ObjaugConfigError, view_pipelines
 
-__all__ = ["ENV", "deprecated_alias", "describe", "entry_point_factory", "entry_point_wanted",
+__all__ = ["ENV", "describe", "entry_point_factory", "entry_point_wanted",
            "full_frame_data_pipeline", "restore"]
 
 #: environment variable read by the entry-point factories: ``1`` always adds the callback, ``0`` never,
@@ -172,18 +171,3 @@ def entry_point_factory(cls: type) -> Callable[[], list[Any]]:
         return [cls(from_entry_point=True)] if entry_point_wanted() else []
 
     return callbacks_factory
-
-
-def deprecated_alias(cls: type, module: str) -> Callable[[str], Any]:
-    """A module ``__getattr__`` that gives ``cls`` under its former name ``ObjectAwareCallback``, with a
-    DeprecationWarning (the Lightly integration's callback has that name)."""
-
-    def __getattr__(name: str) -> Any:
-        if name != "ObjectAwareCallback":
-            raise AttributeError(f"module {module!r} has no attribute {name!r}")
-        warnings.warn(f"{module}.ObjectAwareCallback is deprecated: use SoloObjectAwareCallback (the Lightly "
-                      "integration's callback is also called ObjectAwareCallback).", DeprecationWarning,
-                      stacklevel=3)
-        return cls
-
-    return __getattr__

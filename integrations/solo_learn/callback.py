@@ -5,14 +5,13 @@ entry-point group (and :mod:`.pl_callback`'s in ``pytorch_lightning.callbacks_fa
 one ``SoloObjectAwareCallback`` to a Trainer when solo-learn has been imported (or ``OBJAUG_SOLO_LEARN=1``;
 see :func:`._setup.entry_point_wanted`); it stays inert unless the module's ``cfg.objaug.enabled`` is true.
 One implementation serves both packages (:func:`objaug.integrations.solo_learn._hooks.callback_class` puts it
-on either package's ``Callback``). ``ObjectAwareCallback``, its former name (the Lightly integration has a
-class of that name), is a deprecated alias.
+on either package's ``Callback``).
 """
 
 from __future__ import annotations
 
 from ._hooks import callback_class
-from ._setup import deprecated_alias, entry_point_factory
+from ._setup import entry_point_factory
 
 __all__ = ["SoloObjectAwareCallback", "callbacks_factory"]
 
@@ -20,4 +19,3 @@ __all__ = ["SoloObjectAwareCallback", "callbacks_factory"]
 SoloObjectAwareCallback = callback_class("lightning.pytorch")
 #: entry point of ``lightning.pytorch.callbacks_factory`` (registered in ``pyproject.toml``).
 callbacks_factory = entry_point_factory(SoloObjectAwareCallback)
-__getattr__ = deprecated_alias(SoloObjectAwareCallback, __name__)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from ._hooks import callback_class
-from ._setup import deprecated_alias, entry_point_factory
+from ._setup import entry_point_factory
 
 __all__ = ["SoloObjectAwareCallback", "callbacks_factory"]
 
-#: the callback class on ``pytorch_lightning.callbacks.Callback``; its entry point (``pytorch_lightning``'s
-#: ``callbacks_factory`` group) and the deprecated ``ObjectAwareCallback`` name.
+#: the callback class on ``pytorch_lightning.callbacks.Callback``.
 SoloObjectAwareCallback = callback_class("pytorch_lightning")
+#: entry point of ``pytorch_lightning.callbacks_factory`` (registered in ``pyproject.toml``).
 callbacks_factory = entry_point_factory(SoloObjectAwareCallback)
-__getattr__ = deprecated_alias(SoloObjectAwareCallback, __name__)

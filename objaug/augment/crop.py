@@ -16,10 +16,13 @@ from torch import Tensor
 
 from objaug.functional.crop import crop_and_resize, crop_matrix, default_valid, object_crop_params
 from objaug.validation import (
+    check_antialias,
+    check_bool,
     check_box_layout,
     check_box_sampling,
     check_box_values,
     check_boxes,
+    check_float,
     check_image_batch,
     check_int,
     check_pair,
@@ -189,21 +192,18 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
                              "its box, so an area fraction above 1 is impossible.")
         ratio_ = check_pair(ratio, "ratio", 0.0, math.inf, fix="Use e.g. ratio=(3/4, 4/3) (width / height).")
         check_box_sampling(box_sampling)
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
-            raise ValueError(f"alpha must be a float > 0 (Beta(alpha, alpha); 0.6 in ContrastiveCrop), "
-                             f"got {alpha!r}.")
+        check_float(alpha, "alpha", low=0.0, low_open=True, why=" (Beta(alpha, alpha); 0.6 in ContrastiveCrop)")
         mode = _resample_mode(resample)
         check_int(attempts, "attempts", low=1, why=" (torchvision uses 10)")
         check_int(min_box_pixels, "min_box_pixels", low=0, why=" (smallest box side in pixels; 0 turns it off)")
-        if antialias not in (True, False, "auto"):
-            raise ValueError(f"antialias must be True, False or 'auto', got {antialias!r}.")
+        check_antialias(antialias)
         if antialias is True and mode != "bilinear":
             raise ValueError(f"antialias=True is a bilinear area filter; with resample={mode!r} use "
                              "antialias=False or 'auto'.")
-        for flag_name, flag in (("center_suppressed", center_suppressed), ("same_on_batch", same_on_batch),
-                                ("keepdim", keepdim), ("check_inputs", check_inputs)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{flag_name} must be a bool, got {type(flag).__name__}.")
+        check_bool(center_suppressed, "center_suppressed")
+        check_bool(same_on_batch, "same_on_batch")
+        check_bool(keepdim, "keepdim")
+        check_bool(check_inputs, "check_inputs")
         # As Kornia's RandomResizedCrop: a crop changes the sample shape, so ``p`` gates the whole batch.
         super().__init__(p=1.0, p_batch=check_probability(p, "p"), same_on_batch=same_on_batch, keepdim=keepdim)
         self.size = size_hw

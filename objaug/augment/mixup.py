@@ -12,14 +12,19 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from objaug.functional._mixup_fast import Workspace, check_source, mixup_kernel, needs_grad, uses_compact_path
+from objaug.functional.backgrounds import check_source, needs_grad
 from objaug.functional.mixup import MixupSource, object_rectangles
+from objaug.functional.mixup_kernel import Workspace, mixup_kernel, uses_compact_path
 from objaug.masks import otsu_thresholds
 from objaug.validation import (
     check_batch_values,
+    check_bool,
+    check_choice,
     check_fallback_mass,
     check_image_batch,
+    check_int,
     check_mask_batch,
+    check_probability,
     check_same_device,
     check_threshold,
 )
@@ -27,6 +32,19 @@ from objaug.validation import (
 __all__ = ["BackgroundMixup"]
 
 _PARAM_KEYS = ("apply", "perm", "queue_idx")
+
+
+def _check_mixup_threshold(threshold: object) -> float | Literal["otsu"]:
+    """``"otsu"`` (a threshold per mask) or a mask cut-off in (0, 1].
+
+    Raises:
+        TypeError: neither a string nor a number.
+        ValueError: another string, or a number outside (0, 1].
+    """
+    if isinstance(threshold, str):
+        check_choice(threshold, "threshold", ("otsu",))
+        return "otsu"
+    return check_threshold(threshold)
 
 
 class BackgroundMixup(nn.Module):
@@ -134,25 +152,13 @@ class BackgroundMixup(nn.Module):
         inplace: bool = False,
     ) -> None:
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)):
-            raise TypeError(f"p must be a float in [0, 1], got {type(p).__name__}.")
-        if not 0.0 <= float(p) <= 1.0:
-            raise ValueError(f"p must be a probability in [0, 1], got {p}.")
-        if isinstance(queue_size, bool) or not isinstance(queue_size, int):
-            raise TypeError(f"queue_size must be an int >= 0, got {type(queue_size).__name__}.")
-        if queue_size < 0:
-            raise ValueError(f"queue_size must be >= 0 (0 disables the queue), got {queue_size}.")
-        if not isinstance(check_inputs, bool):
-            raise TypeError(f"check_inputs must be a bool, got {type(check_inputs).__name__}.")
-        self.p = float(p)
-        self.threshold: float | Literal["otsu"] = "otsu" if threshold == "otsu" else check_threshold(threshold)
+        self.p = check_probability(p, "p")
+        self.threshold: float | Literal["otsu"] = _check_mixup_threshold(threshold)
         self.fallback_mass = check_fallback_mass(fallback_mass)
-        self.queue_size = queue_size
+        self.queue_size = check_int(queue_size, "queue_size", low=0, why=" (0 disables the queue)")
         self.source: MixupSource = check_source(source)
-        if not isinstance(inplace, bool):
-            raise TypeError(f"inplace must be a bool, got {type(inplace).__name__}.")
-        self.check_inputs = check_inputs
-        self.inplace = inplace
+        self.check_inputs = check_bool(check_inputs, "check_inputs")
+        self.inplace = check_bool(inplace, "inplace")
         self._ws: Workspace | None = None
         self.register_buffer("_queue", None, persistent=False)
         self.register_buffer("_queue_pushed", torch.zeros((), dtype=torch.int64), persistent=False)

@@ -23,13 +23,16 @@ from objaug.functional.crop import default_valid, full_image_boxes, sample_regio
 from objaug.objects import Objects, boxes_of_maps
 from objaug.provider import ObjectProvider
 from objaug.validation import (
+    check_antialias,
     check_batch_values,
+    check_bool,
     check_box_layout,
     check_box_sampling,
     check_boxes,
     check_image_batch,
     check_int,
     check_mask_batch,
+    check_optional_int,
     check_positive_float,
     check_probability,
     check_same_device,
@@ -186,7 +189,7 @@ class ObjectAwareAugment(nn.Module):
     kornia draws its parameters on the CPU generator, objaug on the images' device).
 
     Args:
-        views: one :class:`ViewConfig` per view (default: :func:`objaug.augment.presets.simclr_views`).
+        views: one :class:`ViewConfig` per view (default: :func:`objaug.augment.views.simclr_views`).
         box_p: probability of cropping inside a box for an image that has one.
         box_sampling: ``"uniform"`` or ``"area"``.
         center_suppressed, alpha: ContrastiveCrop's Beta(alpha, alpha) crop placement inside the box.
@@ -241,14 +244,15 @@ class ObjectAwareAugment(nn.Module):
             views = simclr_views()
         views = list(check_views(views))  # type: ignore[call-overload]
         if not views or not all(isinstance(v, ViewConfig) for v in views):
-            raise TypeError("views must be a non-empty sequence of ViewConfig (e.g. objaug.augment.presets."
+            raise TypeError("views must be a non-empty sequence of ViewConfig (e.g. objaug.augment.views."
                             f"simclr_views()), got {views!r}.")
         check_box_sampling(box_sampling)
         check_positive_float(alpha, "alpha")
         check_int(attempts, "attempts", low=1)
-        if cpu_chunk_size is not None and (isinstance(cpu_chunk_size, bool) or not isinstance(cpu_chunk_size, int)
-                                           or cpu_chunk_size < 1):
-            raise ValueError(f"cpu_chunk_size must be an int >= 1 or None, got {cpu_chunk_size!r}.")
+        check_optional_int(cpu_chunk_size, "cpu_chunk_size", low=1, none="the whole batch at once")
+        check_bool(center_suppressed, "center_suppressed")
+        check_bool(check_inputs, "check_inputs")
+        check_antialias(antialias)
         self.provider = ObjectProvider(cam_config, box_config,
                                        normalize=cam_normalize if cam_normalize is not None else IMAGENET_NORMALIZE)
         cam = _resolve_cam(cam, cam_config, self.provider)
@@ -257,8 +261,6 @@ class ObjectAwareAugment(nn.Module):
         self.box_sampling = box_sampling
         self.center_suppressed = bool(center_suppressed)
         self.alpha = float(alpha)
-        if antialias not in (True, False, "auto"):
-            raise ValueError(f"antialias must be True, False or 'auto', got {antialias!r}.")
         self.antialias: bool | str = antialias
         self.attempts = attempts
         self.cpu_chunk_size = cpu_chunk_size

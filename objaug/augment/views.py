@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from objaug.constants import IMAGENET_NORMALIZE
-from objaug.validation import check_int, check_pair, check_probability, check_size
+from objaug.validation import check_bool, check_float, check_int, check_pair, check_probability, check_size
 
 __all__ = ["ViewConfig", "byol_views", "moco_v2_views", "simclr_views"]
 
@@ -86,7 +86,7 @@ class ViewConfig:
     min_box_pixels: int = 0
 
     def __post_init__(self) -> None:
-        check_size(self.input_size)
+        check_size(self.input_size, "input_size")
         check_int(self.min_box_pixels, "min_box_pixels", low=0,
                   why=" (smallest box side in pixels of the input frames; 0 turns it off)")
         check_pair((self.min_scale, self.max_scale), "(min_scale, max_scale)", 0.0, 1.0,
@@ -95,23 +95,19 @@ class ViewConfig:
         for name in ("cj_prob", "random_gray_scale", "gaussian_blur", "solarization_prob", "hf_prob"):
             check_probability(getattr(self, name), name)
         for name in ("cj_strength", "cj_bright", "cj_contrast", "cj_sat", "cj_hue"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"{name} must be a float >= 0, got {value!r}.")
+            check_float(getattr(self, name), name, low=0.0)
         if self.cj_strength * self.cj_hue > 0.5:
             raise ValueError(f"cj_strength * cj_hue must be <= 0.5 (hue is a fraction of a turn), got "
                              f"{self.cj_strength * self.cj_hue}.")
         check_pair(self.sigmas, "sigmas", 0.0, math.inf, fix="lightly uses sigmas=(0.1, 2).")
-        if self.kernel_size is not None and (isinstance(self.kernel_size, bool) or not isinstance(
-                self.kernel_size, int) or self.kernel_size < 1 or self.kernel_size % 2 == 0):
-            raise ValueError(f"kernel_size must be an odd int >= 1 or None, got {self.kernel_size!r}.")
-        if self.normalize is not None:
-            if not isinstance(self.normalize, Mapping) or set(self.normalize) != {"mean", "std"}:
-                raise ValueError(f"normalize must be None or a dict with keys 'mean' and 'std', got "
-                                 f"{self.normalize!r}.")
-            if len(self.normalize["mean"]) != 3 or len(self.normalize["std"]) != 3 or \
-                    any(s <= 0 for s in self.normalize["std"]):
-                raise ValueError(f"normalize needs 3 means and 3 positive stds, got {self.normalize!r}.")
+        if self.kernel_size is not None:
+            check_int(self.kernel_size, "kernel_size", low=1, why=", odd, or None (from sigmas)")
+            if self.kernel_size % 2 == 0:
+                raise ValueError(f"kernel_size must be odd (a blur kernel has a centre pixel), got "
+                                 f"{self.kernel_size}: use {self.kernel_size + 1}, or None (from sigmas).")
+        _check_normalize(self.normalize)
+        check_bool(self.mixup, "mixup")
+        check_bool(self.object_crop, "object_crop")
 
     @property
     def size(self) -> tuple[int, int]:
@@ -124,6 +120,25 @@ class ViewConfig:
         if self.kernel_size is not None:
             return self.kernel_size
         return 2 * math.ceil(3 * self.sigmas[1]) + 1
+
+
+def _check_normalize(normalize: object) -> None:
+    """``ViewConfig.normalize``: ``None`` or ``{"mean": 3 numbers, "std": 3 numbers > 0}``.
+
+    Raises:
+        TypeError: neither ``None`` nor a mapping.
+        ValueError: other keys, not 3 values each, or a std <= 0.
+    """
+    if normalize is None:
+        return
+    if not isinstance(normalize, Mapping):
+        raise TypeError(f"normalize must be None or a dict with keys 'mean' and 'std', got "
+                        f"{type(normalize).__name__} {normalize!r}.")
+    if set(normalize) != {"mean", "std"}:
+        raise ValueError(f"normalize must be None or a dict with keys 'mean' and 'std', got {normalize!r}.")
+    mean, std = normalize["mean"], normalize["std"]
+    if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
+        raise ValueError(f"normalize needs 3 means and 3 positive stds (one per RGB channel), got {normalize!r}.")
 
 
 def _views(base: dict[str, Any], n: int, mixup: bool, overrides: dict[str, Any]) -> list[ViewConfig]:

@@ -7,7 +7,7 @@ re-exports the public names.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 from torch import Tensor
@@ -19,6 +19,7 @@ from objaug.functional.rectangles import (
     object_rectangles,
 )
 from objaug.validation import (
+    check_choice,
     check_image_batch,
     check_mask_batch,
     check_same_device,
@@ -60,10 +61,10 @@ class BackgroundMixupOutput(NamedTuple):
     boxes: Tensor
 
 
-def _check_source(source: object) -> MixupSource:
-    if source not in ("tiled-strip", "batch"):
-        raise ValueError(f"source must be 'tiled-strip' or 'batch', got {source!r}.")
-    return source  # type: ignore[return-value]
+def check_source(source: object) -> MixupSource:
+    """Background mixup's ``source`` (see :data:`MixupSource`): ``TypeError`` for a non-string,
+    ``ValueError`` for another string."""
+    return check_choice(source, "source", get_args(MixupSource))  # type: ignore[return-value]
 
 
 def largest_strip(boxes: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
@@ -174,7 +175,8 @@ def _tiled_into(images: Tensor, boxes: Tensor, active: Tensor, out: Tensor | Non
     return torch.lerp(images, tiled, inside, out=tiled)  # elementwise, so writing over `end` is safe
 
 
-def _needs_grad(*tensors: Tensor) -> bool:
+def needs_grad(*tensors: Tensor) -> bool:
+    """Whether autograd records an operation on any of ``tensors`` (grad mode on, one requires grad)."""
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
@@ -206,7 +208,7 @@ def _backgrounds(images: Tensor, masks: Tensor | None, boxes: Tensor, active: Te
     ``images`` contiguous. Rows with ``active`` False are the image itself. ``out`` / ``tmp``:
     optional contiguous buffers (see :func:`_tiled_into`); ignored when autograd records.
     """
-    if _needs_grad(images):
+    if needs_grad(images):
         out = tmp = None
     if source == "tiled-strip":
         return _tiled_into(images, boxes, active, out, tmp)

@@ -40,6 +40,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from objaug.validation import check_choice, check_int, check_optional_int
+
 __all__ = ["connected_components"]
 
 # Offsets (dy, dx) of the neighbours of a pixel.
@@ -57,14 +59,9 @@ def _check_binary(binary: object, connectivity: object, max_iters: object, check
         raise TypeError(
             f"binary must be a bool tensor, got {binary.dtype}. Binarise first, e.g. binary = maps >= 0.5."
         )
-    if isinstance(connectivity, bool) or connectivity not in (4, 8):
-        raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}.")
-    if max_iters is not None and (
-        not isinstance(max_iters, int) or isinstance(max_iters, bool) or max_iters < 0
-    ):
-        raise ValueError(f"max_iters must be None or an int >= 0, got {max_iters!r}.")
-    if not isinstance(check_every, int) or isinstance(check_every, bool) or check_every < 1:
-        raise ValueError(f"check_every must be an int >= 1, got {check_every!r}.")
+    check_choice(connectivity, "connectivity", (4, 8))
+    check_optional_int(max_iters, "max_iters", low=0, none="until converged")
+    check_int(check_every, "check_every", low=1)
     return binary
 
 

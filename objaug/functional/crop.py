@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from objaug.validation import check_box_sampling
+from objaug.validation import check_antialias, check_box_sampling, check_choice
 
 __all__ = [
     "AUTO_ANTIALIAS_FACTOR",
@@ -440,8 +440,8 @@ def crop_and_resize(
     """
     out_h, out_w = _size2(size)
     b, c, h, w = images.shape
-    if mode not in ("bilinear", "nearest", "bicubic"):
-        raise ValueError(f"mode must be 'bilinear', 'nearest' or 'bicubic', got {mode!r}.")
+    check_choice(mode, "mode", ("bilinear", "nearest", "bicubic"))
+    check_antialias(antialias)
     out_dtype = images.dtype
     work = images
     if images.dtype not in (torch.float32, torch.float64) and not (images.is_cuda and
@@ -451,8 +451,6 @@ def crop_and_resize(
 
     if antialias == "auto":
         antialias = max(h / out_h, w / out_w) > AUTO_ANTIALIAS_FACTOR
-    elif not isinstance(antialias, bool):
-        raise ValueError(f"antialias must be True, False or 'auto', got {antialias!r}.")
     if mode == "bilinear" and antialias:
         from torchvision.ops import roi_align
 

@@ -33,9 +33,9 @@ import torch
 from torch import Tensor
 
 from objaug.functional import backgrounds
-from objaug.functional._mixup_fast import _mixup
 from objaug.functional.backgrounds import *  # noqa: F403 - the building blocks, re-exported
-from objaug.functional.backgrounds import BackgroundMixupOutput, MixupSource, _check_source
+from objaug.functional.backgrounds import BackgroundMixupOutput, MixupSource, check_source
+from objaug.functional.mixup_kernel import mixup_kernel
 from objaug.validation import (
     check_fallback_mass,
     check_image_batch,
@@ -98,7 +98,7 @@ def background_mixup(
     """
     threshold = check_threshold(threshold)
     fallback_mass = check_fallback_mass(fallback_mass)
-    source = _check_source(source)
+    source = check_source(source)
     check_image_batch(images)
     check_mask_batch(masks, "masks", like=images)
     b = images.shape[0]
@@ -118,7 +118,7 @@ def background_mixup(
             raise ValueError("queue_len must be a 0-d int64 tensor.")
         named += [("queue", queue), ("queue_slot", queue_slot), ("queue_len", queue_len)]
     check_same_device(named)
-    return _mixup(images, masks, apply, perm, threshold, source, queue, queue_slot, queue_len,
+    return mixup_kernel(images, masks, apply, perm, threshold, source, queue, queue_slot, queue_len,
                   fallback_mass=fallback_mass)[0]
 
 

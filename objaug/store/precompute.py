@@ -47,8 +47,8 @@ from objaug.config import BoxConfig, CamConfig, ensure_config
 from objaug.constants import IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, PRECISIONS
 from objaug.contracam import ContraCAM
 from objaug.masks import masks_to_uint8, resize_masks
+from objaug.model_state import module_device
 from objaug.objects import find_objects
-from objaug.split import module_device
 from objaug.store.datasets import (
     ImageFolderFiles,
     dataset_fingerprint,
@@ -77,7 +77,7 @@ from objaug.store.writer import (
     remove_partials,
     write_pending_manifest,
 )
-from objaug.validation import check_int
+from objaug.validation import check_bool, check_choice, check_int, check_optional_int
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -168,10 +168,8 @@ def check_options(*, batch_size: object, image_size: object, mean: object, std: 
     check_input_options(batch_size=batch_size, image_size=image_size, mean=mean, std=std)
     check_int(mask_size, "mask_size", low=1)
     check_int(shard_size, "shard_size", low=1)
-    if num_workers is not None:
-        check_int(num_workers, "num_workers", low=0)
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}.")
+    check_optional_int(num_workers, "num_workers", low=0, none="min(8, cpu_count - 1)", why=" (DataLoader workers)")
+    check_choice(precision, "precision", PRECISIONS)
 
 
 def store_settings(cam_config: CamConfig, box_config: BoxConfig, *, length: int, batch_size: int, image_size: int,
@@ -279,6 +277,8 @@ def precompute(
     box_config = ensure_config(box_config, BoxConfig, "box_config")
     check_options(batch_size=batch_size, image_size=image_size, mean=mean, std=std, mask_size=mask_size,
                   shard_size=shard_size, precision=precision, num_workers=num_workers)
+    check_bool(overwrite, "overwrite")
+    check_bool(progress, "progress")
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
     n = len(dataset)

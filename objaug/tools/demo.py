@@ -1,7 +1,7 @@
 """The objaug demo: SimCLR on embedded synthetic scenes for about a minute, then ContraCAM.
 
-:func:`run_demo` trains a small torchvision ResNet (:func:`objaug.archs.tiny_resnet`) and an MLP
-projector with the NT-Xent loss on the synthetic multi-object scenes of :mod:`objaug.synthetic`, with
+:func:`run_demo` trains a small torchvision ResNet (:func:`objaug.tools.archs.tiny_resnet`) and an MLP
+projector with the NT-Xent loss on the synthetic multi-object scenes of :mod:`objaug.tools.synthetic`, with
 Kornia batched augmentations (random resized crop, flip, colour jitter, grayscale), for a time budget
 (or a fixed number of steps). It then computes ContraCAM maps (1 iteration and a refined number) on a
 held-out batch and scores them against the known object masks (mean per-image mask IoU at threshold
@@ -53,7 +53,7 @@ class DemoConfig:
         lr: peak AdamW learning rate (linear warm-up over 10 steps, cosine decay over the budget).
         weight_decay: AdamW weight decay.
         temperature: NT-Xent temperature.
-        projector: projector spec (:func:`objaug.archs.build_projector`).
+        projector: projector spec (:func:`objaug.tools.archs.build_projector`).
         crop_scale: area range of the random resized crop.
         color_jitter: brightness/contrast/saturation jitter strength.
         hue: hue jitter.
@@ -100,7 +100,7 @@ class DemoResult:
 def build_demo_model(cfg: DemoConfig) -> tuple[nn.Module, nn.Module]:
     """The demo's backbone and projector (CPU, train mode), initialised from ``torch``'s global RNG.
 
-    The backbone is :func:`objaug.archs.demo_backbone` (``--arch tiny_resnet_w<width>`` in ``objaug cam``):
+    The backbone is :func:`objaug.tools.archs.demo_backbone` (``--arch tiny_resnet_w<width>`` in ``objaug cam``):
     a torchvision ``ResNet`` with a stride-2 3x3 stem, no max pooling and a stride-1 last stage (total
     stride 8: 8x8 maps at 64 px), stages of ``width * (1, 2, 4, 4)`` channels.
     """

@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from objaug.validation import check_int, check_optional_int, check_pair
+
 __all__ = ["BACKGROUNDS", "SHAPES", "SceneBatch", "SyntheticScenes", "background_family", "boxes_from_masks",
            "make_scenes"]
 
@@ -253,20 +255,15 @@ def make_scenes(
         A :class:`SceneBatch` (images float32 in [0, 1], masks bool, boxes normalised xyxy).
 
     Raises:
+        TypeError: an argument of the wrong type.
         ValueError: on out-of-range arguments.
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}.")
-    if not isinstance(size, int) or size < 16:
-        raise ValueError(f"size must be an int >= 16, got {size!r}.")
-    if not 1 <= max_objects <= 8:
-        raise ValueError(f"max_objects must be in [1, 8], got {max_objects!r}.")
-    if not 1 <= min_objects <= max_objects:
-        raise ValueError(f"min_objects must be in [1, max_objects={max_objects}], got {min_objects!r}.")
-    if not 0.0 < scale[0] <= scale[1] <= 0.5:
-        raise ValueError(f"scale must satisfy 0 < low <= high <= 0.5, got {scale!r}.")
-    if backgrounds is not None and not (isinstance(backgrounds, int) and backgrounds >= 1):
-        raise ValueError(f"backgrounds must be a positive int or None, got {backgrounds!r}.")
+    check_int(n, "n", low=1)
+    check_int(size, "size", low=16)
+    check_int(max_objects, "max_objects", low=1, high=8)
+    check_int(min_objects, "min_objects", low=1, high=max_objects)
+    check_pair(scale, "scale", 0.0, 0.5, fix="Use e.g. the default scale=(0.11, 0.2) (circumradius / image side).")
+    check_optional_int(backgrounds, "backgrounds", low=1, none="a fresh background per image")
     if generator is None:
         generator = torch.Generator()
         if seed is None:

@@ -160,7 +160,7 @@ def test_low_resolution_store_masks_are_resized_to_the_image():
 
 def test_a_real_object_store_on_both_paths(tmp_path):
     """objaug's ObjectStore (precomputed with a tiny model) feeds the dataset wrapper and the device step."""
-    from objaug.augment.presets import simclr_views
+    from objaug.augment.views import simclr_views
     from objaug.integrations.lightly.device_step import ObjectAwareStep
     from objaug.store import ObjectStore
     from objaug.store.precompute import precompute

@@ -22,7 +22,7 @@ from lightly.models.modules import (  # noqa: E402
 from lightly.models.utils import deactivate_requires_grad  # noqa: E402
 
 from objaug.augment.pipeline import ViewConfig  # noqa: E402
-from objaug.augment.presets import byol_views, moco_v2_views, simclr_views  # noqa: E402
+from objaug.augment.views import byol_views, moco_v2_views, simclr_views  # noqa: E402
 from objaug.config import BoxConfig, CamConfig, ScheduleConfig  # noqa: E402
 from objaug.integrations.lightly.device_step import ObjectAwareStep, memory_bank_negatives  # noqa: E402
 from objaug.masks import masks_from_uint8, masks_to_uint8  # noqa: E402

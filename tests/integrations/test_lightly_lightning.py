@@ -18,7 +18,7 @@ from lightly.models.modules import MoCoProjectionHead  # noqa: E402
 from lightly.models.utils import deactivate_requires_grad, update_momentum  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
-from objaug.augment.presets import moco_v2_views  # noqa: E402
+from objaug.augment.views import moco_v2_views  # noqa: E402
 from objaug.integrations.lightly.device_step import ObjectAwareStep  # noqa: E402
 from objaug.integrations.lightly.lightning import ObjectAwareCallback  # noqa: E402
 
@@ -147,7 +147,7 @@ class _Tiny(pl.LightningModule):
 def test_the_callback_logs_what_objaug_did_each_step():
     import dataclasses
 
-    from objaug.augment.presets import simclr_views
+    from objaug.augment.views import simclr_views
 
     views = simclr_views(16)
     views[1] = dataclasses.replace(views[1], mixup=True)

@@ -17,6 +17,7 @@ from lightly.utils.debug import generate_grid_of_augmented_images  # noqa: E402
 from torchvision import tv_tensors  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
+from objaug.config import BoxConfig  # noqa: E402
 from objaug.integrations.lightly._object_aware import (  # noqa: E402
     ObjectAwareMultiViewTransform,
     PerImageObjectAwareCrop,
@@ -193,7 +194,7 @@ def test_boxes_from_mask_only_and_target_dict():
     img = scene()
     mask = torch.zeros(1, 60, 80)
     mask[:, 15:45, 10:50] = 1.0
-    t = ObjectAwareSimCLRTransform(input_size=8, box_kwargs={"margin": 0.0}, return_masks=True, **PLAIN)
+    t = ObjectAwareSimCLRTransform(input_size=8, box_config=BoxConfig(margin=0.0), return_masks=True, **PLAIN)
     for _ in range(10):
         views, masks = t(img, None, mask)
         assert all(colours_of(v) == {RED} for v in views)

@@ -215,13 +215,3 @@ def test_factory_adds_nothing_without_solo_learn(monkeypatch):
     assert len(callbacks_factory()) == 1
     monkeypatch.setenv("OBJAUG_SOLO_LEARN", "0")
     assert callbacks_factory() == []
-
-
-def test_old_class_name_is_a_deprecated_alias():
-    import objaug.integrations.solo_learn as solo
-    from objaug.integrations.lightly import ObjectAwareCallback as LightlyCallback
-    from objaug.integrations.solo_learn import SoloObjectAwareCallback
-
-    assert SoloObjectAwareCallback.__name__ != LightlyCallback.__name__
-    with pytest.warns(DeprecationWarning, match="use SoloObjectAwareCallback"):
-        assert solo.ObjectAwareCallback is SoloObjectAwareCallback

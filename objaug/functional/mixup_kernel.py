@@ -1,8 +1,8 @@
 """The unchecked background-mixup kernel and its CPU fast path (workspaces, in-place writes, compaction).
 
-Internal to objaug: :func:`objaug.functional.mixup.background_mixup` (the public, checked kernel) and
-:class:`objaug.augment.mixup.BackgroundMixup` (which keeps a :class:`Workspace` between calls) run it.
-The public names at the end are the ones other packages use.
+:func:`mixup_kernel` checks nothing: :func:`objaug.functional.mixup.background_mixup` (the public,
+checked kernel) and :class:`objaug.augment.mixup.BackgroundMixup` (which keeps a :class:`Workspace`
+between calls and asks :func:`uses_compact_path` how large it must be) validate, then run it.
 """
 
 from __future__ import annotations
@@ -16,30 +16,29 @@ from objaug.functional.backgrounds import (
     BackgroundMixupOutput,
     MixupSource,
     _backgrounds,
-    _check_source,
     _flat_rows,
-    _needs_grad,
     _rectangle_weight,
     _source_rows_cols,
     largest_strip,
+    needs_grad,
 )
 from objaug.functional.rectangles import _object_rectangles
 
-__all__ = ["Workspace", "check_source", "mixup_kernel", "needs_grad", "uses_compact_path"]
+__all__ = ["Workspace", "mixup_kernel", "uses_compact_path"]
 
-#: Device types on which :func:`_mixup` compacts the batch to the images that build a background.
+#: Device types on which :func:`mixup_kernel` compacts the batch to the images that build a background.
 #: Reading how many there are (``nonzero``) synchronises nothing on the CPU, where the tensors already
 #: live on the host; on an accelerator it would stall the stream, so there the shapes stay fixed.
 _COMPACT_DEVICE_TYPES: frozenset[str] = frozenset({"cpu"})
 
 
-def _compacts(t: Tensor) -> bool:
-    """Whether :func:`_mixup` takes its compacting path for tensors like ``t`` (see above)."""
+def uses_compact_path(t: Tensor) -> bool:
+    """Whether :func:`mixup_kernel` takes its compacting path for tensors like ``t`` (see above)."""
     return t.device.type in _COMPACT_DEVICE_TYPES
 
 
-class _Workspace(NamedTuple):
-    """Buffers of one :func:`_mixup` call without autograd (all contiguous, the images' dtype/device).
+class Workspace(NamedTuple):
+    """Buffers of one :func:`mixup_kernel` call without autograd (all contiguous, the images' dtype/device).
 
     ``storage`` (Q + B, C, H, W): rows [0, Q) are the background queue, rows [Q, Q + B) receive the
     batch's backgrounds, so one ``index_select`` reads a partner's background or a queued one.
@@ -55,7 +54,7 @@ class _Workspace(NamedTuple):
     maps: Tensor
 
 
-def _mixup(
+def mixup_kernel(
     images: Tensor,
     masks: Tensor,
     apply: Tensor,
@@ -66,7 +65,7 @@ def _mixup(
     queue_slot: Tensor | None,
     queue_len: Tensor | None,
     *,
-    workspace: _Workspace | None = None,
+    workspace: Workspace | None = None,
     inplace: bool = False,
     fallback_mass: float | None = None,
 ) -> tuple[BackgroundMixupOutput, Tensor, Tensor | None]:
@@ -93,7 +92,7 @@ def _mixup(
     """
     b, _, h, w = images.shape
     dev = images.device
-    grad = _needs_grad(images, masks)
+    grad = needs_grad(images, masks)
     x = images.contiguous()
     boxes = _object_rectangles(masks, threshold, fallback_mass)
     strip, area = largest_strip(boxes, h, w)
@@ -107,7 +106,7 @@ def _mixup(
         mixed = from_partner | from_queue
     else:
         mixed = from_partner
-    if not grad and _compacts(x):
+    if not grad and uses_compact_path(x):
         return _mixup_compact(images, x, masks, boxes, strip, built, mixed, from_partner, from_queue, perm,
                               threshold, source, queue, queue_slot, workspace, inplace)
     ar = torch.arange(b, device=dev)
@@ -149,10 +148,10 @@ def _mixup_compact(
     source: MixupSource,
     queue: Tensor | None,
     queue_slot: Tensor | None,
-    workspace: _Workspace | None,
+    workspace: Workspace | None,
     inplace: bool,
 ) -> tuple[BackgroundMixupOutput, Tensor, Tensor]:
-    """The CPU path of :func:`_mixup` (no autograd): the same values, computed for the built images only.
+    """The CPU path of :func:`mixup_kernel` (no autograd): the same values, computed for the built images only.
 
     Only an image that builds a background can be mixed (method.md §4), so the k built images (about
     ``p`` of the batch) are gathered once, those with a top/bottom strip first, then those with a
@@ -247,10 +246,3 @@ def _tiled_grouped(xs: Tensor, boxes: Tensor, strip: Tensor, n_rows: int, out: T
         return torch.lerp(xs, tiled, inside)
     return torch.lerp(xs, tiled, inside, out=out)
 
-
-# Public names for the module class (objaug.augment.mixup).
-Workspace = _Workspace
-mixup_kernel = _mixup
-uses_compact_path = _compacts
-needs_grad = _needs_grad
-check_source = _check_source
