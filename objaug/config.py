@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
+
+from objaug.validation.scalars import check_bool, check_choice, check_float, check_int, check_optional_int
 
 __all__ = ["BoxConfig", "CamConfig", "ScheduleConfig", "config_from_mapping", "describe_fields", "ensure_config"]
 
@@ -38,47 +39,18 @@ def _doc(text: str, *, kind: str) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------------- field checks
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _need_bool(owner: str, name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{owner}.{name} must be a bool (True or False), got {type(value).__name__} {value!r}.")
-
-
+# Every check is objaug.validation's (one rule: a wrong type raises TypeError, an impossible value ValueError),
+# with the field named ``<Config>.<field>`` so a door can re-word it with its own key names.
 def _need_int(owner: str, name: str, value: object, *, low: int, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        none = " or None" if optional else ""
-        raise TypeError(f"{owner}.{name} must be an int >= {low}{none}, got {type(value).__name__} {value!r}.")
-    if value < low:
-        raise ValueError(f"{owner}.{name} must be an int >= {low}, got {value}.")
+    if optional:
+        check_optional_int(value, f"{owner}.{name}", low=low, none="unset")
+    else:
+        check_int(value, f"{owner}.{name}", low=low)
 
 
-def _need_float(owner: str, name: str, value: object, *, low: float, high: float = math.inf,
+def _need_float(owner: str, name: str, value: object, *, low: float, high: float | None = None,
                 open_low: bool = False, open_high: bool = False) -> None:
-    left = "(" if open_low else "["
-    right = ")" if open_high or high == math.inf else "]"
-    interval = f"{left}{low}, {high}{right}"
-    if not _is_number(value):
-        raise TypeError(f"{owner}.{name} must be a number in {interval}, got {type(value).__name__} {value!r}.")
-    v = float(value)  # type: ignore[arg-type]
-    above = v > low if open_low else v >= low
-    below = v < high if open_high else v <= high
-    if math.isnan(v) or not above or not below or math.isinf(v):
-        raise ValueError(f"{owner}.{name} must be a finite number in {interval}, got {value!r}.")
-
-
-def _need_choice(owner: str, name: str, value: object, choices: tuple[str, ...]) -> None:
-    if not isinstance(value, str):
-        raise TypeError(f"{owner}.{name} must be one of {', '.join(map(repr, choices))}, got "
-                        f"{type(value).__name__} {value!r}.")
-    if value not in choices:
-        close = difflib.get_close_matches(value, choices, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"{owner}.{name} must be one of {', '.join(map(repr, choices))}, got {value!r}.{hint}")
+    check_float(value, f"{owner}.{name}", low=low, high=high, low_open=open_low, high_open=open_high)
 
 
 # ---------------------------------------------------------------------- the configs
@@ -139,18 +111,18 @@ class CamConfig:
 
     def __post_init__(self) -> None:
         owner = "CamConfig"
-        _need_choice(owner, "map_source", self.map_source, MAP_SOURCES)
+        check_choice(self.map_source, f"{owner}.map_source", MAP_SOURCES)
         _need_int(owner, "iters", self.iters, low=1)
         _need_int(owner, "mask_iters", self.mask_iters, low=1, optional=True)
         _need_float(owner, "temperature", self.temperature, low=0.0, open_low=True)
         _need_int(owner, "hard_negatives", self.hard_negatives, low=1, optional=True)
         _need_int(owner, "bank", self.bank, low=0)
-        _need_bool(owner, "expand_res", self.expand_res)
-        _need_choice(owner, "interpolation", self.interpolation, INTERPOLATIONS)
-        _need_bool(owner, "edges", self.edges)
+        check_bool(self.expand_res, f"{owner}.expand_res")
+        check_choice(self.interpolation, f"{owner}.interpolation", INTERPOLATIONS)
+        check_bool(self.edges, f"{owner}.edges")
         _need_float(owner, "edge_radius", self.edge_radius, low=0.0, high=0.5, open_low=True)
         _need_float(owner, "edge_eps", self.edge_eps, low=0.0, open_low=True)
-        _need_choice(owner, "refine", self.refine, REFINE_RULES)
+        check_choice(self.refine, f"{owner}.refine", REFINE_RULES)
         self._cross_check()
 
     def _cross_check(self) -> None:
@@ -231,9 +203,7 @@ class BoxConfig:
         _need_float(owner, "margin", self.margin, low=0.0)
         _need_int(owner, "max_boxes", self.max_boxes, low=1)
         _need_float(owner, "overlap", self.overlap, low=0.0, high=1.0)
-        _need_int(owner, "connectivity", self.connectivity, low=4)
-        if self.connectivity not in (4, 8):
-            raise ValueError(f"BoxConfig.connectivity must be 4 or 8, got {self.connectivity}.")
+        check_choice(self.connectivity, f"{owner}.connectivity", (4, 8))
         _need_int(owner, "map_size", self.map_size, low=4, optional=True)
 
     def cam_kwargs(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ Every message names the argument, says what was wrong and how to fix it.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from collections.abc import Sequence
@@ -249,7 +250,9 @@ def check_choice(value: object, name: str, choices: Sequence[Choice]) -> Choice:
     if not right_type:
         raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}.")
     if value not in choices:
-        raise ValueError(f"{name} must be {expected}, got {value!r}.")
+        close = difflib.get_close_matches(value, [str(c) for c in choices], n=1) if isinstance(value, str) else []
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"{name} must be {expected}, got {value!r}.{hint}")
     return value  # type: ignore[return-value]
 
 
