@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
-import logging
 import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -24,9 +23,6 @@ if TYPE_CHECKING:
     from .views import BoxStore, SoloObjectAware
 
 __all__ = ["ObjectAwareHooks"]
-
-log = logging.getLogger("objaug.integrations.solo_learn")
-
 
 def _cfg_get(node: Any, key: str) -> Any:
     if node is None:
@@ -128,7 +124,8 @@ class ObjectAwareHooks:
     If the views' pipelines crop or flip (a stock solo-learn config plus ``+objaug.enabled=true``), ``setup``
     makes the training loader's own transform deliver full frames for this run (restored at ``teardown``)
     and says so; where that transform is not solo-learn's, it raises one error listing every override.
-    Once engaged, it says what it does in one line on rank 0 (:func:`._setup.describe`); inert, it is silent.
+    Once engaged, it prints a short summary on rank 0, on stderr (:func:`._setup.describe`: views, source,
+    refresh schedule, crop, mixup, the pipeline settings it changed, old -> new); inert, it is silent.
 
     Args:
         config: an ``objaug`` block (mapping or :class:`ObjaugConfig`) to use instead of
@@ -235,23 +232,18 @@ class ObjectAwareHooks:
         self._pipeline_changes = changes or []
         self.engine = SoloObjectAware(config, store=store)
         self.active = True
-        message = describe(config, n_views=getattr(pl_module, "num_crops", None), model=model)
-        if changes:
-            pipes = sorted({i for _, i, *_ in fixes})
-            message += (f" | solo-learn's pipelines augmentations{pipes} set to deliver full, unflipped frames for "
-                        "this run (RandomResizedCrop scale (1.0, 1.0), RandomHorizontalFlip p 0.0): objaug crops "
-                        "and flips these views")
+        message = describe(config, n_views=getattr(pl_module, "num_crops", None), model=model,
+                           changes=self._pipeline_changes)
         self._say(trainer, message)
 
     def _say(self, trainer: Any, message: str) -> None:
-        """``message`` once, on rank 0, through Lightning's ``rank_zero_info`` (plain logging without Lightning)."""
+        """``message`` once, on global rank 0, on stderr (:func:`._setup.say`; not through logging, which
+        solo-learn's ``hydra/job_logging: disabled`` silences)."""
         if not getattr(trainer, "is_global_zero", True):
             return
-        package = getattr(self, "_lightning_package", None)
-        if package is None:
-            log.info(message)
-            return
-        importlib.import_module(package + ".utilities.rank_zero").rank_zero_info(message)
+        from ._setup import say
+
+        say(message)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         if not self.active or self.engine is None:
