@@ -327,7 +327,7 @@ class ObjectAwareHooks:
                     channels_last=backbone is not None and _uses_channels_last(backbone), negatives=negatives,
                     gather=trainer.strategy.all_gather if world > 1 else None)
         if callable(getattr(pl_module, "log", None)):  # objaug/boxed, /whole_frame, /mixed, ... (objaug.stats)
-            log_stats(pl_module.log, engine.stats, batch_size=int(indexes.shape[0]))
+            log_stats(pl_module.log, engine.stats, batch_size=int(indexes.shape[0]), sync_dist=world > 1)
 
 
 _CLASSES: dict[str, type] = {}
