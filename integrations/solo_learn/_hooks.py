@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from ._keys import yaml_keys
 from .config import ObjaugConfig, ObjaugConfigError, check_solo_pipelines, full_frame_fixes, parse_objaug_config
 
 if TYPE_CHECKING:
@@ -165,6 +166,10 @@ class ObjectAwareHooks:
         return _cfg_get(getattr(pl_module, "cfg", None), "objaug")
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        with yaml_keys():  # library errors name the objaug block's key, not the Python argument
+            self._setup(trainer, pl_module, stage)
+
+    def _setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         self.active = False
         self._dry_run_due = False
         self.engine = None
@@ -246,6 +251,10 @@ class ObjectAwareHooks:
         say(message)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        with yaml_keys():
+            self._on_train_start(trainer, pl_module)
+
+    def _on_train_start(self, trainer: Any, pl_module: Any) -> None:
         if not self.active or self.engine is None:
             return
         assert self.config is not None
@@ -323,9 +332,10 @@ class ObjectAwareHooks:
                     "each image with the others of its batch); use a larger optimizer.batch_size, or "
                     "objaug.online.all_gather_negatives: true under DDP."
                 )
-        engine.step(views, indexes, cam=cam, cam_view=cam_view, context=context,
-                    channels_last=backbone is not None and _uses_channels_last(backbone), negatives=negatives,
-                    gather=trainer.strategy.all_gather if world > 1 else None)
+        with yaml_keys():  # e.g. a CAM the model cannot give, at a CAM batch: named by its key
+            engine.step(views, indexes, cam=cam, cam_view=cam_view, context=context,
+                        channels_last=backbone is not None and _uses_channels_last(backbone), negatives=negatives,
+                        gather=trainer.strategy.all_gather if world > 1 else None)
         if callable(getattr(pl_module, "log", None)):  # objaug/boxed, /whole_frame, /mixed, ... (objaug.stats)
             log_stats(pl_module.log, engine.stats, batch_size=int(indexes.shape[0]), sync_dist=world > 1)
 
