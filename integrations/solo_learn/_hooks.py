@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from ._keys import yaml_keys
+from ._keys import library_message, yaml_keys
 from .config import ObjaugConfig, ObjaugConfigError, check_solo_pipelines, full_frame_fixes, parse_objaug_config
 
 if TYPE_CHECKING:
@@ -58,21 +58,9 @@ def _dataset_length(trainer: Any) -> int | None:
         return None
 
 
-#: Library argument names in messages, as the keys of the objaug block that set them.
-_KEY_NAMES = (
-    ("source='attention'", "objaug.online.map_source=attention"),
-    ("source='gradcam'", "objaug.online.map_source=gradcam"),
-    ("expand_res=True", "objaug.online.expand_res=true"),
-    ("CamConfig.", "objaug.online."),
-)
-
-
 def _as_config_error(err: Exception, where: str) -> ObjaugConfigError:
-    """A library error raised while setting up the CAM, re-worded with the block's keys."""
-    text = str(err)
-    for name, key in _KEY_NAMES:
-        text = text.replace(name, key)
-    return ObjaugConfigError(f"{where}: {text}")
+    """A library error raised while setting up the CAM, re-worded with the block's keys (:mod:`._keys`)."""
+    return ObjaugConfigError(f"{where}: {library_message(err)}")
 
 
 def _build_online_cam(config: ObjaugConfig, backbone: torch.nn.Module, projector: torch.nn.Module | None) -> Any:

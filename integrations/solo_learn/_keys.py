@@ -4,7 +4,9 @@ objaug's library checks name their Python argument (``source='attention' needs a
 ``iters must be an int >= 1``); a solo-learn user wrote ``objaug.online.map_source`` in a YAML file. Inside
 :func:`yaml_keys`, a ``ValueError`` / ``TypeError`` raised by objaug's library is re-raised as an
 :class:`~objaug.integrations.solo_learn.config.ObjaugConfigError` whose message names the key instead
-(``objaug.online.map_source='attention' needs a Vision Transformer ...``), chained to the original.
+(``objaug.online.map_source=attention needs a Vision Transformer ...``, values in the form of a Hydra
+override), chained to the original. :func:`library_message` gives the re-worded message alone (for callers
+that raise their own ``ObjaugConfigError``, such as the set-up dry run of the CAM).
 
 Which key an argument name stands for depends on the library part that raised (``source`` is
 ``objaug.online.map_source`` for ContraCAM, ``objaug.mixup.source`` for background mixup): the innermost
@@ -22,7 +24,7 @@ from types import TracebackType
 
 from .config import ObjaugConfigError
 
-__all__ = ["CAM_KEYS", "MODULE_KEYS", "translate", "yaml_keys"]
+__all__ = ["CAM_KEYS", "MODULE_KEYS", "OWNER_SECTIONS", "library_message", "translate", "yaml_keys"]
 
 #: ContraCAM and the model split (the online CAM): library argument -> YAML key.
 CAM_KEYS: Mapping[str, str] = {
@@ -63,9 +65,21 @@ MIXUP_KEYS: Mapping[str, str] = {
 }
 #: the object store.
 STORE_KEYS: Mapping[str, str] = {"path": "objaug.store.path"}
+#: objaug's shared configs (CamConfig, ScheduleConfig, BoxConfig), whose fields sit flat under ``online`` / ``boxes``.
+CONFIG_KEYS: Mapping[str, str] = {
+    **BOX_KEYS,
+    **CAM_KEYS,
+    **{name: f"objaug.online.{name}" for name in ("map_source", "mask_iters", "hard_negatives", "bank",
+                                                   "every_n_steps", "start_step")},
+}
+#: ``Owner.name`` in objaug's config errors (``CamConfig.iters must be ...``) -> the block's section of ``name``.
+OWNER_SECTIONS: Mapping[str, str] = {"CamConfig": "objaug.online", "ScheduleConfig": "objaug.online",
+                                     "BoxConfig": "objaug.boxes"}
 
 #: module (or package) of objaug's library -> the keys its argument names stand for.
 MODULE_KEYS: Mapping[str, Mapping[str, str]] = {
+    "objaug.config": CONFIG_KEYS,
+    "objaug.provider": CAM_KEYS,
     "objaug.contracam": CAM_KEYS,
     "objaug.split": CAM_KEYS,
     "objaug.split_vit": CAM_KEYS,
@@ -82,6 +96,8 @@ MODULE_KEYS: Mapping[str, Mapping[str, str]] = {
 }
 
 _PY_TO_YAML = {"True": "true", "False": "false", "None": "null"}
+_OWNER = re.compile(rf"\b({'|'.join(OWNER_SECTIONS)})\.(\w+)")
+_KEY_VALUE = re.compile(r"(\bobjaug\.[\w.]+=)(?:'([\w.\-]+)'|\"([\w.\-]+)\"|(True|False|None)\b)")
 
 
 def _keys_for(tb: TracebackType | None) -> Mapping[str, str] | None:
@@ -97,33 +113,40 @@ def _keys_for(tb: TracebackType | None) -> Mapping[str, str] | None:
 
 
 def translate(message: str, keys: Mapping[str, str]) -> str | None:
-    """``message`` with the argument names of ``keys`` replaced by their YAML keys; None if it names none.
+    """``message`` with objaug's Python names replaced by the block's keys; None if it names none.
 
-    Replaced: ``Class(name=value)`` -> ``key=value``; ``name=value`` -> ``key=value`` (with ``True``/``False``/
-    ``None`` written as YAML's ``true``/``false``/``null``); ``name must``/``name is`` -> ``key must``/``key is``.
+    Replaced: ``CamConfig.name`` / ``ScheduleConfig.name`` / ``BoxConfig.name`` -> ``objaug.online.name`` /
+    ``objaug.boxes.name`` (:data:`OWNER_SECTIONS`); for the argument names of ``keys``, ``Class(name=value)`` ->
+    ``key=value``, ``name=value`` -> ``key=value``, ``name must``/``is``/``needs`` -> ``key must``/... Values after
+    a key are then written as in a Hydra override: ``'attention'`` -> ``attention``, ``True``/``False``/``None``
+    -> ``true``/``false``/``null``.
 
     Args:
         message: the library's error message.
-        keys: argument name -> YAML key.
+        keys: argument name -> YAML key (may be empty: only the ``Owner.name`` rule applies).
     """
-    names = "|".join(sorted((re.escape(n) for n in keys), key=len, reverse=True))
-    if not names:
-        return None
-    pattern = re.compile(rf"(?:\b[A-Z]\w*\((?P<a>{names})=(?P<av>[^(),]*)\))"
-                         rf"|(?<![\w.])(?P<b>{names})(?=\s*=[^=]|\s+(?:must|is|needs)\b)")
+    out, n_owner = _OWNER.subn(lambda m: f"{OWNER_SECTIONS[m.group(1)]}.{m.group(2)}", message)
+    n_names = 0
+    if keys:
+        names = "|".join(sorted((re.escape(n) for n in keys), key=len, reverse=True))
+        pattern = re.compile(rf"(?:\b[A-Z]\w*\((?P<a>{names})=(?P<av>[^(),]*)\))"
+                             rf"|(?<![\w.])(?P<b>{names})(?=\s*=[^=]|\s+(?:must|is|needs)\b)")
 
-    def replace(m: re.Match[str]) -> str:
-        if m.group("a"):
-            value = m.group("av")
-            return f"{keys[m.group('a')]}={_PY_TO_YAML.get(value, value)}"
-        return keys[m.group("b")]
+        def replace(m: re.Match[str]) -> str:
+            if m.group("a"):
+                return f"{keys[m.group('a')]}={m.group('av')}"
+            return keys[m.group("b")]
 
-    out, n = pattern.subn(replace, message)
-    if not n:
+        out, n_names = pattern.subn(replace, out)
+    if not n_owner + n_names:
         return None
-    for py, yaml in _PY_TO_YAML.items():  # key=True -> key=true
-        out = re.sub(rf"((?:{'|'.join(re.escape(k) for k in keys.values())})\s*=\s*){py}\b", rf"\g<1>{yaml}", out)
-    return out
+    return _KEY_VALUE.sub(lambda m: m.group(1) + (m.group(2) or m.group(3) or _PY_TO_YAML[m.group(4)]), out)
+
+
+def library_message(err: BaseException) -> str:
+    """``str(err)`` re-worded with the block's keys (see the module docs), or unchanged if it names none."""
+    keys = _keys_for(err.__traceback__) or {}
+    return translate(str(err), keys) or str(err)
 
 
 @contextlib.contextmanager

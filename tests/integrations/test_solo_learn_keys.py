@@ -27,8 +27,8 @@ def test_contracam_errors_name_the_online_keys():
     with pytest.raises(ObjaugConfigError) as err, yaml_keys():
         ContraCAM(_resnet(), source="attention")
     message = str(err.value)
-    assert message.startswith("objaug.online.map_source='attention' needs a Vision Transformer")
-    assert "Use objaug.online.map_source='gradcam' (the default)" in message
+    assert message.startswith("objaug.online.map_source=attention needs a Vision Transformer")
+    assert "Use objaug.online.map_source=gradcam (the default)" in message
     assert "source=" not in message.replace("map_source=", "")
     assert isinstance(err.value.__cause__, TypeError)  # the original is chained
     with pytest.raises(ObjaugConfigError, match=r"^objaug\.online\.iters must be an integer >= 1, got 0"), yaml_keys():
@@ -55,11 +55,24 @@ def test_other_errors_pass_unchanged():
 
 def test_translate_rules():
     keys = {"source": "objaug.online.map_source", "expand_res": "objaug.online.expand_res"}
-    assert translate("Use ContraCAM(source='gradcam') here.", keys) == "Use objaug.online.map_source='gradcam' here."
+    assert translate("Use ContraCAM(source='gradcam') here.", keys) == "Use objaug.online.map_source=gradcam here."
     assert translate("Use larger images, expand_res=True (stride 1)", keys) == (
         "Use larger images, objaug.online.expand_res=true (stride 1)")
     assert translate("resource='x' and sources must", keys) is None  # whole names only
     assert translate("nothing here", keys) is None
+    assert translate("CamConfig.iters must be an int >= 1, got 0. BoxConfig.connectivity must be 4 or 8", {}) == (
+        "objaug.online.iters must be an int >= 1, got 0. objaug.boxes.connectivity must be 4 or 8")
+
+
+def test_shared_config_errors_name_the_keys():
+    from objaug.config import CamConfig
+
+    with pytest.raises(ObjaugConfigError) as err, yaml_keys():
+        CamConfig(map_source="attention", expand_res=True)
+    message = str(err.value)
+    assert message.startswith("objaug.online.expand_res=true needs a CNN's strided last stage, but "
+                              "objaug.online.map_source=attention is for Vision Transformers")
+    assert "or use objaug.online.map_source=gradcam on a CNN" in message
 
 
 lightning = pytest.importorskip("lightning")
@@ -83,7 +96,7 @@ __all__ = ["entry_point_on", "single_thread"]
 def test_attention_on_a_resnet_is_named_by_its_key_in_a_real_run():
     block = {"enabled": True, "source": "online", "online": {"map_source": "attention"}}
     cfg = make_cfg(block, pipelines=[pipeline(crop_size=CAM_SIZE), pipeline(crop_size=CAM_SIZE)])
-    with pytest.raises(ObjaugConfigError, match=r"objaug\.online\.map_source='attention' needs a Vision Transformer"):
+    with pytest.raises(ObjaugConfigError, match=r"objaug\.online\.map_source=attention needs a Vision Transformer"):
         fit(ContractMethod(cfg, record=False), BlobDataset(size=CAM_SIZE), steps=1)
 
 
