@@ -69,9 +69,10 @@ def test_entry_point_discovery_is_cheap():
     root = Path(pkg.__file__).parent
     allowed = {"__future__", "collections.abc", "typing", "dataclasses", "difflib", "math", "contextlib", "logging",
                "warnings", "importlib", "os", "sys", "torch", "lightning.pytorch.callbacks",
-               "pytorch_lightning.callbacks", "._hooks", ".config", "._parsers", "._setup",
+               "pytorch_lightning.callbacks", "._hooks", ".config", "._parsers", "._setup", "._keys", "re", "types",
                    "objaug.config"}  # objaug.config: the shared configs, pure Python (no torch)
-    for name in ("__init__.py", "callback.py", "pl_callback.py", "_hooks.py", "config.py", "_parsers.py", "_setup.py"):
+    for name in ("__init__.py", "callback.py", "pl_callback.py", "_hooks.py", "config.py", "_parsers.py", "_setup.py",
+                 "_keys.py"):
         tree = ast.parse((root / name).read_text())
         for node in tree.body:  # module level only; TYPE_CHECKING blocks are not executed
             if isinstance(node, ast.Import):
