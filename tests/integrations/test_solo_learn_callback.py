@@ -344,9 +344,10 @@ def test_the_callback_logs_what_objaug_did_each_step():
     trainer = fit(module, CoordDataset(8), steps=2)
     (cb,) = objaug_callbacks(trainer)
     logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("objaug/")}
-    assert set(logged) == {"objaug/boxed", "objaug/whole_frame", "objaug/mixed", "objaug/boxes_per_image",
-                           "objaug/cam_refreshes"}
+    names = {"objaug/boxed", "objaug/whole_frame", "objaug/mixed", "objaug/boxes_per_image", "objaug/cam_refreshes"}
+    assert set(logged) == names | {n + "_step" for n in names} | {n + "_epoch" for n in names}
     assert logged["objaug/boxed"] == 1.0 and logged["objaug/whole_frame"] == 0.0  # every image has a real box
+    assert logged["objaug/boxed_epoch"] == 1.0 and logged["objaug/cam_refreshes_epoch"] == 0.0
     assert logged["objaug/cam_refreshes"] == 0.0  # boxes from the store, no CAM
     assert logged["objaug/boxes_per_image"] >= 1.0
     assert logged["objaug/mixed"] == float(cb.engine.last_info["mixed"][0].float().mean())
