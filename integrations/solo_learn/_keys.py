@@ -43,7 +43,7 @@ BOX_KEYS: Mapping[str, str] = {
 }
 #: the object-aware crop.
 CROP_KEYS: Mapping[str, str] = {
-    "p": "objaug.crop.p",
+    "box_p": "objaug.crop.box_p",
     "scale": "objaug.crop.scale",
     "ratio": "objaug.crop.ratio",
     "flip_prob": "objaug.crop.flip_prob",

@@ -392,7 +392,7 @@ def test_stats_are_logged_as_epoch_means_in_runs_shorter_than_the_logging_interv
             stats = objaug_callbacks(trainer)[0].engine.stats
             per_batch.append({k: float(v) for k, v in stats.shares(last=True).items()})
 
-    cfg = make_cfg(store_block(crop={"p": 0.5}, mixup={"enabled": True, "p": 0.5},
+    cfg = make_cfg(store_block(crop={"box_p": 0.5}, mixup={"enabled": True, "p": 0.5},
                                store={"path": "memory:12", "cls": STORE_CLS}))
     trainer = fit(ContractMethod(cfg, record=False), CoordDataset(n=12), steps=3, callbacks=[Spy()],
                   logger=CSVLogger(str(tmp_path), name="run"), log_every_n_steps=every)

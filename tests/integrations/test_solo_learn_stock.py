@@ -186,7 +186,7 @@ def test_stock_config_plus_enabled_trains_with_objaug_engaged(tmp_path, capsys):
         "objaug: on (objaug.enabled: true), object-aware crop of views [0, 1] of 2 on the device",
         "  boxes: online ContraCAM of backbone + projector on view 0 (1 iteration)",
         "  refresh: a fresh CAM on every batch from batch 0",
-        "  crop: p=1 scale=[0.08, 1] ratio=[0.75, 1.33] flip=0.5 sampling=uniform",
+        "  crop: box_p=1 scale=[0.08, 1] ratio=[0.75, 1.33] flip=0.5 sampling=uniform",
         "  mixup: off",
         "  solo-learn's data pipeline, changed for this run (objaug crops and flips these views; restored when "
         "training ends):",
