@@ -34,6 +34,7 @@ from ._parsers import (
 __all__ = [
     "BoxesConfig",
     "CropConfig",
+    "LogMapsConfig",
     "MixupConfig",
     "ObjaugConfig",
     "ObjaugConfigError",
@@ -101,6 +102,13 @@ class OnlineConfig:
 
 
 @dataclass(frozen=True)
+class LogMapsConfig:
+    every_n_steps: int = 0
+    num_images: int = 8
+    iters: int = 1
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     path: str | None = None
     cls: str = "objaug.store:ObjectStore"
@@ -117,6 +125,7 @@ class ObjaugConfig:
     boxes: BoxesConfig = field(default_factory=BoxesConfig)
     online: OnlineConfig = field(default_factory=OnlineConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    log_maps: LogMapsConfig = field(default_factory=LogMapsConfig)
 
 
 # One row per key: (dotted key, type shown in docs, parser, meaning). Parsers take (value, key) and
@@ -201,10 +210,17 @@ _SCHEMA: list[tuple[str, str, _Parser, str]] = [
     ("store.cls", "`module:Name`", _target,
      "`store`: the store class or factory, called with the path; must offer `get_batch(indexes)` -> "
      "(boxes (B,K,4), valid (B,K), masks (B,1,h,w) or None)."),
+    ("log_maps.every_n_steps", "int >= 0", _int(0),
+     "Log the maps of a fixed batch (the first `log_maps.num_images` images of the first batch's view "
+     "`online.view`, before objaug re-crops it) every N optimizer steps to the Trainer's loggers (TensorBoard, "
+     "W&B, else PNGs under the log directory), with `online.model`'s current weights and `online.map_source`; "
+     "`0`: off. Works with `enabled: false` too (see the maps before augmenting with them)."),
+    ("log_maps.num_images", "int >= 2", _int(2), "Images in the logged batch."),
+    ("log_maps.iters", "int >= 1", _int(1), "ContraCAM refinement iterations of the logged maps."),
 ]
 
 _SECTIONS = {"crop": CropConfig, "mixup": MixupConfig, "boxes": BoxesConfig, "online": OnlineConfig,
-             "store": StoreConfig}
+             "store": StoreConfig, "log_maps": LogMapsConfig}
 
 
 def schema_rows() -> list[tuple[str, str, str, str]]:
