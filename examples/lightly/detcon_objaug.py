@@ -65,8 +65,8 @@ class DetCon(nn.Module):
             self.prediction_head = BYOLPredictionHead(64, 256, 64)
             self.backbone_momentum = copy.deepcopy(self.backbone)
             self.projection_head_momentum = copy.deepcopy(self.projection_head)
-            deactivate_requires_grad(self.backbone_momentum)
-            deactivate_requires_grad(self.projection_head_momentum)
+            for target in (self.backbone_momentum, self.projection_head_momentum):
+                deactivate_requires_grad(target)
 
     def regions(self, x, mask, ids, momentum=False):
         """Region embeddings (B, M, D): the feature map mean-pooled over each label in ``ids`` (B, M)."""

@@ -46,11 +46,12 @@ class ObjectMaskDataset(ObjectAwareDataset):
     ...)``; ``return_index=True`` appends the index.
 
     Args:
-        dataset, objects, boxes, valid, masks, return_index, check_store: as for ``ObjectAwareDataset``.
+        dataset, objects: as for ``ObjectAwareDataset``.
         transform: a torchvision v2 / Lightly ``MultiViewTransformV2``-style transform called as
             ``transform(image, mask)``; ``None`` returns the pair.
         use_masks: restrict each box to its mask's pixels when a soft mask is available.
         mask_threshold: that mask threshold, in ``(0, 1]``.
+        boxes, valid, masks, return_index, check_store: as for ``ObjectAwareDataset``.
 
     Raises:
         TypeError / ValueError: as ``ObjectAwareDataset``; a ``mask_threshold`` outside ``(0, 1]``; an image
@@ -63,14 +64,14 @@ class ObjectMaskDataset(ObjectAwareDataset):
         dataset: Any,
         objects: Any = None,
         *,
+        transform: Callable[..., Any] | None = None,
+        use_masks: bool = True,
+        mask_threshold: float = 0.5,
         boxes: Tensor | None = None,
         valid: Tensor | None = None,
         masks: Tensor | None = None,
-        transform: Callable[..., Any] | None = None,
         return_index: bool = False,
         check_store: bool = True,
-        use_masks: bool = True,
-        mask_threshold: float = 0.5,
     ) -> None:
         if objects is None and boxes is None:
             raise ValueError("ObjectMaskDataset needs each image's boxes: objects=ObjectStore(path) or boxes=(N, K, 4) "
