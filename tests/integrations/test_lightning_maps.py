@@ -190,3 +190,14 @@ def test_wandb_logger_gets_a_wandb_image(tmp_path, monkeypatch):
     assert logged == [{"objaug/cam_maps": ("wandb.Image", tuple(picture.permute(1, 2, 0).shape)),
                        "trainer/global_step": 3}]
     assert not list(tmp_path.iterdir())  # no PNG for a logger that takes images
+
+
+def test_importable_without_lightly():
+    import subprocess
+
+    code = ("import sys\nsys.modules['lightly'] = None\nimport objaug.integrations.lightning_maps as m\n"
+            "assert 'lightly' not in [k.split('.')[0] for k, v in sys.modules.items() if v is not None]\n"
+            "print(m.LogCAMMaps.__mro__[1].__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["CAMMapLogger"]
