@@ -142,6 +142,7 @@ class ObjectAwareHooks:
         self.engine: SoloObjectAware | None = None
         self._pipeline_changes: list[Any] = []
         self._dry_run_due = False
+        self.map_logger: Any = None  # objaug.log_maps (.log_maps.map_logger)
 
     def __repr__(self) -> str:
         state = "active" if self.active else "inactive"
@@ -168,6 +169,9 @@ class ObjectAwareHooks:
             return
         config = block if isinstance(block, ObjaugConfig) else parse_objaug_config(block)
         self.config = config
+        from .log_maps import map_logger
+
+        self.map_logger = map_logger(config, pl_module)  # objaug.log_maps, also with enabled: false
         if not config.enabled:
             return
         others = [cb for cb in getattr(trainer, "callbacks", []) if cb is not self
@@ -275,6 +279,8 @@ class ObjectAwareHooks:
 
     # ------------------------------------------------------------------ per batch
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if self.map_logger is not None:  # the fixed batch of objaug.log_maps, before objaug re-crops it
+            self.map_logger.on_train_batch_start(trainer, pl_module, batch, batch_idx)
         if not self.active or self.engine is None:
             return
         from objaug.stats import log_stats
@@ -326,6 +332,10 @@ class ObjectAwareHooks:
                         gather=trainer.strategy.all_gather if world > 1 else None)
         if callable(getattr(pl_module, "log", None)):  # objaug/boxed, /whole_frame, /mixed, ... (objaug.stats)
             log_stats(pl_module.log, engine.stats, batch_size=int(indexes.shape[0]), sync_dist=world > 1)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.map_logger is not None:
+            self.map_logger.on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
 
 _CLASSES: dict[str, type] = {}
