@@ -214,7 +214,8 @@ class BackgroundMixup(nn.Module):
         """The reusable [queue; backgrounds] storage and scratch rows for a batch like ``images``.
 
         Re-created (copying the queue into it) when the batch is larger than before, or when the queue
-        buffer is no longer the storage's first rows (after ``.to()``, ``load_state_dict`` or a copy).
+        buffer is no longer the workspace's view of the storage's first rows (after ``.to()``, ``.half()``
+        or a copy replaced the buffer). An identity test, not a data-pointer one: ``torch.compile`` traces it.
         """
         queue = self._queue
         assert queue is not None
@@ -226,14 +227,14 @@ class BackgroundMixup(nn.Module):
                 or ws.maps.shape[0] < (scratch if compacts else 0)
                 or ws.storage.shape[1:] != images.shape[1:]
                 or ws.storage.dtype != images.dtype or ws.storage.device != images.device
-                or (q > 0 and queue.data_ptr() != ws.storage.data_ptr())):
+                or queue is not ws.queue):
             rows = max(b, ws.storage.shape[0] - ws.queue_rows if ws is not None else 0)
             storage = torch.empty((q + rows, *images.shape[1:]), dtype=images.dtype, device=images.device)
             storage[:q].copy_(queue)
             self._queue = storage[:q]
             h, w = images.shape[2:]
             maps = storage.new_empty((max(scratch, rows) if compacts else 0, 1, h, w))
-            ws = Workspace(storage, q, storage.new_empty((max(scratch, rows), *images.shape[1:])), maps)
+            ws = Workspace(storage, self._queue, q, storage.new_empty((max(scratch, rows), *images.shape[1:])), maps)
             self._ws = ws
         return ws
 

@@ -23,25 +23,26 @@ from objaug.functional.backgrounds import (
     _source_rows_cols,
     largest_strip,
 )
+from objaug._paths import fixed_shape_path
 from objaug.functional.rectangles import _object_rectangles
 
 __all__ = ["Workspace", "check_source", "mixup_kernel", "needs_grad", "uses_compact_path"]
 
-#: Device types on which :func:`_mixup` compacts the batch to the images that build a background.
-#: Reading how many there are (``nonzero``) synchronises nothing on the CPU, where the tensors already
-#: live on the host; on an accelerator it would stall the stream, so there the shapes stay fixed.
-_COMPACT_DEVICE_TYPES: frozenset[str] = frozenset({"cpu"})
-
-
 def _compacts(t: Tensor) -> bool:
-    """Whether :func:`_mixup` takes its compacting path for tensors like ``t`` (see above)."""
-    return t.device.type in _COMPACT_DEVICE_TYPES
+    """Whether :func:`_mixup` compacts the batch to the images that build a background, for tensors like ``t``.
+
+    Reading how many there are (``nonzero``) synchronises nothing on the CPU, where the tensors already
+    live on the host; on an accelerator it would stall the stream, so there the shapes stay fixed
+    (:func:`objaug._paths.fixed_shape_path`; :func:`objaug.testing.accelerator_paths` forces it on the CPU).
+    """
+    return not fixed_shape_path(t)
 
 
 class _Workspace(NamedTuple):
     """Buffers of one :func:`_mixup` call without autograd (all contiguous, the images' dtype/device).
 
-    ``storage`` (Q + B, C, H, W): rows [0, Q) are the background queue, rows [Q, Q + B) receive the
+    ``storage`` (Q + B, C, H, W): rows [0, Q) are the background queue (``queue``: that view, the
+    module's queue buffer as long as the workspace is current), rows [Q, Q + B) receive the
     batch's backgrounds, so one ``index_select`` reads a partner's background or a queued one.
     ``scratch`` (>= B, C, H, W; >= 2B on compacting devices): temporary rows (the built images, the
     tiling, and the mixing source). ``maps`` (>= 2B, 1, H, W on compacting devices, else empty):
@@ -50,6 +51,7 @@ class _Workspace(NamedTuple):
     """
 
     storage: Tensor
+    queue: Tensor
     queue_rows: int
     scratch: Tensor
     maps: Tensor
@@ -87,7 +89,7 @@ def _mixup(
     ``images`` (contiguous, no autograd). Without a workspace, or with autograd recording, everything
     runs out of place (same values).
 
-    On CPU tensors without autograd (:data:`_COMPACT_DEVICE_TYPES`) the same values are computed for
+    On CPU tensors without autograd (:func:`_compacts`) the same values are computed for
     the built images only (:func:`_mixup_compact`): there, counting them costs no synchronisation, and
     the other images need no work at all.
     """
