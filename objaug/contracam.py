@@ -7,7 +7,7 @@ optional temperature and an optional external bank of negatives.
 
 from __future__ import annotations
 
-import warnings
+import inspect
 from contextlib import ExitStack
 from typing import Literal, overload
 
@@ -15,16 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from objaug.functional.cam import (
-    bank_copies,
-    contrastive_score,
-    edge_refine,
-    fill_masked,
-    gradcam_map,
-    minmax_normalize,
-    nearest_negatives,
-    upsample_maps,
-)
+from objaug.cam_sources import MapSource, check_source_options, map_source_class
+from objaug.functional.cam import edge_refine, fill_masked, minmax_normalize, upsample_maps
 from objaug.split import EncoderHead, expanded_resolution, module_device, preserve_model_state, split_model
 from objaug.split_vit import ViTEncoderHead
 from objaug.validation import check_finite, check_image_batch, check_model_input
@@ -63,11 +55,14 @@ class ContraCAM:
             "bilinear", "nearest").
         check_finite: check the inputs for NaN/inf before any work (one host synchronisation). Turn
             off in training loops that have their own checks.
-        source: where each iteration's map comes from: ``"gradcam"`` (default, the contrastive
-            Grad-CAM above) or ``"attention"`` (Vision Transformers recognised by ``split_model`` with a
-            class token only: the last block's class-token self-attention over the patches, averaged
-            over heads, as in DINO; no backward and no negatives needed, ``negatives=`` and the
-            temperature are ignored). Refinement, edges and upsampling apply to both.
+        source: where each iteration's map comes from, a name registered in
+            :data:`objaug.cam_sources.MAP_SOURCES`: ``"gradcam"`` (default, the contrastive Grad-CAM above,
+            :class:`~objaug.cam_sources.ContrastiveGradCAM`) or ``"attention"`` (Vision Transformers
+            recognised by ``split_model`` with a class token only: the last block's class-token
+            self-attention over the patches, averaged over heads, as in DINO;
+            :class:`~objaug.cam_sources.ClassTokenAttention`). Refinement, edges and upsampling apply to
+            every source. Options a source ignores are refused: ``temperature`` or ``hard_negatives`` with
+            ``"attention"`` raise ``ValueError`` here, ``negatives=`` at the call.
 
     Example:
         >>> cam = ContraCAM(model, iters=10)
@@ -96,7 +91,7 @@ class ContraCAM:
         edge_radius: float = 0.05,
         edge_eps: float = 0.01,
         refine: Literal["weighted", "union"] = "weighted",
-        source: Literal["gradcam", "attention"] = "gradcam",
+        source: str = "gradcam",
     ) -> None:
         if model is None and (encoder is None or head is None):
             raise TypeError("ContraCAM needs a model, or both encoder= and head=.")
@@ -122,17 +117,16 @@ class ContraCAM:
             raise ValueError(f"edge_eps must be a positive finite number, got {edge_eps!r}.")
         if refine not in ("weighted", "union"):
             raise ValueError(f"refine must be 'weighted' or 'union', got {refine!r}.")
-        if source not in ("gradcam", "attention"):
-            raise ValueError(f"source must be 'gradcam' or 'attention', got {source!r}.")
+        source_class = map_source_class(source)
+        defaults = inspect.signature(ContraCAM.__init__).parameters
+        check_source_options(source_class, {"temperature": (temperature, defaults["temperature"].default),
+                                            "hard_negatives": (hard_negatives, defaults["hard_negatives"].default)})
         if model is not None:
             self.split = split_model(model, projector=projector)
         else:
             assert encoder is not None and head is not None
             self.split = EncoderHead(encoder, head if projector is None else nn.Sequential(head, projector))
-        if source == "attention" and not isinstance(self.split, ViTEncoderHead):
-            raise TypeError(f"source='attention' needs a Vision Transformer that objaug.split_model recognises "
-                            f"(timm, torchvision or lightly ViT), got a {type(model or encoder).__name__}. Use "
-                            "source='gradcam' (the default) for other models.")
+        source_class.check_model(self.split, model or encoder)
         if expand_res and isinstance(self.split, ViTEncoderHead):
             self.split.last_stage_convs(torch.empty(0))  # raises: a ViT has no strided last stage
         self.source = source
@@ -146,7 +140,9 @@ class ContraCAM:
         self.edge_radius = float(edge_radius)
         self.edge_eps = float(edge_eps)
         self.refine = refine
-        self._warned_small = False
+        #: the :class:`~objaug.cam_sources.MapSource` computing each iteration's raw map
+        self.map_source: MapSource = source_class(self.split, temperature=self.temperature,
+                                                  hard_negatives=hard_negatives)
 
     def __repr__(self) -> str:
         return (f"ContraCAM(iters={self.iters}, temperature={self.temperature}, expand_res={self.expand_res}, "
@@ -213,7 +209,11 @@ class ContraCAM:
                                  f"{getattr(negatives, 'shape', type(negatives).__name__)}.")
             if negatives.shape[0] == 0:
                 negatives = None
-        if b < 2 and negatives is None and self.source == "gradcam":
+        uses_negatives = self.map_source.uses_negatives
+        if negatives is not None and not uses_negatives:
+            raise ValueError(f"negatives= have no effect with source={self.source!r} (its maps contrast nothing); "
+                             "drop negatives= or use source='gradcam'.")
+        if b < 2 and negatives is None and uses_negatives:
             raise ValueError(
                 "ContraCAM needs negatives: a batch of 1 image has no other image to contrast with, so its "
                 "map would be meaningless. Pass at least 2 images, or external negatives=(N, D) embeddings "
@@ -235,48 +235,13 @@ class ContraCAM:
 
         with ExitStack() as stack:
             stack.enter_context(preserve_model_state(self.split))
-            stack.enter_context(torch.enable_grad())  # the head is differentiated even under no_grad
+            # no autograd graph outside the map sources: ContrastiveGradCAM differentiates the head with
+            # torch.func, which a surrounding no_grad does not stop (and no weight gradient is recorded)
+            stack.enter_context(torch.no_grad())
             if self.expand_res:
                 convs = self.split.last_stage_convs(images)
                 stack.enter_context(expanded_resolution(convs))
             return self._run(images, negatives, (h, w), return_steps)
-
-    def _embed(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        with torch.no_grad():
-            feats = self.split.encoder(x)
-        if feats.ndim != 4:
-            raise TypeError(
-                f"The encoder returned shape {tuple(feats.shape)}, not a spatial map (B, C, h, w). Pass an "
-                "encoder that stops at the last spatial stage: ContraCAM(encoder=..., head=...)."
-            )
-        self._check_map_size(feats)
-        feats = feats.detach().requires_grad_(True)
-        z = self.split.head(feats)
-        if z.ndim != 2:
-            raise TypeError(f"The head returned shape {tuple(z.shape)}; it must return embeddings (B, D).")
-        return feats, F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)
-
-    def _check_map_size(self, feats: Tensor) -> None:
-        h, w = feats.shape[-2:]
-        fix = ("Use larger images, expand_res=True (stride 1 in the last stage), or an encoder with a "
-               "smaller-stride stem (e.g. a CIFAR ResNet: 3x3 conv1 with stride 1, no max pooling).")
-        if h * w == 1:
-            raise ValueError(
-                f"The encoder returned a {h}x{w} map: there is nothing to localise (a pooled encoder, or images "
-                f"too small for its stride). Pass an encoder that stops before the global pooling "
-                f"(ContraCAM(encoder=..., head=...)). {fix}")
-        if min(h, w) < 3 and not self._warned_small:
-            self._warned_small = True
-            warnings.warn(f"ContraCAM: the encoder's last map is only {h}x{w}; maps and boxes this coarse are "
-                          f"mostly noise. {fix}", UserWarning, stacklevel=5)
-
-    def _attention_map(self, x: Tensor, size: tuple[int, int]) -> Tensor:
-        assert isinstance(self.split, ViTEncoderHead)
-        with torch.no_grad():
-            grid = self.split.encoder(x)
-            self._check_map_size(grid)
-            attn = self.split.attention_maps(grid)
-        return minmax_normalize(upsample_maps(attn, size, mode=self.interpolation))
 
     def _merge(self, cam: Tensor, union: Tensor | None, area0: Tensor | None,
                steps: list[Tensor]) -> tuple[Tensor, Tensor | None]:
@@ -300,34 +265,14 @@ class ContraCAM:
         # the fill colour of refinement (not needed for a single pass)
         mean_colour = images.mean(dim=(0, 2, 3), keepdim=True) if self.iters > 1 else None
         x = images
-        keys: Tensor | None = None
-        in_batch: list[Tensor] = []
+        state = self.map_source.start(bank)
         union: Tensor | None = None
         steps: list[Tensor] = []
-        batch_mask: Tensor | None = None
-        bank_mask: Tensor | None = None
         area0: Tensor | None = None
         radius = max(1, round(self.edge_radius * min(size)))
         for _ in range(self.iters):
-            if self.source == "attention":
-                cam = self._attention_map(x, size)
-            else:
-                feats, z = self._embed(x)
-                if bank is not None and bank.shape[1] != z.shape[1]:
-                    hint = " (transposed? pass negatives.T)" if bank.shape[0] == z.shape[1] else ""
-                    raise ValueError(f"negatives have dimension {bank.shape[1]} but the model's embeddings have "
-                                     f"{z.shape[1]}{hint}.")
-                if keys is None:
-                    keys = z.detach()
-                    if self.hard_negatives is not None:
-                        batch_mask, bank_mask = nearest_negatives(keys, self.hard_negatives, bank)
-                    elif bank is not None:  # a bank embedded from the same images holds each one's copy
-                        bank_mask = ~bank_copies(keys, bank)
-                in_batch.append(z.detach())
-                score = contrastive_score(z, keys, in_batch, bank=bank, temperature=self.temperature,
-                                          batch_mask=batch_mask, bank_mask=bank_mask)
-                (grads,) = torch.autograd.grad(score.sum(), feats)
-                cam = minmax_normalize(upsample_maps(gradcam_map(feats.detach(), grads), size, mode=self.interpolation))
+            raw = self.map_source.maps(x, state)
+            cam = minmax_normalize(upsample_maps(raw, size, mode=self.interpolation))
             union, area0 = self._merge(cam, union, area0, steps)
             if mean_colour is not None and len(steps) < self.iters:
                 x = fill_masked(images, union, mean_colour)

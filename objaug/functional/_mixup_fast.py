@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from objaug._paths import fixed_shape_path
 from objaug.functional.backgrounds import (
     BackgroundMixupOutput,
     MixupSource,
@@ -23,7 +24,6 @@ from objaug.functional.backgrounds import (
     _source_rows_cols,
     largest_strip,
 )
-from objaug._paths import fixed_shape_path
 from objaug.functional.rectangles import _object_rectangles
 
 __all__ = ["Workspace", "check_source", "mixup_kernel", "needs_grad", "uses_compact_path"]
