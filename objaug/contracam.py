@@ -8,7 +8,6 @@ optional temperature and an optional external bank of negatives.
 from __future__ import annotations
 
 import inspect
-from contextlib import ExitStack
 from typing import Literal, overload
 
 import torch
@@ -219,7 +218,7 @@ class ContraCAM:
                 "map would be meaningless. Pass at least 2 images, or external negatives=(N, D) embeddings "
                 "(e.g. a MoCo queue)."
             )
-        if torch.is_inference_mode_enabled():
+        if not torch.compiler.is_compiling() and torch.is_inference_mode_enabled():  # (not traceable)
             raise RuntimeError("ContraCAM differentiates the head and cannot run under torch.inference_mode(); "
                                "use torch.no_grad() or no context.")
         device = module_device(self.split)
@@ -233,15 +232,14 @@ class ContraCAM:
             if negatives is not None:
                 check_finite(negatives, "negatives")
 
-        with ExitStack() as stack:
-            stack.enter_context(preserve_model_state(self.split))
-            # no autograd graph outside the map sources: ContrastiveGradCAM differentiates the head with
-            # torch.func, which a surrounding no_grad does not stop (and no weight gradient is recorded)
-            stack.enter_context(torch.no_grad())
-            if self.expand_res:
-                convs = self.split.last_stage_convs(images)
-                stack.enter_context(expanded_resolution(convs))
-            return self._run(images, negatives, (h, w), return_steps)
+        # no autograd graph outside the map sources: ContrastiveGradCAM differentiates the head with
+        # torch.func, which a surrounding no_grad does not stop (and no weight gradient is recorded).
+        # Plain `with` blocks, not an ExitStack: torch.compile traces these.
+        with preserve_model_state(self.split), torch.no_grad():
+            if not self.expand_res:
+                return self._run(images, negatives, (h, w), return_steps)
+            with expanded_resolution(self.split.last_stage_convs(images)):
+                return self._run(images, negatives, (h, w), return_steps)
 
     def _merge(self, cam: Tensor, union: Tensor | None, area0: Tensor | None,
                steps: list[Tensor]) -> tuple[Tensor, Tensor | None]:
