@@ -19,6 +19,7 @@ from objaug.functional.cam import edge_refine, fill_masked, minmax_normalize, up
 from objaug.split import EncoderHead, expanded_resolution, module_device, preserve_model_state, split_model
 from objaug.split_vit import ViTEncoderHead
 from objaug.validation import check_finite, check_image_batch, check_model_input
+from objaug.validation_schedule import CheckSchedule
 
 __all__ = ["ContraCAM"]
 
@@ -52,8 +53,10 @@ class ContraCAM:
             ResNet); the strides are restored afterwards.
         interpolation: upsampling mode of the maps to the image size ("bicubic" like the reference,
             "bilinear", "nearest").
-        check_finite: check the inputs for NaN/inf before any work (one host synchronisation). Turn
-            off in training loops that have their own checks.
+        check_finite: check the inputs for NaN/inf before any work (one host read per checked call: every
+            call on the CPU, on an accelerator the calls of ``check_schedule``, default the first 10 then
+            every 100th; :mod:`objaug.validation_schedule`). Turn off in training loops that have their own
+            checks (the map computation then compiles whole).
         source: where each iteration's map comes from, a name registered in
             :data:`objaug.cam_sources.MAP_SOURCES`: ``"gradcam"`` (default, the contrastive Grad-CAM above,
             :class:`~objaug.cam_sources.ContrastiveGradCAM`) or ``"attention"`` (Vision Transformers
@@ -134,6 +137,7 @@ class ContraCAM:
         self.expand_res = bool(expand_res)
         self.interpolation = interpolation
         self.check_finite = bool(check_finite)
+        self.check_schedule = CheckSchedule()
         self.hard_negatives = hard_negatives
         self.edges = edges
         self.edge_radius = float(edge_radius)
@@ -227,7 +231,7 @@ class ContraCAM:
         if negatives is not None and negatives.device != images.device:
             raise ValueError(f"negatives are on {negatives.device} but images on {images.device}.")
         check_model_input(images, self.split)  # dtype and channels, metadata only
-        if self.check_finite:
+        if self.check_finite and self.check_schedule.due(images):
             check_finite(images, "images")
             if negatives is not None:
                 check_finite(negatives, "negatives")

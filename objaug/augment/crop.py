@@ -31,6 +31,7 @@ from objaug.validation import (
     check_same_device,
     check_size,
 )
+from objaug.validation_schedule import CheckSchedule
 
 __all__ = ["ObjectAwareRandomResizedCrop", "check_box_values"]
 
@@ -105,8 +106,9 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
             (:func:`objaug.functional.crop.grow_small_boxes`), so a 10-pixel box is not zoomed into a blur;
             the object stays in view, with context. ``0`` (default): boxes are used as they are.
         same_on_batch: share the random draws across the batch (kornia's option).
-        check_inputs: check box values (in [0, 1], x1 <= x2, y1 <= y2) on every call: one device sync.
-            Set False on hot paths.
+        check_inputs: check box values (in [0, 1], x1 <= x2, y1 <= y2): one host read per checked call, every
+            call on the CPU, on an accelerator the calls of ``check_schedule`` (default: the first 10, then every
+            100th; :mod:`objaug.validation_schedule`). Set False on hot paths (the crop then compiles whole).
 
     Example:
         >>> crop = ObjectAwareRandomResizedCrop(224)
@@ -162,6 +164,7 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
         self.attempts = attempts
         self.min_box_pixels = min_box_pixels
         self.check_inputs = check_inputs
+        self.check_schedule = CheckSchedule()
         self.flags = {
             "size": size_hw,
             "resample": Resample.get(resample),
@@ -230,7 +233,7 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
             valid = torch.ones(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
         boxes, valid = check_boxes(boxes, valid, batch=b)
         check_same_device([("boxes", boxes), ("valid", valid)])
-        if self.check_inputs:
+        if self.check_inputs and self.check_schedule.due(boxes):
             check_box_values(boxes, valid)
         boxes = grow_small_boxes(boxes, min_pixels=self.min_box_pixels, image_size=(h, w))
         regions, box_index, used = sample_regions(boxes, valid, mode=self.box_sampling, p=self.object_prob,

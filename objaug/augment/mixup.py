@@ -23,6 +23,7 @@ from objaug.validation import (
     check_same_device,
     check_threshold,
 )
+from objaug.validation_schedule import CheckSchedule
 
 __all__ = ["BackgroundMixup"]
 
@@ -92,7 +93,10 @@ class BackgroundMixup(nn.Module):
         queue_size: capacity (>= 0) of the FIFO background queue; 0 disables the queue.
         source: ``"tiled-strip"`` (the paper) or ``"batch"``, how backgrounds are built.
         check_inputs: check that images are finite, masks lie in [0, 1] (and replayed ``perm`` in [0, B))
-            on every call; one device synchronisation. Set False on hot paths once the pipeline is trusted.
+            before any work: one host read per checked call. On the CPU every call is checked; on an
+            accelerator the calls of :attr:`check_schedule` (default: the first 10, then every 100th), so the
+            read costs no stall on the others (:mod:`objaug.validation_schedule`). ``False`` checks nothing
+            (and the module compiles whole).
         inplace: write the mixed batch into ``images`` itself and return it (saves allocating a
             (B, C, H, W) output). Only done when ``images`` is contiguous and autograd is not
             recording through it; otherwise a new tensor is returned as usual. Always use the
@@ -152,6 +156,8 @@ class BackgroundMixup(nn.Module):
         if not isinstance(inplace, bool):
             raise TypeError(f"inplace must be a bool, got {type(inplace).__name__}.")
         self.check_inputs = check_inputs
+        #: which calls ``check_inputs`` checks on accelerators (:class:`~objaug.validation_schedule.CheckSchedule`)
+        self.check_schedule = CheckSchedule()
         self.inplace = inplace
         self._ws: Workspace | None = None
         self.register_buffer("_queue", None, persistent=False)
@@ -400,7 +406,7 @@ class BackgroundMixup(nn.Module):
         check_same_device([("images", images), ("masks", masks)])
         if params is not None:
             params = self._check_params(params, images)
-        if self.check_inputs:
+        if self.check_inputs and self.check_schedule.due(images):
             check_batch_values(images, image_range=None, masks=masks)  # finite images, masks in [0, 1]: one sync
             if params is not None:
                 bad = (params["perm"] < 0) | (params["perm"] >= images.shape[0]) | (params["queue_idx"] < 0)

@@ -33,6 +33,7 @@ from objaug.validation import (
     check_same_device,
     check_views,
 )
+from objaug.validation_schedule import CheckSchedule
 
 __all__ = ["IMAGENET_NORMALIZE", "ObjectAwareAugment", "ViewConfig"]
 
@@ -233,8 +234,11 @@ class ObjectAwareAugment(nn.Module):
             tens of MB are page-faulted in on every op), 2-3x faster; the colour-jitter order is then
             drawn per chunk. Ignored on accelerators (one batched pass); ``None`` disables.
         check_inputs: check the values of images (finite, in [0, 1]: refuses [0, 255] and already normalised
-            images, naming the fix), masks and boxes: one fused pass and one device synchronisation per call
-            (:func:`objaug.validation.check_batch_values`, well under 1 % of a call); ``False`` opts out.
+            images, naming the fix), masks and boxes before any work: one fused pass and one host read per
+            checked call (:func:`objaug.validation.check_batch_values`, well under 1 % of a call). On the CPU
+            every call is checked; on an accelerator the calls of ``check_schedule`` (default: the first 10,
+            then every 100th: :mod:`objaug.validation_schedule`), so the others cost no stall. ``False``
+            opts out (and the module compiles whole).
 
     Example:
         >>> aug = ObjectAwareAugment(simclr_views()).to("cuda")
@@ -288,6 +292,8 @@ class ObjectAwareAugment(nn.Module):
         self.attempts = attempts
         self.cpu_chunk_size = cpu_chunk_size
         self.check_inputs = bool(check_inputs)
+        #: which calls ``check_inputs`` checks on accelerators (:class:`~objaug.validation_schedule.CheckSchedule`)
+        self.check_schedule = CheckSchedule()
         self.box_kwargs = dict(box_kwargs or {})
         # The CAM (and its model) is not a submodule: .to()/state_dict of the augmenter leave it alone.
         object.__setattr__(self, "cam", cam)
@@ -345,8 +351,9 @@ class ObjectAwareAugment(nn.Module):
             return_params: also return one dict per view: ``crop_boxes`` ``(B, 4)``, ``flip`` ``(B,)``,
                 ``box_index``, ``object``, ``fallback``, ``regions``, and where available ``masks``
                 (the view's cropped+flipped masks, ``(B, 1, h, w)``) and ``mixed`` ``(B,)`` bool.
-            check: this call's value checks (``None``: ``check_inputs``); a caller that has checked the
-                batch already (:class:`~objaug.integrations.lightly.device_step.ObjectAwareStep`) passes False.
+            check: this call's value checks (``None``: ``check_inputs`` on the calls of ``check_schedule``;
+                ``True``: check this call whatever the schedule); a caller that has checked the batch already
+                (:class:`~objaug.integrations.lightly.device_step.ObjectAwareStep`) passes False.
 
         Returns:
             The list of views, each ``(B, 3, h, w)`` with the images' dtype, normalised per its config
@@ -369,7 +376,9 @@ class ObjectAwareAugment(nn.Module):
             check_same_device([("images", images), ("boxes", boxes), ("valid", valid)])
         elif valid is not None:
             raise ValueError("valid was given without boxes; pass boxes=(B, K, 4) too.")
-        if self.check_inputs if check is None else check:
+        if check is None:
+            check = self.check_inputs and self.check_schedule.due(images)
+        if check:
             check_batch_values(images, masks=masks, boxes=boxes, valid=valid)  # one fused pass, one sync
 
         need_masks = any(v.mixup for v in self.views)
