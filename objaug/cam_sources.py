@@ -10,7 +10,7 @@ Adding a source (as pytorch-grad-cam adds a method by subclassing)::
     @register_map_source
     class MySource(MapSource):
         name = "mine"                       # ContraCAM(model, source="mine")
-        uses_negatives = False              # its maps contrast nothing: negatives= are refused
+        uses_negatives = False              # its maps contrast nothing: negatives= are ignored, with a warning
         unused_options = frozenset({"temperature", "hard_negatives"})
 
         def maps(self, x, state):
@@ -63,8 +63,8 @@ class MapSource:
     Attributes:
         name: the ``source=`` string that selects the class.
         uses_negatives: whether the maps contrast each image with negatives (the batch's other images
-            and ``negatives=``); if False, ``negatives=`` passed to ContraCAM are refused and a batch of one
-            image is fine.
+            and ``negatives=``); if False, ``negatives=`` passed to ContraCAM are ignored with a warning and a
+            batch of one image is fine.
         unused_options: ContraCAM constructor options without effect on this source; ContraCAM refuses a
             non-default value of any of them, naming it and the source.
     """
@@ -234,7 +234,8 @@ class ClassTokenAttention(MapSource):
 
     DINO's localisation map, for Vision Transformers that :func:`objaug.split_model` recognises and that
     have a class token (:meth:`objaug.split_vit.ViTEncoderHead.attention_maps`). No backward, no negatives:
-    ``temperature``, ``hard_negatives`` and ``negatives=`` have no effect and are refused.
+    ``temperature`` and ``hard_negatives`` have no effect and are refused; ``negatives=`` are ignored with a
+    warning.
     """
 
     name = "attention"

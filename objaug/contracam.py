@@ -8,6 +8,7 @@ optional temperature and an optional external bank of negatives.
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Literal, overload
 
 import torch
@@ -64,7 +65,8 @@ class ContraCAM:
             self-attention over the patches, averaged over heads, as in DINO;
             :class:`~objaug.cam_sources.ClassTokenAttention`). Refinement, edges and upsampling apply to
             every source. Options a source ignores are refused: ``temperature`` or ``hard_negatives`` with
-            ``"attention"`` raise ``ValueError`` here, ``negatives=`` at the call.
+            ``"attention"`` raise ``ValueError`` here; ``negatives=`` passed at the call are ignored with a
+            ``UserWarning`` naming both (adapters pass a memory bank whatever the source).
 
     Example:
         >>> cam = ContraCAM(model, iters=10)
@@ -213,9 +215,11 @@ class ContraCAM:
             if negatives.shape[0] == 0:
                 negatives = None
         uses_negatives = self.map_source.uses_negatives
-        if negatives is not None and not uses_negatives:
-            raise ValueError(f"negatives= have no effect with source={self.source!r} (its maps contrast nothing); "
-                             "drop negatives= or use source='gradcam'.")
+        if negatives is not None and not uses_negatives:  # a warning: adapters pass a bank whatever the source
+            warnings.warn(f"ContraCAM: negatives= have no effect with source={self.source!r} (its maps contrast "
+                          "nothing) and are ignored; drop negatives= or use source='gradcam'.", UserWarning,
+                          stacklevel=2)
+            negatives = None
         if b < 2 and negatives is None and uses_negatives:
             raise ValueError(
                 "ContraCAM needs negatives: a batch of 1 image has no other image to contrast with, so its "
