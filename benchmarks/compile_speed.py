@@ -9,7 +9,8 @@ takes, which compile whole) in both modes, so eager and compiled run the same co
 fast paths are the ``eager, CPU paths`` rows. Each call is compiled with Inductor and ``fullgraph=True``
 (a graph break fails the row), its first call timed as the compile time; then eager and compiled calls
 are timed round robin (medians over ``--repeats``), so load drift hits them alike. ``--quick``: tiny sizes,
-checks that everything runs (a smoke test, e.g. of ``benchmarks/gpu_suite.sh`` on a CPU).
+checks that everything runs (a smoke test, e.g. of ``benchmarks/gpu_suite.sh`` on a CPU; ContraCAM on a
+two-convolution model, which Inductor compiles in seconds where a ResNet-18 takes minutes on this CPU).
 
 Rows (input checks off, as on a hot path; boxes given):
 
@@ -62,11 +63,15 @@ def _inputs(b: int, size: int, device: torch.device) -> tuple[torch.Tensor, torc
     valid = torch.rand(b, 4, generator=gen) < 0.75
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
     centre = torch.rand(b, 2, 1, 1, generator=gen) - 0.5
-    masks = torch.exp(-((yy - centre[:, :1]) ** 2 + (xx - centre[:, 1:]) ** 2) * 6).unsqueeze(1)
+    masks = torch.exp(-((yy - centre[:, :1]) ** 2 + (xx - centre[:, 1:]) ** 2) * 6)  # (B, 1, size, size)
     return images.to(device), boxes.to(device), valid.to(device), masks.to(device)
 
 
 def _cam_model(arch: str) -> nn.Module:
+    if arch == "tiny":  # two strided convolutions and a linear head: compiles in seconds (--quick)
+        return nn.Sequential(nn.Conv2d(3, 16, 3, stride=4, padding=1), nn.ReLU(),
+                             nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 16)).eval()
     model = getattr(torchvision.models, arch)(num_classes=512)
     dim = model.fc.in_features
     model.fc = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 128))  # MoCo v2 projector
@@ -81,7 +86,9 @@ def _calls(args: argparse.Namespace, device: torch.device) -> dict[str, Callable
     mix = BackgroundMixup(check_inputs=False).to(device)
     views = simclr_views(args.out_size)
     aug = ObjectAwareAugment([dataclasses.replace(views[0], mixup=True), views[1]], check_inputs=False).to(device)
-    cam = ContraCAM(_cam_model(args.cam_arch).to(device), iters=1, check_finite=False)
+    model = _cam_model(args.cam_arch).to(device)
+    split = dict(encoder=model[:4], head=model[4:]) if args.cam_arch == "tiny" else dict(model=model)
+    cam = ContraCAM(**split, iters=1, check_finite=False)  # type: ignore[arg-type]
     cam_images = torch.randn(b, 3, args.cam_size, args.cam_size, generator=torch.Generator().manual_seed(1)).to(device)
     calls: dict[str, Callable[[], object]] = {
         "crop": lambda: crop(images, boxes, valid),
@@ -106,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-size", type=int, default=128)
     parser.add_argument("--out-size", type=int, default=96)
     parser.add_argument("--cam-size", type=int, default=128)
-    parser.add_argument("--cam-arch", default="resnet18", help="a torchvision ResNet")
+    parser.add_argument("--cam-arch", default="resnet18", help="a torchvision ResNet, or 'tiny' (two convolutions)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--only", nargs="+", default=["crop", "mixup", "augment", "contracam"],
@@ -116,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: a smoke test")
     args = parser.parse_args(argv)
     if args.quick:
-        args.batch_size, args.in_size, args.out_size, args.cam_size = 4, 48, 32, 64
+        args.batch_size, args.in_size, args.out_size, args.cam_size, args.cam_arch = 4, 48, 32, 64, "tiny"
         args.repeats, args.warmup = 1, 0
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -205,16 +205,18 @@ def box_mean(x: Tensor, radius: int) -> Tensor:
     r = int(radius)
     k = 2 * r + 1
     b, c, h, w = x.shape
-    p = F.pad(x, (r, r, r, r), mode="reflect")
-    if x.requires_grad and torch.is_grad_enabled():
-        sat = F.pad(p.cumsum(dim=2).cumsum(dim=3), (1, 0, 1, 0))  # (B, C, H + 2r + 1, W + 2r + 1)
-    else:  # the same table, its zero first row and column written in place (no second padded copy)
-        sat = p.new_empty((b, c, h + k, w + k))
-        sat[..., 0, :] = 0
-        sat[..., 1:, 0] = 0
-        inner = sat[..., 1:, 1:]
-        torch.cumsum(p, dim=2, out=inner)
-        inner.cumsum_(dim=3)
+    # the summed-area table of the reflect-padded x, with a zero first row and column: the padding is
+    # written into the table's buffer and summed in place (no padded copy, no second allocation)
+    sat = x.new_empty((b, c, h + k, w + k))
+    sat[..., 0, :] = 0
+    sat[..., 1:, 0] = 0
+    pad = sat[..., 1:, 1:]  # (B, C, H + 2r, W + 2r): F.pad(x, (r, r, r, r), mode="reflect")
+    pad[..., r:r + h, r:r + w] = x
+    pad[..., :r, r:r + w] = x[..., 1:r + 1, :].flip(-2)
+    pad[..., r + h:, r:r + w] = x[..., h - 1 - r:h - 1, :].flip(-2)
+    pad[..., :, :r] = pad[..., :, r + 1:2 * r + 1].flip(-1)
+    pad[..., :, r + w:] = pad[..., :, w - 1:r + w - 1].flip(-1)
+    pad.cumsum_(dim=2).cumsum_(dim=3)
     total = sat[..., k:k + h, k:k + w] - sat[..., :h, k:k + w]
     return total.sub_(sat[..., k:k + h, :w]).add_(sat[..., :h, :w]).div_(k * k)
 
