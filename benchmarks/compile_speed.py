@@ -67,15 +67,18 @@ def _inputs(b: int, size: int, device: torch.device) -> tuple[torch.Tensor, torc
     return images.to(device), boxes.to(device), valid.to(device), masks.to(device)
 
 
-def _cam_model(arch: str) -> nn.Module:
-    if arch == "tiny":  # two strided convolutions and a linear head: compiles in seconds (--quick)
-        return nn.Sequential(nn.Conv2d(3, 16, 3, stride=4, padding=1), nn.ReLU(),
-                             nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
-                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 16)).eval()
+def _cam(arch: str, device: torch.device) -> ContraCAM:
+    """ContraCAM(iters=1, no input check) on a torchvision ResNet with a MoCo v2 projector, or on ``"tiny"``:
+    two strided convolutions and a linear head, which Inductor compiles in seconds (``--quick``)."""
+    if arch == "tiny":
+        encoder = nn.Sequential(nn.Conv2d(3, 16, 3, stride=4, padding=1), nn.ReLU(),
+                                nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU())
+        head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 16))
+        return ContraCAM(encoder=encoder.to(device).eval(), head=head.to(device).eval(), iters=1, check_finite=False)
     model = getattr(torchvision.models, arch)(num_classes=512)
     dim = model.fc.in_features
     model.fc = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Linear(dim, 128))  # MoCo v2 projector
-    return model.eval()
+    return ContraCAM(model.to(device).eval(), iters=1, check_finite=False)
 
 
 def _calls(args: argparse.Namespace, device: torch.device) -> dict[str, Callable[[], object]]:
@@ -86,9 +89,7 @@ def _calls(args: argparse.Namespace, device: torch.device) -> dict[str, Callable
     mix = BackgroundMixup(check_inputs=False).to(device)
     views = simclr_views(args.out_size)
     aug = ObjectAwareAugment([dataclasses.replace(views[0], mixup=True), views[1]], check_inputs=False).to(device)
-    model = _cam_model(args.cam_arch).to(device)
-    split = dict(encoder=model[:4], head=model[4:]) if args.cam_arch == "tiny" else dict(model=model)
-    cam = ContraCAM(**split, iters=1, check_finite=False)  # type: ignore[arg-type]
+    cam = _cam(args.cam_arch, device)
     cam_images = torch.randn(b, 3, args.cam_size, args.cam_size, generator=torch.Generator().manual_seed(1)).to(device)
     calls: dict[str, Callable[[], object]] = {
         "crop": lambda: crop(images, boxes, valid),
@@ -131,8 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     calls = _calls(args, device)
 
-    rows = []
-    for name, call in calls.items():
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"batch {args.batch_size}, {args.in_size} -> {args.out_size} px (ContraCAM: {args.cam_arch} at "
+          f"{args.cam_size} px), {where}, torch {torch.__version__}, mode={args.mode}")
+    print(f"{'call':10s} {'compile s':>10s} {'eager ms':>10s} {'compiled ms':>12s} {'compiled/eager':>15s} "
+          f"{'eager, CPU paths ms':>20s} {'max |diff|':>11s}", flush=True)
+    for name, call in calls.items():  # one row at a time, printed when measured (compiles are slow on a CPU)
         with _paths(device):
             compiled = torch.compile(call, fullgraph=True, mode=args.mode)
             compile_s = _timed(compiled, device)  # the first call traces and compiles
@@ -148,16 +153,9 @@ def main(argv: list[str] | None = None) -> int:
                 compiled_t.append(_timed(compiled, device))
         cpu_paths = statistics.median(_timed(call, device) for _ in range(args.repeats)) if device.type == "cpu" \
             else float("nan")
-        rows.append((name, compile_s, statistics.median(eager_t), statistics.median(compiled_t), cpu_paths, diff))
-
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"\nbatch {args.batch_size}, {args.in_size} -> {args.out_size} px (ContraCAM: {args.cam_arch} at "
-          f"{args.cam_size} px), {where}, torch {torch.__version__}, mode={args.mode}")
-    print(f"{'call':10s} {'compile s':>10s} {'eager ms':>10s} {'compiled ms':>12s} {'compiled/eager':>15s} "
-          f"{'eager, CPU paths ms':>20s} {'max |diff|':>11s}")
-    for name, comp, eager, compd, cpu, diff in rows:
-        print(f"{name:10s} {comp:10.1f} {eager * 1e3:10.1f} {compd * 1e3:12.1f} {compd / eager:15.2f} "
-              f"{cpu * 1e3:20.1f} {diff:11.2e}")
+        eager, compd = statistics.median(eager_t), statistics.median(compiled_t)
+        print(f"{name:10s} {compile_s:10.1f} {eager * 1e3:10.1f} {compd * 1e3:12.1f} {compd / eager:15.2f} "
+              f"{cpu_paths * 1e3:20.1f} {diff:11.2e}", flush=True)
     return 0
 
 

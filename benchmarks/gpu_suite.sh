@@ -59,9 +59,13 @@ if [ -n "$WHEELS" ] && compgen -G "$WHEELS/*.whl" >/dev/null; then
         "$WHEELS"/*.whl || exit 1
     export PYTHONPATH="/tmp/objaug-site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-# objaug itself, editable and offline (objaug.integrations lives in integrations/, see pyproject.toml).
-"$PY" -m pip install -q --no-index --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1 \
-    || { echo "pip install -e . failed:"; cat "$OUT/install.log"; exit 1; }
+# objaug itself, editable and offline (objaug.integrations lives in integrations/, see pyproject.toml),
+# unless this checkout is what $PY imports already (a venv made for it, as in the CPU smoke run).
+if ! "$PY" -c "import objaug, pathlib, sys; sys.exit(pathlib.Path(objaug.__file__).resolve().parent
+!= pathlib.Path('objaug').resolve())" 2>/dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1 \
+        || { echo "pip install -e . failed:"; cat "$OUT/install.log"; exit 1; }
+fi
 
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1
