@@ -7,8 +7,9 @@ Usage (the figures of docs/performance.md; ``--device cuda`` on a GPU)::
 On the CPU every call runs inside :func:`objaug.testing.accelerator_paths` (the fixed-shape paths a GPU
 takes, which compile whole) in both modes, so eager and compiled run the same code; the CPU's own eager
 fast paths are the ``eager, CPU paths`` rows. Each call is compiled with Inductor and ``fullgraph=True``
-(a graph break fails the row), its first call timed as the compile time; then eager and compiled calls
-are timed round robin (medians over ``--repeats``), so load drift hits them alike. ``--quick``: tiny sizes,
+(a graph break fails the row), its first call timed as the compile time (the mixup compiles once more on
+its second call: its first creates the workspace the graph then reads; the warm-up calls take it); then
+eager and compiled calls are timed round robin (medians over ``--repeats``), so load drift hits them alike. ``--quick``: tiny sizes,
 checks that everything runs (a smoke test, e.g. of ``benchmarks/gpu_suite.sh`` on a CPU; ContraCAM on a
 two-convolution model, which Inductor compiles in seconds where a ResNet-18 takes minutes on this CPU).
 
@@ -116,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cam-size", type=int, default=128)
     parser.add_argument("--cam-arch", default="resnet18", help="a torchvision ResNet, or 'tiny' (two convolutions)")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=2, help="calls of each mode before timing (>= 1: the "
+                        "mixup's compiled second call recompiles once, after its first created the workspace)")
     parser.add_argument("--only", nargs="+", default=["crop", "mixup", "augment", "contracam"],
                         choices=["crop", "mixup", "augment", "contracam"])
     parser.add_argument("--mode", default=None, help="torch.compile mode (e.g. max-autotune-no-cudagraphs)")
@@ -125,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.batch_size, args.in_size, args.out_size, args.cam_size, args.cam_arch = 4, 48, 32, 64, "tiny"
-        args.repeats, args.warmup = 1, 0
+        args.repeats, args.warmup = 1, 1  # one warm-up: the mixup's first call creates its workspace,
+        # so its second call compiles once more (a new guard), and only the third runs the cached graph
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
