@@ -9,9 +9,10 @@ takes, which compile whole) in both modes, so eager and compiled run the same co
 fast paths are the ``eager, CPU paths`` rows. Each call is compiled with Inductor and ``fullgraph=True``
 (a graph break fails the row), its first call timed as the compile time (the mixup compiles once more on
 its second call: its first creates the workspace the graph then reads; the warm-up calls take it); then
-eager and compiled calls are timed round robin (medians over ``--repeats``), so load drift hits them alike. ``--quick``: tiny sizes,
-checks that everything runs (a smoke test, e.g. of ``benchmarks/gpu_suite.sh`` on a CPU; ContraCAM on a
-two-convolution model, which Inductor compiles in seconds where a ResNet-18 takes minutes on this CPU).
+eager and compiled calls are timed round robin (medians over ``--repeats``), so load drift hits them
+alike. ``--quick``: tiny sizes, checks that everything runs (a smoke test, e.g. of
+``benchmarks/gpu_suite.sh`` on a CPU; ContraCAM on a two-convolution model, a much smaller graph than a
+ResNet-18's, which Inductor takes 5 minutes or more to build on the shared CPU machine).
 
 Rows (input checks off, as on a hot path; boxes given):
 
@@ -70,7 +71,7 @@ def _inputs(b: int, size: int, device: torch.device) -> tuple[torch.Tensor, torc
 
 def _cam(arch: str, device: torch.device) -> ContraCAM:
     """ContraCAM(iters=1, no input check) on a torchvision ResNet with a MoCo v2 projector, or on ``"tiny"``:
-    two strided convolutions and a linear head, which Inductor compiles in seconds (``--quick``)."""
+    two strided convolutions and a linear head, a small graph (``--quick``)."""
     if arch == "tiny":
         encoder = nn.Sequential(nn.Conv2d(3, 16, 3, stride=4, padding=1), nn.ReLU(),
                                 nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU())
