@@ -15,12 +15,21 @@
 #   bash benchmarks/gpu_suite.sh tests    # the whole test suite with CUDA present (CUDA tests included)
 #   bash benchmarks/gpu_suite.sh cam      # ContraCAM targets: ResNet-50 (bf16, channels_last) and ViT-S/16, batch 256
 #   bash benchmarks/gpu_suite.sh aug      # crop / mixup / pipeline targets and the input checks' cost, batch 256
-#   bash benchmarks/gpu_suite.sh all      # the three, in that order (about 10 minutes on an H100)
+#   bash benchmarks/gpu_suite.sh compile  # eager vs torch.compile(fullgraph=True): crop, mixup, pipeline, ContraCAM
+#   bash benchmarks/gpu_suite.sh all      # the four, in that order (about 12 minutes on an H100)
+#   bash benchmarks/gpu_suite.sh cam aug compile   # sections can be combined; within the 10-minute limit
+#                                                  # of one device command, run `tests` and these as two calls
+#
+# On a GPU every kernel takes its accelerator path (fixed shapes, no host read of the batch); the test
+# suite's tests/test_compile.py checks those paths compile whole and read nothing back (on a CPU they are
+# forced with objaug.testing.accelerator_paths()). The input checks stay on in cam/aug rows that say so:
+# on a GPU they run on the first 10 calls and then every 100th (objaug.validation_schedule).
 #
 # Logs go to $OUT (the device tool's folder that comes back) or ./gpu-results. Each section prints what
 # it ran; the figures belong in docs/performance.md with the GPU model and torch version from env.txt.
-# A smoke run of the script itself on a CPU machine with the venv:
-#   WHEELS= DEVICE=cpu QUICK=1 PYTHON=.venv/bin/python bash benchmarks/gpu_suite.sh cam
+# A smoke run of the script itself on a CPU machine with the venv (tiny sizes, a minute or two a section;
+# `all` with QUICK=1 skips the test suite, which the CPU machine runs anyway):
+#   WHEELS= DEVICE=cpu QUICK=1 PYTHON=.venv/bin/python bash benchmarks/gpu_suite.sh all
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/gpu-results}"
@@ -33,12 +42,14 @@ if [ -n "${QUICK:-}" ]; then  # tiny sizes: checks that the commands run, measur
     LOOP=(--batch-size 8 --size 64 --repeats 1 --warmup 0)
     VIT=(--arch vit_tiny_patch16_224 --batch-size 2 --image-size 224 --repeats 1 --warmup 0 --iters 1 --no-baselines)
     COST=(--batch-size 8 --in-size 64 --out-size 56 --repeats 1 --warmup 0)
+    COMPILE=(--quick)
 else
     CAM=(--arch resnet50 --batch-size 256 --image-size 224 --amp --channels-last --repeats 20 --warmup 5 --iters 1 10)
     AUG=(--batch-size 256 --in-size 256 --out-size 224 --repeats 30 --warmup 5 --skip-lightly)
     LOOP=(--batch-size 256 --repeats 30)
     VIT=(--arch vit_small_patch16_224 --batch-size 256 --image-size 224 --amp --repeats 20 --warmup 5 --iters 1)
     COST=(--batch-size 256 --in-size 256 --out-size 224 --repeats 30 --warmup 5)
+    COMPILE=(--batch-size 256 --in-size 256 --out-size 224 --cam-size 224 --cam-arch resnet50 --repeats 20 --warmup 3)
 fi
 export PYTHONUNBUFFERED=1
 
@@ -48,9 +59,13 @@ if [ -n "$WHEELS" ] && compgen -G "$WHEELS/*.whl" >/dev/null; then
         "$WHEELS"/*.whl || exit 1
     export PYTHONPATH="/tmp/objaug-site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-# objaug itself, editable and offline (objaug.integrations lives in integrations/, see pyproject.toml).
-"$PY" -m pip install -q --no-index --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1 \
-    || { echo "pip install -e . failed:"; cat "$OUT/install.log"; exit 1; }
+# objaug itself, editable and offline (objaug.integrations lives in integrations/, see pyproject.toml),
+# unless this checkout is what $PY imports already (a venv made for it, as in the CPU smoke run).
+if ! "$PY" -c "import objaug, pathlib, sys; sys.exit(pathlib.Path(objaug.__file__).resolve().parent
+!= pathlib.Path('objaug').resolve())" 2>/dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1 \
+        || { echo "pip install -e . failed:"; cat "$OUT/install.log"; exit 1; }
+fi
 
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1
@@ -73,12 +88,21 @@ run_aug() {
     "$PY" benchmarks/check_cost.py --device "$DEVICE" "${COST[@]}" 2>&1 | tee "$OUT/check_cost.txt"
 }
 
+run_compile() {
+    "$PY" benchmarks/compile_speed.py --device "$DEVICE" "${COMPILE[@]}" 2>&1 | tee "$OUT/compile_speed.txt"
+}
+
 status=0
-case "${1:-all}" in
-    tests) run_tests || status=$? ;;
-    cam) run_cam || status=$? ;;
-    aug) run_aug || status=$? ;;
-    all) run_tests || status=$?; run_cam || status=$?; run_aug || status=$? ;;
-    *) echo "usage: bash benchmarks/gpu_suite.sh [tests|cam|aug|all]"; exit 2 ;;
-esac
+for section in "${@:-all}"; do
+    case "$section" in
+        tests) run_tests || status=$? ;;
+        cam) run_cam || status=$? ;;
+        aug) run_aug || status=$? ;;
+        compile) run_compile || status=$? ;;
+        all)
+            if [ -z "${QUICK:-}" ]; then run_tests || status=$?; fi
+            run_cam || status=$?; run_aug || status=$?; run_compile || status=$? ;;
+        *) echo "usage: bash benchmarks/gpu_suite.sh [tests|cam|aug|compile|all]..."; exit 2 ;;
+    esac
+done
 exit "$status"

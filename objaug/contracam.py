@@ -7,25 +7,17 @@ optional temperature and an optional external bank of negatives.
 
 from __future__ import annotations
 
+import inspect
 import warnings
-from contextlib import ExitStack
 from typing import Literal, overload
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from objaug.cam_sources import MapSource, check_source_options, map_source_class
 from objaug.encoder_head import EncoderHead
-from objaug.functional.cam import (
-    bank_copies,
-    contrastive_score,
-    edge_refine,
-    fill_masked,
-    gradcam_map,
-    minmax_normalize,
-    nearest_negatives,
-    upsample_maps,
-)
+from objaug.functional.cam import edge_refine, fill_masked, minmax_normalize, upsample_maps
 from objaug.model_state import expanded_resolution, module_device, preserve_model_state
 from objaug.split import split_model
 from objaug.split_vit import ViTEncoderHead
@@ -40,6 +32,7 @@ from objaug.validation import (
     check_optional_int,
     check_positive_float,
 )
+from objaug.validation_schedule import CheckSchedule
 
 __all__ = ["ContraCAM"]
 
@@ -73,13 +66,19 @@ class ContraCAM:
             ResNet); the strides are restored afterwards.
         interpolation: upsampling mode of the maps to the image size ("bicubic" like the reference,
             "bilinear", "nearest").
-        check_finite: check the inputs for NaN/inf before any work (one host synchronisation). Turn
-            off in training loops that have their own checks.
-        source: where each iteration's map comes from: ``"gradcam"`` (default, the contrastive
-            Grad-CAM above) or ``"attention"`` (Vision Transformers recognised by ``split_model`` with a
-            class token only: the last block's class-token self-attention over the patches, averaged
-            over heads, as in DINO; no backward and no negatives needed, ``negatives=`` and the
-            temperature are ignored). Refinement, edges and upsampling apply to both.
+        check_finite: check the inputs for NaN/inf before any work (one host read per checked call: every
+            call on the CPU, on an accelerator the calls of ``check_schedule``, default the first 10 then
+            every 100th; :mod:`objaug.validation_schedule`). Turn off in training loops that have their own
+            checks (the map computation then compiles whole).
+        source: where each iteration's map comes from, a name registered in
+            :data:`objaug.cam_sources.MAP_SOURCES`: ``"gradcam"`` (default, the contrastive Grad-CAM above,
+            :class:`~objaug.cam_sources.ContrastiveGradCAM`) or ``"attention"`` (Vision Transformers
+            recognised by ``split_model`` with a class token only: the last block's class-token
+            self-attention over the patches, averaged over heads, as in DINO;
+            :class:`~objaug.cam_sources.ClassTokenAttention`). Refinement, edges and upsampling apply to
+            every source. Options a source ignores are refused: ``temperature`` or ``hard_negatives`` with
+            ``"attention"`` raise ``ValueError`` here; ``negatives=`` passed at the call are ignored with a
+            ``UserWarning`` naming both (adapters pass a memory bank whatever the source).
 
     Example:
         >>> cam = ContraCAM(model, iters=10)
@@ -108,7 +107,7 @@ class ContraCAM:
         edge_radius: float = 0.05,
         edge_eps: float = 0.01,
         refine: Literal["weighted", "union"] = "weighted",
-        source: Literal["gradcam", "attention"] = "gradcam",
+        source: str = "gradcam",
     ) -> None:
         if model is None and (encoder is None or head is None):
             raise TypeError("ContraCAM needs a model, or both encoder= and head=.")
@@ -126,16 +125,16 @@ class ContraCAM:
                     why=" (a fraction of the image's short side)")
         check_positive_float(edge_eps, "edge_eps")
         check_choice(refine, "refine", ("weighted", "union"))
-        check_choice(source, "source", ("gradcam", "attention"))
+        source_class = map_source_class(source)
+        defaults = inspect.signature(ContraCAM.__init__).parameters
+        check_source_options(source_class, {"temperature": (temperature, defaults["temperature"].default),
+                                            "hard_negatives": (hard_negatives, defaults["hard_negatives"].default)})
         if model is not None:
             self.split = split_model(model, projector=projector)
         else:
             assert encoder is not None and head is not None
             self.split = EncoderHead(encoder, head if projector is None else nn.Sequential(head, projector))
-        if source == "attention" and not isinstance(self.split, ViTEncoderHead):
-            raise TypeError(f"source='attention' needs a Vision Transformer that objaug.split_model recognises "
-                            f"(timm, torchvision or lightly ViT), got a {type(model or encoder).__name__}. Use "
-                            "source='gradcam' (the default) for other models.")
+        source_class.check_model(self.split, model or encoder)
         if expand_res and isinstance(self.split, ViTEncoderHead):
             self.split.last_stage_convs(torch.empty(0))  # raises: a ViT has no strided last stage
         self.source = source
@@ -144,12 +143,15 @@ class ContraCAM:
         self.expand_res = bool(expand_res)
         self.interpolation = interpolation
         self.check_finite = bool(check_finite)
+        self.check_schedule = CheckSchedule()
         self.hard_negatives = hard_negatives
         self.edges = edges
         self.edge_radius = float(edge_radius)
         self.edge_eps = float(edge_eps)
         self.refine = refine
-        self._warned_small = False
+        #: the :class:`~objaug.cam_sources.MapSource` computing each iteration's raw map
+        self.map_source: MapSource = source_class(self.split, temperature=self.temperature,
+                                                  hard_negatives=hard_negatives)
 
     def __repr__(self) -> str:
         return (f"ContraCAM(iters={self.iters}, temperature={self.temperature}, expand_res={self.expand_res}, "
@@ -216,13 +218,19 @@ class ContraCAM:
                                  f"{getattr(negatives, 'shape', type(negatives).__name__)}.")
             if negatives.shape[0] == 0:
                 negatives = None
-        if b < 2 and negatives is None and self.source == "gradcam":
+        uses_negatives = self.map_source.uses_negatives
+        if negatives is not None and not uses_negatives:  # a warning: adapters pass a bank whatever the source
+            warnings.warn(f"ContraCAM: negatives= have no effect with source={self.source!r} (its maps contrast "
+                          "nothing) and are ignored; drop negatives= or use source='gradcam'.", UserWarning,
+                          stacklevel=2)
+            negatives = None
+        if b < 2 and negatives is None and uses_negatives:
             raise ValueError(
                 "ContraCAM needs negatives: a batch of 1 image has no other image to contrast with, so its "
                 "map would be meaningless. Pass at least 2 images, or external negatives=(N, D) embeddings "
                 "(e.g. a MoCo queue)."
             )
-        if torch.is_inference_mode_enabled():
+        if not torch.compiler.is_compiling() and torch.is_inference_mode_enabled():  # (not traceable)
             raise RuntimeError("ContraCAM differentiates the head and cannot run under torch.inference_mode(); "
                                "use torch.no_grad() or no context.")
         device = module_device(self.split)
@@ -231,55 +239,19 @@ class ContraCAM:
         if negatives is not None and negatives.device != images.device:
             raise ValueError(f"negatives are on {negatives.device} but images on {images.device}.")
         check_model_input(images, self.split)  # dtype and channels, metadata only
-        if self.check_finite:
+        if self.check_finite and self.check_schedule.due(images):
             check_finite(images, "images")
             if negatives is not None:
                 check_finite(negatives, "negatives")
 
-        with ExitStack() as stack:
-            stack.enter_context(preserve_model_state(self.split))
-            stack.enter_context(torch.enable_grad())  # the head is differentiated even under no_grad
-            if self.expand_res:
-                convs = self.split.last_stage_convs(images)
-                stack.enter_context(expanded_resolution(convs))
-            return self._run(images, negatives, (h, w), return_steps)
-
-    def _embed(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        with torch.no_grad():
-            feats = self.split.encoder(x)
-        if feats.ndim != 4:
-            raise TypeError(
-                f"The encoder returned shape {tuple(feats.shape)}, not a spatial map (B, C, h, w). Pass an "
-                "encoder that stops at the last spatial stage: ContraCAM(encoder=..., head=...)."
-            )
-        self._check_map_size(feats)
-        feats = feats.detach().requires_grad_(True)
-        z = self.split.head(feats)
-        if z.ndim != 2:
-            raise TypeError(f"The head returned shape {tuple(z.shape)}; it must return embeddings (B, D).")
-        return feats, F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)
-
-    def _check_map_size(self, feats: Tensor) -> None:
-        h, w = feats.shape[-2:]
-        fix = ("Use larger images, expand_res=True (stride 1 in the last stage), or an encoder with a "
-               "smaller-stride stem (e.g. a CIFAR ResNet: 3x3 conv1 with stride 1, no max pooling).")
-        if h * w == 1:
-            raise ValueError(
-                f"The encoder returned a {h}x{w} map: there is nothing to localise (a pooled encoder, or images "
-                f"too small for its stride). Pass an encoder that stops before the global pooling "
-                f"(ContraCAM(encoder=..., head=...)). {fix}")
-        if min(h, w) < 3 and not self._warned_small:
-            self._warned_small = True
-            warnings.warn(f"ContraCAM: the encoder's last map is only {h}x{w}; maps and boxes this coarse are "
-                          f"mostly noise. {fix}", UserWarning, stacklevel=5)
-
-    def _attention_map(self, x: Tensor, size: tuple[int, int]) -> Tensor:
-        assert isinstance(self.split, ViTEncoderHead)
-        with torch.no_grad():
-            grid = self.split.encoder(x)
-            self._check_map_size(grid)
-            attn = self.split.attention_maps(grid)
-        return minmax_normalize(upsample_maps(attn, size, mode=self.interpolation))
+        # no autograd graph outside the map sources: ContrastiveGradCAM differentiates the head with
+        # torch.func, which a surrounding no_grad does not stop (and no weight gradient is recorded).
+        # Plain `with` blocks, not an ExitStack: torch.compile traces these.
+        with preserve_model_state(self.split), torch.no_grad():
+            if not self.expand_res:
+                return self._run(images, negatives, (h, w), return_steps)
+            with expanded_resolution(self.split.last_stage_convs(images)):
+                return self._run(images, negatives, (h, w), return_steps)
 
     def _merge(self, cam: Tensor, union: Tensor | None, area0: Tensor | None,
                steps: list[Tensor]) -> tuple[Tensor, Tensor | None]:
@@ -303,33 +275,13 @@ class ContraCAM:
         # the fill colour of refinement (not needed for a single pass)
         mean_colour = images.mean(dim=(0, 2, 3), keepdim=True) if self.iters > 1 else None
         x = images
-        keys: Tensor | None = None
-        in_batch: list[Tensor] = []
+        state = self.map_source.start(bank)
         union: Tensor | None = None
         steps: list[Tensor] = []
-        batch_mask: Tensor | None = None
-        bank_mask: Tensor | None = None
         area0: Tensor | None = None
         for _ in range(self.iters):
-            if self.source == "attention":
-                cam = self._attention_map(x, size)
-            else:
-                feats, z = self._embed(x)
-                if bank is not None and bank.shape[1] != z.shape[1]:
-                    hint = " (transposed? pass negatives.T)" if bank.shape[0] == z.shape[1] else ""
-                    raise ValueError(f"negatives have dimension {bank.shape[1]} but the model's embeddings have "
-                                     f"{z.shape[1]}{hint}.")
-                if keys is None:
-                    keys = z.detach()
-                    if self.hard_negatives is not None:
-                        batch_mask, bank_mask = nearest_negatives(keys, self.hard_negatives, bank)
-                    elif bank is not None:  # a bank embedded from the same images holds each one's copy
-                        bank_mask = ~bank_copies(keys, bank)
-                in_batch.append(z.detach())
-                score = contrastive_score(z, keys, in_batch, bank=bank, temperature=self.temperature,
-                                          batch_mask=batch_mask, bank_mask=bank_mask)
-                (grads,) = torch.autograd.grad(score.sum(), feats)
-                cam = minmax_normalize(upsample_maps(gradcam_map(feats.detach(), grads), size, mode=self.interpolation))
+            raw = self.map_source.maps(x, state)
+            cam = minmax_normalize(upsample_maps(raw, size, mode=self.interpolation))
             union, area0 = self._merge(cam, union, area0, steps)
             if mean_colour is not None and len(steps) < self.iters:
                 x = fill_masked(images, union, mean_colour)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import nullcontext
 
 import pytest
 import torch
+
+from objaug.testing import accelerator_paths
 
 
 @pytest.fixture
@@ -18,11 +21,8 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(params=["compact", "fixed"])
-def mixup_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def mixup_path(request: pytest.FixtureRequest) -> Iterator[str]:
     """Run a background-mixup test on both kernels: the CPU's compacting path and the fixed-shape
-    (accelerator) one, forced on the CPU."""
-    import objaug.functional.mixup_kernel as fmix
-
-    if request.param == "fixed":
-        monkeypatch.setattr(fmix, "_COMPACT_DEVICE_TYPES", frozenset())
-    return str(request.param)
+    (accelerator) one, forced on the CPU by :func:`objaug.testing.accelerator_paths`."""
+    with accelerator_paths() if request.param == "fixed" else nullcontext():
+        yield str(request.param)

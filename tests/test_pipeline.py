@@ -360,6 +360,12 @@ def test_kornia_private_hooks_still_exist():
     from objaug.augment.crop import ObjectAwareRandomResizedCrop
 
     assert callable(getattr(K.ColorJitter, "_adjust_hue_turns", None))
+    # the fixed-shape colour jitter (objaug.augment.pipeline._ColorJitter.apply_transform) reads these
+    from kornia.augmentation._2d.intensity.base import _clamp_unit_range
+
+    jitter = K.ColorJitter(0.1, 0.1, 0.1, 0.1)
+    assert callable(_clamp_unit_range) and jitter._fixed_order is None
+    assert all(callable(getattr(jitter, f"_{n}_fn")) for n in ("brightness", "contrast", "saturation"))
     marked = ObjectAwareRandomResizedCrop.compute_transformation
     assert _input_metadata_only(lambda: None).__dict__.get("_kornia_input_metadata_only") is not None
     assert marked.__dict__.get("_kornia_input_metadata_only") is marked

@@ -93,7 +93,7 @@ class ObjectAwareBYOLView1Transform(ObjectAwareViewMixin, BYOLView1Transform):
             sigmas=sigmas, vf_prob=vf_prob, hf_prob=hf_prob, rr_prob=rr_prob, rr_degrees=rr_degrees,
             normalize=normalize)
         self._install_object_aware_crop(box_sampling=box_sampling, center_suppressed=center_suppressed, alpha=alpha,
-            min_box_pixels=min_box_pixels)
+                                        min_box_pixels=min_box_pixels)
 
 
 class ObjectAwareBYOLView2Transform(ObjectAwareViewMixin, BYOLView2Transform):
@@ -178,7 +178,7 @@ class ObjectAwareBYOLView2Transform(ObjectAwareViewMixin, BYOLView2Transform):
             sigmas=sigmas, vf_prob=vf_prob, hf_prob=hf_prob, rr_prob=rr_prob, rr_degrees=rr_degrees,
             normalize=normalize)
         self._install_object_aware_crop(box_sampling=box_sampling, center_suppressed=center_suppressed, alpha=alpha,
-            min_box_pixels=min_box_pixels)
+                                        min_box_pixels=min_box_pixels)
 
 
 class ObjectAwareBYOLTransform(ObjectAwareMultiViewTransform, BYOLTransform):

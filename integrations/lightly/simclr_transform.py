@@ -90,7 +90,7 @@ class ObjectAwareSimCLRViewTransform(ObjectAwareViewMixin, SimCLRViewTransform):
             random_gray_scale=random_gray_scale, gaussian_blur=gaussian_blur, sigmas=sigmas, vf_prob=vf_prob,
             hf_prob=hf_prob, rr_prob=rr_prob, rr_degrees=rr_degrees, normalize=normalize)
         self._install_object_aware_crop(box_sampling=box_sampling, center_suppressed=center_suppressed, alpha=alpha,
-            min_box_pixels=min_box_pixels)
+                                        min_box_pixels=min_box_pixels)
 
 
 class ObjectAwareSimCLRTransform(ObjectAwareMultiViewTransform, SimCLRTransform):

@@ -90,7 +90,8 @@ MODULE_KEYS: Mapping[str, Mapping[str, str]] = {
     "objaug.augment.crop": CROP_KEYS,
     "objaug.augment.mixup": MIXUP_KEYS,
     "objaug.functional.mixup": MIXUP_KEYS,
-    "objaug.functional._mixup_fast": MIXUP_KEYS,
+    "objaug.functional.mixup_kernel": MIXUP_KEYS,
+    "objaug.cam_sources": CAM_KEYS,
     "objaug.functional.rectangles": MIXUP_KEYS,
     "objaug.store": STORE_KEYS,
 }

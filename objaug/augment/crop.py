@@ -30,6 +30,7 @@ from objaug.validation import (
     check_same_device,
     check_size,
 )
+from objaug.validation_schedule import CheckSchedule
 
 __all__ = ["RESAMPLE_MODES", "ObjectAwareRandomResizedCrop", "ObjectAwareSequential", "check_box_values"]
 
@@ -154,8 +155,9 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
         same_on_batch: share the random draws across the batch (Kornia's option).
         p: Kornia's probability of applying the crop at all (one draw per batch); ``0`` returns the input.
         keepdim: give the output the input's rank (Kornia's option).
-        check_inputs: check box values (in [0, 1], x1 <= x2, y1 <= y2) on every call: one device sync.
-            Set False on hot paths.
+        check_inputs: check box values (in [0, 1], x1 <= x2, y1 <= y2): one host read per checked call, every
+            call on the CPU, on an accelerator the calls of ``check_schedule`` (default: the first 10, then every
+            100th; :mod:`objaug.validation_schedule`). Set False on hot paths (the crop then compiles whole).
 
     Raises:
         ValueError: an option out of range (e.g. ``scale`` above 1, an unknown ``resample``).
@@ -216,6 +218,7 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
         self.attempts = attempts
         self.min_box_pixels = min_box_pixels
         self.check_inputs = check_inputs
+        self.check_schedule = CheckSchedule()
         self.flags = {
             "size": size_hw,
             "resample": Resample.get(mode),
@@ -291,7 +294,7 @@ class ObjectAwareRandomResizedCrop(GeometricAugmentationBase2D):
         check_box_layout(boxes)
         boxes, valid = check_boxes(boxes, default_valid(boxes, valid), batch=b)
         check_same_device([("boxes", boxes), ("valid", valid)])
-        if self.check_inputs:
+        if self.check_inputs and self.check_schedule.due(boxes):
             check_box_values(boxes, valid)
         # Kornia's gate first (it draws only when 0 < p < 1), as Kornia's own augmentations do.
         batch_prob = self.__batch_prob_generator__((b, c, h, w), self.p, self.p_batch, self.same_on_batch)

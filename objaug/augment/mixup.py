@@ -28,6 +28,7 @@ from objaug.validation import (
     check_same_device,
     check_threshold,
 )
+from objaug.validation_schedule import CheckSchedule
 
 __all__ = ["BackgroundMixup"]
 
@@ -110,7 +111,10 @@ class BackgroundMixup(nn.Module):
         queue_size: capacity (>= 0) of the FIFO background queue; 0 disables the queue.
         source: ``"tiled-strip"`` (the paper) or ``"batch"``, how backgrounds are built.
         check_inputs: check that images are finite, masks lie in [0, 1] (and replayed ``perm`` in [0, B))
-            on every call; one device synchronisation. Set False on hot paths once the pipeline is trusted.
+            before any work: one host read per checked call. On the CPU every call is checked; on an
+            accelerator the calls of :attr:`check_schedule` (default: the first 10, then every 100th), so the
+            read costs no stall on the others (:mod:`objaug.validation_schedule`). ``False`` checks nothing
+            (and the module compiles whole).
         inplace: write the mixed batch into ``images`` itself and return it (saves allocating a
             (B, C, H, W) output). Only done when ``images`` is contiguous and autograd is not
             recording through it; otherwise a new tensor is returned as usual. Always use the
@@ -159,6 +163,8 @@ class BackgroundMixup(nn.Module):
         self.source: MixupSource = check_source(source)
         self.check_inputs = check_bool(check_inputs, "check_inputs")
         self.inplace = check_bool(inplace, "inplace")
+        #: which calls ``check_inputs`` checks on accelerators (:class:`~objaug.validation_schedule.CheckSchedule`)
+        self.check_schedule = CheckSchedule()
         self._ws: Workspace | None = None
         self.register_buffer("_queue", None, persistent=False)
         self.register_buffer("_queue_pushed", torch.zeros((), dtype=torch.int64), persistent=False)
@@ -220,7 +226,8 @@ class BackgroundMixup(nn.Module):
         """The reusable [queue; backgrounds] storage and scratch rows for a batch like ``images``.
 
         Re-created (copying the queue into it) when the batch is larger than before, or when the queue
-        buffer is no longer the storage's first rows (after ``.to()``, ``load_state_dict`` or a copy).
+        buffer is no longer the workspace's view of the storage's first rows (after ``.to()``, ``.half()``
+        or a copy replaced the buffer). An identity test, not a data-pointer one: ``torch.compile`` traces it.
         """
         queue = self._queue
         assert queue is not None
@@ -232,14 +239,14 @@ class BackgroundMixup(nn.Module):
                 or ws.maps.shape[0] < (scratch if compacts else 0)
                 or ws.storage.shape[1:] != images.shape[1:]
                 or ws.storage.dtype != images.dtype or ws.storage.device != images.device
-                or (q > 0 and queue.data_ptr() != ws.storage.data_ptr())):
+                or queue is not ws.queue):
             rows = max(b, ws.storage.shape[0] - ws.queue_rows if ws is not None else 0)
             storage = torch.empty((q + rows, *images.shape[1:]), dtype=images.dtype, device=images.device)
             storage[:q].copy_(queue)
             self._queue = storage[:q]
             h, w = images.shape[2:]
             maps = storage.new_empty((max(scratch, rows) if compacts else 0, 1, h, w))
-            ws = Workspace(storage, q, storage.new_empty((max(scratch, rows), *images.shape[1:])), maps)
+            ws = Workspace(storage, self._queue, q, storage.new_empty((max(scratch, rows), *images.shape[1:])), maps)
             self._ws = ws
         return ws
 
@@ -405,7 +412,7 @@ class BackgroundMixup(nn.Module):
         check_same_device([("images", images), ("masks", masks)])
         if params is not None:
             params = self._check_params(params, images)
-        if self.check_inputs:
+        if self.check_inputs and self.check_schedule.due(images):
             check_batch_values(images, image_range=None, masks=masks)  # finite images, masks in [0, 1]: one sync
             if params is not None:
                 bad = (params["perm"] < 0) | (params["perm"] >= images.shape[0]) | (params["queue_idx"] < 0)

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from objaug._paths import fixed_shape_path
 from objaug.functional.backgrounds import (
     BackgroundMixupOutput,
     MixupSource,
@@ -26,21 +27,21 @@ from objaug.functional.rectangles import _object_rectangles
 
 __all__ = ["Workspace", "mixup_kernel", "uses_compact_path"]
 
-#: Device types on which :func:`mixup_kernel` compacts the batch to the images that build a background.
-#: Reading how many there are (``nonzero``) synchronises nothing on the CPU, where the tensors already
-#: live on the host; on an accelerator it would stall the stream, so there the shapes stay fixed.
-_COMPACT_DEVICE_TYPES: frozenset[str] = frozenset({"cpu"})
-
-
 def uses_compact_path(t: Tensor) -> bool:
-    """Whether :func:`mixup_kernel` takes its compacting path for tensors like ``t`` (see above)."""
-    return t.device.type in _COMPACT_DEVICE_TYPES
+    """Whether :func:`mixup_kernel` compacts the batch to the images that build a background, for tensors like ``t``.
+
+    Reading how many there are (``nonzero``) synchronises nothing on the CPU, where the tensors already
+    live on the host; on an accelerator it would stall the stream, so there the shapes stay fixed
+    (:func:`objaug._paths.fixed_shape_path`; :func:`objaug.testing.accelerator_paths` forces it on the CPU).
+    """
+    return not fixed_shape_path(t)
 
 
 class Workspace(NamedTuple):
     """Buffers of one :func:`mixup_kernel` call without autograd (all contiguous, the images' dtype/device).
 
-    ``storage`` (Q + B, C, H, W): rows [0, Q) are the background queue, rows [Q, Q + B) receive the
+    ``storage`` (Q + B, C, H, W): rows [0, Q) are the background queue (``queue``: that view, the
+    module's queue buffer as long as the workspace is current), rows [Q, Q + B) receive the
     batch's backgrounds, so one ``index_select`` reads a partner's background or a queued one.
     ``scratch`` (>= B, C, H, W; >= 2B on compacting devices): temporary rows (the built images, the
     tiling, and the mixing source). ``maps`` (>= 2B, 1, H, W on compacting devices, else empty):
@@ -49,6 +50,7 @@ class Workspace(NamedTuple):
     """
 
     storage: Tensor
+    queue: Tensor
     queue_rows: int
     scratch: Tensor
     maps: Tensor
@@ -86,7 +88,7 @@ def mixup_kernel(
     ``images`` (contiguous, no autograd). Without a workspace, or with autograd recording, everything
     runs out of place (same values).
 
-    On CPU tensors without autograd (:data:`_COMPACT_DEVICE_TYPES`) the same values are computed for
+    On CPU tensors without autograd (:func:`uses_compact_path`) the same values are computed for
     the built images only (:func:`_mixup_compact`): there, counting them costs no synchronisation, and
     the other images need no work at all.
     """

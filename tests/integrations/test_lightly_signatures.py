@@ -27,8 +27,9 @@ from objaug.integrations.lightly.simclr_transform import (  # noqa: E402
     ObjectAwareSimCLRViewTransform,
 )
 
-VIEW_OPTIONS = ["box_sampling", "center_suppressed", "alpha"]
-MULTI_VIEW_OPTIONS = ["p", "box_sampling", "return_masks", "box_kwargs", "center_suppressed", "alpha"]
+VIEW_OPTIONS = ["box_sampling", "center_suppressed", "alpha", "min_box_pixels"]
+MULTI_VIEW_OPTIONS = ["box_p", "box_sampling", "return_masks", "box_config", "center_suppressed", "alpha",
+                      "min_box_pixels"]
 
 CASES = [
     (ObjectAwareSimCLRViewTransform, SimCLRViewTransform, VIEW_OPTIONS),
@@ -36,7 +37,7 @@ CASES = [
     (ObjectAwareMoCoV2Transform, MoCoV2Transform, MULTI_VIEW_OPTIONS),
     (ObjectAwareBYOLView1Transform, BYOLView1Transform, VIEW_OPTIONS),
     (ObjectAwareBYOLView2Transform, BYOLView2Transform, VIEW_OPTIONS),
-    (ObjectAwareBYOLTransform, BYOLTransform, ["p", "box_sampling", "return_masks", "box_kwargs"]),
+    (ObjectAwareBYOLTransform, BYOLTransform, ["box_p", "box_sampling", "return_masks", "box_config"]),
 ]
 
 
