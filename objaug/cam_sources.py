@@ -32,9 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from objaug.encoder_head import EncoderHead
 from objaug.functional.cam import bank_copies, contrastive_score, gradcam_map, nearest_negatives
-from objaug.split import EncoderHead
 from objaug.split_vit import ViTEncoderHead
+from objaug.validation import check_choice
 
 __all__ = [
     "MAP_SOURCES",
@@ -158,13 +159,10 @@ def map_source_class(name: object) -> type[MapSource]:
     """The :class:`MapSource` registered as ``name``.
 
     Raises:
-        ValueError: no source of that name (the message lists the registered ones).
+        TypeError: not a string.
+        ValueError: no source of that name (the message lists the registered ones and the nearest).
     """
-    cls = MAP_SOURCES.get(name) if isinstance(name, str) else None
-    if cls is None:
-        known = " or ".join(repr(n) for n in MAP_SOURCES)
-        raise ValueError(f"source must be {known}, got {name!r}.")
-    return cls
+    return MAP_SOURCES[check_choice(name, "source", tuple(MAP_SOURCES))]
 
 
 @dataclass

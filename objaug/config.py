@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from objaug.validation.scalars import check_bool, check_choice, check_float, check_int, check_optional_int
+from objaug.validation.scalars import check_bool, check_choice, check_float, check_int
 
 __all__ = ["BoxConfig", "CamConfig", "ScheduleConfig", "config_from_mapping", "describe_fields", "ensure_config"]
 
@@ -42,10 +42,9 @@ def _doc(text: str, *, kind: str) -> dict[str, str]:
 # Every check is objaug.validation's (one rule: a wrong type raises TypeError, an impossible value ValueError),
 # with the field named ``<Config>.<field>`` so a door can re-word it with its own key names.
 def _need_int(owner: str, name: str, value: object, *, low: int, optional: bool = False) -> None:
-    if optional:
-        check_optional_int(value, f"{owner}.{name}", low=low, none="unset")
-    else:
-        check_int(value, f"{owner}.{name}", low=low)
+    if optional and value is None:
+        return
+    check_int(value, f"{owner}.{name}", low=low, why=" (or unset)" if optional else "")
 
 
 def _need_float(owner: str, name: str, value: object, *, low: float, high: float | None = None,

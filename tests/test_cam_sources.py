@@ -28,7 +28,7 @@ def _encoder_head() -> tuple[nn.Module, nn.Module]:
 def test_the_shipped_sources_are_registered_by_name() -> None:
     assert MAP_SOURCES["gradcam"] is ContrastiveGradCAM and MAP_SOURCES["attention"] is ClassTokenAttention
     assert map_source_class("attention") is ClassTokenAttention
-    with pytest.raises(ValueError, match="source must be 'gradcam' or 'attention'"):
+    with pytest.raises(ValueError, match="source must be one of 'gradcam', 'attention'"):
         map_source_class("gradcam++")
     with pytest.raises(ValueError, match="source must be"):
         ContraCAM(encoder=nn.Identity(), head=nn.Identity(), source="nope")

@@ -54,20 +54,20 @@ CASES = [
 #: (command, flags, message). The command runs on a readable folder, so only the flag is wrong.
 FLAG_CASES = [
     ("cam", "--iters 0", r"--iters must be an int >= 1, got 0\."),
-    ("cam", "--temperature 0", r"--temperature must be a finite number in \(0"),
+    ("cam", "--temperature 0", r"--temperature must be a number > 0"),
     ("cam", "--iters 2 --mask-iters 3", r"--mask-iters=3 is more than --iters=2"),
-    ("cam", "--connectivity 6", r"--connectivity must be 4 or 8, got 6"),
+    ("cam", "--connectivity 6", r"--connectivity must be one of 4, 8, got 6"),
     ("cam", "--map-source attention --bank 4", r"--map-source='attention' uses no negatives .* Drop --bank"),
     ("cam", "--batch-size 0", r"--batch-size must be an int >= 1, got 0\."),
     ("cam", "--std 1 0 1", r"--std must hold 3 numbers > 0"),
     ("cam", "--device nonsense", r"cannot use --device 'nonsense'"),
-    ("cam", "--edge-radius 0.9", r"--edge-radius must be a finite number"),
-    ("precompute", "--threshold 1.5", r"--threshold must be a finite number in \(0.0, 1.0\], got 1.5"),
+    ("cam", "--edge-radius 0.9", r"--edge-radius must be a number in \(0\.0, 0\.5\]"),
+    ("precompute", "--threshold 1.5", r"--threshold must be a number in \(0.0, 1.0\], got 1.5"),
     ("precompute", "--map-size 2", r"--map-size must be an int >= 4"),
     ("precompute", "--image-size 4", r"--image-size must be an int >= 8, got 4\."),
     ("precompute", "--mask-size 0", r"--mask-size must be an int >= 1"),
     ("precompute", "--shard-size 0", r"--shard-size must be an int >= 1"),
-    ("precompute", "--workers -1", r"--workers must be an int >= 0"),
+    ("precompute", "--workers -1", r"--workers must be None .* or an int >= 0"),
 ]
 ON_A_FOLDER = {"cam": CAM + " --out {r}/o", "precompute": PRE + " --data {r}/two --out {r}/s"}
 

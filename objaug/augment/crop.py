@@ -53,8 +53,12 @@ def _resample_mode(resample: object) -> str:
     """A Kornia resample value (``Resample.BILINEAR``, ``"BILINEAR"``, ``"bilinear"``, ``1``) as a lower-case name.
 
     Raises:
+        TypeError: not a ``Resample``, a string or an int.
         ValueError: not one of :data:`RESAMPLE_MODES` (in any of Kornia's spellings).
     """
+    if not isinstance(resample, Resample | str | int) or isinstance(resample, bool):
+        raise TypeError(f"resample must be a kornia.constants.Resample, its name or its value (one of "
+                        f"{RESAMPLE_MODES}), got {type(resample).__name__} {resample!r}.")
     try:
         mode = Resample.get(resample).name.lower()  # type: ignore[arg-type]
     except (KeyError, TypeError, ValueError, AttributeError):

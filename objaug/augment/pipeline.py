@@ -140,8 +140,9 @@ class _ColorJitter(K.ColorJitter):
             return super().apply_transform(input, params, flags, transform)
         strengths = (self.brightness, self.contrast, self.saturation, self.hue)
         steps = (self._brightness_fn, self._contrast_fn, self._saturation_fn, self._adjust_hue_turns)
-        live = [None if isinstance(strength, int | float) and strength == 0 else step  # a (1, 1) range: never
-                for step, strength in zip(steps, strengths, strict=True)]
+        live: list[Callable[[Tensor, Tensor], Tensor] | None] = [
+            None if isinstance(strength, int | float) and strength == 0 else step  # a (1, 1) range: never
+            for step, strength in zip(steps, strengths, strict=True)]
         return _clamp_unit_range(_jitter_in_drawn_order(_clamp_unit_range(input), params, live))
 
 

@@ -17,6 +17,7 @@ from objaug.augment.mixup import BackgroundMixup
 from objaug.augment.pipeline import ObjectAwareAugment
 from objaug.augment.views import ViewConfig
 from objaug.boxes import boxes_from_cam
+from objaug.config import BoxConfig, CamConfig
 from objaug.contracam import ContraCAM
 from objaug.store import precompute
 from objaug.validation import (
@@ -96,6 +97,8 @@ ENTRIES: dict[str, Callable[..., Any]] = {
     "ViewConfig": ViewConfig,
     "boxes_from_cam": _boxes,
     "store.precompute": _precompute,
+    "CamConfig": CamConfig,
+    "BoxConfig": BoxConfig,
 }
 
 #: (entry, option, values of a wrong type, values of the right type that are impossible)
@@ -125,13 +128,13 @@ OPTIONS: list[tuple[str, str, list[Any], list[Any]]] = [
     ("ObjectAwareRandomResizedCrop", "center_suppressed", ["no", 1], []),
     ("ObjectAwareRandomResizedCrop", "alpha", ["0.6", True], [0.0, -1.0]),
     ("ObjectAwareRandomResizedCrop", "antialias", [1, None], ["maybe"]),
-    ("ObjectAwareRandomResizedCrop", "resample", [1], ["bicubic"]),
+    ("ObjectAwareRandomResizedCrop", "resample", [1.5, None], ["lanczos"]),
     ("ObjectAwareRandomResizedCrop", "p", ["1", True], [2.0]),
     ("ObjectAwareRandomResizedCrop", "attempts", ["10", 10.0, True], [0]),
     ("ObjectAwareRandomResizedCrop", "min_box_pixels", ["8", 1.5, True], [-1]),
     ("ObjectAwareRandomResizedCrop", "same_on_batch", ["no", 1], []),
     ("ObjectAwareRandomResizedCrop", "check_inputs", ["yes", 1], []),
-    ("ObjectAwareAugment", "p", ["1", True], [1.5]),
+    ("ObjectAwareAugment", "box_p", ["1", True], [1.5]),
     ("ObjectAwareAugment", "box_sampling", [1], ["random"]),
     ("ObjectAwareAugment", "center_suppressed", ["no", 1], []),
     ("ObjectAwareAugment", "alpha", ["0.6", True], [0.0]),
@@ -162,19 +165,30 @@ OPTIONS: list[tuple[str, str, list[Any], list[Any]]] = [
     ("boxes_from_cam", "connectivity", ["4", 4.0, True], [6]),
     ("boxes_from_cam", "relative", ["yes", 1], []),
     ("boxes_from_cam", "check_inputs", ["yes", 1], []),
-    ("store.precompute", "iters", ["3", 3.0, True], [0]),
-    ("store.precompute", "temperature", ["1", True], [0.0]),
-    ("store.precompute", "hard_negatives", ["2", True], [0]),
-    ("store.precompute", "bank_size", ["8", 8.0, True], [-1]),
-    ("store.precompute", "expand_res", ["yes", 1], []),
-    ("store.precompute", "interpolation", [3], ["cubic"]),
+    ("store.precompute", "cam_config", [{"iters": 3}, 3], []),
+    ("store.precompute", "box_config", [{"threshold": 0.5}], []),
+    ("CamConfig", "iters", ["3", 3.0, True], [0]),
+    ("CamConfig", "mask_iters", ["1", True], [0]),
+    ("CamConfig", "temperature", ["1", True], [0.0]),
+    ("CamConfig", "hard_negatives", ["2", True], [0]),
+    ("CamConfig", "bank", ["8", 8.0, True], [-1]),
+    ("CamConfig", "expand_res", ["yes", 1], []),
+    ("CamConfig", "interpolation", [3], ["cubic"]),
+    ("CamConfig", "map_source", [1], ["atention"]),
+    ("CamConfig", "edges", ["yes", 1], []),
+    ("CamConfig", "edge_radius", ["0.1", True], [0.0, 0.6]),
+    ("CamConfig", "edge_eps", ["0.01", True], [0.0]),
+    ("CamConfig", "refine", [1], ["max"]),
     ("store.precompute", "batch_size", ["64", 64.0, True], [0]),
     ("store.precompute", "image_size", ["224", True], [4]),
     ("store.precompute", "mask_size", ["56", True], [0]),
-    ("store.precompute", "max_boxes", ["4", True], [0]),
-    ("store.precompute", "threshold", ["0.5", True], [0.0]),
-    ("store.precompute", "min_area", ["0.01", True], [1.0]),
-    ("store.precompute", "margin", ["0.2", True], [-1.0]),
+    ("BoxConfig", "max_boxes", ["4", True], [0]),
+    ("BoxConfig", "threshold", ["0.5", True], [0.0]),
+    ("BoxConfig", "min_area", ["0.01", True], [1.0]),
+    ("BoxConfig", "margin", ["0.2", True], [-1.0]),
+    ("BoxConfig", "overlap", ["0.3", True], [1.5]),
+    ("BoxConfig", "connectivity", ["4", True], [6]),
+    ("BoxConfig", "map_size", ["16", 16.0, True], [2]),
     ("store.precompute", "shard_size", ["1024", True], [0]),
     ("store.precompute", "precision", [16, None], ["fp8"]),
     ("store.precompute", "num_workers", ["2", 2.0, True], [-1]),
