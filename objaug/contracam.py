@@ -36,7 +36,9 @@ from objaug.validation import (
     check_float,
     check_image_batch,
     check_int,
+    check_map_size,
     check_model_input,
+    check_negatives_left,
     check_optional_int,
     check_positive_float,
 )
@@ -73,8 +75,10 @@ class ContraCAM:
             ResNet); the strides are restored afterwards.
         interpolation: upsampling mode of the maps to the image size ("bicubic" like the reference,
             "bilinear", "nearest").
-        check_finite: check the inputs for NaN/inf before any work (one host synchronisation). Turn
-            off in training loops that have their own checks.
+        check_finite: check the inputs for NaN/inf before any work (one host synchronisation) and, for a
+            batch of one image, that ``negatives=`` holds a row that is not its own copy (one more, at the
+            first iteration; otherwise its map would be all zero). Turn off in training loops that have
+            their own checks.
         source: where each iteration's map comes from: ``"gradcam"`` (default, the contrastive
             Grad-CAM above) or ``"attention"`` (Vision Transformers recognised by ``split_model`` with a
             class token only: the last block's class-token self-attention over the patches, averaged
@@ -209,9 +213,12 @@ class ContraCAM:
                 non-finite values, negatives of the wrong shape, a device mismatch, inference mode).
         """
         images = check_image_batch(images)
+        check_bool(return_steps, "return_steps")
         b, _, h, w = images.shape
         if negatives is not None:
-            if not isinstance(negatives, Tensor) or negatives.ndim != 2 or not negatives.is_floating_point():
+            if not isinstance(negatives, Tensor):
+                raise TypeError(f"negatives must be a floating (N, D) tensor of embeddings, got {type(negatives).__name__}.")
+            if negatives.ndim != 2 or not negatives.is_floating_point():
                 raise ValueError("negatives must be a floating (N, D) tensor of embeddings, got "
                                  f"{getattr(negatives, 'shape', type(negatives).__name__)}.")
             if negatives.shape[0] == 0:
@@ -260,18 +267,10 @@ class ContraCAM:
         return feats, F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)
 
     def _check_map_size(self, feats: Tensor) -> None:
-        h, w = feats.shape[-2:]
-        fix = ("Use larger images, expand_res=True (stride 1 in the last stage), or an encoder with a "
-               "smaller-stride stem (e.g. a CIFAR ResNet: 3x3 conv1 with stride 1, no max pooling).")
-        if h * w == 1:
-            raise ValueError(
-                f"The encoder returned a {h}x{w} map: there is nothing to localise (a pooled encoder, or images "
-                f"too small for its stride). Pass an encoder that stops before the global pooling "
-                f"(ContraCAM(encoder=..., head=...)). {fix}")
-        if min(h, w) < 3 and not self._warned_small:
+        warning = check_map_size(feats, self.split, expand_res=self.expand_res)  # raises on a 1x1 map; the fix differs for ViTs and CNNs
+        if warning is not None and not self._warned_small:
             self._warned_small = True
-            warnings.warn(f"ContraCAM: the encoder's last map is only {h}x{w}; maps and boxes this coarse are "
-                          f"mostly noise. {fix}", UserWarning, stacklevel=5)
+            warnings.warn(warning, UserWarning, stacklevel=5)
 
     def _attention_map(self, x: Tensor, size: tuple[int, int]) -> Tensor:
         assert isinstance(self.split, ViTEncoderHead)
@@ -325,6 +324,8 @@ class ContraCAM:
                         batch_mask, bank_mask = nearest_negatives(keys, self.hard_negatives, bank)
                     elif bank is not None:  # a bank embedded from the same images holds each one's copy
                         bank_mask = ~bank_copies(keys, bank)
+                    if self.check_finite:  # reads the mask of a batch of one only (its copies are not negatives)
+                        check_negatives_left(bank_mask, batch=keys.shape[0])
                 in_batch.append(z.detach())
                 score = contrastive_score(z, keys, in_batch, bank=bank, temperature=self.temperature,
                                           batch_mask=batch_mask, bank_mask=bank_mask)

@@ -18,7 +18,13 @@ Every check is imported from this package (``from objaug.validation import check
 """
 
 from objaug.validation.boxes import check_box_layout, check_box_settings, check_box_values, check_boxes
-from objaug.validation.models import check_model_input, check_views
+from objaug.validation.models import (
+    check_image_size,
+    check_map_size,
+    check_model_input,
+    check_views,
+    map_size_fix,
+)
 from objaug.validation.scalars import (
     BOX_SAMPLING,
     check_antialias,
@@ -43,7 +49,7 @@ from objaug.validation.tensors import (
     check_same_batch,
     check_same_device,
 )
-from objaug.validation.values import check_batch_values, check_finite, check_range
+from objaug.validation.values import check_batch_values, check_finite, check_negatives_left, check_range
 
 __all__ = [
     "BOX_SAMPLING",
@@ -63,7 +69,10 @@ __all__ = [
     "check_indexes",
     "check_int",
     "check_mask_batch",
+    "check_image_size",
+    "check_map_size",
     "check_model_input",
+    "check_negatives_left",
     "check_optional_int",
     "check_pair",
     "check_path",
@@ -75,4 +84,5 @@ __all__ = [
     "check_size",
     "check_threshold",
     "check_views",
+    "map_size_fix",
 ]
