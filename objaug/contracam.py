@@ -217,7 +217,8 @@ class ContraCAM:
         b, _, h, w = images.shape
         if negatives is not None:
             if not isinstance(negatives, Tensor):
-                raise TypeError(f"negatives must be a floating (N, D) tensor of embeddings, got {type(negatives).__name__}.")
+                raise TypeError("negatives must be a floating (N, D) tensor of embeddings, got "
+                                f"{type(negatives).__name__}.")
             if negatives.ndim != 2 or not negatives.is_floating_point():
                 raise ValueError("negatives must be a floating (N, D) tensor of embeddings, got "
                                  f"{getattr(negatives, 'shape', type(negatives).__name__)}.")
@@ -267,7 +268,8 @@ class ContraCAM:
         return feats, F.normalize(z.to(torch.promote_types(z.dtype, torch.float32)), dim=1)
 
     def _check_map_size(self, feats: Tensor) -> None:
-        warning = check_map_size(feats, self.split, expand_res=self.expand_res)  # raises on a 1x1 map; the fix differs for ViTs and CNNs
+        # raises on a 1x1 map; the fix differs for ViTs and CNNs
+        warning = check_map_size(feats, self.split, expand_res=self.expand_res)
         if warning is not None and not self._warned_small:
             self._warned_small = True
             warnings.warn(warning, UserWarning, stacklevel=5)
