@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -74,15 +74,16 @@ def _patch_rule(model: nn.Module) -> _PatchRule | None:
     ``conv_proj``) among ``model.modules()``.
     """
     for module in model.modules():
-        if hasattr(module, "strict_img_size") and hasattr(module, "patch_size") and hasattr(module, "img_size"):
-            if module.img_size is None:  # timm checks nothing then
+        found: Any = module  # a duck-typed patch embedding: its attributes are read, not typed
+        if hasattr(found, "strict_img_size") and hasattr(found, "patch_size") and hasattr(found, "img_size"):
+            if found.img_size is None:  # timm checks nothing then
                 return None
-            ph, pw = (int(p) for p in module.patch_size)
-            fixed = tuple(int(s) for s in module.img_size) if module.strict_img_size else None
-            return _PatchRule(fixed, (ph, pw), bool(getattr(module, "dynamic_img_pad", False)),  # type: ignore[arg-type]
-                              "timm")
-        if hasattr(module, "conv_proj") and hasattr(module, "image_size") and hasattr(module, "patch_size"):
-            side, p = int(module.image_size), int(module.patch_size)
+            ph, pw = (int(p) for p in found.patch_size)
+            fh, fw = (int(s) for s in found.img_size)
+            return _PatchRule((fh, fw) if found.strict_img_size else None, (ph, pw),
+                              bool(getattr(found, "dynamic_img_pad", False)), "timm")
+        if hasattr(found, "conv_proj") and hasattr(found, "image_size") and hasattr(found, "patch_size"):
+            side, p = int(found.image_size), int(found.patch_size)
             return _PatchRule((side, side), (p, p), False, "torchvision")
     return None
 
