@@ -28,6 +28,7 @@ __all__ = [
     "check_fallback_mass",
     "check_float",
     "check_int",
+    "check_optional_bool",
     "check_optional_int",
     "check_pair",
     "check_path",
@@ -99,6 +100,25 @@ def check_bool(value: object, name: str) -> bool:
     """
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool (True or False), got {type(value).__name__} {value!r}.")
+    return value
+
+
+def check_optional_bool(value: object, name: str, *, none: str) -> bool | None:
+    """A flag or ``None`` (a default decided elsewhere).
+
+    Args:
+        value: the option's value.
+        name: the argument's name (for the message).
+        none: what ``None`` means, for the message (e.g. ``"the augmenter's check_inputs"``).
+
+    Returns:
+        ``value``.
+
+    Raises:
+        TypeError: neither a bool nor ``None`` (``"yes"``, ``1``).
+    """
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"{name} must be True, False or None ({none}), got {type(value).__name__} {value!r}.")
     return value
 
 
