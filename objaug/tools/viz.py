@@ -248,9 +248,12 @@ def plot_object_aware_views(images: Tensor, augment: ObjectAwareAugment, boxes: 
     from objaug.augment.pipeline import ObjectAwareAugment
     from objaug.functional.crop import default_valid
     from objaug.objects import boxes_of_maps
-    from objaug.validation import check_image_batch
+    from objaug.validation import check_file_path, check_image_batch, check_int
 
     check_image_batch(images, "images", channels=3)
+    if path is not None:
+        check_file_path(path, "path")
+    check_int(box_width, "box_width", low=1)
     if not isinstance(augment, ObjectAwareAugment):
         raise TypeError(f"augment must be an objaug.augment.pipeline.ObjectAwareAugment, got "
                         f"{type(augment).__name__}; build one with ObjectAwareAugment(simclr_views(size)).")

@@ -31,7 +31,9 @@ __all__ = [
     "check_optional_bool",
     "check_optional_int",
     "check_pair",
+    "check_file_path",
     "check_path",
+    "check_paths",
     "check_positive_float",
     "check_probability",
     "check_size",
@@ -333,6 +335,47 @@ def check_size(size: object, name: str = "size") -> tuple[int, int]:
     if height <= 0 or width <= 0:
         raise ValueError(f"{name} must be positive, got {(height, width)}.")
     return height, width
+
+
+def check_paths(paths: object, name: str) -> list[str | os.PathLike[str]]:
+    """A sequence of filesystem paths (``str`` or ``os.PathLike``), not a single path.
+
+    Raises:
+        TypeError: not a sequence, a single path, or an item that is not a path (an index, ``None``).
+    """
+    if isinstance(paths, str | os.PathLike) or not isinstance(paths, Sequence):
+        what = "a single path" if isinstance(paths, str | os.PathLike) else type(paths).__name__
+        raise TypeError(f"{name} must be a sequence of file paths (str or pathlib.Path), got {what}: pass a list, "
+                        f"e.g. {name}=[path for path, _ in folder.samples].")
+    for i, item in enumerate(paths):
+        if not isinstance(item, str | os.PathLike):
+            raise TypeError(f"{name}[{i}] must be a file path (str or pathlib.Path), got {type(item).__name__} "
+                            f"{item!r}: {name} lists the dataset's image files in its index order, e.g. "
+                            f"{name}=[path for path, _ in folder.samples], not indexes.")
+    return list(paths)
+
+
+def check_file_path(path: object, name: str = "path") -> str | os.PathLike[str]:
+    """A path to write a file at: a ``str`` or ``os.PathLike`` that is not a directory nor under a file.
+
+    Missing parent directories are fine (the writers create them).
+
+    Raises:
+        TypeError: not a ``str`` or ``os.PathLike``.
+        ValueError: an existing directory, or a path under an existing file.
+    """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"{name} must be a file path (str or pathlib.Path), got {type(path).__name__} {path!r}.")
+    if os.path.isdir(path):
+        raise ValueError(f"{name}={os.fspath(path)!r} is a directory; pass a file path in it, e.g. "
+                         f"{os.path.join(os.fspath(path), 'views.png')!r}.")
+    parent = os.path.dirname(os.path.abspath(path))
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent) if os.path.dirname(parent) != parent else ""
+    if parent and not os.path.isdir(parent):
+        raise ValueError(f"{name}={os.fspath(path)!r} lies under {parent!r}, which is a file, not a directory; "
+                         "pass a path in a directory.")
+    return path
 
 
 def check_path(path: object, name: str = "path") -> str | os.PathLike[str]:
