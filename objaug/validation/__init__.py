@@ -46,6 +46,7 @@ from objaug.validation.scalars import (
     check_threshold,
 )
 from objaug.validation.tensors import (
+    check_device,
     check_image_batch,
     check_indexes,
     check_mask_batch,
@@ -67,6 +68,7 @@ __all__ = [
     "check_choice",
     "check_fallback_mass",
     "check_file_path",
+    "check_device",
     "check_finite",
     "check_float",
     "check_image_batch",
