@@ -285,9 +285,10 @@ def check_antialias(value: object, name: str = "antialias") -> bool | str:
         TypeError: neither a bool nor a string.
         ValueError: a string other than ``"auto"``.
     """
-    if isinstance(value, str):
-        return check_choice(value, name, ("auto",))
-    if not isinstance(value, bool):
+    if isinstance(value, str) and value != "auto":
+        close = " Did you mean 'auto'?" if difflib.get_close_matches(value.lower(), ["auto"], n=1) else ""
+        raise ValueError(f"{name} must be True, False or 'auto', got {value!r}.{close}")
+    if not isinstance(value, bool | str):
         raise TypeError(f"{name} must be True, False or 'auto', got {type(value).__name__} {value!r}.")
     return value
 
