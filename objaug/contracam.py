@@ -41,6 +41,7 @@ from objaug.validation import (
     check_negatives_left,
     check_optional_int,
     check_positive_float,
+    check_source_options,
 )
 
 __all__ = ["ContraCAM"]
@@ -131,6 +132,7 @@ class ContraCAM:
         check_positive_float(edge_eps, "edge_eps")
         check_choice(refine, "refine", ("weighted", "union"))
         check_choice(source, "source", ("gradcam", "attention"))
+        check_source_options(source, hard_negatives=hard_negatives, temperature=temperature, expand_res=expand_res)
         if model is not None:
             self.split = split_model(model, projector=projector)
         else:

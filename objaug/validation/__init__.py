@@ -43,6 +43,7 @@ from objaug.validation.scalars import (
     check_positive_float,
     check_probability,
     check_size,
+    check_source_options,
     check_threshold,
 )
 from objaug.validation.tensors import (
@@ -90,6 +91,7 @@ __all__ = [
     "check_same_batch",
     "check_same_device",
     "check_size",
+    "check_source_options",
     "check_threshold",
     "check_views",
     "map_size_fix",

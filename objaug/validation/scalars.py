@@ -37,6 +37,7 @@ __all__ = [
     "check_positive_float",
     "check_probability",
     "check_size",
+    "check_source_options",
     "check_threshold",
     "interval_text",
 ]
@@ -276,6 +277,37 @@ def check_choice(value: object, name: str, choices: Sequence[Choice]) -> Choice:
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"{name} must be {expected}, got {value!r}.{hint}")
     return value  # type: ignore[return-value]
+
+
+def check_source_options(source: str, *, hard_negatives: int | None, temperature: float, bank: int = 0,
+                         expand_res: bool = False, prefix: str = "", source_name: str = "source") -> None:
+    """Refuse CAM options that have no effect with the chosen map source (one rule for every door).
+
+    The ``"attention"`` source reads a Vision Transformer's class-token attention: no negatives, no
+    contrastive score, no strided last stage. So ``hard_negatives``, a ``bank``, a ``temperature`` other than 1
+    and ``expand_res`` would be accepted and ignored; each is refused, naming both options.
+
+    Args:
+        source: the map source (``"gradcam"`` or ``"attention"``), already checked.
+        hard_negatives, temperature, bank, expand_res: the other options, already checked.
+        prefix: how the options are named to the user (``"CamConfig."``; ``""`` for keyword arguments).
+        source_name: the map source's own name (``"source"`` for ContraCAM, ``"map_source"`` for CamConfig).
+
+    Raises:
+        ValueError: an option without effect for ``source``.
+    """
+    if source != "attention":
+        return
+    ignored = [name for name, value, default in (("hard_negatives", hard_negatives, None), ("bank", bank, 0),
+                                                 ("temperature", temperature, 1.0)) if value != default]
+    if ignored:
+        names = ", ".join(ignored)
+        raise ValueError(f"{prefix}{source_name}='attention' uses no negatives and no contrastive score, so {names} "
+                         f"would have no effect. Drop {names}, or use {source_name}='gradcam'.")
+    if expand_res:
+        raise ValueError(f"{prefix}expand_res=True needs a CNN's strided last stage, but {source_name}='attention' is "
+                         "for Vision Transformers (their map is the patch grid). Drop expand_res, or use "
+                         f"{source_name}='gradcam' on a CNN.")
 
 
 def check_antialias(value: object, name: str = "antialias") -> bool | str:
