@@ -232,6 +232,19 @@ SOLO = [
      "objaug.online.iters"),
     ("mixup threshold", lambda: _solo({"enabled": True, "mixup": {"enabled": True, "threshold": 5}}), ValueError,
      "objaug.mixup.threshold"),
+    ("source near-miss", lambda: _solo({"source": "onlin"}), ValueError,
+     r"objaug\.source must be one of 'store', 'online', got 'onlin'\. Did you mean 'online'\?"),
+    ("box_sampling near-miss", lambda: _solo({"crop": {"box_sampling": "aera"}}), ValueError,
+     r"objaug\.crop\.box_sampling must be one of 'uniform', 'area'.*Did you mean 'area'\?"),
+    ("enabled a string", lambda: _solo({"enabled": "true"}), ValueError, "objaug.enabled must be true or false"),
+    ("online.edges 'false'", lambda: _solo({"online": {"edges": "false"}}), ValueError,
+     "objaug.online.edges must be a bool"),
+    ("online.all_gather_negatives 'yes'", lambda: _solo({"online": {"all_gather_negatives": "yes"}}), ValueError,
+     "objaug.online.all_gather_negatives must be true or false"),
+    ("attention + hard_negatives", lambda: _solo({"online": {"map_source": "attention", "hard_negatives": 4}}),
+     ValueError, r"objaug\.online\.map_source='attention' .* hard_negatives would have no effect"),
+    ("every_n_steps a string", lambda: _solo({"online": {"every_n_steps": "2"}}), ValueError,
+     "objaug.online.every_n_steps must be an int"),
 ]
 
 

@@ -8,6 +8,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from objaug.validation import check_choice
+
 
 class ObjaugConfigError(ValueError):
     """A bad ``objaug:`` block (or a solo-learn config that cannot work with it)."""
@@ -81,9 +83,10 @@ def _otsu_or(number: _Parser) -> _Parser:
 
 def _choice(*allowed: str) -> _Parser:
     def parse(value: Any, key: str) -> str:
-        if not isinstance(value, str) or value not in allowed:
-            raise ObjaugConfigError(f"{key} must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}.")
-        return value
+        try:  # objaug's one choice check: lists the choices and suggests the nearest one
+            return check_choice(value, key, allowed)
+        except (TypeError, ValueError) as err:
+            raise ObjaugConfigError(str(err)) from None
     return parse
 
 
