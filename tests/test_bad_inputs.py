@@ -486,13 +486,22 @@ IGNORED = [
      ValueError, "antialias=True has no effect with mode='area'.*drop antialias, or use mode='bilinear'"),
     ("tiny_resnet stem_stride without small_input", lambda: tiny_resnet(small_input=False, stem_stride=2),
      ValueError, "stem_stride=2 sets the small stem's stride, but small_input=False"),
+]
+
+IGNORED_LIGHTLY = [
     ("step: valid without boxes", lambda: _step(model=_model)(X, valid=VALID), ValueError,
      "valid was given without boxes"),
+    ("step: negatives without a CAM", lambda: _step(negatives=torch.rand(8, 64)), ValueError,
+     r"negatives would have no effect: there is no CAM .* pass model= \(or cam=\)"),
+    ("step: criterion, cam_size, image_size without a CAM", lambda: _step(criterion=object(), cam_size=16,
+                                                                          image_size=32),
+     ValueError, "criterion, cam_size, image_size would have no effect"),
 ]
 
 NEW_TABLES = {"flags are bools": BOOLS, "negatives": NEGATIVES, "Vision Transformers": VIT, "choices": CHOICES,
               "accepted then ignored": IGNORED}
-NEW_LIGHTLY_TABLES = {"flags are bools (Lightly)": BOOLS_LIGHTLY, "devices (ObjectAwareStep)": DEVICES}
+NEW_LIGHTLY_TABLES = {"flags are bools (Lightly)": BOOLS_LIGHTLY, "devices (ObjectAwareStep)": DEVICES,
+                      "accepted then ignored (Lightly)": IGNORED_LIGHTLY}
 
 
 @pytest.mark.parametrize("call, error, match", [c[1:] for t in NEW_TABLES.values() for c in t],
@@ -554,6 +563,7 @@ def test_valid_inputs_are_accepted_lightly():
     step(X, boxes=BOXES, valid=VALID, masks=MASKS)
     _step(model=_model, negatives=torch.rand(8, 64))(X)
     _step(model=_vit(), image_size=32)
+    _step(model=_model, criterion=object(), cam_size=16, image_size=32)  # the fix: the same options with a CAM
 
 
 def test_the_suggested_fixes_work(tmp_path):

@@ -28,6 +28,7 @@ __all__ = [
     "check_fallback_mass",
     "check_float",
     "check_int",
+    "check_no_effect",
     "check_optional_bool",
     "check_optional_int",
     "check_pair",
@@ -308,6 +309,23 @@ def check_source_options(source: str, *, hard_negatives: int | None, temperature
         raise ValueError(f"{prefix}expand_res=True needs a CNN's strided last stage, but {source_name}='attention' is "
                          "for Vision Transformers (their map is the patch grid). Drop expand_res, or use "
                          f"{source_name}='gradcam' on a CNN.")
+
+
+def check_no_effect(options: dict[str, object], *, why: str, fix: str) -> None:
+    """Refuse options that were set but would have no effect (accepted then ignored is a bug too).
+
+    Args:
+        options: option name -> value; an option counts as set when its value is not ``None``.
+        why: why they would have no effect, e.g. ``"there is no CAM (neither model= nor cam=)"``.
+        fix: how to repair the call, e.g. ``"pass model=, or drop them"``.
+
+    Raises:
+        ValueError: some option is set, naming every one that is.
+    """
+    set_here = [name for name, value in options.items() if value is not None]
+    if set_here:
+        names = ", ".join(set_here)
+        raise ValueError(f"{names} would have no effect: {why}. {fix[:1].upper()}{fix[1:]}.")
 
 
 def check_antialias(value: object, name: str = "antialias") -> bool | str:
