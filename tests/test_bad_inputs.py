@@ -492,7 +492,7 @@ IGNORED_LIGHTLY = [
     ("step: valid without boxes", lambda: _step(model=_model)(X, valid=VALID), ValueError,
      "valid was given without boxes"),
     ("step: negatives without a CAM", lambda: _step(negatives=torch.rand(8, 64)), ValueError,
-     r"negatives would have no effect: there is no CAM .* pass model= \(or cam=\)"),
+     r"negatives would have no effect: there is no CAM .* Pass model= \(or cam=\)"),
     ("step: criterion, cam_size, image_size without a CAM", lambda: _step(criterion=object(), cam_size=16,
                                                                           image_size=32),
      ValueError, "criterion, cam_size, image_size would have no effect"),
