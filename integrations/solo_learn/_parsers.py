@@ -8,8 +8,6 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from objaug.validation import check_choice
-
 
 class ObjaugConfigError(ValueError):
     """A bad ``objaug:`` block (or a solo-learn config that cannot work with it)."""
@@ -83,6 +81,8 @@ def _otsu_or(number: _Parser) -> _Parser:
 
 def _choice(*allowed: str) -> _Parser:
     def parse(value: Any, key: str) -> str:
+        from objaug.validation import check_choice  # here: the entry point's discovery imports this module cheaply
+
         try:  # objaug's one choice check: lists the choices and suggests the nearest one
             return check_choice(value, key, allowed)
         except (TypeError, ValueError) as err:
