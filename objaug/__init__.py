@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from objaug.augment.pipeline import ObjectAwareAugment
     from objaug.augment.views import ViewConfig, byol_views, moco_v2_views, simclr_views
     from objaug.boxes import boxes_from_cam, boxes_from_steps, boxes_to_pixels
+    from objaug.config import BoxConfig, CamConfig, ScheduleConfig
     from objaug.constants import IMAGENET_NORMALIZE
     from objaug.contracam import ContraCAM
     from objaug.encoder_head import EncoderHead
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
         mask_iou,
         pairwise_box_iou,
     )
+    from objaug.objects import Objects, find_objects
+    from objaug.provider import ObjectProvider
     from objaug.split import split_model
     from objaug.store import ObjectStore
 
@@ -57,6 +60,12 @@ _EXPORTS: dict[str, str] = {
     "boxes_from_cam": "objaug.boxes",
     "boxes_from_steps": "objaug.boxes",
     "boxes_to_pixels": "objaug.boxes",
+    "BoxConfig": "objaug.config",
+    "CamConfig": "objaug.config",
+    "ScheduleConfig": "objaug.config",
+    "Objects": "objaug.objects",
+    "find_objects": "objaug.objects",
+    "ObjectProvider": "objaug.provider",
     "ContraCAM": "objaug.contracam",
     "masks_from_uint8": "objaug.masks",
     "masks_to_uint8": "objaug.masks",

@@ -143,16 +143,27 @@ _LOW_MIXED = (
     "defaults (solo-learn: objaug.mixup.threshold: otsu, objaug.mixup.fallback_mass: 0.9), or finer maps.")
 
 
-def log_stats(log: Callable[..., object], stats: AugmentStats, *, batch_size: int, prefix: str = "objaug/") -> None:
-    """Log the last batch's :meth:`AugmentStats.shares` with a LightningModule's ``log`` (per step).
+def log_stats(log: Callable[..., object], stats: AugmentStats, *, batch_size: int, prefix: str = "objaug/",
+              sync_dist: bool = False) -> None:
+    """Log the last batch's :meth:`AugmentStats.shares` with a LightningModule's ``log``, per step and per epoch.
+
+    Every number is logged with ``on_step=True, on_epoch=True``, the way solo-learn logs its own metrics:
+    Lightning writes ``objaug/boxed_step`` every ``log_every_n_steps`` batches and ``objaug/boxed_epoch`` at
+    every epoch's end, so a run shorter than the logging interval (solo-learn's default is 50) still records
+    the epoch values. The epoch value of a share is its mean over the epoch's batches weighted by
+    ``batch_size``; ``cam_refreshes``, a running count, is reduced with ``max`` (the count at the epoch's end).
+    Logging adds no host synchronisation (Lightning accumulates the tensors on the device).
 
     Args:
         log: ``pl_module.log`` (or any ``log(name, value, **kwargs)``).
         stats: the stats to log.
         batch_size: the batch's size (so Lightning does not try to infer it).
         prefix: the metric names' prefix.
+        sync_dist: reduce the numbers across processes (pass ``trainer.world_size > 1``; without it a DDP run
+            logs rank 0's numbers and Lightning warns about epoch-level metrics).
     """
     for name, value in stats.shares(last=True).items():
         if name == "mixed" and not stats._last_mix:
             continue  # no mixup views: nothing to log
-        log(prefix + name, value, on_step=True, on_epoch=False, batch_size=batch_size)
+        log(prefix + name, value, on_step=True, on_epoch=True, batch_size=batch_size, sync_dist=sync_dist,
+            reduce_fx="max" if name == "cam_refreshes" else "mean")

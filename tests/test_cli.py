@@ -235,3 +235,12 @@ def test_cam_with_a_timm_vit_arch(tmp_path, image_dir, capsys):
     code, err = _run(["cam", str(image_dir / "a.png"), str(image_dir / "b.jpg"), *ARCH, "--random-init", "--out",
                       str(out), "--map-source", "attention"], capsys)
     assert code != 0 and "--map-source='attention' needs a Vision Transformer" in err
+
+
+def test_cam_help_says_vits_work(capsys):
+    """The help once said a ViT's tokens were refused; test_cam_with_a_timm_vit_arch shows they work."""
+    with pytest.raises(SystemExit):
+        main(["cam", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "timm Vision Transformers (e.g. --arch vit_small_patch16_224" in text and "refused" not in text.split(
+        "Vision Transformers")[0]

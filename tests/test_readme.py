@@ -37,7 +37,9 @@ def test_contracam_quick_start(namespace):
     code = _python_blocks_under("### ContraCAM on any batch")
     exec(code, namespace)
     assert namespace["maps"].shape == (4, 1, 64, 64)
-    assert namespace["boxes"].shape == (4, 4, 4) and namespace["valid"].shape == (4, 4)
+    objects = namespace["objects"]
+    assert objects.boxes.shape == (4, 4, 4) and objects.valid.shape == (4, 4)
+    assert objects.masks.shape == (4, 1, 64, 64) and torch.equal(objects.masks, namespace["maps"])
 
 
 def test_augmentation_quick_start(namespace):

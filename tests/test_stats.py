@@ -36,14 +36,16 @@ def test_shares_count_found_boxes_apart_from_whole_frame_ones():
     assert s.steps == 2 and s.cam_refreshes == 1
 
 
-def test_log_stats_logs_each_number_per_step():
+def test_log_stats_logs_each_number_per_step_and_per_epoch():
     s = AugmentStats(check_every=0)
     _update(s, used=[True, False], regions=torch.tensor([[0.1, 0.1, 0.4, 0.4], [0.0, 0.0, 1.0, 1.0]]))
     calls = []
     log_stats(lambda name, value, **kw: calls.append((name, float(value), kw)), s, batch_size=2)
     assert [c[0] for c in calls] == ["objaug/boxed", "objaug/whole_frame", "objaug/boxes_per_image",
                                      "objaug/cam_refreshes"]  # no mixup view: no "mixed"
-    assert calls[0][1] == 0.5 and calls[0][2] == {"on_step": True, "on_epoch": False, "batch_size": 2}
+    assert calls[0][1] == 0.5 and calls[0][2] == {"on_step": True, "on_epoch": True, "batch_size": 2,
+                                                  "sync_dist": False, "reduce_fx": "mean"}
+    assert calls[3][2]["reduce_fx"] == "max"  # a running count: its epoch value is the count at the epoch's end
 
 
 def test_warns_once_when_boxed_or_mixed_stay_near_zero():

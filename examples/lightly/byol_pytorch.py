@@ -1,32 +1,25 @@
-# Lightly's examples/pytorch/byol.py with objaug's object-aware views made on the device (the
-# training-loop path). The lines marked `# objaug` are the whole change.
-#
-# The DataLoader yields the base images (full frames in [0, 1]); every step, ObjectAwareStep computes
-# ContraCAM maps of the batch with the momentum encoder (BatchNorm statistics and gradients left
-# untouched), turns them into object boxes and makes BYOL's two views inside them, for the whole batch
-# at once. Use schedule=ScheduleConfig(every_n_steps=N) (with dataset indexes) to run the CAM every N
-# steps only, or store= to read precomputed boxes.
-#
-# Runs on the CPU in about a minute on generated multi-object scenes (objaug.tools.synthetic):
-#     python examples/lightly/byol_pytorch.py              # 1 epoch of 256 images (8 steps of 32)
-#     python examples/lightly/byol_pytorch.py --quick      # 2 small steps (used by the tests)
+"""BYOL (Lightly's examples/pytorch/byol.py) with objaug's object-aware views made on the device.
+
+The training-loop path: the DataLoader yields base images (full frames in [0, 1]); every step
+ObjectAwareStep computes ContraCAM maps of the batch with the momentum encoder (BatchNorm statistics and
+gradients left untouched), turns them into object boxes and makes BYOL's two views inside them, for the
+whole batch at once. The lines marked `# objaug` are the whole change to Lightly's example. Use
+schedule=ScheduleConfig(every_n_steps=N) (with dataset indexes) to run the CAM every N steps only, or
+store= to read precomputed boxes.
+
+The backbone is objaug's small CIFAR-style ResNet (objaug.tools.archs.demo_backbone: total stride 8, so
+8x8 maps on the 64 px scenes; Lightly's resnet18 would give 2x2 maps there, which ContraCAM warns are
+mostly noise). Runs on the CPU in under a minute on generated multi-object scenes (objaug.tools.synthetic):
+
+    python examples/lightly/byol_pytorch.py              # 1 epoch of 256 images (8 steps of 32)
+    python examples/lightly/byol_pytorch.py --quick      # 2 small steps (used by the tests)
+
+Needs objaug[lightly].
+"""
 
 import argparse
-import copy
 
-import torch
-import torchvision
-from lightly.loss import NegativeCosineSimilarity
-from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
-from lightly.models.utils import deactivate_requires_grad, update_momentum
-from lightly.utils.scheduler import cosine_schedule
-from torch import nn
-
-from objaug.augment.views import byol_views  # objaug
-from objaug.integrations.lightly.device_step import ObjectAwareStep  # objaug
-from objaug.tools.synthetic import make_scenes  # objaug (generated data instead of CIFAR-10)
-
-parser = argparse.ArgumentParser(description=__doc__)
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--epochs", type=int, default=1)
 parser.add_argument("--steps", type=int, default=None, help="stop after this many steps")
 parser.add_argument("--batch-size", type=int, default=32)
@@ -36,13 +29,28 @@ args = parser.parse_args()
 if args.quick:
     args.steps, args.batch_size, args.images = 2, 8, 16
 
+# Imported after the arguments, so that --help works without the optional packages.
+import copy
+
+import torch
+from lightly.loss import NegativeCosineSimilarity
+from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
+from lightly.models.utils import deactivate_requires_grad, update_momentum
+from lightly.utils.scheduler import cosine_schedule
+from torch import nn
+
+from objaug.augment.views import byol_views  # objaug
+from objaug.integrations.lightly.device_step import ObjectAwareStep  # objaug
+from objaug.tools.archs import demo_backbone  # objaug (8x8 maps at 64 px, instead of resnet18)
+from objaug.tools.synthetic import make_scenes  # objaug (generated data instead of CIFAR-10)
+
 
 class BYOL(nn.Module):
-    def __init__(self, backbone):
+    def __init__(self, backbone, dim):
         super().__init__()
 
         self.backbone = backbone
-        self.projection_head = BYOLProjectionHead(512, 1024, 256)
+        self.projection_head = BYOLProjectionHead(dim, 1024, 256)
         self.prediction_head = BYOLPredictionHead(256, 1024, 256)
 
         self.backbone_momentum = copy.deepcopy(self.backbone)
@@ -64,9 +72,9 @@ class BYOL(nn.Module):
         return z
 
 
-resnet = torchvision.models.resnet18()
+resnet = demo_backbone()  # objaug (Lightly: torchvision.models.resnet18())
 backbone = nn.Sequential(*list(resnet.children())[:-1])
-model = BYOL(backbone)
+model = BYOL(backbone, dim=128)  # objaug (demo_backbone: 128 features; Lightly: 512)
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 model.to(device)

@@ -1,18 +1,34 @@
-# Lightly's examples/pytorch/dino.py with a Vision Transformer backbone and objaug's object-aware views
-# made on the device (the training-loop path). The lines marked `# objaug` are the whole change.
-#
-# Every step, ObjectAwareStep computes ContraCAM maps of the batch with the teacher ViT (cut at the
-# tokens entering its last block; BatchNorm statistics and gradients left untouched), turns them into
-# object boxes and makes DINO's two global views inside them. --attention uses the teacher's class-token
-# attention (DINO's own localisation map, no backward) instead of ContraCAM's Grad-CAM. Local crops are
-# left out to keep the example small (DINOLoss takes any number of student views).
-#
-# Runs on the CPU in about a minute on generated multi-object scenes (objaug.tools.synthetic):
-#     python examples/lightly/dino_vit_pytorch.py              # 1 epoch of 256 images (8 steps of 32)
-#     python examples/lightly/dino_vit_pytorch.py --attention  # class-token attention maps for the boxes
-#     python examples/lightly/dino_vit_pytorch.py --quick      # 2 small steps (used by the tests)
+"""DINO (Lightly's examples/pytorch/dino.py) with a Vision Transformer and objaug's object-aware views.
+
+The training-loop path: every step ObjectAwareStep computes ContraCAM maps of the batch with the teacher
+ViT (cut at the tokens entering its last block; gradients left untouched), turns them into object boxes
+and makes DINO's two global views inside them. --attention uses the teacher's class-token attention
+(DINO's own localisation map, no backward) instead of ContraCAM's Grad-CAM. Local crops are left out to
+keep the example small (DINOLoss takes any number of student views). The lines marked `# objaug` are the
+whole change to Lightly's example.
+
+Runs on the CPU in about a minute on generated multi-object scenes (objaug.tools.synthetic):
+
+    python examples/lightly/dino_vit_pytorch.py              # 1 epoch of 256 images (8 steps of 32)
+    python examples/lightly/dino_vit_pytorch.py --attention  # class-token attention maps for the boxes
+    python examples/lightly/dino_vit_pytorch.py --quick      # 2 small steps (used by the tests)
+
+Needs objaug[lightly,vit] (timm).
+"""
 
 import argparse
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+for flag, default in (("--epochs", 1), ("--batch-size", 32), ("--images", 256)):
+    parser.add_argument(flag, type=int, default=default)
+parser.add_argument("--steps", type=int, default=None, help="stop after this many steps")
+parser.add_argument("--attention", action="store_true", help="boxes from the class-token attention")
+parser.add_argument("--quick", action="store_true", help="2 steps of 8 images")
+args = parser.parse_args()
+if args.quick:
+    args.steps, args.batch_size, args.images = 2, 8, 16
+
+# Imported after the arguments, so that --help works without the optional packages.
 import copy
 import itertools
 
@@ -28,16 +44,6 @@ from objaug import ContraCAM  # objaug
 from objaug.augment.views import byol_views  # objaug (DINO's global views: BYOL's colour augmentations)
 from objaug.integrations.lightly.device_step import ObjectAwareStep  # objaug
 from objaug.tools.synthetic import make_scenes  # objaug (generated data instead of a folder of images)
-
-parser = argparse.ArgumentParser(description=__doc__)
-for flag, default in (("--epochs", 1), ("--batch-size", 32), ("--images", 256)):
-    parser.add_argument(flag, type=int, default=default)
-parser.add_argument("--steps", type=int, default=None, help="stop after this many steps")
-parser.add_argument("--attention", action="store_true", help="boxes from the class-token attention")
-parser.add_argument("--quick", action="store_true", help="2 steps of 8 images")
-args = parser.parse_args()
-if args.quick:
-    args.steps, args.batch_size, args.images = 2, 8, 16
 
 
 class DINO(nn.Module):

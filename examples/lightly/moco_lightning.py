@@ -1,35 +1,27 @@
-# Lightly's examples/pytorch_lightning/moco.py with objaug's object-aware views made on the device,
-# added as a LightningModule hook: the five lines marked `# objaug` in the module (the rest of the
-# `# objaug` lines swap CIFAR-10 for generated scenes and add the command-line options).
-#
-# on_after_batch_transfer receives the batch on the device and replaces the base images by MoCo v2's
-# query/key views: ContraCAM by the momentum encoder, with the NTXentLoss memory bank as extra
-# negatives (read only: the bank, BatchNorm statistics and gradients are left untouched), boxes from
-# the maps, then the object-aware crop and MoCo v2's augmentations for the whole batch at once.
-# training_step is unchanged. Without touching the module:
-#     Trainer(callbacks=[ObjectAwareCallback(moco_v2_views(32))])  # objaug.integrations.lightly.lightning
-#
-# Runs on the CPU in about a minute on generated multi-object scenes (objaug.tools.synthetic):
-#     python examples/lightly/moco_lightning.py            # 1 epoch of 256 images (8 steps of 32)
-#     python examples/lightly/moco_lightning.py --quick    # 2 small steps (used by the tests)
+"""MoCo v2 (Lightly's examples/pytorch_lightning/moco.py) with objaug's object-aware views made on the device.
+
+The training-loop path as a LightningModule hook: the five lines marked `# objaug` in the module (the
+other `# objaug` lines swap CIFAR-10 for generated scenes, the backbone and the command-line options).
+on_after_batch_transfer receives the batch on the device and replaces the base images by MoCo v2's
+query/key views: ContraCAM by the momentum encoder, with the NTXentLoss memory bank as extra negatives
+(read only: the bank, BatchNorm statistics and gradients are left untouched), boxes from the maps, then
+the object-aware crop and MoCo v2's augmentations for the whole batch at once. training_step is
+unchanged. Without touching the module:
+    Trainer(callbacks=[ObjectAwareCallback(moco_v2_views(32))])  # objaug.integrations.lightly.lightning
+
+The backbone is objaug's small CIFAR-style ResNet (objaug.tools.archs.demo_backbone: 8x8 maps on the
+64 px scenes; Lightly's resnet18 would give 2x2 maps, which ContraCAM warns are mostly noise). Runs on
+the CPU in under a minute on generated multi-object scenes (objaug.tools.synthetic):
+
+    python examples/lightly/moco_lightning.py            # 1 epoch of 256 images (8 steps of 32)
+    python examples/lightly/moco_lightning.py --quick    # 2 small steps (used by the tests)
+
+Needs objaug[lightly] and pytorch_lightning (installed with Lightly).
+"""
 
 import argparse
-import copy
 
-import pytorch_lightning as pl
-import torch
-import torchvision
-from lightly.loss import NTXentLoss
-from lightly.models.modules import MoCoProjectionHead
-from lightly.models.utils import deactivate_requires_grad, update_momentum
-from lightly.utils.scheduler import cosine_schedule
-from torch import nn
-
-from objaug.augment.views import moco_v2_views  # objaug
-from objaug.integrations.lightly.device_step import ObjectAwareStep  # objaug
-from objaug.tools.synthetic import make_scenes  # objaug (generated data instead of CIFAR-10)
-
-parser = argparse.ArgumentParser(description=__doc__)
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--epochs", type=int, default=1)
 parser.add_argument("--steps", type=int, default=-1, help="stop after this many steps (-1: all)")
 parser.add_argument("--batch-size", type=int, default=32)
@@ -39,13 +31,29 @@ args = parser.parse_args()
 if args.quick:
     args.steps, args.batch_size, args.images = 2, 8, 16
 
+# Imported after the arguments, so that --help works without the optional packages.
+import copy
+
+import pytorch_lightning as pl
+import torch
+from lightly.loss import NTXentLoss
+from lightly.models.modules import MoCoProjectionHead
+from lightly.models.utils import deactivate_requires_grad, update_momentum
+from lightly.utils.scheduler import cosine_schedule
+from torch import nn
+
+from objaug.augment.views import moco_v2_views  # objaug
+from objaug.integrations.lightly.device_step import ObjectAwareStep  # objaug
+from objaug.tools.archs import demo_backbone  # objaug (8x8 maps at 64 px, instead of resnet18)
+from objaug.tools.synthetic import make_scenes  # objaug (generated data instead of CIFAR-10)
+
 
 class MoCo(pl.LightningModule):
     def __init__(self):
         super().__init__()
-        resnet = torchvision.models.resnet18()
+        resnet = demo_backbone()  # objaug (Lightly: torchvision.models.resnet18())
         self.backbone = nn.Sequential(*list(resnet.children())[:-1])
-        self.projection_head = MoCoProjectionHead(512, 512, 128)
+        self.projection_head = MoCoProjectionHead(128, 512, 128)  # objaug (demo_backbone: 128 features)
 
         self.backbone_momentum = copy.deepcopy(self.backbone)
         self.projection_head_momentum = copy.deepcopy(self.projection_head)

@@ -1,28 +1,23 @@
-# Lightly's examples/pytorch/simclr.py with objaug's object-aware crop (the pipeline path).
-# The lines marked `# objaug` are the whole change; everything else is Lightly's example.
-#
-# The object-aware SimCLR transform runs per image in the DataLoader workers, like Lightly's
-# SimCLRTransform, and crops both views inside one object box of the image. The boxes are attached
-# to the dataset by index (here the generated scenes' own boxes; in practice an objaug ObjectStore
-# precomputed with ContraCAM: ObjectAwareDataset(dataset, ObjectStore(path), transform=transform)).
-#
-# Runs on the CPU in about a minute on generated multi-object scenes (objaug.tools.synthetic):
-#     python examples/lightly/simclr_pytorch.py            # 1 epoch of 256 images (8 steps of 32)
-#     python examples/lightly/simclr_pytorch.py --quick    # 2 small steps (used by the tests)
+"""SimCLR (Lightly's examples/pytorch/simclr.py) with objaug's object-aware crop in the data pipeline.
+
+The pipeline path: ObjectAwareSimCLRTransform runs per image in the DataLoader workers, like Lightly's
+SimCLRTransform, and crops both views inside one object box of the image. The boxes are attached to the
+dataset by index (here the generated scenes' own boxes; in practice an objaug ObjectStore precomputed
+with ContraCAM: ObjectAwareDataset(dataset, ObjectStore(path), transform=transform), or the boxes.json
+of `objaug cam` read with objaug.store.load_cam_boxes). The lines marked `# objaug` are the whole change
+to Lightly's example.
+
+Runs on the CPU in under a minute on generated multi-object scenes (objaug.tools.synthetic):
+
+    python examples/lightly/simclr_pytorch.py            # 1 epoch of 256 images (8 steps of 32)
+    python examples/lightly/simclr_pytorch.py --quick    # 2 small steps (used by the tests)
+
+Needs objaug[lightly].
+"""
 
 import argparse
 
-import torch
-import torchvision
-from lightly.loss import NTXentLoss
-from lightly.models.modules import SimCLRProjectionHead
-from torch import nn
-
-from objaug.integrations.lightly.dataset import ObjectAwareDataset  # objaug
-from objaug.integrations.lightly.simclr_transform import ObjectAwareSimCLRTransform  # objaug
-from objaug.tools.synthetic import make_scenes  # objaug (generated data instead of CIFAR-10)
-
-parser = argparse.ArgumentParser(description=__doc__)
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--epochs", type=int, default=1)
 parser.add_argument("--steps", type=int, default=None, help="stop after this many steps")
 parser.add_argument("--batch-size", type=int, default=32)
@@ -32,6 +27,17 @@ parser.add_argument("--quick", action="store_true", help="2 steps of 8 images, n
 args = parser.parse_args()
 if args.quick:
     args.steps, args.batch_size, args.images, args.workers = 2, 8, 16, 0
+
+# Imported after the arguments, so that --help works without the optional packages.
+import torch
+import torchvision
+from lightly.loss import NTXentLoss
+from lightly.models.modules import SimCLRProjectionHead
+from torch import nn
+
+from objaug.integrations.lightly.dataset import ObjectAwareDataset  # objaug
+from objaug.integrations.lightly.simclr_transform import ObjectAwareSimCLRTransform  # objaug
+from objaug.tools.synthetic import make_scenes  # objaug (generated data instead of CIFAR-10)
 
 
 class SimCLR(nn.Module):

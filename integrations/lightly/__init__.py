@@ -7,6 +7,12 @@ Pipeline path (per image, CPU, DataLoader workers; needs ``lightly``):
   crop;
 * :class:`ObjectAwareDataset`: attaches each image's boxes/masks (a store or tensors) by index.
 
+DetCon (Lightly's ``DetConSTransform`` / ``DetConSLoss`` / ``DetConBLoss``) with objaug's objects:
+
+* :class:`ObjectMaskDataset`: each image with a ``tv_tensors.Mask`` of per-object labels (a store,
+  ``objaug cam``'s boxes or tensors; rule: :func:`object_label_map`);
+* :class:`CAMMaskFn`: a picklable ``mask_fn(image)`` from a trained model's ContraCAM or attention maps.
+
 Training-loop path (the batch, on the device):
 
 * :class:`ObjectAwareStep`: base images in, object-aware views out (online ContraCAM, a store, or boxes
@@ -34,6 +40,9 @@ _EXPORTS = {
     "ObjectAwareStep": ".device_step",
     "memory_bank_negatives": ".device_step",
     "ObjectAwareCallback": ".lightning",
+    "ObjectMaskDataset": ".mask_dataset",
+    "CAMMaskFn": ".cam_mask_fn",
+    "object_label_map": ".label_maps",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -32,9 +32,10 @@ bilinearly (soft masks stay soft) and returned as float32 ``(1, h, w)`` in [0, 1
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import PIL.Image
 import torch
 from lightly.transforms.multi_view_transform import MultiViewTransform
 from lightly.transforms.rotation import RandomRotate, RandomRotateDegrees
@@ -55,7 +56,7 @@ from objaug.validation import (
     check_probability,
 )
 
-from .objects import input_size, normalized_xyxy, parse_objects
+from .objects import find_objects, input_size, normalized_xyxy, parse_objects
 
 __all__ = [
     "ObjectAwareMultiViewTransform",
@@ -209,9 +210,11 @@ class ObjectAwareViewMixin:
 
     * ``view(image)``: ``self.transform(image)`` (whole-image crop, Lightly's behaviour);
     * ``view(image, boxes)``: crop inside one of ``boxes`` (see the module docs for the formats);
-    * ``view(image, boxes, mask)``: also crop and flip ``mask`` with the image; returns
-      ``(view, view_mask)``. Works inside Lightly's ``MultiViewTransformV2`` with
-      ``tv_tensors.BoundingBoxes`` / ``tv_tensors.Mask``.
+    * ``view(image, boxes, mask)`` with plain tensors: also crop and flip ``mask`` with the image; returns
+      ``(view, view_mask)``;
+    * a torchvision v2 sample (``tv_tensors.BoundingBoxes`` / ``tv_tensors.Mask`` anywhere in the arguments,
+      e.g. ``view(image, target_dict)`` inside Lightly's ``MultiViewTransformV2``): v2's contract, the same
+      structure back with the image replaced by the view and the boxes and masks transformed with it.
     """
 
     transform: Any
@@ -249,14 +252,7 @@ class ObjectAwareViewMixin:
     def _geometric(self, image: Any, region: tv_tensors.BoundingBoxes, mask: Tensor | None) -> tuple[Any, Any]:
         sample: tuple[Any, ...] = (image, region) if mask is None else (image, region, tv_tensors.Image(mask))
         for op in self.transform.transforms[: self._n_geometric]:
-            if isinstance(op, RandomRotate):
-                if float(torch.rand(())) < op.prob:
-                    sample = tuple(TF.rotate(x, op.angle) for x in sample)
-            elif isinstance(op, RandomRotateDegrees):
-                joint: Any = op.transform  # a v2 RandomApply([RandomRotation]): transforms the sample jointly
-                sample = joint(*sample)
-            else:
-                sample = op(*sample)
+            sample = _geometric_op(op, sample)
         return sample[0], (sample[2] if mask is not None else None)
 
     def _apply(self, image: Any, region: tv_tensors.BoundingBoxes, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -277,12 +273,23 @@ class ObjectAwareViewMixin:
         out_mask = None if m is None else m.as_subclass(Tensor).float().clamp(0.0, 1.0)
         return view, out_mask
 
-    def __call__(self, image: Any, boxes: Any = None, mask: Any = None) -> Any:
+    def __call__(self, image: Any, boxes: Any = None, mask: Any = None, *more: Any) -> Any:
         """Transform one image into a view (see the class docs).
 
+        With ``tv_tensors`` in the sample (``BoundingBoxes``, ``Mask``; anywhere in nested lists, tuples or
+        dicts) or a structure as the only argument, the view follows torchvision v2's contract (as inside
+        Lightly's ``MultiViewTransformV2``): it returns the same structure with the image replaced by the
+        view, the ``BoundingBoxes`` and ``Mask`` cropped and flipped with it (masks keep their dtype: label
+        masks stay labels) and every other leaf unchanged; the crop lies inside one of the boxes (chosen per
+        view), or is a whole-image crop without boxes.
+
         Returns:
-            The view ``(C, h, w)`` tensor, or ``(view, view_mask)`` when a mask was given.
+            The view ``(C, h, w)`` tensor, or ``(view, view_mask)`` when a plain mask tensor was given, or the
+            transformed structure (see above).
         """
+        inputs = _given(image, boxes, mask, *more)
+        if more or isinstance(image, tuple | list | Mapping) or _holds_tv_objects(inputs[1:]):
+            return self._call_v2(inputs)
         _check_image(image)
         if boxes is None and mask is None:
             return self.transform(image)
@@ -290,6 +297,64 @@ class ObjectAwareViewMixin:
         region = _region_boxes(norm if norm is None or ok is None else norm[ok], size)
         view, view_mask = self._apply(image, region, m)
         return view if view_mask is None else (view, view_mask)
+
+
+    def _call_v2(self, inputs: tuple[Any, ...]) -> Any:
+        """torchvision v2's contract: the same structure out, image -> view, boxes and masks transformed."""
+        from torch.utils._pytree import tree_flatten, tree_unflatten
+
+        flat, spec = tree_flatten(inputs if len(inputs) > 1 else inputs[0])
+        index = _image_index(flat)
+        _check_image(flat[index])
+        objects = [i for i, x in enumerate(flat) if isinstance(x, tv_tensors.BoundingBoxes | tv_tensors.Mask)]
+        input_size([flat[index], *(flat[i] for i in objects)])  # one (H, W) for the image and its objects
+        sample = (_to_tv_image(flat[index]), *(flat[i] for i in objects))
+        for op in self.transform.transforms[: self._n_geometric]:
+            sample = _geometric_op(op, sample)
+        x = sample[0]
+        for op in self.transform.transforms[self._n_geometric:]:
+            x = op(x)
+        flat[index] = x.as_subclass(Tensor) if isinstance(x, Tensor) else x
+        for i, out in zip(objects, sample[1:], strict=True):
+            flat[i] = out
+        return tree_unflatten(flat, spec)
+
+
+def _given(*args: Any) -> tuple[Any, ...]:
+    """The positional arguments of a call, without the trailing ``None`` defaults."""
+    n = len(args)
+    while n > 1 and args[n - 1] is None:
+        n -= 1
+    return args[:n]
+
+
+def _holds_tv_objects(items: Sequence[Any]) -> bool:
+    from torch.utils._pytree import tree_flatten
+
+    return any(isinstance(x, tv_tensors.BoundingBoxes | tv_tensors.Mask) for x in tree_flatten(list(items))[0])
+
+
+def _image_index(flat: Sequence[Any]) -> int:
+    """The image of a flattened v2 sample: the first PIL image or ``tv_tensors.Image``, else the first plain
+    ``(C, H, W)`` tensor (torchvision's rule)."""
+    for i, x in enumerate(flat):
+        if isinstance(x, PIL.Image.Image | tv_tensors.Image):
+            return i
+    for i, x in enumerate(flat):
+        if isinstance(x, Tensor) and not isinstance(x, tv_tensors.TVTensor) and x.ndim == 3:
+            return i
+    raise TypeError("No image (PIL, tv_tensors.Image or a (C, H, W) tensor) was found in the sample.")
+
+
+def _geometric_op(op: Any, sample: tuple[Any, ...]) -> tuple[Any, ...]:
+    """One geometric op of a view pipeline applied jointly to ``(image, boxes/masks...)``."""
+    if isinstance(op, RandomRotate):
+        return tuple(TF.rotate(x, op.angle) for x in sample) if float(torch.rand(())) < op.prob else sample
+    if isinstance(op, RandomRotateDegrees):
+        joint: Any = op.transform  # a v2 RandomApply([RandomRotation]): transforms the sample jointly
+        return tuple(joint(*sample))
+    out = op(*sample)
+    return tuple(out) if len(sample) > 1 else (out,)
 
 
 def _region_boxes(boxes: Tensor | None, size: tuple[int, int]) -> tv_tensors.BoundingBoxes:
@@ -302,8 +367,11 @@ class ObjectAwareMultiViewTransform(MultiViewTransform):
     """Lightly's ``MultiViewTransform`` for object-aware views: one box per image, shared by all views.
 
     Called per image (in DataLoader workers) as ``transform(image, boxes, mask=None, valid=None)``
-    (also ``transform(image, tv_tensors.BoundingBoxes, tv_tensors.Mask)`` like Lightly's
-    ``MultiViewTransformV2``, or ``transform(image, target_dict)``):
+    (also on torchvision v2 samples, as Lightly's ``MultiViewTransformV2`` passes them:
+    ``transform(image, tv_tensors.BoundingBoxes, tv_tensors.Mask)``, ``transform(image, target)`` or
+    ``transform((image, target))`` with the ``BoundingBoxes`` (any axis-aligned format) and ``Mask`` (an
+    integer ``Mask`` is a label mask: every non-zero label is object) anywhere in ``target``; see
+    :func:`~objaug.integrations.lightly.objects.find_objects`):
 
     1. one usable box is chosen (uniformly, or by area) and used with probability ``box_p``; images with
        no usable box (``(0, 4)`` boxes, all invalid or of zero area) use the whole image (the region step
@@ -356,8 +424,11 @@ class ObjectAwareMultiViewTransform(MultiViewTransform):
         self.box_config = ensure_config(box_config, BoxConfig, "box_config")
 
     def __call__(  # type: ignore[override]
-        self, image: Any, boxes: Any = None, mask: Any = None, *, valid: Any = None
+        self, image: Any, boxes: Any = None, mask: Any = None, *more: Any, valid: Any = None
     ) -> list[Tensor] | tuple[list[Tensor], list[Tensor]]:
+        if more or isinstance(image, tuple | list) or _holds_tv_objects((boxes, mask)):
+            # a torchvision v2 sample: (image, target), ((image, target),), tv_tensors anywhere in the target
+            image, boxes, mask = find_objects(_given(image, boxes, mask, *more))
         _check_image(image)
         size, norm, ok, m = parse_objects(image, boxes, mask, valid)
         if norm is None and m is None:

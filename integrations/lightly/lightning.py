@@ -52,9 +52,10 @@ class ObjectAwareCallback(Callback):  # type: ignore[misc]
             backbone, and its ``criterion``'s memory bank).
         image_index: position of the images in the batch.
         index_position: position of the dataset indexes in the batch, if any.
-        log_stats: log, per step with ``pl_module.log``, what objaug did (``objaug/boxed``: share of the views
-            cropped in a found box, ``objaug/whole_frame``: fallen back to the whole frame, ``objaug/mixed``,
-            ``objaug/boxes_per_image``, ``objaug/cam_refreshes``; :mod:`objaug.stats`, device tensors read
+        log_stats: log, per step and as epoch means with ``pl_module.log``, what objaug did (``objaug/boxed``:
+            share of the views cropped in a found box, ``objaug/whole_frame``: fallen back to the whole frame,
+            ``objaug/mixed``, ``objaug/boxes_per_image``, ``objaug/cam_refreshes``, each as ``<name>_step`` and
+            ``<name>_epoch``; :mod:`objaug.stats`, device tensors read
             only at Lightning's logging interval). The step warns once when the boxed or mixed share stays
             near zero.
 
@@ -108,4 +109,5 @@ class ObjectAwareCallback(Callback):  # type: ignore[misc]
         new = self.step.transform_batch(batch, image_index=self.image_index, index_position=self.index_position)
         batch[:] = new
         if self.log_stats:
-            log_stats(pl_module.log, self.step.stats, batch_size=int(new[self.image_index][0].shape[0]))
+            log_stats(pl_module.log, self.step.stats, batch_size=int(new[self.image_index][0].shape[0]),
+                      sync_dist=int(getattr(trainer, "world_size", 1) or 1) > 1)

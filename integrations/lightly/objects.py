@@ -16,7 +16,7 @@ from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
-__all__ = ["input_size", "normalized_xyxy", "parse_objects"]
+__all__ = ["find_objects", "input_size", "normalized_xyxy", "parse_objects"]
 
 _SIZED = (tv_tensors.Image, tv_tensors.Video, tv_tensors.Mask, tv_tensors.BoundingBoxes)
 
@@ -80,7 +80,9 @@ def _as_mask(mask: object, size: tuple[int, int]) -> Tensor:
     if m.ndim != 3 or tuple(m.shape[-2:]) != size:
         raise ValueError(f"mask must have shape (1, H, W) (or (N, H, W) instance masks) with (H, W) = {size} "
                          f"(the image's size), got {tuple(mask.shape)}. Resize the mask to the image first.")
-    if m.dtype == torch.bool:
+    if isinstance(mask, tv_tensors.Mask) and not m.is_floating_point() and m.dtype != torch.bool:
+        m = (m > 0).float()  # a torchvision segmentation / label mask: every non-zero label is an object
+    elif m.dtype == torch.bool:
         m = m.float()
     elif m.dtype == torch.uint8:
         m = m.float() / (255.0 if bool(m.max() > 1) else 1.0)
@@ -131,6 +133,39 @@ def _as_boxes(boxes: object, valid: object, size: tuple[int, int]) -> tuple[Tens
             raise ValueError("boxes must satisfy x1 <= x2 and y1 <= y2 (xyxy); convert with "
                              "torchvision.ops.box_convert(boxes, in_fmt, 'xyxy').")
     return norm, ok
+
+
+def find_objects(inputs: Sequence[Any]) -> tuple[Any, Any, Any]:
+    """``(image, boxes, mask)`` of a sample passed the way torchvision v2 / Lightly's ``MultiViewTransformV2`` pass it.
+
+    ``inputs`` are the positional arguments of the call: ``(image, boxes, mask)`` (objaug's convention),
+    ``(image, target)`` with a target dict, or one structure ``((image, target),)``. When the arguments after
+    the image hold ``tv_tensors.BoundingBoxes`` / ``tv_tensors.Mask`` anywhere (nested lists, tuples, dicts, as
+    a torchvision detection or segmentation target), those are the boxes and the mask; otherwise the second and
+    third arguments are (the plain-tensor or mapping conventions of :func:`parse_objects`).
+
+    Raises:
+        ValueError: no arguments, or more than one ``BoundingBoxes`` or ``Mask`` in the sample.
+    """
+    from torch.utils._pytree import tree_flatten
+
+    args = tuple(inputs)
+    if len(args) == 1 and isinstance(args[0], tuple | list):
+        args = tuple(args[0])
+    if not args:
+        raise ValueError("The transform needs an image (and its objects), got no arguments.")
+    image, rest = args[0], args[1:]
+    flat = tree_flatten(list(rest))[0]
+    found = {kind: [x for x in flat if isinstance(x, kind)] for kind in (tv_tensors.BoundingBoxes, tv_tensors.Mask)}
+    if not any(found.values()):
+        padded = [*rest, None, None]
+        return image, padded[0], padded[1]
+    for kind, items in found.items():
+        if len(items) > 1:
+            raise ValueError(f"The sample holds {len(items)} {kind.__name__}; the object-aware crop takes one per "
+                             "image (put all boxes in one BoundingBoxes, all instances in one (N, H, W) Mask).")
+    boxes, masks = found[tv_tensors.BoundingBoxes], found[tv_tensors.Mask]
+    return image, boxes[0] if boxes else None, masks[0] if masks else None
 
 
 def parse_objects(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
-import logging
 import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -18,15 +17,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from ._keys import library_message, yaml_keys
 from .config import ObjaugConfig, ObjaugConfigError, check_solo_pipelines, full_frame_fixes, parse_objaug_config
 
 if TYPE_CHECKING:
     from .views import BoxStore, SoloObjectAware
 
 __all__ = ["ObjectAwareHooks"]
-
-log = logging.getLogger("objaug.integrations.solo_learn")
-
 
 def _cfg_get(node: Any, key: str) -> Any:
     if node is None:
@@ -61,21 +58,9 @@ def _dataset_length(trainer: Any) -> int | None:
         return None
 
 
-#: Library argument names in messages, as the keys of the objaug block that set them.
-_KEY_NAMES = (
-    ("source='attention'", "objaug.online.map_source=attention"),
-    ("source='gradcam'", "objaug.online.map_source=gradcam"),
-    ("expand_res=True", "objaug.online.expand_res=true"),
-    ("CamConfig.", "objaug.online."),
-)
-
-
 def _as_config_error(err: Exception, where: str) -> ObjaugConfigError:
-    """A library error raised while setting up the CAM, re-worded with the block's keys."""
-    text = str(err)
-    for name, key in _KEY_NAMES:
-        text = text.replace(name, key)
-    return ObjaugConfigError(f"{where}: {text}")
+    """A library error raised while setting up the CAM, re-worded with the block's keys (:mod:`._keys`)."""
+    return ObjaugConfigError(f"{where}: {library_message(err)}")
 
 
 def _build_online_cam(config: ObjaugConfig, backbone: torch.nn.Module, projector: torch.nn.Module | None) -> Any:
@@ -128,7 +113,8 @@ class ObjectAwareHooks:
     If the views' pipelines crop or flip (a stock solo-learn config plus ``+objaug.enabled=true``), ``setup``
     makes the training loader's own transform deliver full frames for this run (restored at ``teardown``)
     and says so; where that transform is not solo-learn's, it raises one error listing every override.
-    Once engaged, it says what it does in one line on rank 0 (:func:`._setup.describe`); inert, it is silent.
+    Once engaged, it prints a short summary on rank 0, on stderr (:func:`._setup.describe`: views, source,
+    refresh schedule, crop, mixup, the pipeline settings it changed, old -> new); inert, it is silent.
 
     Args:
         config: an ``objaug`` block (mapping or :class:`ObjaugConfig`) to use instead of
@@ -156,6 +142,7 @@ class ObjectAwareHooks:
         self.engine: SoloObjectAware | None = None
         self._pipeline_changes: list[Any] = []
         self._dry_run_due = False
+        self.map_logger: Any = None  # objaug.log_maps (.log_maps.map_logger)
 
     def __repr__(self) -> str:
         state = "active" if self.active else "inactive"
@@ -168,6 +155,10 @@ class ObjectAwareHooks:
         return _cfg_get(getattr(pl_module, "cfg", None), "objaug")
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        with yaml_keys():  # library errors name the objaug block's key, not the Python argument
+            self._setup(trainer, pl_module, stage)
+
+    def _setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         self.active = False
         self._dry_run_due = False
         self.engine = None
@@ -178,6 +169,9 @@ class ObjectAwareHooks:
             return
         config = block if isinstance(block, ObjaugConfig) else parse_objaug_config(block)
         self.config = config
+        from .log_maps import map_logger
+
+        self.map_logger = map_logger(config, pl_module)  # objaug.log_maps, also with enabled: false
         if not config.enabled:
             return
         others = [cb for cb in getattr(trainer, "callbacks", []) if cb is not self
@@ -235,25 +229,24 @@ class ObjectAwareHooks:
         self._pipeline_changes = changes or []
         self.engine = SoloObjectAware(config, store=store)
         self.active = True
-        message = describe(config, n_views=getattr(pl_module, "num_crops", None), model=model)
-        if changes:
-            pipes = sorted({i for _, i, *_ in fixes})
-            message += (f" | solo-learn's pipelines augmentations{pipes} set to deliver full, unflipped frames for "
-                        "this run (RandomResizedCrop scale (1.0, 1.0), RandomHorizontalFlip p 0.0): objaug crops "
-                        "and flips these views")
+        message = describe(config, n_views=getattr(pl_module, "num_crops", None), model=model,
+                           changes=self._pipeline_changes)
         self._say(trainer, message)
 
     def _say(self, trainer: Any, message: str) -> None:
-        """``message`` once, on rank 0, through Lightning's ``rank_zero_info`` (plain logging without Lightning)."""
+        """``message`` once, on global rank 0, on stderr (:func:`._setup.say`; not through logging, which
+        solo-learn's ``hydra/job_logging: disabled`` silences)."""
         if not getattr(trainer, "is_global_zero", True):
             return
-        package = getattr(self, "_lightning_package", None)
-        if package is None:
-            log.info(message)
-            return
-        importlib.import_module(package + ".utilities.rank_zero").rank_zero_info(message)
+        from ._setup import say
+
+        say(message)
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        with yaml_keys():
+            self._on_train_start(trainer, pl_module)
+
+    def _on_train_start(self, trainer: Any, pl_module: Any) -> None:
         if not self.active or self.engine is None:
             return
         assert self.config is not None
@@ -286,6 +279,8 @@ class ObjectAwareHooks:
 
     # ------------------------------------------------------------------ per batch
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if self.map_logger is not None:  # the fixed batch of objaug.log_maps, before objaug re-crops it
+            self.map_logger.on_train_batch_start(trainer, pl_module, batch, batch_idx)
         if not self.active or self.engine is None:
             return
         from objaug.stats import log_stats
@@ -331,11 +326,16 @@ class ObjectAwareHooks:
                     "each image with the others of its batch); use a larger optimizer.batch_size, or "
                     "objaug.online.all_gather_negatives: true under DDP."
                 )
-        engine.step(views, indexes, cam=cam, cam_view=cam_view, context=context,
-                    channels_last=backbone is not None and _uses_channels_last(backbone), negatives=negatives,
-                    gather=trainer.strategy.all_gather if world > 1 else None)
+        with yaml_keys():  # e.g. a CAM the model cannot give, at a CAM batch: named by its key
+            engine.step(views, indexes, cam=cam, cam_view=cam_view, context=context,
+                        channels_last=backbone is not None and _uses_channels_last(backbone), negatives=negatives,
+                        gather=trainer.strategy.all_gather if world > 1 else None)
         if callable(getattr(pl_module, "log", None)):  # objaug/boxed, /whole_frame, /mixed, ... (objaug.stats)
-            log_stats(pl_module.log, engine.stats, batch_size=int(indexes.shape[0]))
+            log_stats(pl_module.log, engine.stats, batch_size=int(indexes.shape[0]), sync_dist=world > 1)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.map_logger is not None:
+            self.map_logger.on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
 
 _CLASSES: dict[str, type] = {}

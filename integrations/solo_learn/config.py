@@ -36,6 +36,7 @@ from ._parsers import (
 
 __all__ = [
     "CropConfig",
+    "LogMapsConfig",
     "MixupConfig",
     "ObjaugConfig",
     "ObjaugConfigError",
@@ -97,6 +98,15 @@ class OnlineConfig:
 
 
 @dataclass(frozen=True)
+class LogMapsConfig:
+    """``objaug.log_maps``: when and how many images; the maps use ``objaug.online``'s and ``objaug.boxes``'
+    settings (one CAM config per run)."""
+
+    every_n_steps: int = 0
+    num_images: int = 8
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     path: str | None = None
     cls: str = "objaug.store:ObjectStore"
@@ -113,6 +123,7 @@ class ObjaugConfig:
     boxes: BoxConfig = field(default_factory=BoxConfig)
     online: OnlineConfig = field(default_factory=OnlineConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    log_maps: LogMapsConfig = field(default_factory=LogMapsConfig)
 
 
 # One row per key: (dotted key, type shown in docs, parser, meaning). Parsers take (value, key) and
@@ -179,10 +190,16 @@ _SCHEMA: list[tuple[str, str, _Parser, str]] = [
     ("store.cls", "`module:Name`", _target,
      "`store`: the store class or factory, called with the path; must offer `get_batch(indexes)` -> "
      "(boxes (B,K,4), valid (B,K), masks (B,1,h,w) or None)."),
+    ("log_maps.every_n_steps", "int >= 0", _int(0),
+     "Log the maps of a fixed batch (the first `log_maps.num_images` images of the first batch's view "
+     "`online.view`, before objaug re-crops it) every N optimizer steps to the Trainer's loggers (TensorBoard, "
+     "W&B, else PNGs under the log directory), with `online.model`'s current weights and `online.map_source`; "
+     "`0`: off. Works with `enabled: false` too (see the maps before augmenting with them)."),
+    ("log_maps.num_images", "int >= 2", _int(2), "Images in the logged batch."),
 ]
 
 _SECTIONS = {"crop": CropConfig, "mixup": MixupConfig, "boxes": BoxConfig, "online": OnlineConfig,
-             "store": StoreConfig}
+             "store": StoreConfig, "log_maps": LogMapsConfig}
 
 #: Keys that are the fields of objaug's shared configs, one default and one description for every entry point:
 #: (section, attribute of the section's config holding it or None for the section itself, config class).

@@ -36,7 +36,7 @@ from objaug.augment.mixup import BackgroundMixup
 from objaug.config import ScheduleConfig
 from objaug.engine import choose_regions, crop_view
 from objaug.objects import Objects
-from objaug.provider import ObjectProvider
+from objaug.provider import IndexCache, ObjectProvider
 from objaug.stats import AugmentStats
 
 from .batch import BoxStore, load_store, pick_cam_model, views_of
@@ -125,25 +125,23 @@ class SoloObjectAware(nn.Module):
         return ObjaugConfigError(str(err).replace("num_samples", "objaug.online.cache_size") +
                                  " (or leave objaug.online.cache_size null to use len(train_dataloader.dataset)).")
 
-    def cache_write(self, indexes: Tensor, objects: Objects) -> None:
-        """Write a batch's objects to the per-index cache (checks the indexes on the first batch)."""
+    def _checked_cache(self, indexes: Tensor) -> IndexCache:
+        """The per-index cache, its rows checked against the batch's indexes on the first batch."""
         cache = self.provider.cache
         assert cache is not None
         try:
             cache.check_indexes(indexes)
         except ValueError as err:
             raise self._cache_size_error(err) from None
-        cache.write(indexes, objects)
+        return cache
+
+    def cache_write(self, indexes: Tensor, objects: Objects) -> None:
+        """Write a batch's objects to the per-index cache (checks the indexes on the first batch)."""
+        self._checked_cache(indexes).write(indexes, objects)
 
     def cache_read(self, indexes: Tensor) -> Objects:
         """The cached objects of ``indexes`` (rows never written: no box, empty masks)."""
-        cache = self.provider.cache
-        assert cache is not None
-        try:
-            cache.check_indexes(indexes)
-        except ValueError as err:
-            raise self._cache_size_error(err) from None
-        return cache.read(indexes)
+        return self._checked_cache(indexes).read(indexes)
 
     # ------------------------------------------------------------------ the CAM
     def build_cam(self, backbone: nn.Module, projector: nn.Module | None) -> Any:

@@ -11,14 +11,16 @@ every iteration's own map, the output map of the first --mask-iters iterations a
 
     OUT/overlays/NNNN_<name>.png   the map over the image, with the boxes (at most 1024 px on a side)
     OUT/grid.png                   image | overlay + boxes, for the first 32 images
-    OUT/boxes.json                 per image: size, boxes in pixels and normalised, valid flags, fallback
+    OUT/boxes.json                 per image: its path (absolute, and relative to OUT), size, boxes in
+                                   pixels and normalised, valid flags, fallback
 
-The model needs a spatial last stage (torchvision ResNets, timm CNNs); a ViT's token output is refused
-with a clear message. ContraCAM contrasts each image with the others of its batch, so the images are
-split into batches of near-equal size (never a batch of one), and at least 2 readable images are
-required; the map of an image depends on which other images share its batch. Files that cannot be
-read are reported, skipped and listed under "skipped" in boxes.json; the exit status is non-zero only
-if nothing could be read.
+Models: torchvision ResNets, timm CNNs and timm Vision Transformers (e.g. --arch vit_small_patch16_224:
+ContraCAM on the tokens entering the last block, or --map-source attention for the class-token attention);
+a model objaug cannot cut into encoder and head is refused with a clear message. ContraCAM contrasts each
+image with the others of its batch, so the images are split into batches of near-equal size (never a
+batch of one), and at least 2 readable images are required; the map of an image depends on which other
+images share its batch. Files that cannot be read are reported, skipped and listed under "skipped" in
+boxes.json; the exit status is non-zero only if nothing could be read.
 """
 
 from __future__ import annotations
@@ -274,15 +276,29 @@ def _run(args: argparse.Namespace) -> int:  # noqa: C901 - a linear script
     return 0
 
 
+def _portable(entry: dict[str, Any], root: str) -> dict[str, Any]:
+    """``entry`` with its ``file`` made absolute and, where possible, ``relative`` to ``root`` (the JSON's folder)."""
+    path = os.path.abspath(entry["file"])
+    out = {**entry, "file": path}
+    try:
+        out["relative"] = os.path.relpath(path, root).replace(os.sep, "/")
+    except ValueError:  # another drive (Windows): only the absolute path
+        pass
+    return out
+
+
 def _write_json(args: argparse.Namespace, records: Sequence[dict[str, Any]], skipped: Sequence[dict[str, str]]) -> None:
     os.makedirs(args.out, exist_ok=True)
+    root = os.path.abspath(args.out)
     doc = {
-        "version": 1,
+        "version": 2,
         "box_format": "xyxy; 'boxes' in pixels of the original image, 'boxes_norm' in [0, 1]",
+        "paths": "'file': absolute; 'relative': relative to the folder of this file ('root' when written)",
+        "root": root,
         "settings": {k: getattr(args, k) for k in ("arch", "checkpoint", "key_prefix", "projector", "image_size",
                                                    "batch_size", *CONFIG_FIELDS)},
-        "images": list(records),
-        "skipped": list(skipped),
+        "images": [_portable(r, root) for r in records],
+        "skipped": [_portable(r, root) for r in skipped],
     }
     with open(os.path.join(args.out, "boxes.json"), "w") as f:
         json.dump(doc, f, indent=1)

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from objaug.config import BoxConfig, CamConfig, ScheduleConfig, ensure_config
 from objaug.constants import IMAGENET_NORMALIZE
 from objaug.objects import Objects, find_objects
-from objaug.validation import check_device
+from objaug.validation import check_bool, check_device, check_int, check_optional_int
 
 from .cache import IndexCache
 from .store import read_store
@@ -87,17 +87,11 @@ class ObjectProvider(nn.Module):
         if store is not None and not callable(getattr(store, "get_batch", None)):
             raise TypeError(f"store must have a get_batch(indexes) method (e.g. objaug.ObjectStore), got "
                             f"{type(store).__name__}.")
-        for name, value in (("cache", cache), ("cache_masks", cache_masks)):
-            if not isinstance(value, bool):
-                raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}.")
-        if num_samples is not None and (isinstance(num_samples, bool) or not isinstance(num_samples, int)):
-            raise TypeError(f"num_samples must be an int (the dataset length) or None, got {num_samples!r}.")
-        if num_samples is not None and num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1 (the dataset length), got {num_samples}.")
-        if isinstance(mask_size, bool) or not isinstance(mask_size, int):
-            raise TypeError(f"mask_size must be an int >= 4, got {mask_size!r}.")
-        if mask_size < 4:
-            raise ValueError(f"mask_size must be an int >= 4, got {mask_size}.")
+        check_bool(cache, "cache")
+        check_bool(cache_masks, "cache_masks")
+        check_optional_int(num_samples, "num_samples", low=1, none="the length given to allocate()",
+                           why=" (the dataset length)")
+        check_int(mask_size, "mask_size", low=4, why=" (side of the cached masks)")
         self.store = store
         self.num_samples = num_samples
         self.keeps_cache = cache

@@ -7,7 +7,8 @@
 * :func:`mask_to_rgb`, :func:`to_uint8`, :func:`denormalize`, :func:`make_grid`, :func:`save_png`.
 * :func:`with_titles`: a band of column titles over a grid.
 * :func:`plot_object_aware_views`: Lightly's ``plot_augmented_images`` for objaug: each image with its
-  source boxes, then its object-aware views.
+  source boxes, then its object-aware views (the batched ``ObjectAwareAugment`` or the per-image Lightly
+  transforms).
 
 Pictures are ``uint8`` on the CPU; functions that take images accept float in [0, 1] or ``uint8``.
 """
@@ -15,8 +16,8 @@ Pictures are ``uint8`` on the CPU; functions that take images accept float in [0
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -189,8 +190,28 @@ def save_png(image: Tensor, path: str | os.PathLike[str], *, nrow: int = 8) -> s
     return path
 
 
+def _wrap(text: str, width: float, measure: Callable[[str], float], max_lines: int = 2) -> list[str]:
+    """Greedy word wrap of ``text`` into at most ``max_lines`` lines of at most ``width`` pixels; a word wider
+    than a line is truncated, words beyond the last line are dropped."""
+    lines: list[str] = []
+    for word in text.split():
+        while len(word) > 1 and measure(word) > width:
+            word = word[:-1]
+        if lines and measure(lines[-1] + " " + word) <= width:
+            lines[-1] += " " + word
+        elif len(lines) < max_lines:
+            lines.append(word)
+        else:
+            break
+    return lines or [""]
+
+
 def with_titles(grid: Tensor, titles: Sequence[str], tile: int, padding: int = 2) -> Tensor:
-    """Put a 14-pixel band of column titles (PIL's default font) over a grid.
+    """Put a band of column titles (PIL's default font) over a grid, each title within its column.
+
+    A title wider than its tile is wrapped at spaces onto a second line (a word wider than the tile is
+    truncated, words beyond the second line dropped), so titles of neighbouring columns never overlap, even
+    at 64 px or smaller tiles.
 
     Args:
         grid: ``(3, H, W)`` uint8 grid from :func:`make_grid`.
@@ -199,39 +220,48 @@ def with_titles(grid: Tensor, titles: Sequence[str], tile: int, padding: int = 2
         padding: the grid's padding in pixels.
 
     Returns:
-        ``(3, H + 14, W)`` uint8.
+        ``(3, H + band, W)`` uint8; the band is 14 pixels for one line of titles, 25 for two.
     """
     import numpy as np
     from PIL import Image, ImageDraw
 
-    band = 14
     c, h, w = grid.shape
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength
+    wrapped = [_wrap(text, max(tile - 2, 1), measure) for text in titles]
+    band = 14 + 11 * (max((len(lines) for lines in wrapped), default=1) - 1)
     out = torch.full((c, h + band, w), 255, dtype=torch.uint8)
     out[:, band:] = to_uint8(grid).cpu()
     img = Image.fromarray(out.permute(1, 2, 0).numpy())
     draw = ImageDraw.Draw(img)
-    for j, text in enumerate(titles):
-        draw.text((padding + j * (tile + padding) + 2, 1), text, fill=(0, 0, 0))
+    for j, lines in enumerate(wrapped):
+        for k, line in enumerate(lines):
+            draw.text((padding + j * (tile + padding) + 1, 1 + 11 * k), line, fill=(0, 0, 0))
     return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
 
 
 @torch.no_grad()
-def plot_object_aware_views(images: Tensor, augment: ObjectAwareAugment, boxes: Tensor | None = None,
+def plot_object_aware_views(images: Tensor, augment: ObjectAwareAugment | Any, boxes: Tensor | None = None,
                             valid: Tensor | None = None, masks: Tensor | None = None, *,
                             path: str | os.PathLike[str] | None = None, box_width: int = 1) -> Tensor:
     """One row per image: the image with its source boxes, then each of its views (Lightly's
     ``lightly.utils.debug.plot_augmented_images`` for object-aware views).
 
-    The boxes drawn are those the augmenter crops in: ``boxes``/``valid`` if given, else derived from
-    ``masks`` (or from ``augment.cam``'s objects) with ``augment.box_config``, as
-    :class:`~objaug.augment.pipeline.ObjectAwareAugment` does; an image without a box shows its grey
-    whole-frame fallback. Views are un-normalised with their own ``ViewConfig.normalize``. Every tile is
-    resized to the first view's size; the titles read ``image + boxes``, ``view 1``, ... (``(mixup)`` on
-    views with ``mixup=True``).
+    ``augment`` is either the batched :class:`~objaug.augment.pipeline.ObjectAwareAugment` or one of objaug's
+    per-image Lightly transforms, the ones trained with in a Lightly pipeline
+    (``ObjectAwareSimCLRTransform``, ``ObjectAwareMoCoV2Transform``, ``ObjectAwareBYOLTransform``, or a single
+    view such as ``ObjectAwareSimCLRViewTransform``): these are called per image, on the image as a PIL image
+    (as a Lightly dataset gives it) with its boxes, ``transform(image, boxes, mask, valid=valid)``.
+
+    The boxes drawn are those the transform crops in: ``boxes``/``valid`` if given, else derived from
+    ``masks`` (or from ``augment.cam``'s objects) with the transform's ``box_config``, as the
+    transform does; an image without a box shows its grey whole-frame fallback. Views are un-normalised with
+    their own normalisation (``ViewConfig.normalize``, or the ``Normalize`` op of a Lightly view's pipeline).
+    Every tile is resized to the first view's size; the titles read ``image + boxes``, ``view 1``, ...
+    (``(mixup)`` on views with ``mixup=True``), wrapped to fit their tiles.
 
     Args:
         images: ``(B, 3, H, W)`` float in [0, 1], full frames (any device).
-        augment: the :class:`~objaug.augment.pipeline.ObjectAwareAugment` to show.
+        augment: the :class:`~objaug.augment.pipeline.ObjectAwareAugment` or per-image Lightly transform.
         boxes: ``(B, K, 4)`` normalised xyxy, or ``None``.
         valid: ``(B, K)`` bool, or ``None`` (all valid).
         masks: ``(B, 1, H, W)`` soft masks in [0, 1], or ``None``.
@@ -239,11 +269,15 @@ def plot_object_aware_views(images: Tensor, augment: ObjectAwareAugment, boxes: 
         box_width: line width of the boxes in pixels.
 
     Returns:
-        ``(3, H', W')`` uint8 grid on the CPU, ``1 + len(augment.views)`` tiles a row, ``B`` rows.
+        ``(3, H', W')`` uint8 grid on the CPU, ``1 + number of views`` tiles a row, ``B`` rows.
+
+    Raises:
+        TypeError: ``augment`` is neither; a per-image transform without ``boxes`` or ``masks``.
 
     Example:
         >>> grid = plot_object_aware_views(images[:4], ObjectAwareAugment(simclr_views(96)), boxes, valid,
         ...                                path="views.png")
+        >>> grid = plot_object_aware_views(images[:4], ObjectAwareSimCLRTransform(input_size=64), boxes, valid)
     """
     from objaug.augment.pipeline import ObjectAwareAugment
     from objaug.functional.crop import default_valid
@@ -254,36 +288,80 @@ def plot_object_aware_views(images: Tensor, augment: ObjectAwareAugment, boxes: 
     if path is not None:
         check_file_path(path, "path")
     check_int(box_width, "box_width", low=1)
-    if not isinstance(augment, ObjectAwareAugment):
-        raise TypeError(f"augment must be an objaug.augment.pipeline.ObjectAwareAugment, got "
-                        f"{type(augment).__name__}; build one with ObjectAwareAugment(simclr_views(size)).")
+    per_image = getattr(augment, "accepts_objects", False) and callable(augment)
+    if not isinstance(augment, ObjectAwareAugment) and not per_image:
+        raise TypeError(f"augment must be an objaug.augment.pipeline.ObjectAwareAugment (build one with "
+                        f"ObjectAwareAugment(simclr_views(size))) or one of objaug's per-image Lightly transforms "
+                        f"(ObjectAwareSimCLRTransform, ...), got {type(augment).__name__}.")
     if boxes is None and valid is not None:
         raise ValueError("valid was given without boxes; pass boxes=(B, K, 4) too.")
     if boxes is not None:
         valid = default_valid(boxes, valid)
-    if masks is None and augment.cam is not None:
+    if masks is None and getattr(augment, "cam", None) is not None:
         found = augment.find_objects(images)
         masks = found.masks
         if boxes is None:
             boxes, valid = found.boxes, found.valid
     if boxes is None and masks is not None:
-        boxes, valid = boxes_of_maps(masks, augment.box_config)
-    views = augment(images, boxes, valid, masks)
-    size = augment.views[0].size
+        boxes, valid = boxes_of_maps(masks, getattr(augment, "box_config", None))
+    if isinstance(augment, ObjectAwareAugment):
+        views = augment(images, boxes, valid, masks)
+        norms: list[Any] = [cfg.normalize for cfg in augment.views]
+        size = augment.views[0].size
+        titles = ["image + boxes"] + [f"view {i + 1}" + (" (mixup)" if cfg.mixup else "")
+                                      for i, cfg in enumerate(augment.views)]
+    else:
+        if boxes is None or valid is None:
+            raise TypeError(f"{type(augment).__name__} crops inside each image's boxes: pass boxes=(B, K, 4) "
+                            "(and valid=) or masks=(B, 1, H, W).")
+        views, norms = _per_image_views(images, augment, boxes, valid, masks)
+        size = (int(views[0].shape[-2]), int(views[0].shape[-1]))
+        titles = ["image + boxes"] + [f"view {i + 1}" for i in range(len(views))]
     tiles = [_fit(images, size)]
-    for cfg, x in zip(augment.views, views, strict=True):
-        norm = cfg.normalize
+    for norm, x in zip(norms, views, strict=True):
         x = x.detach().float().cpu()
         tiles.append(_fit(denormalize(x, norm["mean"], norm["std"]) if norm is not None else x, size))
     if boxes is not None and valid is not None and boxes.shape[1] > 0:
         tiles[0] = draw_boxes(tiles[0], boxes, valid, width=box_width)
     rows = torch.stack([to_uint8(t) for t in tiles], dim=1).flatten(0, 1)  # image 0's tiles, image 1's, ...
-    titles = ["image + boxes"] + [f"view {i + 1}" + (" (mixup)" if cfg.mixup else "")
-                                  for i, cfg in enumerate(augment.views)]
     grid = with_titles(make_grid(rows, nrow=len(tiles)), titles, size[1])
     if path is not None:
         save_png(grid, path)
     return grid
+
+
+def _view_normalize(view: Any) -> dict[str, Sequence[float]] | None:
+    """The mean/std of the ``Normalize`` op in a Lightly view's ``transform`` pipeline, if any."""
+    for op in getattr(getattr(view, "transform", None), "transforms", []):
+        if type(op).__name__ == "Normalize":
+            return {"mean": list(op.mean), "std": list(op.std)}
+    return None
+
+
+def _per_image_views(images: Tensor, augment: Any, boxes: Tensor, valid: Tensor,
+                     masks: Tensor | None) -> tuple[list[Tensor], list[dict[str, Sequence[float]] | None]]:
+    """Views of a per-image Lightly transform, one image at a time (as PIL images): ``(views, norms)``, one
+    ``(B, 3, h, w)`` tensor and one normalisation per view."""
+    from torchvision.transforms.functional import to_pil_image
+
+    single = not hasattr(augment, "transforms")  # one view transform, not a multi-view one
+    per_view: list[list[Tensor]] = []
+    for i in range(images.shape[0]):
+        pil = to_pil_image(images[i].detach().float().cpu().clamp(0.0, 1.0))
+        b, v = boxes[i].detach().cpu().float(), valid[i].detach().cpu()
+        m = None if masks is None else masks[i].detach().cpu().float()
+        if single:
+            out: Any = [augment(pil, b[v])]
+        else:
+            out = augment(pil, b, m, valid=v)
+            out = out[0] if isinstance(out, tuple) else out  # (views, masks) with return_masks
+        if not per_view:
+            per_view = [[] for _ in out]
+        for j, x in enumerate(out):
+            per_view[j].append(x[0] if isinstance(x, tuple) else x)
+    views = [torch.stack(xs) for xs in per_view]
+    norms = [_view_normalize(augment)] if single else [_view_normalize(t) for t in augment.transforms]
+    return views, norms
 
 
 def _fit(images: Tensor, size: tuple[int, int]) -> Tensor:

@@ -158,8 +158,8 @@ def test_the_callback_logs_what_objaug_did_each_step():
     t.fit(model, DataLoader(TensorDataset(torch.rand(24, 3, 32, 32), torch.zeros(24)), batch_size=8))
     assert len(model.logged) == 3
     for step, row in enumerate(model.logged, start=1):
-        assert set(row) == {"objaug/boxed", "objaug/whole_frame", "objaug/mixed", "objaug/boxes_per_image",
-                            "objaug/cam_refreshes"}
+        names = {"objaug/boxed", "objaug/whole_frame", "objaug/mixed", "objaug/boxes_per_image", "objaug/cam_refreshes"}
+        assert set(row) == names | {n + "_step" for n in names}  # per step (and as epoch means: "_epoch", below)
         assert 0.0 <= row["objaug/boxed"] <= 1.0 and row["objaug/boxed"] + row["objaug/whole_frame"] == 1.0
         assert 0.0 <= row["objaug/mixed"] <= 1.0 and row["objaug/boxes_per_image"] >= 0.0
         assert row["objaug/cam_refreshes"] == step  # the CAM ran on every step (refresh_every=1)
@@ -167,3 +167,6 @@ def test_the_callback_logs_what_objaug_did_each_step():
     assert stats.steps == 3 and stats.total is not None and int(stats.total[0]) == 3 * 8 * 2  # 2 object views
     shares = stats.shares(last=True)
     assert float(shares["boxed"]) == model.logged[-1]["objaug/boxed"]
+    epoch = {k: float(v) for k, v in t.callback_metrics.items() if k.endswith("_epoch")}
+    assert epoch["objaug/cam_refreshes_epoch"] == 3.0  # a running count: its value at the epoch's end
+    assert epoch["objaug/boxed_epoch"] == pytest.approx(sum(r["objaug/boxed"] for r in model.logged) / 3)

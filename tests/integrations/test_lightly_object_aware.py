@@ -160,8 +160,8 @@ def test_multi_view_transform_v2_with_tv_tensors():
     mask = tv_tensors.Mask(torch.zeros(1, 60, 80, dtype=torch.uint8))
     out = mv(scene(), boxes, mask)
     assert len(out) == 2
-    for v, m in out:
-        assert colours_of(v) == {RED} and m.shape == (1, 16, 16)
+    for v, b, m in out:  # torchvision v2's contract: the sample's structure, transformed (test_lightly_tv_tensors.py)
+        assert colours_of(v) == {RED} and m.shape == (1, 16, 16) and b.canvas_size == (16, 16)
 
 
 # ------------------------------------------------------------------------------------------ multi-view

@@ -69,9 +69,10 @@ def test_entry_point_discovery_is_cheap():
     root = Path(pkg.__file__).parent
     allowed = {"__future__", "collections.abc", "typing", "dataclasses", "difflib", "math", "contextlib", "logging",
                "warnings", "importlib", "os", "sys", "torch", "lightning.pytorch.callbacks",
-               "pytorch_lightning.callbacks", "._hooks", ".config", "._parsers", "._setup",
+               "pytorch_lightning.callbacks", "._hooks", ".config", "._parsers", "._setup", "._keys", "re", "types",
                    "objaug.config"}  # objaug.config: the shared configs, pure Python (no torch)
-    for name in ("__init__.py", "callback.py", "pl_callback.py", "_hooks.py", "config.py", "_parsers.py", "_setup.py"):
+    for name in ("__init__.py", "callback.py", "pl_callback.py", "_hooks.py", "config.py", "_parsers.py", "_setup.py",
+                 "_keys.py"):
         tree = ast.parse((root / name).read_text())
         for node in tree.body:  # module level only; TYPE_CHECKING blocks are not executed
             if isinstance(node, ast.Import):
@@ -343,9 +344,10 @@ def test_the_callback_logs_what_objaug_did_each_step():
     trainer = fit(module, CoordDataset(8), steps=2)
     (cb,) = objaug_callbacks(trainer)
     logged = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("objaug/")}
-    assert set(logged) == {"objaug/boxed", "objaug/whole_frame", "objaug/mixed", "objaug/boxes_per_image",
-                           "objaug/cam_refreshes"}
+    names = {"objaug/boxed", "objaug/whole_frame", "objaug/mixed", "objaug/boxes_per_image", "objaug/cam_refreshes"}
+    assert set(logged) == names | {n + "_step" for n in names} | {n + "_epoch" for n in names}
     assert logged["objaug/boxed"] == 1.0 and logged["objaug/whole_frame"] == 0.0  # every image has a real box
+    assert logged["objaug/boxed_epoch"] == 1.0 and logged["objaug/cam_refreshes_epoch"] == 0.0
     assert logged["objaug/cam_refreshes"] == 0.0  # boxes from the store, no CAM
     assert logged["objaug/boxes_per_image"] >= 1.0
     assert logged["objaug/mixed"] == float(cb.engine.last_info["mixed"][0].float().mean())
@@ -372,3 +374,39 @@ def test_online_cam_with_a_vit_backbone(map_source):
     assert not torch.equal(module.seen[0]["X"][0], frames)
     assert module.backbone.training
     assert fused == {n: m.fused_attn for n, m in module.backbone.named_modules() if hasattr(m, "fused_attn")}
+
+
+@pytest.mark.parametrize("every", [50, 1])
+def test_stats_are_logged_as_epoch_means_in_runs_shorter_than_the_logging_interval(tmp_path, every):
+    """solo-learn's default log_every_n_steps=50 and a 3-step run: the objaug/* numbers still reach the logger, as
+    epoch values equal to the mean of the batches' own numbers (recorded after each batch by a spy)."""
+    import csv
+
+    import lightning.pytorch as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    per_batch: list[dict[str, float]] = []
+
+    class Spy(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            stats = objaug_callbacks(trainer)[0].engine.stats
+            per_batch.append({k: float(v) for k, v in stats.shares(last=True).items()})
+
+    cfg = make_cfg(store_block(crop={"box_p": 0.5}, mixup={"enabled": True, "p": 0.5},
+                               store={"path": "memory:12", "cls": STORE_CLS}))
+    trainer = fit(ContractMethod(cfg, record=False), CoordDataset(n=12), steps=3, callbacks=[Spy()],
+                  logger=CSVLogger(str(tmp_path), name="run"), log_every_n_steps=every)
+    with open(trainer.logger.experiment.metrics_file_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    names = ["boxed", "whole_frame", "mixed", "boxes_per_image"]
+    (epoch,) = [r for r in rows if r.get("objaug/boxed_epoch")]
+    assert len(per_batch) == 3 and {b["boxed"] for b in per_batch} != {per_batch[0]["boxed"]}  # values differ
+    for name in names:  # equal batch sizes: the epoch value is the plain mean of the batches' values
+        expected = sum(b[name] for b in per_batch) / 3
+        assert float(epoch[f"objaug/{name}_epoch"]) == pytest.approx(expected, abs=1e-6), name
+    assert float(epoch["objaug/cam_refreshes_epoch"]) == 0.0  # a store: no CAM
+    steps = [r for r in rows if r.get("objaug/boxed_step")]
+    if every == 1:  # the per-step values are still there, batch by batch
+        assert [float(r["objaug/boxed_step"]) for r in steps] == pytest.approx([b["boxed"] for b in per_batch])
+    else:
+        assert len(steps) < 3  # at most the last step (Lightning's logging interval): the epoch row is what remains

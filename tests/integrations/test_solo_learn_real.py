@@ -219,3 +219,34 @@ def test_main_pretrain_end_to_end(image_folder, tmp_path):
     # the entry-point callback (no code change in solo-learn) asked the store for both batches' boxes
     requests = [line.split() for line in log.read_text().splitlines()]
     assert len(requests) == 2 and all(len(r) == 4 for r in requests)
+
+
+@pytest.mark.slow
+def test_stock_byol_plus_enabled_states_what_objaug_engaged(image_folder, tmp_path):
+    """solo-learn's own scripts/pretrain/custom/byol.yaml (hydra/job_logging: disabled) plus only
+    ``+objaug.enabled=true`` (and CPU-sized settings): the summary reaches stderr."""
+    script = _main_pretrain()
+    if script is None or not (script.parent / "scripts" / "pretrain" / "custom" / "byol.yaml").is_file():
+        pytest.skip("solo-learn's checkout (main_pretrain.py, scripts/pretrain/custom) is not next to the package")
+    overrides = [
+        "+objaug.enabled=true",
+        f"data.train_path={image_folder}", "~data.val_path", "data.format=image_folder", "data.num_workers=0",
+        "method_kwargs.proj_hidden_dim=64", "method_kwargs.pred_hidden_dim=64", "method_kwargs.proj_output_dim=32",
+        "optimizer.batch_size=4", "augmentations.0.crop_size=64", "augmentations.1.crop_size=64",
+        "accelerator=cpu", "devices='1'", "strategy=auto", "precision=32", "sync_batchnorm=False",
+        "max_epochs=1", "+max_steps=1", "checkpoint.enabled=False", "auto_resume.enabled=False", "wandb.enabled=False",
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="disabled")
+    proc = subprocess.run([sys.executable, str(script), "--config-path", str(script.parent / "scripts" / "pretrain" /
+                                                                          "custom"), "--config-name", "byol.yaml",
+                           *overrides], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    lines = proc.stderr.splitlines()
+    start = lines.index("objaug: on (objaug.enabled: true), object-aware crop of views [0, 1] of 2 on the device")
+    assert lines[start + 1] == ("  boxes: online ContraCAM of momentum_backbone + momentum_projector on view 0 "
+                                "(1 iteration)")
+    assert lines[start + 2] == "  refresh: a fresh CAM on every batch from batch 0"
+    assert lines[start + 4] == "  mixup: off"
+    for i in (0, 1):  # solo-learn's asymmetric.yaml: one pipeline per view, both cropped and flipped
+        assert (f"    augmentations[{i}]: RandomResizedCrop scale (0.08, 1.0) -> (1.0, 1.0), RandomHorizontalFlip p "
+                "0.5 -> 0.0") in lines

@@ -1,11 +1,13 @@
 """A stock solo-learn config (its ``scripts/pretrain/cifar`` layout, composed by Hydra) plus only
 ``+objaug.enabled=true`` trains with objaug engaged: online CAM by default, solo-learn's own transform set to
-deliver full frames for the run (and restored), one summary line on rank 0, nothing when inert; the
-entry-point factory adds no callback where solo-learn is not in the process."""
+deliver full frames for the run (and restored), a short summary on stderr on rank 0 that survives solo-learn's
+``hydra/job_logging: disabled`` (checked in a real ``@hydra.main`` process), nothing when inert; the entry-point
+factory adds no callback where solo-learn is not in the process."""
 
 from __future__ import annotations
 
-import logging
+import os
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -21,6 +23,7 @@ import lightning.pytorch as L  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from test_solo_learn_support import (  # noqa: E402
     CAM_SIZE,
+    STORE_CLS,
     ContractMethod,
     coord_frame,
     entry_point_on,
@@ -34,6 +37,8 @@ from torchvision import transforms as T  # noqa: E402
 from objaug.integrations.solo_learn import ObjaugConfigError  # noqa: E402
 
 __all__ = ["entry_point_on", "single_thread"]
+
+HERE = Path(__file__).resolve().parent
 
 # solo-learn's scripts/pretrain/cifar/simclr.yaml (trimmed) and augmentations/symmetric.yaml (crop_size 64:
 # ResNet-18 maps of a 32-pixel CIFAR frame are 1x1)
@@ -150,21 +155,20 @@ class Delivered(L.Callback):
         self.views.extend(v.clone() for v in batch[1])
 
 
-@pytest.fixture
-def said():
-    """Lines Lightning's rank_zero_info printed (either Lightning package) during the test."""
-    lines: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
-    loggers = [logging.getLogger("lightning.pytorch"), logging.getLogger("pytorch_lightning")]
-    for log in loggers:
-        log.addHandler(handler)
-    yield lines
-    for log in loggers:
-        log.removeHandler(handler)
+def _summary(err: str) -> list[str]:
+    """The summary's lines: from the line starting with ``objaug: on`` to the last indented line after it."""
+    lines = err.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("objaug: on")]
+    assert len(starts) == 1, err
+    out = [lines[starts[0]]]
+    for line in lines[starts[0] + 1:]:
+        if not line.startswith("  "):
+            break
+        out.append(line)
+    return out
 
 
-def test_stock_config_plus_enabled_trains_with_objaug_engaged(tmp_path, said):
+def test_stock_config_plus_enabled_trains_with_objaug_engaged(tmp_path, capsys):
     cfg = _compose(tmp_path, ["+objaug.enabled=true"])
     transform = solo_transform(cfg)
     crop, flip = transform.transforms[0].transform.transforms
@@ -177,10 +181,66 @@ def test_stock_config_plus_enabled_trains_with_objaug_engaged(tmp_path, said):
         assert torch.allclose(v, frame, atol=1e-5)
     assert not torch.allclose(module.seen[0]["X"][0], frame, atol=1e-3)  # ... that objaug then re-cropped
     assert crop.scale == (0.08, 1.0) and flip.p == 0.5  # restored at teardown
-    engaged = [line for line in said if line.startswith("objaug:")]
-    assert len(engaged) == 1, said
-    assert "views [0, 1] of 2" in engaged[0] and "online ContraCAM of backbone + projector" in engaged[0]
-    assert "mixup: off" in engaged[0] and "augmentations[0] set to deliver full, unflipped frames" in engaged[0]
+    summary = _summary(capsys.readouterr().err)
+    assert summary == [
+        "objaug: on (objaug.enabled: true), object-aware crop of views [0, 1] of 2 on the device",
+        "  boxes: online ContraCAM of backbone + projector on view 0 (1 iteration)",
+        "  refresh: a fresh CAM on every batch from batch 0",
+        "  crop: box_p=1 scale=[0.08, 1] ratio=[0.75, 1.33] flip=0.5 sampling=uniform",
+        "  mixup: off",
+        "  solo-learn's data pipeline, changed for this run (objaug crops and flips these views; restored when "
+        "training ends):",
+        "    augmentations[0]: RandomResizedCrop scale (0.08, 1.0) -> (1.0, 1.0), RandomHorizontalFlip p 0.5 -> 0.0",
+    ]
+
+
+def test_summary_of_a_store_run_with_mixup_and_full_frame_pipelines(tmp_path, capsys):
+    full = ["augmentations.0.rrc.crop_min_scale=1.0", "augmentations.0.horizontal_flip.prob=0.0"]
+    cfg = _compose(tmp_path, ["+objaug.enabled=true", "+objaug.store.path=memory:4", f"+objaug.store.cls={STORE_CLS}",
+                              "+objaug.mixup.enabled=true", *full])
+    fit(ContractMethod(cfg), SoloDataset(solo_transform(cfg)), steps=1)
+    summary = _summary(capsys.readouterr().err)
+    assert summary[1] == f"  boxes: store memory:4 ({STORE_CLS})"
+    assert summary[2] == "  refresh: none needed: the store is read by dataset index on every batch"
+    assert summary[4] == "  mixup: on, views [0] p=0.4 threshold=otsu queue=50 (tiled-strip)"
+    assert summary[5:] == ["  solo-learn's data pipeline: unchanged (it already delivers full, unflipped frames)"]
+
+
+def test_summary_states_the_online_refresh_schedule(tmp_path, capsys):
+    cfg = _compose(tmp_path, ["+objaug.enabled=true", "+objaug.online.every_n_steps=4", "+objaug.online.start_step=8",
+                              "+objaug.online.iters=2"])
+    fit(ContractMethod(cfg), SoloDataset(solo_transform(cfg)), steps=1)
+    summary = _summary(capsys.readouterr().err)
+    assert summary[1] == "  boxes: online ContraCAM of backbone + projector on view 0 (2 iterations)"
+    assert summary[2] == ("  refresh: a fresh CAM every 4 batches from batch 8 (whole-frame crops, no mixup before "
+                          "it); in between boxes (and masks) cached per image are reused (online.cache: index)")
+
+
+def test_summary_survives_hydra_job_logging_disabled(tmp_path):
+    """solo-learn's own set-up, in a real process: ``@hydra.main`` with ``hydra/job_logging: disabled`` (which
+    swallows Lightning's ``rank_zero_info``, as the control line shows) and only ``+objaug.enabled=true``."""
+    config_dir = _layout(tmp_path / "configs")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1", OBJAUG_SOLO_LEARN="1")
+    proc = subprocess.run([sys.executable, str(HERE / "solo_hydra_app.py"), "--config-path", str(config_dir),
+                           "--config-name", "simclr", "+objaug.enabled=true"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert "control: rank_zero_info reached the screen" not in out  # the logging set-up of solo-learn's configs
+    summary = _summary(proc.stderr)
+    assert summary[0] == "objaug: on (objaug.enabled: true), object-aware crop of views [0, 1] of 2 on the device"
+    assert summary[-1] == ("    augmentations[0]: RandomResizedCrop scale (0.08, 1.0) -> (1.0, 1.0), "
+                           "RandomHorizontalFlip p 0.5 -> 0.0")
+
+
+def test_summary_only_on_rank_zero(tmp_path, capsys):
+    from objaug.integrations.solo_learn.callback import SoloObjectAwareCallback
+
+    cb = SoloObjectAwareCallback()
+    cb._say(types.SimpleNamespace(is_global_zero=False), "objaug: on (rank 1)")
+    cb._say(types.SimpleNamespace(is_global_zero=True), "objaug: on (rank 0)")
+    assert capsys.readouterr().err == "objaug: on (rank 0)\n"
 
 
 def test_unknown_transform_gets_one_message_with_every_override(tmp_path):
@@ -196,11 +256,12 @@ def test_unknown_transform_gets_one_message_with_every_override(tmp_path):
     assert objaug_callbacks(trainer)[0].active and len(module.seen) == 1
 
 
-def test_inert_callback_is_silent(tmp_path, said):
+def test_inert_callback_is_silent(tmp_path, capsys):
     cfg = _compose(tmp_path, [])
     trainer = fit(ContractMethod(cfg), SoloDataset(solo_transform(cfg)), steps=1)
     assert [cb.active for cb in objaug_callbacks(trainer)] == [False]
-    assert not [line for line in said if "objaug" in line]
+    captured = capsys.readouterr()
+    assert "objaug" not in captured.out + captured.err
 
 
 def test_factory_adds_nothing_without_solo_learn(monkeypatch):

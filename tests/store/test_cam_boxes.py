@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 
 import pytest
 import torch
@@ -58,7 +60,8 @@ def test_order_reorders_rows_and_feeds_object_aware_dataset(cam_out):
     data = ObjectAwareDataset(images, boxes=rb, valid=rv)
     *_, objects = data[1]
     assert torch.equal(objects["boxes"], boxes[2]) and torch.equal(objects["valid"], valid[2])
-    with pytest.raises(ValueError, match=r"order lists '.*nope\.png', which it does not have"):
+    with pytest.raises(ValueError, match=r"order lists 'nope\.png', i\.e\. '.*nope\.png' from the current directory, "
+                                         r"which is not among its 4 images \(in '.*imgs'\); 3 earlier files"):
         load_cam_boxes(cam_out, order=[*files[:-1], "nope.png"])
 
 
@@ -79,3 +82,65 @@ def test_wrong_files_are_refused_clearly(tmp_path, cam_out):
         load_cam_boxes(bad)
     with pytest.raises(TypeError, match=r"must be a str or path, got int"):
         load_cam_boxes(123)  # type: ignore[arg-type]
+
+
+def _scenes(folder, n: int = 4) -> list[str]:
+    folder.mkdir(parents=True)
+    arr = (make_scenes(n, size=40, seed=2).images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    for i, a in enumerate(arr):
+        Image.fromarray(a).save(folder / f"{i}.png")
+    (folder / "broken.png").write_bytes(b"not a png")
+    return [f"{i}.png" for i in range(n)]
+
+
+def test_boxes_json_loads_from_another_directory_and_after_a_move(tmp_path, monkeypatch):
+    """`objaug cam data/train --out cam_out` run in one directory; the dataset's files listed from another (as
+    ImageFolder(root) lists them: root joined to each name) and after moving the whole project."""
+    project = tmp_path / "project"
+    names = _scenes(project / "data" / "train")
+    torch.manual_seed(0)
+    torch.save(demo_backbone(width=4).state_dict(), project / "w.pt")
+    monkeypatch.chdir(project)  # relative paths on the command line, as people type them
+    assert main(["cam", "data/train", "--arch", "tiny_resnet_w4", "--checkpoint", "w.pt", "--out", "cam_out",
+                 "--image-size", "32", "--iters", "2", "--batch-size", "2", "--max-boxes", "3"]) == 0
+    here = load_cam_boxes("cam_out", order=[os.path.join("data", "train", n) for n in names])
+    doc = json.loads((project / "cam_out" / "boxes.json").read_text())
+    assert doc["version"] == 2 and doc["root"] == str(project / "cam_out")
+    assert [r["relative"] for r in doc["images"]] == [f"../data/train/{n}" for n in names]
+    assert doc["skipped"][0]["relative"] == "../data/train/broken.png"
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    root = project / "data" / "train"
+    there = load_cam_boxes(project / "cam_out", order=[str(root / n) for n in names[::-1]])
+    assert torch.equal(there.boxes, here.boxes.flip(0)) and torch.equal(there.valid, here.valid.flip(0))
+    assert there.files == [str(root / n) for n in names[::-1]]  # absolute: usable from here
+    relative = load_cam_boxes("../project/cam_out", order=[f"../project/data/train/{n}" for n in names])
+    assert torch.equal(relative.boxes, here.boxes)
+
+    with pytest.raises(ValueError, match=r"order lists '.*broken\.png', which `objaug cam` skipped \(.*\): remove it"):
+        load_cam_boxes(project / "cam_out", order=[str(root / "broken.png")])
+    with pytest.raises(ValueError, match=r"order lists '0\.png', i\.e\. '.*elsewhere/0\.png' from the current "
+                                         r"directory, which is not among its 4 images \(in '.*train'\); none of "
+                                         r"order's files matched"):
+        load_cam_boxes(project / "cam_out", order=["0.png"])
+
+    moved = tmp_path / "moved"
+    shutil.move(project, moved)  # images and output folder together: found through 'relative'
+    after = load_cam_boxes(moved / "cam_out", order=[str(moved / "data" / "train" / n) for n in names])
+    assert torch.equal(after.boxes, here.boxes)
+    assert after.files == [str(moved / "data" / "train" / n) for n in names]
+
+
+def test_version_1_files_are_read_relative_to_the_current_directory(tmp_path, cam_out, monkeypatch):
+    doc = json.loads((cam_out / "boxes.json").read_text())
+    monkeypatch.chdir(cam_out.parent)
+    doc["version"] = 1  # what objaug cam wrote before: paths as given on the command line
+    for rec in doc["images"]:
+        rec["file"] = os.path.relpath(rec.pop("file"))
+        rec.pop("relative")
+    (tmp_path / "v1.json").write_text(json.dumps(doc))
+    old = load_cam_boxes(tmp_path / "v1.json", order=[r["file"] for r in doc["images"]][::-1])
+    assert torch.equal(old.boxes, load_cam_boxes(cam_out).boxes.flip(0))
+    assert old.files == [r["file"] for r in doc["images"]][::-1]

@@ -110,7 +110,8 @@ def test_plot_object_aware_views_grid(tmp_path):
     boxes = torch.tensor([[[0.25, 0.25, 0.75, 0.75]], [[0.0, 0.0, 0.5, 0.5]]])
     valid = torch.tensor([[True], [False]])  # image 1: no box, the grey whole-frame fallback is drawn
     grid = plot_object_aware_views(images, aug, boxes, valid, path=tmp_path / "views.png")
-    assert grid.dtype == torch.uint8 and grid.shape == (3, 14 + 2 * 16 + 3 * 2, 3 * 16 + 4 * 2)
+    band = 25  # "image + boxes" does not fit a 16 px tile: two lines of titles
+    assert grid.dtype == torch.uint8 and grid.shape == (3, band + 2 * 16 + 3 * 2, 3 * 16 + 4 * 2)
     with Image.open(tmp_path / "views.png") as im:
         assert torch.equal(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1), grid)
 
@@ -118,17 +119,38 @@ def test_plot_object_aware_views_grid(tmp_path):
         patch = grid[:, rows, cols].reshape(3, -1)
         return bool((patch == torch.tensor(color, dtype=torch.uint8).view(3, 1)).all(0).any())
 
-    row0, row1 = slice(14 + 2, 14 + 18), slice(14 + 20, 14 + 36)
+    row0, row1 = slice(band + 2, band + 18), slice(band + 20, band + 36)
     col0, views = slice(2, 18), slice(20, 56)
     assert has(BOX_COLORS[0], row0, col0) and not has(BOX_COLORS[0], row0, views)
     assert not has(BOX_COLORS[0], row1, col0) and has(FALLBACK_COLOR, row1, col0)
     for cols in (slice(20, 36), slice(38, 54)):  # both views un-normalised back to the image's 0.25 (64)
         assert (grid[:, row0, cols] - 64).abs().max() <= 1
-    assert (grid[:, :14] < 255).any()  # the titles
+    assert (grid[:, :band] < 255).any()  # the titles
 
 
 def test_plot_object_aware_views_refuses_a_lightly_transform():
     from objaug.tools.viz import plot_object_aware_views
 
-    with pytest.raises(TypeError, match="augment must be an objaug.augment.pipeline.ObjectAwareAugment"):
+    with pytest.raises(TypeError, match="augment must be an objaug.augment.pipeline.ObjectAwareAugment .* or one of "
+                                        "objaug's per-image Lightly transforms"):
         plot_object_aware_views(torch.rand(2, 3, 16, 16), lambda x: x)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("tile", [64, 32, 16])
+def test_titles_stay_inside_their_columns(tile):
+    from objaug.tools.viz import make_grid, with_titles
+
+    titles = ["image + boxes", "view 1 (mixup)", "view 2"]
+    grid = make_grid(torch.zeros(3, 3, tile, tile), nrow=3)
+    out = with_titles(grid, titles, tile)
+    band = out.shape[1] - grid.shape[1]
+    assert band == (14 if tile > 90 else 25)  # "image + boxes" is 66 px wide in PIL's default font
+    ink = (out[:, :band] < 128).any(0)  # dark title pixels (H_band, W)
+    for j in range(3):
+        x0 = 2 + j * (tile + 2)
+        cols = ink[:, x0:x0 + tile].any(0).nonzero().flatten()
+        assert cols.numel() > 0  # every column has a title
+    columns = ink.any(0).nonzero().flatten()
+    owner = (columns - 2) // (tile + 2)
+    inside = (columns - 2) % (tile + 2) < tile  # no ink in the padding between tiles
+    assert bool(inside.all()) and set(owner.tolist()) == {0, 1, 2}
