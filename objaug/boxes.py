@@ -26,6 +26,7 @@ from torch import Tensor
 
 from objaug.functional.components import connected_components
 from objaug.validation import (
+    check_bool,
     check_box_settings,
     check_finite,
     check_float,
@@ -300,6 +301,7 @@ def boxes_to_pixels(boxes: Tensor, size: int | tuple[int, int], *, integer: bool
     if boxes.ndim == 0 or boxes.shape[-1] != 4:
         raise ValueError(f"boxes must have shape (..., 4), got {tuple(boxes.shape)}.")
     h, w = check_size(size)
+    check_bool(integer, "integer")
     scale = torch.tensor([w, h, w, h], dtype=torch.float32, device=boxes.device)
     out = boxes.to(torch.float32) * scale
     return out.round().to(torch.int64) if integer else out

@@ -35,14 +35,14 @@ from torch import Tensor
 from objaug.encoder_head import EncoderHead
 from objaug.functional.cam import bank_copies, contrastive_score, gradcam_map, nearest_negatives
 from objaug.split_vit import ViTEncoderHead
-from objaug.validation import check_choice
+from objaug.validation import check_choice, check_map_size, check_negatives_left
 
 __all__ = [
     "MAP_SOURCES",
     "ClassTokenAttention",
     "ContrastiveGradCAM",
     "MapSource",
-    "check_source_options",
+    "check_unused_options",
     "map_source_class",
     "register_map_source",
 ]
@@ -74,21 +74,25 @@ class MapSource:
     uses_negatives: ClassVar[bool] = True
     unused_options: ClassVar[frozenset[str]] = frozenset()
 
-    def __init__(self, split: EncoderHead, *, temperature: float = 1.0, hard_negatives: int | None = None) -> None:
+    def __init__(self, split: EncoderHead, *, temperature: float = 1.0, hard_negatives: int | None = None,
+                 expand_res: bool = False) -> None:
         self.split = split
         self.temperature = float(temperature)
         self.hard_negatives = hard_negatives
+        self.expand_res = expand_res
         self._warned_small = False
 
     @classmethod
     def check_model(cls, split: EncoderHead, model: object) -> None:
         """Refuse a model this source cannot explain (``TypeError``); ``model`` is the object given by the user."""
 
-    def start(self, bank: Tensor | None) -> Any:
+    def start(self, bank: Tensor | None, *, check_negatives: bool = False) -> Any:
         """The state of one ContraCAM call, passed to every :meth:`maps` of it.
 
         Args:
             bank: (N, D) unit-norm external negatives in the working dtype, or ``None``.
+            check_negatives: refuse a batch of one image with no negative left
+                (:func:`objaug.validation.check_negatives_left`; sources without negatives ignore it).
         """
         return None
 
@@ -120,18 +124,10 @@ class MapSource:
                 f"The encoder returned shape {tuple(feats.shape)}, not a spatial map (B, C, h, w). Pass an "
                 "encoder that stops at the last spatial stage: ContraCAM(encoder=..., head=...)."
             )
-        h, w = feats.shape[-2:]
-        fix = ("Use larger images, expand_res=True (stride 1 in the last stage), or an encoder with a "
-               "smaller-stride stem (e.g. a CIFAR ResNet: 3x3 conv1 with stride 1, no max pooling).")
-        if h * w == 1:
-            raise ValueError(
-                f"The encoder returned a {h}x{w} map: there is nothing to localise (a pooled encoder, or images "
-                f"too small for its stride). Pass an encoder that stops before the global pooling "
-                f"(ContraCAM(encoder=..., head=...)). {fix}")
-        if min(h, w) < 3 and not self._warned_small:
+        warning = check_map_size(feats, self.split, expand_res=self.expand_res)  # the fix suits ViTs and CNNs
+        if warning is not None and not self._warned_small:
             self._warned_small = True
-            warnings.warn(f"ContraCAM: the encoder's last map is only {h}x{w}; maps and boxes this coarse are "
-                          f"mostly noise. {fix}", UserWarning, stacklevel=5)
+            warnings.warn(warning, UserWarning, stacklevel=5)
         return feats
 
 
@@ -172,6 +168,7 @@ class _Contrast:
     negatives each image contrasts with."""
 
     bank: Tensor | None
+    check_negatives: bool = False
     keys: Tensor | None = None
     in_batch: list[Tensor] = field(default_factory=list)
     batch_mask: Tensor | None = None
@@ -192,8 +189,8 @@ class ContrastiveGradCAM(MapSource):
 
     name = "gradcam"
 
-    def start(self, bank: Tensor | None) -> _Contrast:
-        return _Contrast(bank)
+    def start(self, bank: Tensor | None, *, check_negatives: bool = False) -> _Contrast:
+        return _Contrast(bank, check_negatives)
 
     def _embedding(self, feats: Tensor) -> Tensor:
         z = self.split.head(feats)
@@ -215,6 +212,8 @@ class ContrastiveGradCAM(MapSource):
                 state.batch_mask, state.bank_mask = nearest_negatives(z, self.hard_negatives, bank)
             elif bank is not None:  # a bank embedded from the same images holds each one's copy
                 state.bank_mask = ~bank_copies(z, bank)
+            if state.check_negatives:  # reads the mask of a batch of one only (decided from the shape)
+                check_negatives_left(state.bank_mask, batch=z.shape[0])
         state.in_batch.append(z)
         keys, in_batch, masks = state.keys, list(state.in_batch), (state.batch_mask, state.bank_mask)
 
@@ -254,7 +253,7 @@ class ClassTokenAttention(MapSource):
             return self.split.attention_maps(grid)
 
 
-def check_source_options(cls: type[MapSource], options: Mapping[str, tuple[object, object]]) -> None:
+def check_unused_options(cls: type[MapSource], options: Mapping[str, tuple[object, object]]) -> None:
     """Refuse a non-default ContraCAM option that ``cls`` ignores, naming the option and the source.
 
     Args:

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from objaug.validation.scalars import check_bool, check_choice, check_float, check_int
+from objaug.validation.scalars import check_bool, check_choice, check_float, check_int, check_source_options
 
 __all__ = ["BoxConfig", "CamConfig", "ScheduleConfig", "config_from_mapping", "describe_fields", "ensure_config"]
 
@@ -128,18 +128,8 @@ class CamConfig:
         if self.mask_iters is not None and self.mask_iters > self.iters:
             raise ValueError(f"CamConfig.mask_iters={self.mask_iters} is more than iters={self.iters}: masks come "
                              f"from the first mask_iters of the iters iterations. Use mask_iters <= iters.")
-        if self.map_source != "attention":
-            return
-        ignored = [name for name, default in (("hard_negatives", None), ("bank", 0), ("temperature", 1.0))
-                   if getattr(self, name) != default]
-        if ignored:
-            raise ValueError(f"CamConfig.map_source='attention' uses no negatives and no contrastive score, so "
-                             f"{', '.join(ignored)} would have no effect. Drop {', '.join(ignored)}, or use "
-                             "map_source='gradcam'.")
-        if self.expand_res:
-            raise ValueError("CamConfig.expand_res=True needs a CNN's strided last stage, but map_source='attention' "
-                             "is for Vision Transformers (their map is the patch grid). Drop expand_res, or use "
-                             "map_source='gradcam' on a CNN.")
+        check_source_options(self.map_source, hard_negatives=self.hard_negatives, temperature=self.temperature,
+                             bank=self.bank, expand_res=self.expand_res, prefix="CamConfig.", source_name="map_source")
 
     @property
     def source(self) -> str:

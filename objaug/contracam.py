@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from objaug.cam_sources import MapSource, check_source_options, map_source_class
+from objaug.cam_sources import MapSource, check_unused_options, map_source_class
 from objaug.encoder_head import EncoderHead
 from objaug.functional.cam import edge_refine, fill_masked, minmax_normalize, upsample_maps
 from objaug.model_state import expanded_resolution, module_device, preserve_model_state
@@ -68,8 +68,10 @@ class ContraCAM:
             "bilinear", "nearest").
         check_finite: check the inputs for NaN/inf before any work (one host read per checked call: every
             call on the CPU, on an accelerator the calls of ``check_schedule``, default the first 10 then
-            every 100th; :mod:`objaug.validation_schedule`). Turn off in training loops that have their own
-            checks (the map computation then compiles whole).
+            every 100th; :mod:`objaug.validation_schedule`) and, for a batch of one image, that
+            ``negatives=`` holds a row that is not its own copy (one more read, at the first iteration;
+            otherwise its map would be all zero). Turn off in training loops that have their own checks (the
+            map computation then compiles whole).
         source: where each iteration's map comes from, a name registered in
             :data:`objaug.cam_sources.MAP_SOURCES`: ``"gradcam"`` (default, the contrastive Grad-CAM above,
             :class:`~objaug.cam_sources.ContrastiveGradCAM`) or ``"attention"`` (Vision Transformers
@@ -127,7 +129,7 @@ class ContraCAM:
         check_choice(refine, "refine", ("weighted", "union"))
         source_class = map_source_class(source)
         defaults = inspect.signature(ContraCAM.__init__).parameters
-        check_source_options(source_class, {"temperature": (temperature, defaults["temperature"].default),
+        check_unused_options(source_class, {"temperature": (temperature, defaults["temperature"].default),
                                             "hard_negatives": (hard_negatives, defaults["hard_negatives"].default)})
         if model is not None:
             self.split = split_model(model, projector=projector)
@@ -151,7 +153,7 @@ class ContraCAM:
         self.refine = refine
         #: the :class:`~objaug.cam_sources.MapSource` computing each iteration's raw map
         self.map_source: MapSource = source_class(self.split, temperature=self.temperature,
-                                                  hard_negatives=hard_negatives)
+                                                  hard_negatives=hard_negatives, expand_res=self.expand_res)
 
     def __repr__(self) -> str:
         return (f"ContraCAM(iters={self.iters}, temperature={self.temperature}, expand_res={self.expand_res}, "
@@ -211,9 +213,13 @@ class ContraCAM:
                 non-finite values, negatives of the wrong shape, a device mismatch, inference mode).
         """
         images = check_image_batch(images)
+        check_bool(return_steps, "return_steps")
         b, _, h, w = images.shape
         if negatives is not None:
-            if not isinstance(negatives, Tensor) or negatives.ndim != 2 or not negatives.is_floating_point():
+            if not isinstance(negatives, Tensor):
+                raise TypeError("negatives must be a floating (N, D) tensor of embeddings, got "
+                                f"{type(negatives).__name__}.")
+            if negatives.ndim != 2 or not negatives.is_floating_point():
                 raise ValueError("negatives must be a floating (N, D) tensor of embeddings, got "
                                  f"{getattr(negatives, 'shape', type(negatives).__name__)}.")
             if negatives.shape[0] == 0:
@@ -275,7 +281,8 @@ class ContraCAM:
         # the fill colour of refinement (not needed for a single pass)
         mean_colour = images.mean(dim=(0, 2, 3), keepdim=True) if self.iters > 1 else None
         x = images
-        state = self.map_source.start(bank)
+        # with check_finite, a batch of one image whose every negative is its own copy is refused (one read)
+        state = self.map_source.start(bank, check_negatives=self.check_finite)
         union: Tensor | None = None
         steps: list[Tensor] = []
         area0: Tensor | None = None

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from objaug.validation import check_image_batch, check_int, check_size, check_threshold
+from objaug.validation import check_bool, check_choice, check_image_batch, check_int, check_size, check_threshold
 
 __all__ = ["masks_from_uint8", "masks_to_uint8", "otsu_thresholds", "resize_masks", "soft_masks", "threshold_masks"]
 
@@ -39,20 +39,23 @@ def resize_masks(
             (``align_corners=False``, as the reference upsamples its CAMs; bicubic overshoots,
             so the output is clamped).
         antialias: passed to ``F.interpolate`` for ``"bilinear"`` and ``"bicubic"`` (smoother
-            downsampling; ignored by the other modes).
+            downsampling); the other modes have no anti-aliasing, so ``True`` with them is refused.
 
     Returns:
         (B, 1, H, W) float32 tensor on ``masks``' device, clamped to [0, 1]. A new tensor even
         when the size is unchanged.
 
     Raises:
-        TypeError: ``masks`` not a floating tensor.
-        ValueError: ``masks`` not (B, 1, h, w), bad ``size`` or ``mode``.
+        TypeError: ``masks`` not a floating tensor, ``antialias`` not a bool.
+        ValueError: ``masks`` not (B, 1, h, w), bad ``size`` or ``mode``, ``antialias=True`` with a mode
+            that does not use it.
     """
     check_image_batch(masks, "masks", channels=1)
     out_size = check_size(size)
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}.")
+    check_choice(mode, "mode", _MODES)
+    if check_bool(antialias, "antialias") and mode not in ("bilinear", "bicubic"):
+        raise ValueError(f"antialias=True has no effect with mode={mode!r} (only 'bilinear' and 'bicubic' "
+                         "anti-alias): drop antialias, or use mode='bilinear'.")
     x = masks.to(torch.float32)
     if tuple(x.shape[-2:]) != out_size:
         if mode == "nearest":

@@ -20,7 +20,15 @@ import math
 import torch
 from torch import Tensor
 
-from objaug.validation import check_boxes, check_float, check_image_batch, check_int, check_same_device, check_size
+from objaug.validation import (
+    check_bool,
+    check_boxes,
+    check_float,
+    check_image_batch,
+    check_int,
+    check_same_device,
+    check_size,
+)
 
 __all__ = [
     "best_box_iou",
@@ -206,6 +214,7 @@ def box_corloc(
     """
     _check_pred_gt(pred_boxes, pred_valid, gt_boxes, gt_valid)
     t = check_float(iou, "iou", low=0.0, high=1.0, low_open=True)
+    check_bool(use_fallback, "use_fallback")
     if pred_boxes.shape[1] == 0:
         return torch.zeros(pred_boxes.shape[0], dtype=torch.bool, device=pred_boxes.device)
     ious = _pairwise_iou(pred_boxes[:, :1], gt_boxes)[:, 0]  # (B, G)
@@ -244,6 +253,7 @@ def best_box_iou(
         TypeError, ValueError: bad shapes, dtypes, batch sizes or devices.
     """
     _check_pred_gt(pred_boxes, pred_valid, gt_boxes, gt_valid)
+    check_bool(use_fallback, "use_fallback")
     b, k = pred_valid.shape
     usable = pred_valid
     if use_fallback and k > 0:

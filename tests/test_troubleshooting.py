@@ -17,7 +17,8 @@ import torch
 from objaug.config import ScheduleConfig
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "troubleshooting.md"
-SECTIONS = ("Images and maps", "The object store", "Lightly adapter")
+SECTIONS = ("Images and maps", "New features: ViT sizes, negatives, flags, files", "The object store",
+            "Lightly adapter")
 
 
 def page_messages() -> list[str]:
@@ -33,13 +34,17 @@ def page_messages() -> list[str]:
 
 def _triggers(tmp: Path) -> dict[str, object]:
     from objaug import ContraCAM
+    from objaug.augment.mixup import BackgroundMixup
     from objaug.augment.pipeline import ObjectAwareAugment
     from objaug.augment.views import simclr_views
     from objaug.integrations.lightly.dataset import ObjectAwareDataset
     from objaug.integrations.lightly.device_step import ObjectAwareStep
-    from objaug.store import ImageFolderFiles, ObjectStore
+    from objaug.masks import resize_masks
+    from objaug.store import ImageFolderFiles, ObjectStore, load_cam_boxes
+    from objaug.store.loading import check_input_options
     from objaug.store.precompute import precompute
     from objaug.tools.archs import tiny_resnet
+    from objaug.tools.viz import plot_object_aware_views
 
     spec = importlib.util.spec_from_file_location("_pairing", Path(__file__).parent / "store" / "test_pairing.py")
     assert spec is not None and spec.loader is not None
@@ -65,6 +70,12 @@ def _triggers(tmp: Path) -> dict[str, object]:
         ObjectStore(tmp / "store").get(0)
 
     images = torch.utils.data.TensorDataset(x, torch.zeros(2))
+    step = ObjectAwareStep(simclr_views(16), model=tiny_resnet(width=8))
+
+    def vit(**kw):
+        timm = pytest.importorskip("timm")
+        return timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=32, patch_size=8,
+                                 depth=2, **kw)
     sized = type("Sized", (), {"__len__": lambda self: 5, "get": lambda self, i: (boxes[0], None, None)})()
 
     return {
@@ -88,8 +99,32 @@ def _triggers(tmp: Path) -> dict[str, object]:
                                     schedule=ScheduleConfig(every_n_steps=2), num_samples=2)(
                 x, indexes=torch.tensor([0, 2])),
         "views must be a list of ViewConfig, got the function simclr_views": lambda: ObjectAwareAugment(simclr_views),
-        "All inputs must be on the same device": None,  # needs two devices: tests/test_pipeline.py (CUDA)
-        "images are on cpu but the model is on cuda:0": None,  # the same
+        "All inputs must be on the same device as images (cpu), got boxes on meta: move them to cpu with "
+        "boxes.to(images.device)": lambda: aug(x, boxes.to("meta"), torch.ones(2, 1, dtype=torch.bool)),
+        "images are on cpu but the model is on cuda:0": None,  # needs two devices: tests/test_pipeline.py (CUDA)
+        "indexes is on ... but images are on ...: move it to ...":
+            lambda: step(x, indexes=torch.arange(2).to("meta")),
+        "negatives is on ... but images are on ...":
+            lambda: ObjectAwareStep(simclr_views(16), model=tiny_resnet(width=8),
+                                    negatives=torch.rand(4, 256).to("meta"))(x),
+        "images are ... but the Vision Transformer takes ... images": lambda: ContraCAM(vit())(x[:, :, :24, :24]),
+        "images are ..., not a multiple of the Vision Transformer's ... patch":
+            lambda: ContraCAM(vit(dynamic_img_size=True))(x[:, :, :30, :30]),
+        "ContraCAM needs negatives: the batch's one image has no other image to contrast with, and all ... rows of "
+        "negatives= are copies of it": lambda: cam(x[:1], negatives=cam.embed(x[:1])),
+        "source='attention' uses no negatives and no contrastive score, so hard_negatives would have no effect":
+            lambda: ContraCAM(vit(), source="attention", hard_negatives=8),
+        "return_steps must be a bool (True or False), got str 'yes'": lambda: cam(x, return_steps="yes"),
+        "antialias=True has no effect with mode='area'":
+            lambda: resize_masks(x[:, :1], 16, mode="area", antialias=True),
+        "threshold must be one of 'otsu', got 'otzu'. Did you mean 'otsu'?": lambda: BackgroundMixup(threshold="otzu"),
+        "load_cam_boxes(path=...): images[...] ... has the valid flags ...; they must be JSON true/false":
+            lambda: load_cam_boxes(_boxes_json(tmp, "false")),
+        "order[0] must be a file path (str or pathlib.Path), got int":
+            lambda: load_cam_boxes(_boxes_json(tmp, True), order=[0, 1]),
+        "path=... is a directory; pass a file path in it": lambda: plot_object_aware_views(x, aug, boxes, path=tmp),
+        "batch_size must be an int >= 2 (ContraCAM contrasts each image with the others of its batch), got 1":
+            lambda: check_input_options(batch_size=1, image_size=32, mean=(0, 0, 0), std=(1, 1, 1)),
         "No object store at ...: manifest ... is missing": lambda: ObjectStore(tmp / "nothing"),
         "StoreVersionError: ... has format version v, but this objaug reads version w": None,  # tests/store
         "StoreIncompleteError: ... is incomplete": None,  # tests/store/test_store.py
@@ -109,6 +144,16 @@ def _triggers(tmp: Path) -> dict[str, object]:
         "boxes holds ... images but the dataset has ...": lambda: ObjectAwareDataset(images, boxes=boxes[:1]),
         "objects holds ... samples but the dataset has ...": lambda: ObjectAwareDataset(images, sized),
     }
+
+
+def _boxes_json(tmp: Path, valid: object) -> Path:
+    """A one-image ``boxes.json`` whose valid flag is ``valid``."""
+    import json
+
+    path = tmp / f"boxes_{valid}.json"
+    path.write_text(json.dumps({"version": 1, "images": [{"file": "a.png", "boxes_norm": [[0, 0, 1, 1]],
+                                                          "valid": [valid]}]}))
+    return path
 
 
 def test_every_message_the_page_lists_is_raised(tmp_path):

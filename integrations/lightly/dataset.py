@@ -11,7 +11,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from objaug.provider import unpack_objects
-from objaug.validation import check_box_layout
+from objaug.validation import check_bool, check_box_layout
 
 __all__ = ["ObjectAwareDataset", "unpack_objects"]
 
@@ -106,6 +106,8 @@ class ObjectAwareDataset(Dataset):
             raise TypeError(f"dataset must be a map-style dataset (with __len__ and __getitem__), got "
                             f"{type(dataset).__name__}.")
         n = len(dataset)
+        check_bool(return_index, "return_index")
+        check_bool(check_store, "check_store")
         if objects is not None and (boxes is not None or masks is not None or valid is not None):
             raise ValueError("Pass either objects= (a store) or boxes=/valid=/masks= tensors, not both.")
         if objects is None and boxes is None and masks is None:

@@ -65,6 +65,7 @@ from objaug.validation import (
     check_image_batch,
     check_indexes,
     check_mask_batch,
+    check_no_effect,
     check_same_device,
     check_views,
 )
@@ -211,6 +212,10 @@ class ObjectAwareStep(nn.Module):
                                        cache_masks=needs_masks, mask_size=cache_mask_size, cam_size=cam_size,
                                        normalize=cam_normalize if cam_normalize is not None else IMAGENET_NORMALIZE)
         cam = self._cam_of(model, projector, cam, cam_config)
+        if cam is None:  # the CAM's options would be accepted and ignored
+            check_no_effect({"negatives": negatives, "criterion": criterion, "cam_size": cam_size,
+                             "image_size": image_size}, why="there is no CAM (neither model= nor cam=)",
+                            fix="pass model= (or cam=) to compute objects online, or drop them")
         _check_negatives(negatives)
         if cam is not None and self.provider.uses_cache and num_samples is None:
             raise ValueError(f"schedule.every_n_steps={self.provider.schedule.every_n_steps} caches each sample's "

@@ -25,6 +25,7 @@ from typing import Any
 
 from objaug.augment.pipeline import ViewConfig
 from objaug.stats import log_stats
+from objaug.validation import check_bool
 
 from .device_step import ObjectAwareStep
 
@@ -86,7 +87,7 @@ class ObjectAwareCallback(Callback):  # type: ignore[misc]
         self.step: ObjectAwareStep | None = step if isinstance(step, ObjectAwareStep) else None
         self.image_index = image_index
         self.index_position = index_position
-        self.log_stats = bool(log_stats)
+        self.log_stats = check_bool(log_stats, "log_stats")
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self.step is None:

@@ -81,9 +81,12 @@ def _otsu_or(number: _Parser) -> _Parser:
 
 def _choice(*allowed: str) -> _Parser:
     def parse(value: Any, key: str) -> str:
-        if not isinstance(value, str) or value not in allowed:
-            raise ObjaugConfigError(f"{key} must be one of {', '.join(repr(a) for a in allowed)}; got {value!r}.")
-        return value
+        from objaug.validation import check_choice  # here: the entry point's discovery imports this module cheaply
+
+        try:  # objaug's one choice check: lists the choices and suggests the nearest one
+            return check_choice(value, key, allowed)
+        except (TypeError, ValueError) as err:
+            raise ObjaugConfigError(str(err)) from None
     return parse
 
 

@@ -34,6 +34,7 @@ from objaug.validation import (
     check_image_batch,
     check_int,
     check_mask_batch,
+    check_optional_bool,
     check_optional_int,
     check_positive_float,
     check_probability,
@@ -410,6 +411,8 @@ class ObjectAwareAugment(nn.Module):
             (and the params list if ``return_params``).
         """
         check_image_batch(images, "images", channels=3)
+        check_bool(return_params, "return_params")
+        check_optional_bool(check, "check", none="the augmenter's check_inputs")
         b, _, h, w = images.shape
         device = images.device
         if objects is not None:

@@ -144,7 +144,7 @@ def _check_normalize(normalize: object) -> None:
 def _views(base: dict[str, Any], n: int, mixup: bool, overrides: dict[str, Any]) -> list[ViewConfig]:
     cfg = ViewConfig(**{**base, **overrides})
     views = [cfg] * n
-    if mixup:
+    if check_bool(mixup, "mixup"):
         views[0] = dataclasses.replace(cfg, mixup=True)
     return views
 
@@ -200,6 +200,6 @@ def byol_views(input_size: int = 224, *, mixup: bool = False, **overrides: Any) 
                        **overrides})
     v2 = ViewConfig(**{**_BYOL, "gaussian_blur": 0.1, "solarization_prob": 0.2, "input_size": input_size,
                        **overrides})
-    if mixup:
+    if check_bool(mixup, "mixup"):
         v1 = dataclasses.replace(v1, mixup=True)
     return [v1, v2]

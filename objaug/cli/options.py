@@ -127,8 +127,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--image-size", type=int, default=224,
                        help="images are resized to this size squared, the network's input (default: %(default)s)")
     group.add_argument("--batch-size", type=int, default=64,
-                       help="images per ContraCAM batch: each image is contrasted with the others of its batch "
-                            "(default: %(default)s)")
+                       help="images per ContraCAM batch, >= 2: each image is contrasted with the others of its "
+                            "batch (default: %(default)s)")
     group.add_argument("--mean", type=float, nargs=3, default=None,
                        help="normalisation mean of the [0, 1] images (default: ImageNet's)")
     group.add_argument("--std", type=float, nargs=3, default=None,

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from objaug.config import BoxConfig, CamConfig, ScheduleConfig, ensure_config
 from objaug.constants import IMAGENET_NORMALIZE
 from objaug.objects import Objects, find_objects
-from objaug.validation import check_bool, check_int, check_optional_int
+from objaug.validation import check_bool, check_device, check_int, check_optional_int
 
 from .cache import IndexCache
 from .store import read_store
@@ -228,6 +228,8 @@ class ObjectProvider(nn.Module):
             if bank is not None and (not isinstance(bank, Tensor) or bank.ndim != 2):
                 raise TypeError(f"negatives must be an (N, D) tensor (or a callable returning one, or None), got "
                                 f"{type(bank).__name__} {getattr(bank, 'shape', bank)!r}.")
+            if bank is not None:
+                check_device(bank, "negatives", device)
             result = self.compute(cam, images, negatives=None if bank is None else bank.detach().to(device))
             if self.uses_cache:
                 self._remember(indexes, result, gather)

@@ -22,6 +22,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from objaug.validation import check_paths
+
 __all__ = ["CamBoxes", "load_cam_boxes"]
 
 _HOW = "write it with `objaug cam IMAGES --out DIR` and pass DIR or DIR/boxes.json"
@@ -74,11 +76,14 @@ def _record(p: Path, i: int, rec: Any) -> tuple[str, list[list[float]], list[boo
         raise _fail(p, f"images[{i}] ({rec['file']!r}) has {len(boxes)} boxes_norm but {len(valid)} valid flags")
     for box in boxes:
         if (not isinstance(box, list) or len(box) != 4
-                or not all(isinstance(c, (int, float)) and 0.0 <= c <= 1.0 for c in box)
+                or not all(isinstance(c, (int, float)) and not isinstance(c, bool) and 0.0 <= c <= 1.0 for c in box)
                 or box[0] > box[2] or box[1] > box[3]):
             raise _fail(p, f"images[{i}] ({rec['file']!r}) has the box {box!r}; boxes_norm must be "
                            "[x1, y1, x2, y2] in [0, 1] with x1 <= x2 and y1 <= y2")
-    return _where(p, rec)[0], boxes, [bool(v) for v in valid]
+    if not all(isinstance(v, bool) for v in valid):
+        raise _fail(p, f"images[{i}] ({rec['file']!r}) has the valid flags {valid!r}; they must be JSON true/false, "
+                       "not strings or numbers (a string 'false' would read as True)")
+    return _where(p, rec)[0], boxes, valid
 
 
 def _where(p: Path, rec: dict[str, Any]) -> list[str]:
@@ -130,10 +135,12 @@ def load_cam_boxes(path: str | os.PathLike[str], *, order: Sequence[str | os.Pat
         ``order``'s order if given).
 
     Raises:
+        TypeError: ``path`` not a path; ``order`` not a sequence of paths (a single path, indexes).
         FileNotFoundError: ``path`` is neither the file nor a directory holding ``boxes.json``.
-        ValueError: not JSON, not an ``objaug cam`` file, a malformed record, records with different box
-            counts, or a file of ``order`` that the JSON does not list (the message says whether ``objaug cam``
-            skipped it, and where the JSON's images are).
+        ValueError: not JSON, not an ``objaug cam`` file, a malformed record (``valid`` flags that are not JSON
+            booleans, e.g. the string ``"false"``), records with different box counts, or a file of ``order``
+            that the JSON does not list (the message says whether ``objaug cam`` skipped it, and where the JSON's
+            images are).
 
     Example:
         >>> boxes, valid, files = load_cam_boxes("cam_out", order=[p for p, _ in folder.samples])
@@ -145,8 +152,7 @@ def load_cam_boxes(path: str | os.PathLike[str], *, order: Sequence[str | os.Pat
     if len(counts) != 1:
         raise _fail(p, f"images have different box counts {sorted(counts)}; expected one --max-boxes for all")
     if order is not None:
-        if isinstance(order, (str, os.PathLike)):
-            raise TypeError("load_cam_boxes(order=...) must be a sequence of file paths, got a single path.")
+        order = check_paths(order, "order")
         where: dict[str, int] = {}
         for row, rec in enumerate(doc["images"]):
             for candidate in _where(p, rec):

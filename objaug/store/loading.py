@@ -26,11 +26,13 @@ def check_input_options(*, batch_size: object, image_size: object, mean: object,
     """Refuse impossible input settings before any image is read (``ValueError`` naming the argument).
 
     Args:
-        batch_size: images per ContraCAM batch, an int >= 1.
+        batch_size: images per ContraCAM batch, an int >= 2: each image is contrasted with the others of its
+            batch, and the batches are cut near-equal, never of one image, so a batch size of 1 could only be
+            raised silently (it is refused instead).
         image_size: side the images are resized to, an int >= 8.
         mean, std: per-channel normalisation, 3 numbers each (``std`` > 0).
     """
-    check_int(batch_size, "batch_size", low=1)
+    check_int(batch_size, "batch_size", low=2, why=" (ContraCAM contrasts each image with the others of its batch)")
     check_int(image_size, "image_size", low=8)
     for name, values in (("mean", mean), ("std", std)):
         try:

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, ResNet, resnet18, resnet50
 
+from objaug.validation import check_bool
+
 __all__ = ["ARCHS", "PROJECTOR_FLAGS", "backbone_dim", "build_backbone", "build_projector", "demo_backbone",
            "parse_projector_spec", "tiny_resnet"]
 
@@ -62,6 +64,9 @@ def tiny_resnet(
             or min(strides) < 1 or stem_stride < 1:
         raise ValueError(f"tiny_resnet needs 4 positive widths, block counts and strides, got widths={chans}, "
                          f"blocks={tuple(blocks)}, strides={tuple(strides)}, stem_stride={stem_stride}.")
+    if not check_bool(small_input, "small_input") and stem_stride != 1:
+        raise ValueError(f"stem_stride={stem_stride} sets the small stem's stride, but small_input=False builds the "
+                         "standard 7x7 stride-2 stem: drop stem_stride, or use small_input=True.")
     model = ResNet(BasicBlock, [1, 1, 1, 1])
     if small_input:
         model.conv1 = nn.Conv2d(3, chans[0], kernel_size=3, stride=stem_stride, padding=1, bias=False)
@@ -228,6 +233,7 @@ def build_projector(spec: str | Sequence[int] | None, in_dim: int, *,
     Returns:
         The projector (train mode) or ``None``.
     """
+    check_bool(batch_norm, "batch_norm")
     if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "none")):
         return None
     flags: frozenset[str] = frozenset()

@@ -282,9 +282,12 @@ def plot_object_aware_views(images: Tensor, augment: ObjectAwareAugment | Any, b
     from objaug.augment.pipeline import ObjectAwareAugment
     from objaug.functional.crop import default_valid
     from objaug.objects import boxes_of_maps
-    from objaug.validation import check_image_batch
+    from objaug.validation import check_file_path, check_image_batch, check_int
 
     check_image_batch(images, "images", channels=3)
+    if path is not None:
+        check_file_path(path, "path")
+    check_int(box_width, "box_width", low=1)
     per_image = getattr(augment, "accepts_objects", False) and callable(augment)
     if not isinstance(augment, ObjectAwareAugment) and not per_image:
         raise TypeError(f"augment must be an objaug.augment.pipeline.ObjectAwareAugment (build one with "

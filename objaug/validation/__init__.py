@@ -18,7 +18,13 @@ Every check is imported from this package (``from objaug.validation import check
 """
 
 from objaug.validation.boxes import check_box_layout, check_box_settings, check_box_values, check_boxes
-from objaug.validation.models import check_model_input, check_views
+from objaug.validation.models import (
+    check_image_size,
+    check_map_size,
+    check_model_input,
+    check_views,
+    map_size_fix,
+)
 from objaug.validation.scalars import (
     BOX_SAMPLING,
     check_antialias,
@@ -26,24 +32,30 @@ from objaug.validation.scalars import (
     check_box_sampling,
     check_choice,
     check_fallback_mass,
+    check_file_path,
     check_float,
     check_int,
+    check_no_effect,
+    check_optional_bool,
     check_optional_int,
     check_pair,
     check_path,
+    check_paths,
     check_positive_float,
     check_probability,
     check_size,
+    check_source_options,
     check_threshold,
 )
 from objaug.validation.tensors import (
+    check_device,
     check_image_batch,
     check_indexes,
     check_mask_batch,
     check_same_batch,
     check_same_device,
 )
-from objaug.validation.values import check_batch_values, check_finite, check_range
+from objaug.validation.values import check_batch_values, check_finite, check_negatives_left, check_range
 
 __all__ = [
     "BOX_SAMPLING",
@@ -56,23 +68,33 @@ __all__ = [
     "check_box_values",
     "check_boxes",
     "check_choice",
+    "check_device",
     "check_fallback_mass",
+    "check_file_path",
     "check_finite",
     "check_float",
     "check_image_batch",
+    "check_image_size",
     "check_indexes",
     "check_int",
+    "check_map_size",
     "check_mask_batch",
     "check_model_input",
+    "check_negatives_left",
+    "check_no_effect",
+    "check_optional_bool",
     "check_optional_int",
     "check_pair",
     "check_path",
+    "check_paths",
     "check_positive_float",
     "check_probability",
     "check_range",
     "check_same_batch",
     "check_same_device",
     "check_size",
+    "check_source_options",
     "check_threshold",
     "check_views",
+    "map_size_fix",
 ]

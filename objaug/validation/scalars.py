@@ -28,12 +28,17 @@ __all__ = [
     "check_fallback_mass",
     "check_float",
     "check_int",
+    "check_no_effect",
+    "check_optional_bool",
     "check_optional_int",
     "check_pair",
+    "check_file_path",
     "check_path",
+    "check_paths",
     "check_positive_float",
     "check_probability",
     "check_size",
+    "check_source_options",
     "check_threshold",
     "interval_text",
 ]
@@ -99,6 +104,25 @@ def check_bool(value: object, name: str) -> bool:
     """
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool (True or False), got {type(value).__name__} {value!r}.")
+    return value
+
+
+def check_optional_bool(value: object, name: str, *, none: str) -> bool | None:
+    """A flag or ``None`` (a default decided elsewhere).
+
+    Args:
+        value: the option's value.
+        name: the argument's name (for the message).
+        none: what ``None`` means, for the message (e.g. ``"the augmenter's check_inputs"``).
+
+    Returns:
+        ``value``.
+
+    Raises:
+        TypeError: neither a bool nor ``None`` (``"yes"``, ``1``).
+    """
+    if value is not None and not isinstance(value, bool):
+        raise TypeError(f"{name} must be True, False or None ({none}), got {type(value).__name__} {value!r}.")
     return value
 
 
@@ -256,6 +280,54 @@ def check_choice(value: object, name: str, choices: Sequence[Choice]) -> Choice:
     return value  # type: ignore[return-value]
 
 
+def check_source_options(source: str, *, hard_negatives: int | None, temperature: float, bank: int = 0,
+                         expand_res: bool = False, prefix: str = "", source_name: str = "source") -> None:
+    """Refuse CAM options that have no effect with the chosen map source (one rule for every door).
+
+    The ``"attention"`` source reads a Vision Transformer's class-token attention: no negatives, no
+    contrastive score, no strided last stage. So ``hard_negatives``, a ``bank``, a ``temperature`` other than 1
+    and ``expand_res`` would be accepted and ignored; each is refused, naming both options.
+
+    Args:
+        source: the map source (``"gradcam"`` or ``"attention"``), already checked.
+        hard_negatives, temperature, bank, expand_res: the other options, already checked.
+        prefix: how the options are named to the user (``"CamConfig."``; ``""`` for keyword arguments).
+        source_name: the map source's own name (``"source"`` for ContraCAM, ``"map_source"`` for CamConfig).
+
+    Raises:
+        ValueError: an option without effect for ``source``.
+    """
+    if source != "attention":
+        return
+    ignored = [name for name, value, default in (("hard_negatives", hard_negatives, None), ("bank", bank, 0),
+                                                 ("temperature", temperature, 1.0)) if value != default]
+    if ignored:
+        names = ", ".join(ignored)
+        raise ValueError(f"{prefix}{source_name}='attention' uses no negatives and no contrastive score, so {names} "
+                         f"would have no effect. Drop {names}, or use {source_name}='gradcam'.")
+    if expand_res:
+        raise ValueError(f"{prefix}expand_res=True needs a CNN's strided last stage, but {source_name}='attention' is "
+                         "for Vision Transformers (their map is the patch grid). Drop expand_res, or use "
+                         f"{source_name}='gradcam' on a CNN.")
+
+
+def check_no_effect(options: dict[str, object], *, why: str, fix: str) -> None:
+    """Refuse options that were set but would have no effect (accepted then ignored is a bug too).
+
+    Args:
+        options: option name -> value; an option counts as set when its value is not ``None``.
+        why: why they would have no effect, e.g. ``"there is no CAM (neither model= nor cam=)"``.
+        fix: how to repair the call, e.g. ``"pass model=, or drop them"``.
+
+    Raises:
+        ValueError: some option is set, naming every one that is.
+    """
+    set_here = [name for name, value in options.items() if value is not None]
+    if set_here:
+        names = ", ".join(set_here)
+        raise ValueError(f"{names} would have no effect: {why}. {fix[:1].upper()}{fix[1:]}.")
+
+
 def check_antialias(value: object, name: str = "antialias") -> bool | str:
     """Anti-aliasing of a downscale: ``True``, ``False`` or ``"auto"`` (only when the crop shrinks).
 
@@ -263,9 +335,10 @@ def check_antialias(value: object, name: str = "antialias") -> bool | str:
         TypeError: neither a bool nor a string.
         ValueError: a string other than ``"auto"``.
     """
-    if isinstance(value, str):
-        return check_choice(value, name, ("auto",))
-    if not isinstance(value, bool):
+    if isinstance(value, str) and value != "auto":
+        close = " Did you mean 'auto'?" if difflib.get_close_matches(value.lower(), ["auto"], n=1) else ""
+        raise ValueError(f"{name} must be True, False or 'auto', got {value!r}.{close}")
+    if not isinstance(value, bool | str):
         raise TypeError(f"{name} must be True, False or 'auto', got {type(value).__name__} {value!r}.")
     return value
 
@@ -313,6 +386,47 @@ def check_size(size: object, name: str = "size") -> tuple[int, int]:
     if height <= 0 or width <= 0:
         raise ValueError(f"{name} must be positive, got {(height, width)}.")
     return height, width
+
+
+def check_paths(paths: object, name: str) -> list[str | os.PathLike[str]]:
+    """A sequence of filesystem paths (``str`` or ``os.PathLike``), not a single path.
+
+    Raises:
+        TypeError: not a sequence, a single path, or an item that is not a path (an index, ``None``).
+    """
+    if isinstance(paths, str | os.PathLike) or not isinstance(paths, Sequence):
+        what = "a single path" if isinstance(paths, str | os.PathLike) else type(paths).__name__
+        raise TypeError(f"{name} must be a sequence of file paths (str or pathlib.Path), got {what}: pass a list, "
+                        f"e.g. {name}=[path for path, _ in folder.samples].")
+    for i, item in enumerate(paths):
+        if not isinstance(item, str | os.PathLike):
+            raise TypeError(f"{name}[{i}] must be a file path (str or pathlib.Path), got {type(item).__name__} "
+                            f"{item!r}: {name} lists the dataset's image files in its index order, e.g. "
+                            f"{name}=[path for path, _ in folder.samples], not indexes.")
+    return list(paths)
+
+
+def check_file_path(path: object, name: str = "path") -> str | os.PathLike[str]:
+    """A path to write a file at: a ``str`` or ``os.PathLike`` that is not a directory nor under a file.
+
+    Missing parent directories are fine (the writers create them).
+
+    Raises:
+        TypeError: not a ``str`` or ``os.PathLike``.
+        ValueError: an existing directory, or a path under an existing file.
+    """
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"{name} must be a file path (str or pathlib.Path), got {type(path).__name__} {path!r}.")
+    if os.path.isdir(path):
+        raise ValueError(f"{name}={os.fspath(path)!r} is a directory; pass a file path in it, e.g. "
+                         f"{os.path.join(os.fspath(path), 'views.png')!r}.")
+    parent = os.path.dirname(os.path.abspath(path))
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent) if os.path.dirname(parent) != parent else ""
+    if parent and not os.path.isdir(parent):
+        raise ValueError(f"{name}={os.fspath(path)!r} lies under {parent!r}, which is a file, not a directory; "
+                         "pass a path in a directory.")
+    return path
 
 
 def check_path(path: object, name: str = "path") -> str | os.PathLike[str]:

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["check_image_batch", "check_indexes", "check_mask_batch", "check_same_batch", "check_same_device"]
+__all__ = ["check_device", "check_image_batch", "check_indexes", "check_mask_batch", "check_same_batch",
+           "check_same_device"]
 
 
 def check_image_batch(images: object, name: str = "images", *, channels: int | None = None) -> Tensor:
@@ -74,13 +75,38 @@ def check_mask_batch(masks: object, name: str, *, like: Tensor) -> Tensor:
     return masks
 
 
+def check_device(tensor: Tensor, name: str, device: torch.device, *, also_cpu: bool = False,
+                 like: str = "images") -> None:
+    """Refuse a tensor that is not on ``device`` (metadata only), naming where to move it.
+
+    Args:
+        tensor: the tensor to check.
+        name: its argument name.
+        device: the device it must be on (the images').
+        also_cpu: also accept the CPU (inputs that are small and copied on purpose, e.g. a DataLoader's
+            dataset indexes).
+        like: what sets ``device``, for the message.
+
+    Raises:
+        ValueError: ``tensor`` is on another device.
+    """
+    if tensor.device == device or (also_cpu and tensor.device.type == "cpu"):
+        return
+    where = f"{device} (or the CPU)" if also_cpu and device.type != "cpu" else str(device)
+    raise ValueError(f"{name} is on {tensor.device} but {like} are on {device}: move it to {where} with "
+                     f"{name}.to({like}.device).")
+
+
 def check_indexes(indexes: object, batch: int, device: torch.device | None = None,
                   name: str = "indexes") -> Tensor:
     """Dataset indexes of a batch: a ``(B,)`` integer tensor (or a sequence of ints), as int64 on ``device``.
 
+    A tensor may be on ``device`` or on the CPU (a DataLoader's indexes; copied to ``device``).
+
     Raises:
         TypeError: not a tensor or a sequence of ints.
-        ValueError: wrong shape, or a floating / bool tensor.
+        ValueError: wrong shape, a floating / bool tensor, or a tensor on another device than ``device``
+            and the CPU.
     """
     if not isinstance(indexes, Tensor):
         if isinstance(indexes, Sequence) and all(isinstance(i, int) for i in indexes):
@@ -88,6 +114,8 @@ def check_indexes(indexes: object, batch: int, device: torch.device | None = Non
         else:
             raise TypeError(f"{name} must be a (B,) integer tensor of dataset indexes, got {type(indexes).__name__}.")
     assert isinstance(indexes, Tensor)
+    if device is not None:
+        check_device(indexes, name, torch.device(device), also_cpu=True)
     if indexes.shape != (batch,) or indexes.is_floating_point() or indexes.dtype == torch.bool:
         raise ValueError(f"{name} must be a (B,) = ({batch},) integer tensor, got {indexes.dtype} "
                          f"{tuple(indexes.shape)}.")
@@ -101,8 +129,16 @@ def check_same_batch(name_a: str, a: Tensor, name_b: str, b: Tensor) -> None:
 
 
 def check_same_device(tensors: Sequence[tuple[str, Tensor]]) -> None:
-    """Raise ValueError if the named tensors are not all on one device."""
-    devices = {t.device for _, t in tensors}
-    if len(devices) > 1:
-        where = ", ".join(f"{n} on {t.device}" for n, t in tensors)
-        raise ValueError(f"All inputs must be on the same device: {where}. Move them with .to(device).")
+    """Raise ValueError if the named tensors are not all on the first one's device (the images', usually).
+
+    The message names each tensor that is elsewhere and the device to move it to.
+    """
+    if not tensors:
+        return
+    first, ref = tensors[0]
+    away = [(n, t) for n, t in tensors[1:] if t.device != ref.device]
+    if away:
+        names = ", ".join(f"{n} on {t.device}" for n, t in away)
+        moves = ", ".join(f"{n}.to({first}.device)" for n, _ in away)
+        raise ValueError(f"All inputs must be on the same device as {first} ({ref.device}), got {names}: move them to "
+                         f"{ref.device} with {moves}.")

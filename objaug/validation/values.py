@@ -13,7 +13,7 @@ from torch import Tensor
 
 from objaug.validation.boxes import box_flags, raise_box_values
 
-__all__ = ["check_batch_values", "check_finite", "check_range"]
+__all__ = ["check_batch_values", "check_finite", "check_negatives_left", "check_range"]
 
 
 def _extremes(x: Tensor) -> Tensor:
@@ -29,6 +29,32 @@ def check_finite(x: Tensor, name: str) -> None:
         return
     if not bool(torch.isfinite(_extremes(x)).all()):
         raise ValueError(f"{name} contains NaN or infinite values; check the data loading and normalisation.")
+
+
+def check_negatives_left(bank_mask: Tensor | None, *, batch: int) -> None:
+    """Refuse a batch of one image whose every external negative is a copy of that image (one device sync).
+
+    ContraCAM never contrasts an image with its own copy in ``negatives=`` (a bank embedded from the same
+    images); a batch of one image has no in-batch negative, so when every bank row is its copy (``negatives=``
+    the image's own embedding) nothing is left to contrast with and the map would be all zero. Decided from
+    shapes first: a batch of two or more images always has in-batch negatives and is never read (no
+    synchronisation); only a batch of one reads its ``(1, N)`` mask.
+
+    Args:
+        bank_mask: ``(B, N)`` bool, which bank entries are negatives of each image (``None``: no bank).
+        batch: ``B``, the number of images.
+
+    Raises:
+        ValueError: ``batch == 1`` and no bank entry is a negative of the image.
+    """
+    if batch != 1 or bank_mask is None:
+        return
+    if not bool(bank_mask.any()):
+        raise ValueError(
+            f"ContraCAM needs negatives: the batch's one image has no other image to contrast with, and all "
+            f"{bank_mask.shape[1]} rows of negatives= are copies of it (cosine similarity ~1, e.g. its own "
+            "embedding), which are never its negatives, so its map would be all zero. Pass at least 2 images, or "
+            "negatives= embeddings of other images (e.g. cam.embed(other_images)).")
 
 
 def check_range(x: Tensor, name: str, low: float, high: float) -> None:

@@ -84,7 +84,7 @@ def test_omegaconf_block_and_values():
         ({"crop": {"prob": 0.5}}, r"Unknown key objaug\.crop\.prob.*Allowed keys under objaug\.crop: alpha, antialias"),
         ({"crop": [0.5]}, r"objaug\.crop must be a mapping"),
         ({"enabled": "yes"}, r"objaug\.enabled must be true or false, got 'yes' \(str\)"),
-        ({"source": "file"}, r"objaug\.source must be one of 'store', 'online'; got 'file'"),
+        ({"source": "file"}, r"objaug\.source must be one of 'store', 'online', got 'file'"),
         ({"views": [0, 0]}, r"objaug\.views lists a view twice"),
         ({"views": []}, r"objaug\.views must list at least one view"),
         ({"views": "01"}, r"objaug\.views must be a list of view indexes"),
