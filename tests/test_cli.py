@@ -142,7 +142,7 @@ def test_cam_with_hard_negatives_and_a_bank_of_the_inputs(tmp_path, image_dir, c
         assert [r["valid"] for r in doc["images"][sl]] == v.tolist()
     code, err = _run(["cam", str(image_dir), *ARCH, "--random-init", "--out", str(out), "--hard-negatives", "0"],
                      capsys)
-    assert code == 2 and "--hard-negatives must be None (unset) or an int >= 1" in err and "Traceback" not in err
+    assert code == 2 and "--hard-negatives must be an int >= 1 (or unset)" in err and "Traceback" not in err
 
 
 def test_cam_errors(tmp_path, image_dir, capsys):

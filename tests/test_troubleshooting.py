@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from objaug.config import ScheduleConfig
+from objaug.config import CamConfig, ScheduleConfig
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "troubleshooting.md"
 SECTIONS = ("Images and maps", "New features: ViT sizes, negatives, flags, files", "The object store",
@@ -113,6 +113,8 @@ def _triggers(tmp: Path) -> dict[str, object]:
         "ContraCAM needs negatives: the batch's one image has no other image to contrast with, and all ... rows of "
         "negatives= are copies of it": lambda: cam(x[:1], negatives=cam.embed(x[:1])),
         "source='attention' uses no negatives and no contrastive score, so hard_negatives would have no effect":
+            lambda: CamConfig(map_source="attention", hard_negatives=8),
+        "hard_negatives=8 has no effect with source='attention'":
             lambda: ContraCAM(vit(), source="attention", hard_negatives=8),
         "return_steps must be a bool (True or False), got str 'yes'": lambda: cam(x, return_steps="yes"),
         "antialias=True has no effect with mode='area'":
