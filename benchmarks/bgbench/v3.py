@@ -41,6 +41,7 @@ from .data import OBJAUG_CAM_BANK, OBJAUG_CAM_SETTINGS, load_manifest, load_spli
 from .train import SSLModel, TrainConfig, compute_objects, oracle_objects
 from .v3_gate import GATE_POINTS, ssl_images, summarise_pilots
 from .v3_readouts import ReadoutConfig, prepare_readouts, readouts
+from .v3_report import report
 from .v3_summary import summarise_v3, write_summary
 from .v3_train import ARMS_V3, arm_config, train_arm
 
@@ -237,11 +238,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         payload = {"config": proto.config, "centre_box_iou": proto.centre_box_iou,
                    "runs": [{k: v for k, v in x.items() if k != "config"} for x in results]}
         (a.out / "results.json").write_text(json.dumps(payload, indent=1))
+        summary = summarise_v3(results, centre_box_iou=proto.centre_box_iou, gate_points=GATE_POINTS,
+                               data_gate={"chosen": proto.config["data"], **summarise_pilots(a.pilots)},
+                               command=command, wall_s=sum(x["wall_s"] for x in results))
+        (a.out / "results.md").write_text(report(summary))
         if a.summary is not None:
-            write_summary(a.summary, summarise_v3(
-                results, centre_box_iou=proto.centre_box_iou, gate_points=GATE_POINTS,
-                data_gate={"chosen": proto.config["data"], **summarise_pilots(a.pilots)}, command=command,
-                wall_s=sum(x["wall_s"] for x in results)))
+            write_summary(a.summary, summary)
     return 0
 
 

@@ -21,6 +21,7 @@ from benchmarks.bgbench.fmnist import read_idx  # noqa: E402
 from benchmarks.bgbench.train import TrainConfig  # noqa: E402
 from benchmarks.bgbench.v3_gate import gate_passed, summarise_pilots  # noqa: E402
 from benchmarks.bgbench.v3_readouts import ReadoutConfig, ReadoutData, background_decodability, probe_readouts  # noqa: E402
+from benchmarks.bgbench.v3_report import report  # noqa: E402
 from benchmarks.bgbench.v3_summary import KEYS, paired_difference, summarise_v3, verdict, write_summary  # noqa: E402
 from benchmarks.bgbench.v3_train import ARMS_V3, ArmSpec, train_arm  # noqa: E402
 
@@ -73,6 +74,8 @@ def test_summary_keys_verdicts_and_gate(tmp_path: Path) -> None:
     assert s["verdicts"]["crop_helps_per_object"] == "holds"
     assert s["verdicts"]["contracam_beats_centre_box"] == "holds"  # 30.2 against 25
     assert s["verdicts"]["late_mixup_vs_early"] == "does not hold"  # late == early on every seed: interval [0, 0]
+    md = report(s)
+    assert "| mixup_reduces_background_bias | holds |" in md and "| baseline | 3 | 40.2 ± 0.2 |" in md
     path = write_summary(tmp_path / "s.json", s)
     assert tuple(json.loads(path.read_text())) == KEYS
     with pytest.raises(ValueError, match="exactly"):
