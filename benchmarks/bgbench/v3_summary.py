@@ -31,9 +31,12 @@ KEYS: tuple[str, ...] = ("arms", "paired", "gates", "verdicts", "seeds", "comman
 #: Readouts kept as they are (not percentages).
 RAW_READOUTS: frozenset[str] = frozenset({"ssl_loss"})
 #: claim -> (comparison in ``paired``, readout, claimed direction).
+#: The augmentation claims rest on the oracle arms (the augmentation itself, with perfect masks and boxes, at the
+#: paper's p 0.4), the CAM claim on the baseline's own ContraCAM: each claim isolates one thing. The ContraCAM
+#: arms (``paired["mixup_contracam"]``, ``paired["crop_contracam"]``) show how much of it the shipped masks keep.
 CLAIMS: dict[str, tuple[str, str, str]] = {
-    "mixup_reduces_background_bias": ("mixup_contracam", "bg_gap", "decrease"),
-    "crop_helps_per_object": ("crop_contracam", "per_object", "increase"),
+    "mixup_reduces_background_bias": ("mixup_oracle_p0.4", "bg_gap", "decrease"),
+    "crop_helps_per_object": ("crop_oracle", "per_object", "increase"),
     "contracam_beats_centre_box": ("baseline_vs_centre_box", "iou_t1", "increase"),
     "late_mixup_vs_early": ("mixup_oracle_late_vs_p0.4", "bg_gap", "decrease"),
 }
@@ -124,7 +127,10 @@ def summarise_v3(runs: Sequence[Mapping[str, Any]], *, centre_box_iou: float, ga
         "baseline": arms.get("baseline", {}).get("heldout_object"),
         "random_init": arms.get("random_init", {}).get("heldout_object"),
         "difference": learned, "passed": bool(passed),
-        "baseline_at_half": arms.get("baseline", {}).get("heldout_object_at_half")}}
+        "baseline_at_half": arms.get("baseline", {}).get("heldout_object_at_half"),
+        "val": {"baseline": arms.get("baseline", {}).get("heldout_object_val"),
+                "random_init": arms.get("random_init", {}).get("heldout_object_val"),
+                "difference": paired(base, rand).get("heldout_object_val", paired_difference([]))}}}
     verdicts = {claim: verdict(pairs.get(comp, {}).get(readout), direction) if passed else "cannot tell"
                 for claim, (comp, readout, direction) in CLAIMS.items()}
     return {"arms": arms, "paired": pairs, "gates": gates, "verdicts": verdicts,

@@ -69,7 +69,7 @@ def test_summary_keys_verdicts_and_gate(tmp_path: Path) -> None:
     assert tuple(s) == KEYS
     assert s["gates"]["object_learning"]["passed"] is True  # 50 - 30 = 20 points
     assert s["arms"]["baseline"]["bg_gap"] == {"mean": 40.2, "std": 0.2, "n": 3}
-    assert s["paired"]["mixup_contracam"]["bg_gap"]["mean_diff"] == pytest.approx(-5.0)
+    assert s["paired"]["mixup_oracle_p0.4"]["bg_gap"]["mean_diff"] == pytest.approx(-5.0)
     assert s["verdicts"]["mixup_reduces_background_bias"] == "holds"
     assert s["verdicts"]["crop_helps_per_object"] == "holds"
     assert s["verdicts"]["contracam_beats_centre_box"] == "holds"  # 30.2 against 25
@@ -85,6 +85,13 @@ def test_summary_keys_verdicts_and_gate(tmp_path: Path) -> None:
                           centre_box_iou=0.25, gate_points=15.0, data_gate={}, command="c", wall_s=1.0)
     assert failed["gates"]["object_learning"]["passed"] is False
     assert set(failed["verdicts"].values()) == {"cannot tell"}  # arms not compared when the gate fails
+
+
+def test_plan_order() -> None:
+    order = v3.plan(list(ARMS_V3), [0, 1])
+    assert order[:4] == [("baseline", 0), ("baseline", 1), ("random_init", 0), ("random_init", 1)]
+    assert order[-3:] == [("mixup_contracam", 1), ("crop_contracam", 1), ("mixup_oracle_late", 1)]
+    assert len(order) == 2 * (len(ARMS_V3) + 1)
 
 
 def test_gate_rule_and_pilot_summary(tmp_path: Path) -> None:
