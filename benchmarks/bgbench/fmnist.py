@@ -35,7 +35,7 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +180,7 @@ def build_fm(out: Path | None = None, *, seed: int = 0, size: int = 64, n_train_
         splits.update(test_family_of(
             pool, stream(1 + k), n_test_per_class, size, objects=items, names=[prefix + b for b in _BG],
             scale=SINGLE_SCALE_FM, empty=lambda n: _empty(n, size), fill=_fill,
-            background=lambda r, p, region=region: _background(r, pool, p, region, size)))
+            background=_backgrounds_of(pool, region, size)))
     for k, (name, region, n) in enumerate((("multi_train", "train", n_multi_train),
                                            ("multi_test", "test", n_multi_test))):
         def scene(pool_: _Pool, rng: np.random.Generator, _split: str, size_: int, region: str = region
@@ -202,6 +202,11 @@ def build_fm(out: Path | None = None, *, seed: int = 0, size: int = 64, n_train_
     }
     write_manifest(out_dir, manifest, t0, t_fetch, t_sources)
     return out_dir
+
+
+def _backgrounds_of(pool: _Pool, region: str, size: int) -> Callable[[np.random.Generator, int], Any]:
+    """``background(rng, photo)`` of a region for :func:`.build.test_family_of` (v2's crops and grey)."""
+    return lambda r, p: _background(r, pool, p, region, size)
 
 
 def _empty(n: int, size: int) -> dict[str, np.ndarray]:
