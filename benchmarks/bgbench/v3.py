@@ -9,8 +9,9 @@ top of the same-seed baseline's half-way checkpoint. Every run is read out on th
 
 Runs go in priority order: the baseline, the random network and the oracle arms first, arm by arm over every
 seed, then the ContraCAM arms and the late start seed by seed, so a cut-short invocation leaves whole arms.
-Resumable: a run whose ``result.json`` exists (same configuration) is skipped; ``results.json`` and the
-summary are rewritten after every run, so they always hold what has finished.
+Resumable: a run whose ``result.json`` exists (same configuration) is skipped; ``results.json``, ``results.md``
+and the summary are rewritten after every run from every finished run in ``--out`` (of any invocation), so they
+always hold what has finished; ``--max-minutes 0`` only rewrites them.
 
 Usage (from the repository root)::
 
@@ -169,6 +170,12 @@ class V3Protocol:
         os.replace(path.with_name("objects.tmp.npz"), path)
         return objects
 
+    def finished(self) -> list[dict[str, Any]]:
+        """Every finished run in ``<out>/runs`` (any invocation), in :func:`plan` order."""
+        seeds = sorted({int(p.name[1:]) for p in (self.out / "runs").glob("*/s*") if p.name[1:].isdigit()})
+        found = (self.done(arm, seed) for arm, seed in plan(list(ARMS_V3), seeds))
+        return [r for r in found if r is not None]
+
     def run(self, arm: str, seed: int) -> dict[str, Any]:
         """Train (unless done) and read out one run; writes its ``result.json`` (and the baseline's weights)."""
         found = self.done(arm, seed)
@@ -213,6 +220,22 @@ class V3Protocol:
         return result
 
 
+def _write(proto: V3Protocol, a: argparse.Namespace, command: str) -> None:
+    """``results.json``, ``results.md`` and the summary of every finished run in ``--out`` (any invocation)."""
+    results = proto.finished()
+    payload = {"config": proto.config, "centre_box_iou": proto.centre_box_iou,
+               "runs": [{k: v for k, v in x.items() if k != "config"} for x in results]}
+    (a.out / "results.json").write_text(json.dumps(payload, indent=1))
+    if not results:
+        return
+    summary = summarise_v3(results, centre_box_iou=proto.centre_box_iou, gate_points=GATE_POINTS,
+                           data_gate={"chosen": proto.config["data"], **summarise_pilots(a.pilots)},
+                           command=command, wall_s=sum(x["wall_s"] for x in results))
+    (a.out / "results.md").write_text(report(summary))
+    if a.summary is not None:
+        write_summary(a.summary, summary)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: see the module docstring."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bgbench.v3", description=__doc__.split("\n\n")[0])
@@ -233,26 +256,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     t_start = time.perf_counter()
     proto = V3Protocol(a.data, a.out, a.scale, device=a.device)
     command = "python -m benchmarks.bgbench.v3 " + shlex.join(sys.argv[1:] if argv is None else list(argv))
-    results: list[dict[str, Any]] = []
     for arm, seed in plan(a.arms, a.seeds):
-        if proto.done(arm, seed) is None and a.max_minutes is not None \
-                and time.perf_counter() - t_start > 60 * a.max_minutes:
+        if proto.done(arm, seed) is not None:
+            continue
+        if a.max_minutes is not None and time.perf_counter() - t_start > 60 * a.max_minutes:
             print(f"stopping before {arm} s{seed}: --max-minutes {a.max_minutes} reached", flush=True)
             break
         r = proto.run(arm, seed)
-        results.append(r)
         shown = {k: round(100 * r["readouts"][k], 1) for k in ("bg_gap", "heldout_object", "per_object", "iou_t1")
                  if k in r["readouts"]}
         print(f"{arm} s{seed}: {shown} ({r['wall_s']:.0f} s)", flush=True)
-        payload = {"config": proto.config, "centre_box_iou": proto.centre_box_iou,
-                   "runs": [{k: v for k, v in x.items() if k != "config"} for x in results]}
-        (a.out / "results.json").write_text(json.dumps(payload, indent=1))
-        summary = summarise_v3(results, centre_box_iou=proto.centre_box_iou, gate_points=GATE_POINTS,
-                               data_gate={"chosen": proto.config["data"], **summarise_pilots(a.pilots)},
-                               command=command, wall_s=sum(x["wall_s"] for x in results))
-        (a.out / "results.md").write_text(report(summary))
-        if a.summary is not None:
-            write_summary(a.summary, summary)
+        _write(proto, a, command)
+    _write(proto, a, command)
     return 0
 
 

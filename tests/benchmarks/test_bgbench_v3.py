@@ -179,3 +179,7 @@ def test_tiny_protocol_end_to_end(tmp_path: Path) -> None:
     mtimes = {p: p.stat().st_mtime for p in (tmp_path / "o" / "runs").rglob("result.json")}
     assert v3.main(args) == 0  # resumes: nothing is retrained
     assert all(p.stat().st_mtime == t for p, t in mtimes.items())
+    summary.unlink()
+    assert v3.main([*args[:6], "--seeds", "0", "--summary", str(summary), "--max-minutes", "0"]) == 0  # summary only
+    again = json.loads(summary.read_text())
+    assert again["seeds"] == [0, 1] and again["arms"] == s["arms"]  # every finished run on disk, any invocation
