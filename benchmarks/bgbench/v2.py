@@ -330,9 +330,10 @@ def _background(rng: np.random.Generator, pool: _Pool, p: int, region: str, size
     return arr.astype(np.float32), box
 
 
-def _train_pair(pool: _Pool, rng: np.random.Generator, n_per_class: int, home_fraction: float, size: int
-                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """``train`` (home-biased) and ``train_unbiased`` (uniformly random group): the same object rows."""
+def _train_pair(pool: _Pool, rng: np.random.Generator, n_per_class: int, home_fraction: float, size: int,
+                scale: tuple[float, float] = SINGLE_SCALE_V2) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``train`` (home-biased) and ``train_unbiased`` (uniformly random group): the same object rows
+    (objects' longer side at ``scale`` of the image side)."""
     src = pool.src
     n_groups = len(src.groups)
     n_off = round(n_per_class * (1.0 - home_fraction))
@@ -345,7 +346,7 @@ def _train_pair(pool: _Pool, rng: np.random.Generator, n_per_class: int, home_fr
     biased, unbiased = _empty_single(len(rows), size), _empty_single(len(rows), size)
     for r, i in enumerate(order):
         c, o, g = rows[i]
-        rgba = _scaled(rng, src.cutouts[o], size, SINGLE_SCALE_V2)
+        rgba = _scaled(rng, src.cutouts[o], size, scale)
         y, x = _place(rng, rgba, size)
         g_u = int(rng.integers(0, n_groups))
         for out, grp in ((biased, g), (unbiased, g_u)):

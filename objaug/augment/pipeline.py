@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, overload
+from typing import Any, Literal, cast, overload
 
 import kornia.augmentation as K
 import torch
@@ -141,9 +141,10 @@ class _ColorJitter(K.ColorJitter):
             return super().apply_transform(input, params, flags, transform)
         strengths = (self.brightness, self.contrast, self.saturation, self.hue)
         steps = (self._brightness_fn, self._contrast_fn, self._saturation_fn, self._adjust_hue_turns)
-        live: list[Callable[[Tensor, Tensor], Tensor] | None] = [
-            None if isinstance(strength, int | float) and strength == 0 else step  # a (1, 1) range: never
-            for step, strength in zip(steps, strengths, strict=True)]
+        live: list[Callable[[Tensor, Tensor], Tensor] | None] = []
+        for step, strength in zip(steps, strengths, strict=True):
+            never = isinstance(strength, int | float) and strength == 0  # a (1, 1) range: never applied
+            live.append(None if never else cast(Callable[[Tensor, Tensor], Tensor], step))
         return _clamp_unit_range(_jitter_in_drawn_order(_clamp_unit_range(input), params, live))
 
 

@@ -26,7 +26,12 @@ from typing import Any
 from objaug.constants import IMAGENET_NORMALIZE
 from objaug.validation import check_bool, check_float, check_int, check_pair, check_probability, check_size
 
-__all__ = ["ViewConfig", "byol_views", "moco_v2_views", "simclr_views"]
+__all__ = ["REFERENCE_SIZE", "ViewConfig", "byol_views", "moco_v2_views", "scaled_to_size", "simclr_views"]
+
+#: The image side (ImageNet's 224 px) that the presets' blur sigmas and minimum crop scale were set for.
+REFERENCE_SIZE = 224
+#: ``scaled_to_size`` never raises a preset's minimum crop scale above this.
+_MAX_SCALED_MIN_SCALE = 0.5
 
 
 @dataclass(frozen=True)
@@ -141,7 +146,39 @@ def _check_normalize(normalize: object) -> None:
         raise ValueError(f"normalize needs 3 means and 3 positive stds (one per RGB channel), got {normalize!r}.")
 
 
-def _views(base: dict[str, Any], n: int, mixup: bool, overrides: dict[str, Any]) -> list[ViewConfig]:
+def scaled_to_size(settings: Mapping[str, Any], input_size: int | tuple[int, int], *,
+                   reference: int = REFERENCE_SIZE) -> dict[str, Any]:
+    """A preset's blur sigmas and minimum crop scale for images smaller than ``reference`` pixels.
+
+    The presets' values were set for 224-px ImageNet views: a blur sigma of up to 2 px is 0.9 % of the side
+    there, but 3 % at 64 px and 6 % at 32 px, which erases small images' details. With
+    ``f = min(1, side / reference)`` (``side``: the shorter output side):
+
+    * ``sigmas`` are multiplied by ``f`` (the same blur relative to the image);
+    * ``min_scale`` is divided by ``sqrt(f)`` (capped at 0.5, never lowered): the smallest crop of an
+      already low-resolution image keeps more of it (SimCLR's 0.08 becomes 0.15 at 64 px and 0.21 at 32 px).
+
+    Images of ``reference`` pixels or larger get the settings unchanged.
+
+    Args:
+        settings: a mapping with ``sigmas`` and ``min_scale`` (a preset's values).
+        input_size: the views' output size (int or (height, width)).
+        reference: the side the settings were set for.
+
+    Returns:
+        ``{"sigmas": (lo, hi), "min_scale": s}``.
+    """
+    side = min(check_size(input_size))
+    f = min(1.0, side / reference)
+    lo, hi = settings["sigmas"]
+    base = float(settings["min_scale"])
+    return {"sigmas": (lo * f, hi * f), "min_scale": max(base, min(_MAX_SCALED_MIN_SCALE, base / math.sqrt(f)))}
+
+
+def _views(base: dict[str, Any], n: int, mixup: bool, overrides: dict[str, Any],
+           scale_to_size: bool = False) -> list[ViewConfig]:
+    if scale_to_size:
+        base = {**base, **scaled_to_size(base, overrides["input_size"])}
     cfg = ViewConfig(**{**base, **overrides})
     views = [cfg] * n
     if check_bool(mixup, "mixup"):
@@ -165,7 +202,8 @@ _BYOL: dict[str, Any] = dict(
 )
 
 
-def simclr_views(input_size: int = 224, *, mixup: bool = False, **overrides: Any) -> list[ViewConfig]:
+def simclr_views(input_size: int = 224, *, mixup: bool = False, scale_to_size: bool = False,
+                 **overrides: Any) -> list[ViewConfig]:
     """Two identical SimCLR views (lightly 1.6 ``SimCLRTransform`` defaults).
 
     ``RandomResizedCrop(scale=(0.08, 1))``, flip 0.5, ``ColorJitter(0.8, 0.8, 0.8, 0.2)`` with p 0.8,
@@ -174,31 +212,39 @@ def simclr_views(input_size: int = 224, *, mixup: bool = False, **overrides: Any
     Args:
         input_size: output size of both views.
         mixup: apply background mixup to the first view (the reference code mixes view 1 only).
-        **overrides: any :class:`ViewConfig` field, applied to both views.
+        scale_to_size: for images under 224 px, scale the blur sigmas and the minimum crop scale to the
+            image size (:func:`scaled_to_size`; e.g. sigma (0.03, 0.57) and min_scale 0.15 at 64 px).
+            ``False`` (default): lightly's values at any size.
+        **overrides: any :class:`ViewConfig` field, applied to both views (after ``scale_to_size``).
     """
-    return _views(_SIMCLR, 2, mixup, {"input_size": input_size, **overrides})
+    return _views(_SIMCLR, 2, mixup, {"input_size": input_size, **overrides}, scale_to_size)
 
 
-def moco_v2_views(input_size: int = 224, *, mixup: bool = False, **overrides: Any) -> list[ViewConfig]:
+def moco_v2_views(input_size: int = 224, *, mixup: bool = False, scale_to_size: bool = False,
+                  **overrides: Any) -> list[ViewConfig]:
     """Two identical MoCo v2 views (lightly 1.6 ``MoCoV2Transform`` defaults).
 
     ``RandomResizedCrop(scale=(0.2, 1))``, flip 0.5, ``ColorJitter(0.4, 0.4, 0.4, 0.1)`` with p 0.8,
     grayscale 0.2, Gaussian blur 0.5 (sigma in (0.1, 2)), ImageNet normalisation.
-    ``mixup`` mixes the first view (the MoCo query, as the reference code).
+    ``mixup`` mixes the first view (the MoCo query, as the reference code); ``scale_to_size`` as
+    :func:`simclr_views`.
     """
-    return _views(_MOCO_V2, 2, mixup, {"input_size": input_size, **overrides})
+    return _views(_MOCO_V2, 2, mixup, {"input_size": input_size, **overrides}, scale_to_size)
 
 
-def byol_views(input_size: int = 224, *, mixup: bool = False, **overrides: Any) -> list[ViewConfig]:
+def byol_views(input_size: int = 224, *, mixup: bool = False, scale_to_size: bool = False,
+               **overrides: Any) -> list[ViewConfig]:
     """The two asymmetric BYOL views (lightly 1.6 ``BYOLView1Transform`` / ``BYOLView2Transform``).
 
     Both: ``RandomResizedCrop(scale=(0.08, 1))``, flip 0.5, ``ColorJitter(0.4, 0.4, 0.2, 0.1)`` with
     p 0.8, grayscale 0.2, sigma in (0.1, 2), ImageNet normalisation. View 1: blur 1.0, no
-    solarisation; view 2: blur 0.1, solarisation 0.2. ``mixup`` mixes view 1 (as the reference code).
+    solarisation; view 2: blur 0.1, solarisation 0.2. ``mixup`` mixes view 1 (as the reference code);
+    ``scale_to_size`` as :func:`simclr_views`.
     """
-    v1 = ViewConfig(**{**_BYOL, "gaussian_blur": 1.0, "solarization_prob": 0.0, "input_size": input_size,
+    base = {**_BYOL, **scaled_to_size(_BYOL, input_size)} if scale_to_size else _BYOL
+    v1 = ViewConfig(**{**base, "gaussian_blur": 1.0, "solarization_prob": 0.0, "input_size": input_size,
                        **overrides})
-    v2 = ViewConfig(**{**_BYOL, "gaussian_blur": 0.1, "solarization_prob": 0.2, "input_size": input_size,
+    v2 = ViewConfig(**{**base, "gaussian_blur": 0.1, "solarization_prob": 0.2, "input_size": input_size,
                        **overrides})
     if check_bool(mixup, "mixup"):
         v1 = dataclasses.replace(v1, mixup=True)
