@@ -42,7 +42,6 @@ counts (:class:`objaug.stats.AugmentStats`).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -52,7 +51,6 @@ from torch import Tensor, nn
 from objaug.augment.pipeline import ObjectAwareAugment, ViewConfig
 from objaug.config import BoxConfig, CamConfig, ScheduleConfig
 from objaug.constants import IMAGENET_NORMALIZE
-from objaug.contracam import ContraCAM
 from objaug.functional.crop import default_valid
 from objaug.model_state import module_device
 from objaug.objects import Objects
@@ -247,16 +245,7 @@ class ObjectAwareStep(nn.Module):
                 raise ValueError("cam_config was given but there is no CAM: pass model= (or cam=) too, or drop "
                                  "cam_config.")
             return None
-        if not callable(cam):
-            raise TypeError(f"cam must be callable as cam(images, negatives=None), got {type(cam).__name__}.")
-        if cam_config is not None and cam_config.mask_iters is not None and not isinstance(cam, ContraCAM):
-            raise ValueError("cam_config.mask_iters needs cam= to be an objaug.ContraCAM (its per-iteration maps), "
-                             f"got {type(cam).__name__}. Drop mask_iters, or pass model= or a ContraCAM.")
-        if cam_config is not None and dataclasses.replace(cam_config, mask_iters=None, bank=0) != CamConfig():
-            raise ValueError("cam= is a ready CAM whose settings are its own, but cam_config sets other CAM options: "
-                             "pass model= with cam_config, or set them on the ContraCAM (only mask_iters and bank "
-                             "may be given with cam=).")
-        return cam
+        return self.provider.adopt_cam(cam, config_given=cam_config is not None)
 
     @classmethod
     def from_model(cls, module: nn.Module, views: Sequence[ViewConfig] | ObjectAwareAugment | None = None,

@@ -7,7 +7,6 @@ batched pass over full frames on the training device, with the object-aware crop
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, cast, overload
 
@@ -200,15 +199,7 @@ def _resolve_cam(cam: Any, cam_config: CamConfig | None, provider: ObjectProvide
         return None
     if isinstance(cam, nn.Module):
         return provider.build_cam(cam)
-    if not callable(cam):
-        raise TypeError(f"cam must be a model (nn.Module), an objaug.ContraCAM or a callable cam(images, "
-                        f"negatives=None), got {type(cam).__name__}.")
-    settings = dataclasses.replace(provider.cam_config, mask_iters=None)
-    if cam_config is not None and settings != CamConfig():
-        raise ValueError("cam_config sets CAM options, but cam is a ready CAM whose options are its own: pass the "
-                         "model (cam=model, cam_config=...) or set the options on the ContraCAM (only mask_iters "
-                         "may be given with a ready CAM).")
-    return cam
+    return provider.adopt_cam(cam, config_given=cam_config is not None)
 
 
 def _unpack(objects: Objects, boxes: Tensor | None, valid: Tensor | None, masks: Tensor | None, *,

@@ -8,6 +8,7 @@ index check of the cache and a store's index read.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -146,6 +147,41 @@ class ObjectProvider(nn.Module):
                   encoder: nn.Module | None = None, head: nn.Module | None = None) -> Any:
         """A :class:`objaug.ContraCAM` of ``model`` (+ ``projector``) with :attr:`cam_config` (no finiteness check)."""
         return self.cam_config.build(model, encoder=encoder, head=head, projector=projector, check_finite=False)
+
+    def adopt_cam(self, cam: Callable[..., Any], *, config_given: bool) -> Callable[..., Any]:
+        """Check a ready CAM (a :class:`objaug.ContraCAM` or any ``cam(x, negatives=None)``) against :attr:`cam_config`.
+
+        A ready CAM's map settings are its own: of the config only ``mask_iters`` (needs a ContraCAM's
+        per-iteration maps) and ``bank`` (the provider's online bank) apply to it. The one rule of every door that
+        takes ``cam=`` and ``cam_config=`` together (``ObjectAwareAugment``, ``ObjectAwareStep``).
+
+        Args:
+            cam: the ready CAM.
+            config_given: whether the caller passed ``cam_config`` (the defaults are never an error).
+
+        Returns:
+            ``cam``.
+
+        Raises:
+            TypeError: ``cam`` is not callable.
+            ValueError: ``mask_iters`` without a ContraCAM, or other CAM options set beside a ready CAM.
+        """
+        from objaug.contracam import ContraCAM
+
+        if not callable(cam):
+            raise TypeError(f"cam must be callable as cam(images, negatives=None) (or pass the model), got "
+                            f"{type(cam).__name__}.")
+        if not config_given:
+            return cam
+        config = self.cam_config
+        if config.mask_iters is not None and not isinstance(cam, ContraCAM):
+            raise ValueError("cam_config.mask_iters needs cam= to be an objaug.ContraCAM (its per-iteration maps), "
+                             f"got {type(cam).__name__}. Drop mask_iters, or pass the model or a ContraCAM.")
+        if dataclasses.replace(config, mask_iters=None, bank=0) != CamConfig():
+            raise ValueError("cam_config sets CAM options, but cam is a ready CAM whose options are its own: pass the "
+                             "model with cam_config, or set the options on the ContraCAM (only mask_iters and bank "
+                             "may be given with a ready CAM).")
+        return cam
 
     def cam_input(self, images: Tensor) -> Tensor:
         """``images`` resized to ``cam_size`` (bilinear, antialiased) and normalised for the CAM's model."""
