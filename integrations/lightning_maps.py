@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from objaug.config import BoxConfig, CamConfig, ensure_config
 from objaug.constants import IMAGENET_NORMALIZE
-from objaug.validation import check_int
+from objaug.validation import check_int, check_normalize
 
 try:
     from lightning.pytorch.callbacks import Callback as _Callback
@@ -171,8 +171,7 @@ class CAMMapLogger:
         if model is not None and not callable(model):
             raise TypeError(f"model must be an nn.Module or a callable module -> backbone / (backbone, head), got "
                             f"{type(model).__name__}.")
-        if normalize is not None and not ({"mean", "std"} <= set(normalize)):
-            raise ValueError(f"normalize must be None or a mapping with 'mean' and 'std', got {normalize!r}.")
+        checked_normalize = check_normalize(normalize)
         if images is not None:
             from objaug.validation import check_image_batch
 
@@ -184,8 +183,7 @@ class CAMMapLogger:
         self.model = model
         self.which = which
         self.source = source
-        self.normalize = None if normalize is None else {k: tuple(float(v) for v in normalize[k])
-                                                         for k in ("mean", "std")}
+        self.normalize = checked_normalize
         self.tag = tag
         self.png_dir = None if png_dir is None else os.fspath(png_dir)
         self.logged_steps: list[int] = []

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from objaug.boxes import boxes_from_cam, boxes_to_pixels
+from objaug.config import BoxConfig
 
 
 def bfs_components(image: np.ndarray, connectivity: int) -> list[list[tuple[int, int]]]:
@@ -37,15 +38,24 @@ def bfs_components(image: np.ndarray, connectivity: int) -> list[list[tuple[int,
     return comps
 
 
-def reference_boxes(
-    maps: torch.Tensor,
-    threshold: float = 0.5,
-    min_area: float = 0.01,
-    margin: float = 0.2,
-    max_boxes: int = 4,
-    connectivity: int = 4,
-    relative: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def reference_boxes(maps: torch.Tensor, **options: float | int | bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`per_image_boxes` with the options given; the others take the defaults of
+    :class:`objaug.config.BoxConfig` (the one place they are written)."""
+    box_defaults = BoxConfig()
+    settings = {
+        "threshold": box_defaults.threshold,
+        "min_area": box_defaults.min_area,
+        "margin": box_defaults.margin,
+        "max_boxes": box_defaults.max_boxes,
+        "connectivity": box_defaults.connectivity,
+        "relative": False,
+    }
+    settings.update(options)
+    return per_image_boxes(maps, **settings)  # type: ignore[arg-type]
+
+
+def per_image_boxes(maps: torch.Tensor, *, threshold: float, min_area: float, margin: float, max_boxes: int,
+                    connectivity: int, relative: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Slow per-image version of boxes_from_cam, written from its specification."""
     b, _, h, w = maps.shape
     boxes = torch.zeros(b, max_boxes, 4)

@@ -16,13 +16,12 @@ from typing import Any
 
 import PIL.Image
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.transforms.v2 import functional as TF
 
-from objaug.config import BoxConfig, CamConfig, ensure_config
+from objaug.config import BoxConfig, CamConfig
 from objaug.constants import IMAGENET_NORMALIZE
-from objaug.objects import find_objects
+from objaug.provider import ObjectProvider
 from objaug.validation import check_image_batch, check_threshold
 
 from .label_maps import object_label_map
@@ -60,7 +59,9 @@ class CAMMaskFn:
         model: the trained encoder (or whole model) ContraCAM explains, as for :class:`objaug.ContraCAM`.
         projector: its projection head, if not part of ``model``.
         cam_config: the CAM settings (:class:`objaug.config.CamConfig`: ``map_source`` ``"gradcam"`` or
-            ``"attention"``, ``iters``, ...), as every other entry point takes them.
+            ``"attention"``, ``iters``, ...), as every other entry point takes them. With ``bank > 0`` the
+            embeddings of the last ``bank`` images this process labelled are added to the negatives (the
+            provider's online bank; each DataLoader worker keeps its own).
         negatives: ``(N, D)`` float negative embeddings.
         negative_images: ``(N, 3, H, W)`` float images in ``[0, 1]`` (any size; resized to ``cam_size``)
             embedded into ``negatives`` at construction.
@@ -104,19 +105,10 @@ class CAMMaskFn:
     ) -> None:
         self.model = _frozen_cpu_copy(model)
         self.projector = _frozen_cpu_copy(projector)
-        self.cam_config = ensure_config(cam_config, CamConfig, "cam_config")
-        self.box_config = ensure_config(box_config, BoxConfig, "box_config")
+        # cam_size, normalize, the CAM and box settings: checked and applied by the one provider of objects
+        self.provider = ObjectProvider(cam_config, box_config, cam_size=cam_size, normalize=normalize)
+        self.cam_config, self.box_config = self.provider.cam_config, self.provider.box_config
         source = self.cam_config.map_source
-        if cam_size is not None:
-            pair = (cam_size, cam_size) if isinstance(cam_size, int) else tuple(cam_size)
-            if len(pair) != 2 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in pair):
-                raise ValueError(f"cam_size must be None, an int >= 1 or (h, w), got {cam_size!r}.")
-            cam_size = (int(pair[0]), int(pair[1]))
-        self.cam_size: tuple[int, int] | None = cam_size
-        if normalize is not None and not ({"mean", "std"} <= set(normalize)):
-            raise ValueError(f"normalize must be None or a mapping with 'mean' and 'std', got {normalize!r}.")
-        self.normalize = None if normalize is None else {"mean": tuple(normalize["mean"]),
-                                                         "std": tuple(normalize["std"])}
         self.use_masks = bool(use_masks)
         self.mask_threshold = check_threshold(mask_threshold, "mask_threshold")
         self._cam: Any = None
@@ -126,7 +118,7 @@ class CAMMaskFn:
         if negative_images is not None:
             images = check_image_batch(negative_images, "negative_images", channels=3)
             with torch.no_grad():
-                negatives = cam.embed(self._prepare(images.detach().cpu().float()))
+                negatives = cam.embed(self.provider.cam_input(images.detach().cpu().float()))
         if negatives is not None and (not isinstance(negatives, Tensor) or negatives.ndim != 2
                                       or not negatives.is_floating_point() or negatives.shape[0] < 1):
             raise ValueError(f"negatives must be a float (N, D) tensor with N >= 1, got "
@@ -140,7 +132,7 @@ class CAMMaskFn:
     def _contracam(self) -> Any:
         if self._cam is None:
             assert self.model is not None
-            self._cam = self.cam_config.build(self.model, projector=self.projector, check_finite=False)
+            self._cam = self.provider.build_cam(self.model, projector=self.projector)
         return self._cam
 
     def __getstate__(self) -> dict[str, Any]:
@@ -151,16 +143,7 @@ class CAMMaskFn:
     def __repr__(self) -> str:
         n = None if self.negatives is None else tuple(self.negatives.shape)
         return (f"CAMMaskFn(model={type(self.model).__name__}, {self.cam_config}, {self.box_config}, "
-                f"cam_size={self.cam_size}, negatives={n}, use_masks={self.use_masks})")
-
-    def _prepare(self, images: Tensor) -> Tensor:
-        """(B, 3, H, W) float [0, 1] -> normalised, resized to ``cam_size``."""
-        x = images
-        if self.cam_size is not None and tuple(x.shape[-2:]) != self.cam_size:
-            x = F.interpolate(x, size=self.cam_size, mode="bilinear", align_corners=False, antialias=True)
-        if self.normalize is not None:
-            x = TF.normalize(x, mean=list(self.normalize["mean"]), std=list(self.normalize["std"]))
-        return x
+                f"cam_size={self.provider.cam_size}, negatives={n}, use_masks={self.use_masks})")
 
     def __call__(self, image: Any) -> Tensor:
         """The ``(1, H, W)`` int64 label map of one image (PIL, or a ``(3, H, W)`` uint8 / float [0, 1] tensor)."""
@@ -174,8 +157,7 @@ class CAMMaskFn:
                             f"{type(image).__name__} {tuple(getattr(image, 'shape', ()))}.")
         x = check_image_batch(x[None], "image", channels=3)
         size = (int(x.shape[-2]), int(x.shape[-1]))
-        found = find_objects(self._contracam(), self._prepare(x), self.box_config, negatives=self.negatives,
-                             mask_iters=self.cam_config.mask_iters)
+        found = self.provider.compute(self._contracam(), x, negatives=self.negatives)
         maps = found.masks_at(size)
         assert maps is not None
         boxes, valid = found.boxes, found.valid

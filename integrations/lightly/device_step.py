@@ -53,7 +53,7 @@ from objaug.config import BoxConfig, CamConfig, ScheduleConfig
 from objaug.constants import IMAGENET_NORMALIZE
 from objaug.functional.crop import default_valid
 from objaug.model_state import module_device
-from objaug.objects import Objects
+from objaug.objects import Objects, boxes_of_maps
 from objaug.provider import ObjectProvider
 from objaug.stats import AugmentStats
 from objaug.validation import (
@@ -62,6 +62,7 @@ from objaug.validation import (
     check_boxes,
     check_image_batch,
     check_indexes,
+    check_int,
     check_mask_batch,
     check_no_effect,
     check_same_device,
@@ -154,6 +155,10 @@ class ObjectAwareStep(nn.Module):
         box_p: probability of cropping inside a box (per image; default 1).
         box_sampling: ``"uniform"`` (the paper, default) or ``"area"``.
         mixup: the :class:`objaug.augment.mixup.BackgroundMixup` of views with ``mixup=True``.
+        mixup_start_step: calls before the views with ``mixup=True`` are mixed (default 0: from the first
+            call). Until then those views are made unmixed; the objects (and the cached masks) are found on the
+            schedule as usual. E.g. half the run, to switch mixup on once the encoder recognises objects (the
+            late start of ``docs/benchmarks.md``, protocol v3); needs a view with ``mixup=True``.
         check_inputs: check the batch's values before any work (default True): images finite and in [0, 1]
             (refuses [0, 255] images and images normalised already, naming the fix), given boxes normalised and
             ordered, masks in [0, 1], ``indexes`` in ``[0, num_samples)`` (or the store's length). One fused
@@ -200,12 +205,17 @@ class ObjectAwareStep(nn.Module):
         box_p: float | None = None,
         box_sampling: str | None = None,
         mixup: nn.Module | None = None,
+        mixup_start_step: int = 0,
         check_inputs: bool | None = None,
     ) -> None:
         super().__init__()
         self.augment = _augment_of(views, box_p=box_p, box_sampling=box_sampling, mixup=mixup,
                                    check_inputs=check_inputs)
         needs_masks = any(v.mixup for v in self.augment.views)
+        self.mixup_start_step = check_int(mixup_start_step, "mixup_start_step", low=0)
+        if self.mixup_start_step and not needs_masks:
+            raise ValueError(f"mixup_start_step={mixup_start_step} has no effect: no view has mixup=True. Give a "
+                             "view mixup=True (e.g. simclr_views(size, mixup=True)) or drop mixup_start_step.")
         self.provider = ObjectProvider(cam_config, box_config, schedule, store=store, num_samples=num_samples,
                                        cache_masks=needs_masks, mask_size=cache_mask_size, cam_size=cam_size,
                                        normalize=cam_normalize if cam_normalize is not None else IMAGENET_NORMALIZE)
@@ -386,24 +396,22 @@ class ObjectAwareStep(nn.Module):
         if self.provider.cam_mean.device != device:
             self.to(device)
         given = self._given(images, objects, boxes, valid, masks)
-        loose_masks = masks if given is None else None
         idx = None if indexes is None else check_indexes(indexes, b, device)
         if self.check_inputs:  # one fused pass, one synchronisation, before any work
-            check_batch_values(images, masks=given.masks if given is not None else loose_masks,
+            check_batch_values(images, masks=masks if given is None else given.masks,
                                boxes=None if given is None else given.boxes,
                                valid=None if given is None else given.valid, indexes=idx,
                                num_samples=self.provider.num_samples or _length(self.provider.store))
-        if given is None and loose_masks is None and self.cam is None and self.provider.store is None:
+        if given is None and masks is not None:  # masks alone: boxes read off them with the step's box_config
+            given = Objects.from_parts(*boxes_of_maps(masks, self.provider.box_config), masks)
+        if given is None and self.cam is None and self.provider.store is None:
             raise ValueError("No source of objects: pass objects=/boxes=/masks= to the call, or build "
                              "ObjectAwareStep with store= or model= (online ContraCAM).")
         with torch.no_grad():
-            if given is None and loose_masks is not None:  # masks alone: the views read the boxes off them
-                found = None
-                views, self.last_params = self.augment(images, masks=loose_masks, return_params=True, check=False)
-            else:
-                found = self.provider.objects(images, indexes=idx, given=given, cam=self.cam,
-                                              negatives=self._negatives)
-                views, self.last_params = self.augment(images, objects=found, return_params=True, check=False)
+            mix = self.calls >= self.mixup_start_step  # the call's number, before the provider counts it
+            found = self.provider.objects(images, indexes=idx, given=given, cam=self.cam,
+                                          negatives=self._negatives)
+            views, self.last_params = self.augment(images, objects=found, return_params=True, check=False, mix=mix)
         self.last_objects = found
         self._count(found)
         return views

@@ -63,22 +63,21 @@ def _as_config_error(err: Exception, where: str) -> ObjaugConfigError:
     return ObjaugConfigError(f"{where}: {library_message(err)}")
 
 
-def _build_online_cam(config: ObjaugConfig, backbone: torch.nn.Module, projector: torch.nn.Module | None) -> Any:
-    """The online ContraCAM of the method's modules; construction mistakes as errors naming the block's keys.
+def _build_online_cam(provider: Any, backbone: torch.nn.Module, projector: torch.nn.Module | None) -> Any:
+    """The online ContraCAM of the method's modules (``provider``: the engine's
+    :class:`objaug.provider.ObjectProvider`); construction mistakes as errors naming the block's keys.
 
     Called at set-up, so a map source the backbone cannot give (``map_source: attention`` on a ResNet) is refused
-    before training starts.
+    before training starts, and again on the first batch for the dry run (the modules may have been swapped
+    since, e.g. by DDP or SyncBatchNorm).
     """
-    from objaug.provider import ObjectProvider
-
-    provider = ObjectProvider(config.online.cam, config.boxes, normalize=None)
     try:
-        return provider, provider.build_cam(backbone, projector=projector)
+        return provider.build_cam(backbone, projector=projector)
     except (TypeError, ValueError) as err:
         raise _as_config_error(err, "objaug.online (checked at set-up)") from err
 
 
-def _dry_run(config: ObjaugConfig, cam: Any, provider: Any, images: Tensor, cam_view: int) -> None:
+def _dry_run(cam: Any, provider: Any, images: Tensor, cam_view: int) -> None:
     """Run the online CAM once on the first batch's first two CAM images, whatever ``online.start_step`` is.
 
     So a 1x1 map (images too small for the encoder's stride) or a ViT given another image size is refused at
@@ -204,9 +203,10 @@ class ObjectAwareHooks:
         model: str | None = None
         if config.source == "store":
             store = self._store_arg if self._store_arg is not None else load_store(config)
-        else:
+        engine = SoloObjectAware(config, store=store)
+        if config.source != "store":
             backbone, projector, which = pick_cam_model(pl_module, config.online.model)  # fails early without it
-            _build_online_cam(config, backbone, projector)
+            _build_online_cam(engine.provider, backbone, projector)
             self._dry_run_due = True
             prefix = "momentum_" if which == "momentum" else ""
             model = f"{prefix}backbone + {prefix}projector"
@@ -227,7 +227,7 @@ class ObjectAwareHooks:
         if changes is None:  # not solo-learn's own transform: one message with every override to add
             check_solo_pipelines(config, augmentations)
         self._pipeline_changes = changes or []
-        self.engine = SoloObjectAware(config, store=store)
+        self.engine = engine
         self.active = True
         message = describe(config, n_views=getattr(pl_module, "num_crops", None), model=model,
                            changes=self._pipeline_changes)
@@ -299,21 +299,23 @@ class ObjectAwareHooks:
         cam_view = config.online.view if config.online.view is not None else config.views[0]
         plugin = getattr(trainer, "precision_plugin", None)
         context = getattr(plugin, "forward_context", None) or contextlib.nullcontext
-        if self._dry_run_due and views[cam_view].shape[0] >= 2:
-            self._dry_run_due = False
-            first_backbone, first_projector, _ = pick_cam_model(pl_module, config.online.model)
-            provider, first_cam = _build_online_cam(config, first_backbone, first_projector)
-            first = views[cam_view][:2].detach()
-            if _uses_channels_last(first_backbone):
-                first = first.contiguous(memory_format=torch.channels_last)
-            with context():
-                _dry_run(config, first_cam, provider, first, cam_view)
         cam: Any = None
         negatives: Callable[[], Tensor | None] | None = None
         backbone = None
-        if engine.cam_due():
+        dry_run = self._dry_run_due and views[cam_view].shape[0] >= 2
+        if dry_run or engine.cam_due():  # one CAM of the modules as they are now (DDP may have wrapped them)
             backbone, projector, _ = pick_cam_model(pl_module, config.online.model)
-            cam = engine.build_cam(backbone, projector)
+            cam = _build_online_cam(engine.provider, backbone, projector)
+        if dry_run:
+            self._dry_run_due = False
+            first = views[cam_view][:2].detach()
+            if _uses_channels_last(backbone):
+                first = first.contiguous(memory_format=torch.channels_last)
+            with context():
+                _dry_run(cam, engine.provider, first, cam_view)
+        if not engine.cam_due():
+            cam, backbone = None, None
+        if cam is not None:
             if config.online.all_gather_negatives and world > 1:
                 rank = int(getattr(trainer, "global_rank", 0) or 0)
                 images = views[cam_view].detach()

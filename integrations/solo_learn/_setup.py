@@ -214,8 +214,9 @@ def describe(config: ObjaugConfig, *, n_views: int | None = None, model: str | N
     crop = (f"box_p={c.box_p:g} scale=[{c.scale[0]:g}, {c.scale[1]:g}] ratio=[{c.ratio[0]:.3g}, {c.ratio[1]:.3g}] "
             f"flip={c.flip_prob:g} sampling={c.box_sampling}")
     m = config.mixup
-    mixup = (f"on, views {list(m.views)} p={m.p:g} threshold={m.threshold} queue={m.queue_size} ({m.source})"
-             if m.enabled else "off")
+    start = f" from batch {m.start_step}" if m.start_step else ""
+    mixup = (f"on{start}, views {list(m.views)} p={m.p:g} threshold={m.threshold} queue={m.queue_size} "
+             f"({m.source})" if m.enabled else "off")
     lines = [f"objaug: on (objaug.enabled: true), object-aware crop of views {list(config.views)}{of} on the device",
              f"  boxes: {source}", f"  refresh: {_schedule(config)}", f"  crop: {crop}", f"  mixup: {mixup}"]
     lines += ["  " + line for line in _pipeline_lines(config, changes)]

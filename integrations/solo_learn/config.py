@@ -76,6 +76,7 @@ class MixupConfig:
     fallback_mass: float | None = 0.9
     queue_size: int = 50
     source: str = "tiled-strip"
+    start_step: int = 0
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,10 @@ _SCHEMA: list[tuple[str, str, _Parser, str]] = [
     ("mixup.queue_size", "int >= 0", _int(0), "FIFO queue of recent backgrounds (paper: 50; 0 disables it)."),
     ("mixup.source", "`tiled-strip` \\| `batch`", _choice("tiled-strip", "batch"),
      "How backgrounds are built: the paper's tiled strip, or the image with its object mean-filled."),
+    ("mixup.start_step", "int >= 0", _int(0),
+     "Training batches before the first mixed one (the mixup views are left unmixed until then; the objects are "
+     "found on the `online` schedule as usual): e.g. half the run, to switch mixup on once the encoder "
+     "recognises objects."),
     ("online.model", "`auto` \\| `online` \\| `momentum`", _choice("auto", "online", "momentum"),
      "`online`: `backbone` + `projector`; `momentum`: `momentum_backbone` + `momentum_projector`; `auto`: "
      "momentum if the method has it, else online."),
@@ -350,6 +355,9 @@ def _cross_check(c: ObjaugConfig) -> None:
                 f"objaug.mixup.views {list(c.mixup.views)} must be a subset of objaug.views {list(c.views)}: a "
                 f"mixed view needs its mask cropped with it. Add {extra} to objaug.views."
             )
+    if c.mixup.start_step and not c.mixup.enabled:
+        raise ObjaugConfigError(f"objaug.mixup.start_step={c.mixup.start_step} has no effect: objaug.mixup.enabled "
+                                "is false. Set objaug.mixup.enabled: true, or drop objaug.mixup.start_step.")
     if c.source == "store" and c.enabled and c.store.path is None:
         raise ObjaugConfigError("objaug.source is 'store' but objaug.store.path is not set: give the path of the "
                                 "precomputed object store (objaug.store.path=/path/to/store), or use "

@@ -36,7 +36,7 @@ from objaug.augment.mixup import BackgroundMixup
 from objaug.config import ScheduleConfig
 from objaug.engine import choose_regions, crop_view
 from objaug.objects import Objects
-from objaug.provider import IndexCache, ObjectProvider
+from objaug.provider import CacheSizeError, ObjectProvider
 from objaug.stats import AugmentStats
 
 from .batch import BoxStore, load_store, pick_cam_model, views_of
@@ -79,7 +79,8 @@ class SoloObjectAware(nn.Module):
         self.provider = ObjectProvider(o.cam, config.boxes, o.schedule if online else ScheduleConfig(),
                                        store=store if config.source == "store" else None,
                                        cache=online and o.cache == "index", cache_masks=mix.enabled,
-                                       mask_size=o.cache_mask_size, box_dtype=torch.float16, normalize=None)
+                                       mask_size=o.cache_mask_size, box_dtype=torch.float16, normalize=None,
+                                       size_option="objaug.online.cache_size")
         self.stats = AugmentStats()  # what objaug did, on the device (logged by the callback)
         self.last_info: dict[str, Any] = {}
         self.last_objects: Objects | None = None
@@ -120,28 +121,6 @@ class SoloObjectAware(nn.Module):
     def release_cache(self) -> None:
         """Drop the per-index cache (end of training)."""
         self.provider.release()
-
-    def _cache_size_error(self, err: ValueError) -> ObjaugConfigError:
-        return ObjaugConfigError(str(err).replace("num_samples", "objaug.online.cache_size") +
-                                 " (or leave objaug.online.cache_size null to use len(train_dataloader.dataset)).")
-
-    def _checked_cache(self, indexes: Tensor) -> IndexCache:
-        """The per-index cache, its rows checked against the batch's indexes on the first batch."""
-        cache = self.provider.cache
-        assert cache is not None
-        try:
-            cache.check_indexes(indexes)
-        except ValueError as err:
-            raise self._cache_size_error(err) from None
-        return cache
-
-    def cache_write(self, indexes: Tensor, objects: Objects) -> None:
-        """Write a batch's objects to the per-index cache (checks the indexes on the first batch)."""
-        self._checked_cache(indexes).write(indexes, objects)
-
-    def cache_read(self, indexes: Tensor) -> Objects:
-        """The cached objects of ``indexes`` (rows never written: no box, empty masks)."""
-        return self._checked_cache(indexes).read(indexes)
 
     # ------------------------------------------------------------------ the CAM
     def build_cam(self, backbone: nn.Module, projector: nn.Module | None) -> Any:
@@ -217,18 +196,17 @@ class SoloObjectAware(nn.Module):
         x = views[cam_view].detach()
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        mixing = self.config.mixup.enabled and self.batches_seen >= self.config.mixup.start_step
         try:
             with context():
                 found = self.provider.objects(x, indexes=indexes, cam=cam, negatives=negatives, gather=gather)
-        except ValueError as err:
-            if "num_samples" in str(err):
-                raise self._cache_size_error(err) from None
-            raise
-        masks = found.masks if self.config.mixup.enabled else None
-        if found.origin == "store" and masks is None and self.config.mixup.enabled:
+        except CacheSizeError as err:
+            raise ObjaugConfigError(f"{err} (Or leave objaug.online.cache_size null: len(train_dataloader.dataset) "
+                                    "is used.)") from None
+        if found.origin == "store" and found.masks is None and self.config.mixup.enabled:
             raise ValueError(f"objaug.mixup.enabled needs masks, but {type(self.store).__name__}.get_batch returned "
                              "masks=None. Build the store with masks, or set objaug.mixup.enabled: false.")
-        info = self.recrop(views, found.boxes, found.valid, masks)
+        info = self.recrop(views, found.boxes, found.valid, found.masks if mixing else None)
         cam_ran = found.origin == "cam"
         self.stats.update(used=info["object"], regions=info["regions"], object_views=len(self.config.views),
                           mixed=list(info["mixed"].values()), boxes=found.boxes, valid=found.valid, cam=cam_ran)

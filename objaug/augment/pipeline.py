@@ -360,12 +360,13 @@ class ObjectAwareAugment(nn.Module):
     @overload
     def forward(self, images: Tensor, boxes: Tensor | None = ..., valid: Tensor | None = ...,
                 masks: Tensor | None = ..., *, objects: Objects | None = ..., negatives: Tensor | None = ...,
-                return_params: Literal[False] = ..., check: bool | None = ...) -> list[Tensor]: ...
+                return_params: Literal[False] = ..., check: bool | None = ..., mix: bool = ...) -> list[Tensor]: ...
 
     @overload
     def forward(self, images: Tensor, boxes: Tensor | None = ..., valid: Tensor | None = ...,
                 masks: Tensor | None = ..., *, objects: Objects | None = ..., negatives: Tensor | None = ...,
-                return_params: Literal[True], check: bool | None = ...) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
+                return_params: Literal[True], check: bool | None = ...,
+                mix: bool = ...) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
         ...
 
     def forward(
@@ -379,6 +380,7 @@ class ObjectAwareAugment(nn.Module):
         negatives: Tensor | None = None,
         return_params: bool = False,
         check: bool | None = None,
+        mix: bool = True,
     ) -> list[Tensor] | tuple[list[Tensor], list[dict[str, Tensor]]]:
         """Augment a batch into ``len(views)`` views.
 
@@ -397,6 +399,9 @@ class ObjectAwareAugment(nn.Module):
             check: this call's value checks (``None``: ``check_inputs`` on the calls of ``check_schedule``;
                 ``True``: check this call whatever the schedule); a caller that has checked the batch already
                 (:class:`~objaug.integrations.lightly.device_step.ObjectAwareStep`) passes False.
+            mix: apply the background mixup of the views with ``mixup=True`` (default). ``False`` leaves those
+                views unmixed this call (their ``mixed`` param all False) and needs no masks: the adapters'
+                mixup start step (``ObjectAwareStep(mixup_start_step=)``, solo-learn's ``mixup.start_step``).
 
         Returns:
             The list of views, each ``(B, 3, h, w)`` with the images' dtype, normalised per its config
@@ -405,6 +410,7 @@ class ObjectAwareAugment(nn.Module):
         check_image_batch(images, "images", channels=3)
         check_bool(return_params, "return_params")
         check_optional_bool(check, "check", none="the augmenter's check_inputs")
+        check_bool(mix, "mix")
         b, _, h, w = images.shape
         device = images.device
         if objects is not None:
@@ -426,7 +432,7 @@ class ObjectAwareAugment(nn.Module):
         if check:
             check_batch_values(images, masks=masks, boxes=boxes, valid=valid)  # one fused pass, one sync
 
-        need_masks = any(v.mixup for v in self.views)
+        need_masks = mix and any(v.mixup for v in self.views)
         if masks is None and self.cam is not None and (boxes is None or need_masks):
             found = self.find_objects(images, negatives)
             masks = found.masks
@@ -463,10 +469,12 @@ class ObjectAwareAugment(nn.Module):
                 "fallback": fallback,
                 "regions": regions,
             }
-            if cfg.mixup:
+            if cfg.mixup and mix:
                 assert self.mixup is not None and view_masks is not None
                 x, mixed = self.mixup(x, view_masks)
                 params["mixed"] = mixed
+            elif cfg.mixup:
+                params["mixed"] = torch.zeros(b, dtype=torch.bool, device=device)
             if view_masks is not None:
                 params["masks"] = view_masks
             outputs.append(x)

@@ -24,7 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from objaug.constants import IMAGENET_NORMALIZE
-from objaug.validation import check_bool, check_float, check_int, check_pair, check_probability, check_size
+from objaug.validation import (
+    check_bool,
+    check_float,
+    check_int,
+    check_normalize,
+    check_pair,
+    check_probability,
+    check_size,
+)
 
 __all__ = ["REFERENCE_SIZE", "ViewConfig", "byol_views", "moco_v2_views", "scaled_to_size", "simclr_views"]
 
@@ -110,7 +118,7 @@ class ViewConfig:
             if self.kernel_size % 2 == 0:
                 raise ValueError(f"kernel_size must be odd (a blur kernel has a centre pixel), got "
                                  f"{self.kernel_size}: use {self.kernel_size + 1}, or None (from sigmas).")
-        _check_normalize(self.normalize)
+        check_normalize(self.normalize)
         check_bool(self.mixup, "mixup")
         check_bool(self.object_crop, "object_crop")
 
@@ -125,25 +133,6 @@ class ViewConfig:
         if self.kernel_size is not None:
             return self.kernel_size
         return 2 * math.ceil(3 * self.sigmas[1]) + 1
-
-
-def _check_normalize(normalize: object) -> None:
-    """``ViewConfig.normalize``: ``None`` or ``{"mean": 3 numbers, "std": 3 numbers > 0}``.
-
-    Raises:
-        TypeError: neither ``None`` nor a mapping.
-        ValueError: other keys, not 3 values each, or a std <= 0.
-    """
-    if normalize is None:
-        return
-    if not isinstance(normalize, Mapping):
-        raise TypeError(f"normalize must be None or a dict with keys 'mean' and 'std', got "
-                        f"{type(normalize).__name__} {normalize!r}.")
-    if set(normalize) != {"mean", "std"}:
-        raise ValueError(f"normalize must be None or a dict with keys 'mean' and 'std', got {normalize!r}.")
-    mean, std = normalize["mean"], normalize["std"]
-    if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
-        raise ValueError(f"normalize needs 3 means and 3 positive stds (one per RGB channel), got {normalize!r}.")
 
 
 def scaled_to_size(settings: Mapping[str, Any], input_size: int | tuple[int, int], *,

@@ -4,8 +4,8 @@
 cache; :func:`read_store` one validated store read.
 """
 
-from .cache import IndexCache
+from .cache import CacheSizeError, IndexCache
 from .provider import ObjectProvider, check_cam_setup
 from .store import read_store, unpack_objects
 
-__all__ = ["IndexCache", "ObjectProvider", "check_cam_setup", "read_store", "unpack_objects"]
+__all__ = ["CacheSizeError", "IndexCache", "ObjectProvider", "check_cam_setup", "read_store", "unpack_objects"]

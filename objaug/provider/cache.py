@@ -9,7 +9,14 @@ from torch import Tensor
 from objaug.masks import masks_from_uint8, masks_to_uint8
 from objaug.objects import Objects
 
-__all__ = ["IndexCache"]
+__all__ = ["CacheSizeError", "IndexCache"]
+
+
+class CacheSizeError(ValueError):
+    """A dataset index at or beyond the per-index cache's rows: the size option is smaller than the dataset.
+
+    The message names the size option (``IndexCache(size_option=...)``), so an adapter can add its own hint.
+    """
 
 
 class IndexCache:
@@ -25,14 +32,18 @@ class IndexCache:
         device: where the rows live.
         box_dtype: dtype of the stored boxes (reads return float32).
         mask_size: side of the stored masks, ``None`` for no masks.
+        size_option: the name of the option that set ``size``, as the user wrote it (``num_samples``,
+            ``objaug.online.cache_size``): :class:`CacheSizeError` names it.
     """
 
     def __init__(self, size: int, max_boxes: int, *, device: torch.device | str | None = None,
-                 box_dtype: torch.dtype = torch.float32, mask_size: int | None = None) -> None:
+                 box_dtype: torch.dtype = torch.float32, mask_size: int | None = None,
+                 size_option: str = "num_samples") -> None:
         self.boxes = torch.zeros(size, max_boxes, 4, dtype=box_dtype, device=device)
         self.valid = torch.zeros(size, max_boxes, dtype=torch.bool, device=device)
         self.masks = None if mask_size is None else torch.zeros(size, 1, mask_size, mask_size, dtype=torch.uint8,
                                                                 device=device)
+        self.size_option = size_option
         self._checked = False
 
     def __len__(self) -> int:
@@ -56,14 +67,21 @@ class IndexCache:
         s = self.masks.shape[-1]
         return masks.float() if masks.shape[-2:] == (s, s) else F.interpolate(masks.float(), size=(s, s), mode="area")
 
-    def check_indexes(self, indexes: Tensor, *, what: str = "num_samples") -> None:
-        """Refuse indexes outside ``[0, len)``: checked on the first batch only (one host read), then trusted."""
+    def check_indexes(self, indexes: Tensor) -> None:
+        """Refuse indexes outside ``[0, len)``: checked on the first batch only (one host read), then trusted.
+
+        Raises:
+            CacheSizeError: an index beyond the rows (naming ``size_option``).
+            ValueError: a negative index.
+        """
         if self._checked:
             return
         low, top = int(indexes.min()), int(indexes.max())
-        if low < 0 or top >= len(self):
-            raise ValueError(f"{what}={len(self)} is too small for dataset index {top if top >= len(self) else low}: "
-                             f"the cache holds one row per dataset sample. Set {what} to the dataset length.")
+        if low < 0:
+            raise ValueError(f"Dataset indexes must be >= 0, got {low}.")
+        if top >= len(self):
+            raise CacheSizeError(f"{self.size_option}={len(self)} is too small for dataset index {top}: the cache "
+                                 f"holds one row per dataset sample. Set {self.size_option} to the dataset length.")
         self._checked = True
 
     def write(self, indexes: Tensor, objects: Objects) -> None:

@@ -19,7 +19,14 @@ from torch import Tensor, nn
 from objaug.config import BoxConfig, CamConfig, ScheduleConfig, ensure_config
 from objaug.constants import IMAGENET_NORMALIZE
 from objaug.objects import Objects, find_objects
-from objaug.validation import check_bool, check_device, check_int, check_optional_int
+from objaug.validation import (
+    check_bool,
+    check_device,
+    check_int,
+    check_normalize,
+    check_optional_int,
+    check_optional_size,
+)
 
 from .cache import IndexCache
 from .store import read_store
@@ -64,9 +71,12 @@ class ObjectProvider(nn.Module):
         cache_masks: keep uint8 masks in the cache too (needed for background mixup between refreshes).
         mask_size: side of the cached masks.
         box_dtype: dtype of the cached boxes.
-        cam_size: run the CAM on images resized to this size (int or ``(h, w)``); ``None``: as given.
+        cam_size: run the CAM on images resized to this size (int or ``(h, w)``, kept as ``(h, w)``); ``None``:
+            as given.
         normalize: ``{"mean", "std"}`` applied to [0, 1] images before the CAM (default ImageNet); ``None``:
             the images are normalised already.
+        size_option: the name under which the adapter's user sets the cache's length (``num_samples`` for the
+            Lightly step, ``objaug.online.cache_size`` for solo-learn): errors about it name it.
 
     Attributes:
         batches_seen: batches served so far; refreshes: batches on which the CAM ran.
@@ -80,7 +90,8 @@ class ObjectProvider(nn.Module):
                  schedule: ScheduleConfig | None = None, *, store: Any = None, num_samples: int | None = None,
                  cache: bool = True, cache_masks: bool = False, mask_size: int = 32,
                  box_dtype: torch.dtype = torch.float32, cam_size: int | tuple[int, int] | None = None,
-                 normalize: Mapping[str, Sequence[float]] | None = IMAGENET_NORMALIZE) -> None:
+                 normalize: Mapping[str, Sequence[float]] | None = IMAGENET_NORMALIZE,
+                 size_option: str = "num_samples") -> None:
         super().__init__()
         self.cam_config = ensure_config(cam_config, CamConfig, "cam_config")
         self.box_config = ensure_config(box_config, BoxConfig, "box_config")
@@ -95,13 +106,16 @@ class ObjectProvider(nn.Module):
         check_int(mask_size, "mask_size", low=4, why=" (side of the cached masks)")
         self.store = store
         self.num_samples = num_samples
+        self.size_option = size_option
         self.keeps_cache = cache
         self.cache_masks = cache_masks
         self.mask_size = mask_size
         self.box_dtype = box_dtype
-        self.cam_size = cam_size
-        self.normalizes = normalize is not None
-        norm = normalize if normalize is not None else {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
+        self.cam_size = check_optional_size(cam_size, "cam_size", none="the images' own size")
+        norm = check_normalize(normalize)
+        self.normalizes = norm is not None
+        if norm is None:
+            norm = {"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)}
         self.register_buffer("cam_mean", torch.tensor(norm["mean"], dtype=torch.float32).view(1, 3, 1, 1),
                              persistent=False)
         self.register_buffer("cam_std", torch.tensor(norm["std"], dtype=torch.float32).view(1, 3, 1, 1),
@@ -131,10 +145,12 @@ class ObjectProvider(nn.Module):
         """Create (or replace) the cache: ``size`` rows (default ``num_samples``) of ``box_config.max_boxes`` boxes."""
         size = size if size is not None else self.num_samples
         if size is None:
-            raise ValueError("The per-index cache needs the dataset length: pass num_samples=len(dataset).")
+            raise ValueError(f"The per-index cache needs the dataset length: set {self.size_option} to "
+                             "len(dataset).")
         self.num_samples = int(size)
         self.cache = IndexCache(int(size), self.box_config.max_boxes, device=device, box_dtype=self.box_dtype,
-                                mask_size=self.mask_size if self.cache_masks else None)
+                                mask_size=self.mask_size if self.cache_masks else None,
+                                size_option=self.size_option)
         return self.cache
 
     def release(self) -> None:
@@ -186,9 +202,8 @@ class ObjectProvider(nn.Module):
     def cam_input(self, images: Tensor) -> Tensor:
         """``images`` resized to ``cam_size`` (bilinear, antialiased) and normalised for the CAM's model."""
         x = images
-        if self.cam_size is not None:
-            hw = (self.cam_size, self.cam_size) if isinstance(self.cam_size, int) else tuple(self.cam_size)
-            x = F.interpolate(x, size=hw, mode="bilinear", align_corners=False, antialias=True)
+        if self.cam_size is not None and tuple(x.shape[-2:]) != self.cam_size:
+            x = F.interpolate(x, size=self.cam_size, mode="bilinear", align_corners=False, antialias=True)
         if self.normalizes:
             x = (x - self.cam_mean.to(x)) / self.cam_std.to(x)
         return x

@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
 __all__ = [
@@ -386,6 +386,44 @@ def check_size(size: object, name: str = "size") -> tuple[int, int]:
     if height <= 0 or width <= 0:
         raise ValueError(f"{name} must be positive, got {(height, width)}.")
     return height, width
+
+
+def check_optional_size(size: object, name: str, *, none: str) -> tuple[int, int] | None:
+    """:func:`check_size`, or ``None`` (which means ``none``, said in the type error)."""
+    if size is None:
+        return None
+    try:
+        return check_size(size, name)
+    except TypeError:
+        raise TypeError(f"{name} must be None ({none}), an int or an (height, width) pair of ints, "
+                        f"got {size!r}.") from None
+
+
+def check_normalize(normalize: object, name: str = "normalize") -> dict[str, tuple[float, float, float]] | None:
+    """A normalisation for a model's input: ``None`` or ``{"mean": 3 numbers, "std": 3 numbers > 0}``.
+
+    Returns:
+        ``None``, or a copy ``{"mean": (3 floats), "std": (3 floats)}``.
+
+    Raises:
+        TypeError: neither ``None`` nor a mapping, or values that are not numbers.
+        ValueError: other keys, not 3 values each, or a std <= 0.
+    """
+    if normalize is None:
+        return None
+    if not isinstance(normalize, Mapping):
+        raise TypeError(f"{name} must be None or a dict with keys 'mean' and 'std', got "
+                        f"{type(normalize).__name__} {normalize!r}.")
+    if set(normalize) != {"mean", "std"}:
+        raise ValueError(f"{name} must be None or a dict with keys 'mean' and 'std', got {normalize!r}.")
+    values = {key: normalize[key] for key in ("mean", "std")}
+    if not all(isinstance(v, Sequence) and all(_is_number(x) for x in v) for v in values.values()):
+        raise TypeError(f"{name}['mean'] and {name}['std'] must be sequences of numbers, got {normalize!r}.")
+    mean, std = values["mean"], values["std"]
+    if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
+        raise ValueError(f"{name} needs 3 means and 3 positive stds (one per RGB channel), got {normalize!r}.")
+    return {"mean": (float(mean[0]), float(mean[1]), float(mean[2])),
+            "std": (float(std[0]), float(std[1]), float(std[2]))}
 
 
 def check_paths(paths: object, name: str) -> list[str | os.PathLike[str]]:

@@ -387,6 +387,57 @@ def test_mixup_with_cached_masks_between_refreshes():
     assert "mixed" in step.last_params[0]
 
 
+def test_mixup_start_step_mixes_from_that_call_on():
+    """Calls before ``mixup_start_step`` give the mixup view unmixed (the same pixels as a step without mixup,
+    same seed); from that call on it is mixed. The objects are found on every call all the same."""
+    from objaug.augment.mixup import BackgroundMixup
+
+    x = images()
+    boxes = torch.tensor([[0.1, 0.1, 0.6, 0.6]]).expand(8, 1, 4).contiguous()
+    masks = torch.zeros(8, 1, SIZE, SIZE)
+    masks[..., 8:36, 8:36] = 1.0
+    late = ObjectAwareStep(simclr_views(SIZE, mixup=True), mixup=BackgroundMixup(p=1.0, queue_size=0),
+                           mixup_start_step=2, check_inputs=False)
+    plain = ObjectAwareStep(simclr_views(SIZE), check_inputs=False)
+    for call in range(3):
+        torch.manual_seed(call)
+        views = late(x, boxes=boxes, masks=masks)
+        mixed = late.last_params[0]["mixed"]
+        torch.manual_seed(call)
+        reference = plain(x, boxes=boxes, masks=masks)
+        if call < 2:
+            assert not bool(mixed.any())
+            torch.testing.assert_close(views[0], reference[0])
+        else:
+            assert bool(mixed.all())
+            assert not torch.allclose(views[0], reference[0])
+    assert late.calls == 3
+
+
+def test_mixup_start_step_needs_a_mixup_view():
+    with pytest.raises(ValueError, match="mixup_start_step=3 has no effect: no view has mixup=True"):
+        ObjectAwareStep(simclr_views(SIZE), mixup_start_step=3)
+    with pytest.raises(ValueError, match="mixup_start_step"):
+        ObjectAwareStep(simclr_views(SIZE, mixup=True), mixup_start_step=-1)
+
+
+def test_masks_alone_are_boxed_with_the_steps_box_config():
+    """Masks passed without boxes are read with the step's ``box_config`` (not a default) and count as a call."""
+    from objaug.objects import boxes_of_maps
+
+    masks = torch.zeros(8, 1, SIZE, SIZE)
+    masks[..., 4:20, 4:20] = 0.6
+    masks[..., 40:60, 30:62] = 1.0
+    config = BoxConfig(threshold=0.8, margin=0.0)
+    step = ObjectAwareStep(simclr_views(SIZE), box_config=config)
+    step(images(), masks=masks)
+    expected = boxes_of_maps(masks, config)
+    torch.testing.assert_close(step.last_objects.boxes, expected[0])
+    assert torch.equal(step.last_objects.valid, expected[1])
+    assert not torch.equal(expected[1], boxes_of_maps(masks)[1])  # the default config finds the second box too
+    assert step.calls == 1
+
+
 # ------------------------------------------------------------------------------------------ Vision Transformers
 @pytest.mark.filterwarnings("ignore::FutureWarning")  # DINOProjectionHead uses weight_norm
 def test_vit_online_cam_with_lightlys_masked_vit_and_the_attention_source():

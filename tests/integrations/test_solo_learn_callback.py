@@ -155,6 +155,24 @@ def test_mixup_on_view_zero_with_store_masks():
     assert torch.allclose(module.seen[0]["X"][1][:, 2], idx.view(-1, 1, 1).expand(4, SIZE, SIZE), atol=1e-6)  # unmixed
 
 
+def test_mixup_start_step_leaves_the_first_batches_unmixed():
+    """``mixup.start_step: 2``: batches 0 and 1 are cropped but not mixed, batch 2 on mixes as configured."""
+    block = store_block(crop={"box_p": 0.0, "scale": [0.9, 1.0]},
+                        mixup={"enabled": True, "views": [0], "p": 1.0, "start_step": 2})
+    module = ContractMethod(make_cfg(block))
+    fit(module, CoordDataset(8), steps=3)
+    changed = []
+    for seen in module.seen:
+        idx = seen["indexes"].float() / 1000  # channel 2 is the image's id unless a background was borrowed
+        changed.append(bool(((seen["X"][0][:, 2] - idx.view(-1, 1, 1)).abs() > 1e-4).any()))
+    assert changed == [False, False, True]
+
+
+def test_mixup_start_step_needs_mixup():
+    with pytest.raises(ObjaugConfigError, match=r"objaug.mixup.start_step=5 has no effect.*mixup.enabled"):
+        parse_objaug_config(store_block(mixup={"start_step": 5}))
+
+
 @pytest.mark.parametrize("block", [None, {"enabled": False}, {}])
 def test_inert_without_block_or_disabled(block):
     module = ContractMethod(make_cfg(block))
@@ -275,7 +293,7 @@ def test_online_cache_none_gives_whole_frame_crops_between_cam_batches():
     assert rec.cam == [True, False] and not bool(rec.object[1].any())
 
 
-def test_cache_write_and_read():
+def test_cache_keeps_float16_boxes_and_uint8_masks():
     from objaug.integrations.solo_learn.views import SoloObjectAware
     from objaug.objects import Objects
 
@@ -283,21 +301,33 @@ def test_cache_write_and_read():
                                   "mixup": {"enabled": True}})
     eng = SoloObjectAware(config)
     eng.allocate_cache(10, torch.device("cpu"))
+    cache = eng.provider.cache
+    assert cache is not None and cache.boxes.dtype == torch.float16 and cache.masks is not None
     idx = torch.tensor([3, 7])
     boxes = torch.tensor([[[0.1, 0.2, 0.5, 0.6]] * 4, [[0.0, 0.0, 1.0, 1.0]] * 4])
     valid = torch.tensor([[True, False, False, False], [False] * 4])
     masks = torch.rand(2, 1, 64, 64)
-    eng.cache_write(idx, Objects(boxes, valid, masks))
-    read = eng.cache_read(torch.tensor([7, 3, 0]))
+    cache.write(idx, Objects(boxes, valid, masks))
+    read = cache.read(torch.tensor([7, 3, 0]))
     b, v, m = read.boxes, read.valid, read.masks
     assert torch.allclose(b[1], boxes[0], atol=1e-3) and torch.equal(v[:2], valid.flip(0))
     assert not v[2].any() and m is not None and m.shape == (3, 1, 32, 32) and m[2].max() == 0
     small = torch.nn.functional.interpolate(masks, size=(32, 32), mode="area")
     assert torch.allclose(m[1], small[0], atol=1 / 255)
-    fresh = SoloObjectAware(config)
-    fresh.allocate_cache(10, torch.device("cpu"))
-    with pytest.raises(ObjaugConfigError, match="cache_size=10 is too small"):
-        fresh.cache_read(torch.tensor([12]))
+
+
+def test_a_cache_smaller_than_the_dataset_names_the_yaml_key():
+    """The provider's size error names ``objaug.online.cache_size`` (the solo-learn user's key), as a config error."""
+    config = parse_objaug_config({"enabled": True, "source": "online", "online": {"every_n_steps": 3}})
+    from objaug.integrations.solo_learn.views import SoloObjectAware
+
+    eng = SoloObjectAware(config)
+    eng.allocate_cache(10, torch.device("cpu"))
+    views = [torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)]
+    cam = lambda x, negatives=None, return_steps=False: None  # noqa: E731 (never called: not a refresh batch)
+    eng.provider.batches_seen = 1  # a cached batch: reads the cache
+    with pytest.raises(ObjaugConfigError, match=r"objaug.online.cache_size=10 is too small for dataset index 12"):
+        eng.step(views, torch.tensor([0, 12]), cam=cam)
 
 
 def test_store_and_dataset_of_different_lengths_are_refused():
