@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from objaug._paths import fixed_shape_path
+from objaug.validation import check_int
 
 __all__ = ["CheckSchedule"]
 
@@ -40,11 +41,8 @@ class CheckSchedule:
     """
 
     def __init__(self, first: int = 10, every: int = 100) -> None:
-        for name, value, low in (("first", first, 0), ("every", every, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}.")
-        self.first = first
-        self.every = every
+        self.first = check_int(first, "first", low=0, why=" (calls checked first on an accelerator)")
+        self.every = check_int(every, "every", low=1, why=" (then every N-th call; 1 checks every call)")
         self.calls = 0
 
     def __repr__(self) -> str:

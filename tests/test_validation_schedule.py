@@ -31,9 +31,10 @@ def test_default_schedule_is_the_documented_one() -> None:
     assert due == [*range(1, 11), 110, 210, 310]
 
 
-@pytest.mark.parametrize("bad", [dict(first=-1), dict(every=0), dict(every=True), dict(first=1.5)])
-def test_bad_schedules_are_refused(bad: dict) -> None:
-    with pytest.raises(ValueError, match="must be an int"):
+@pytest.mark.parametrize(("bad", "error"), [(dict(first=-1), ValueError), (dict(every=0), ValueError),
+                                            (dict(every=True), TypeError), (dict(first=1.5), TypeError)])
+def test_bad_schedules_are_refused(bad: dict, error: type) -> None:
+    with pytest.raises(error, match="(first|every) must be"):
         CheckSchedule(**bad)
 
 
@@ -76,6 +77,28 @@ def test_accelerator_checks_follow_the_schedule(name: str) -> None:
             except ValueError:
                 refused.append(True)
     assert refused == [True, True, False, False, True, False, False, True]
+
+
+def test_lightly_step_checks_follow_the_schedule() -> None:
+    """The Lightly step's own value check (images, boxes, indexes) runs on its augment's schedule."""
+    pytest.importorskip("lightly")
+    from objaug.integrations.lightly.device_step import ObjectAwareStep
+
+    images, boxes, valid, _ = _bad_inputs()
+    step = ObjectAwareStep(simclr_views(16))
+    step.augment.check_schedule = CheckSchedule(first=2, every=3)
+    refused = []
+    with accelerator_paths():
+        for _ in range(8):
+            try:
+                step(images, boxes=boxes / 32, valid=valid)
+                refused.append(False)
+            except ValueError as err:
+                assert "[0, 255]" in str(err) or "255" in str(err)
+                refused.append(True)
+    assert refused == [True, True, False, False, True, False, False, True]
+    with pytest.raises(ValueError):  # on the CPU paths: every call
+        step(images, boxes=boxes / 32, valid=valid)
 
 
 def test_contracam_finite_check_follows_the_schedule() -> None:

@@ -162,8 +162,10 @@ class ObjectAwareStep(nn.Module):
         check_inputs: check the batch's values before any work (default True): images finite and in [0, 1]
             (refuses [0, 255] images and images normalised already, naming the fix), given boxes normalised and
             ordered, masks in [0, 1], ``indexes`` in ``[0, num_samples)`` (or the store's length). One fused
-            pass and one device synchronisation per call (:func:`objaug.validation.check_batch_values`);
-            ``False`` opts out. Shapes, dtypes and devices are always checked.
+            pass and one device synchronisation per checked call (:func:`objaug.validation.check_batch_values`):
+            every call on the CPU; on an accelerator the calls of ``step.augment.check_schedule`` (a
+            :class:`objaug.validation_schedule.CheckSchedule`: the first 10, then every 100th), so the other
+            calls never wait for the device. ``False`` opts out. Shapes, dtypes and devices are always checked.
 
     Call: ``step(images, *, indexes=None, objects=None, boxes=None, valid=None, masks=None) -> list of views``.
 
@@ -397,7 +399,7 @@ class ObjectAwareStep(nn.Module):
             self.to(device)
         given = self._given(images, objects, boxes, valid, masks)
         idx = None if indexes is None else check_indexes(indexes, b, device)
-        if self.check_inputs:  # one fused pass, one synchronisation, before any work
+        if self.check_inputs and self.augment.check_schedule.due(images):  # one fused pass, one sync, first
             check_batch_values(images, masks=masks if given is None else given.masks,
                                boxes=None if given is None else given.boxes,
                                valid=None if given is None else given.valid, indexes=idx,

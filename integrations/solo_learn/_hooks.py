@@ -307,6 +307,7 @@ class ObjectAwareHooks:
             backbone, projector, _ = pick_cam_model(pl_module, config.online.model)
             cam = _build_online_cam(engine.provider, backbone, projector)
         if dry_run:
+            assert backbone is not None
             self._dry_run_due = False
             first = views[cam_view][:2].detach()
             if _uses_channels_last(backbone):

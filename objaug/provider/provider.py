@@ -89,7 +89,7 @@ class ObjectProvider(nn.Module):
     def __init__(self, cam_config: CamConfig | None = None, box_config: BoxConfig | None = None,
                  schedule: ScheduleConfig | None = None, *, store: Any = None, num_samples: int | None = None,
                  cache: bool = True, cache_masks: bool = False, mask_size: int = 32,
-                 box_dtype: torch.dtype = torch.float32, cam_size: int | tuple[int, int] | None = None,
+                 box_dtype: torch.dtype = torch.float32, cam_size: int | Sequence[int] | None = None,
                  normalize: Mapping[str, Sequence[float]] | None = IMAGENET_NORMALIZE,
                  size_option: str = "num_samples") -> None:
         super().__init__()
