@@ -72,8 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def record(step: int, model: SSLModel) -> None:
         t0 = time.perf_counter()
         r = {k: round(100 * v, 2) for k, v in readouts(model, data, ReadoutConfig()).items()}
-        line = {"data": str(a.data), "scaled_views": not a.unscaled_views, "seed": a.seed, "step": step,
-                "val": r, "eval_s": round(time.perf_counter() - t0, 1)}
+        line = {"data": str(a.data), "scaled_views": not a.unscaled_views, "steps": a.steps, "seed": a.seed,
+                "step": step, "val": r, "eval_s": round(time.perf_counter() - t0, 1)}
         with a.out.open("a") as f:
             f.write(json.dumps(line) + "\n")
         print(json.dumps(line), flush=True)
@@ -92,24 +92,28 @@ if __name__ == "__main__":
 
 def summarise_pilots(paths: Sequence[Path]) -> dict[str, object]:
     """The validation evidence of the data and steps choice: every pilot's checkpoints (:func:`main`'s JSON
-    lines), each with the readouts minus the same run's step-0 (random network) readouts, in points.
+    lines), each with the readouts minus the random network's (step 0) readouts, in points.
+
+    The random network is the step-0 line of a pilot with the same data and seed (its own file's, else another
+    pilot's: the initial weights depend on the seed only, not on the views or the number of steps).
 
     Args:
         paths: the pilots' ``--out`` files.
 
     Returns:
-        ``{"family": "val", "points_needed": 15, "pilots": [{"data", "scaled_views", "seed", "step", "val",
-        "gain_over_random", "passed"}, ...]}`` (``passed``: ``heldout_object`` gain >= 15, ``None`` where the
-        data has no val held-out objects).
+        ``{"family": "val", "points_needed": 15, "pilots": [{"data", "scaled_views", "steps", "seed", "step",
+        "val", "gain_over_random", "passed"}, ...]}`` (``passed``: ``heldout_object`` gain >= 15, ``None`` where
+        the data has no val held-out objects or no pilot of that data and seed has a step-0 line).
     """
+    files = [[json.loads(s) for s in Path(path).read_text().splitlines() if s.strip()] for path in paths]
+    random = {(d["data"], d["seed"]): d["val"] for lines in files for d in lines if d["step"] == 0}
     pilots: list[dict[str, object]] = []
-    for path in paths:
-        lines = [json.loads(s) for s in Path(path).read_text().splitlines() if s.strip()]
-        random = next((d["val"] for d in lines if d["step"] == 0), None)
+    for lines in files:
         for d in lines:
-            gain = {k: round(v - random[k], 2) for k, v in d["val"].items() if random and k in random}
+            base = random.get((d["data"], d["seed"]))
+            gain = {k: round(v - base[k], 2) for k, v in d["val"].items() if base and k in base}
             held = gain.get("heldout_object")
-            pilots.append({"data": Path(d["data"]).name, "scaled_views": d["scaled_views"], "seed": d["seed"],
-                           "step": d["step"], "val": d["val"], "gain_over_random": gain,
-                           "passed": None if held is None else held >= GATE_POINTS})
+            pilots.append({"data": Path(d["data"]).name, "scaled_views": d["scaled_views"],
+                           "steps": d.get("steps"), "seed": d["seed"], "step": d["step"], "val": d["val"],
+                           "gain_over_random": gain, "passed": None if held is None else held >= GATE_POINTS})
     return {"family": "val", "points_needed": GATE_POINTS, "pilots": pilots}

@@ -92,6 +92,8 @@ def test_plan_order() -> None:
     assert order[:4] == [("baseline", 0), ("baseline", 1), ("random_init", 0), ("random_init", 1)]
     assert order[-3:] == [("mixup_contracam", 1), ("crop_contracam", 1), ("mixup_oracle_late", 1)]
     assert len(order) == 2 * (len(ARMS_V3) + 1)
+    alone = v3.plan(["mixup_oracle_p0.4"], [0, 1], baselines=False)
+    assert alone == [("mixup_oracle_p0.4", 0), ("mixup_oracle_p0.4", 1)]
 
 
 def test_gate_rule_and_pilot_summary(tmp_path: Path) -> None:
@@ -102,6 +104,16 @@ def test_gate_rule_and_pilot_summary(tmp_path: Path) -> None:
     got = summarise_pilots([tmp_path / "p.jsonl"])
     assert [p["passed"] for p in got["pilots"]] == [False, True]
     assert got["pilots"][1]["gain_over_random"]["heldout_object"] == 16.0
+    # a pilot without its own step 0 (other views, same data and seed) is compared with that random network
+    other = {"data": "d/x", "scaled_views": False, "steps": 700, "seed": 0, "step": 700,
+             "val": {"heldout_object": 20.5}}
+    (tmp_path / "q.jsonl").write_text(json.dumps(other))
+    unseeded = {**other, "seed": 1}
+    (tmp_path / "r.jsonl").write_text(json.dumps(unseeded))
+    got = summarise_pilots([tmp_path / "p.jsonl", tmp_path / "q.jsonl", tmp_path / "r.jsonl"])
+    assert got["pilots"][2]["gain_over_random"] == {"heldout_object": 5.5} and got["pilots"][2]["passed"] is False
+    assert got["pilots"][2]["steps"] == 700 and got["pilots"][0]["steps"] is None
+    assert got["pilots"][3]["gain_over_random"] == {} and got["pilots"][3]["passed"] is None  # no seed-1 step 0
 
 
 # ------------------------------------------------------------------------------------------------ readouts
