@@ -400,8 +400,9 @@ class ObjectAwareAugment(nn.Module):
                 ``True``: check this call whatever the schedule); a caller that has checked the batch already
                 (:class:`~objaug.integrations.lightly.device_step.ObjectAwareStep`) passes False.
             mix: apply the background mixup of the views with ``mixup=True`` (default). ``False`` leaves those
-                views unmixed this call (their ``mixed`` param all False) and needs no masks: the adapters'
-                mixup start step (``ObjectAwareStep(mixup_start_step=)``, solo-learn's ``mixup.start_step``).
+                views unmixed this call (their params have no ``mixed``, so :class:`objaug.stats.AugmentStats`
+                counts no mixup views) and needs no masks: the adapters' mixup start step
+                (``ObjectAwareStep(mixup_start_step=)``, solo-learn's ``mixup.start_step``).
 
         Returns:
             The list of views, each ``(B, 3, h, w)`` with the images' dtype, normalised per its config
@@ -473,8 +474,6 @@ class ObjectAwareAugment(nn.Module):
                 assert self.mixup is not None and view_masks is not None
                 x, mixed = self.mixup(x, view_masks)
                 params["mixed"] = mixed
-            elif cfg.mixup:
-                params["mixed"] = torch.zeros(b, dtype=torch.bool, device=device)
             if view_masks is not None:
                 params["masks"] = view_masks
             outputs.append(x)

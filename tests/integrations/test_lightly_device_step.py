@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 
 import pytest
 import torch
@@ -399,19 +400,22 @@ def test_mixup_start_step_mixes_from_that_call_on():
     late = ObjectAwareStep(simclr_views(SIZE, mixup=True), mixup=BackgroundMixup(p=1.0, queue_size=0),
                            mixup_start_step=2, check_inputs=False)
     plain = ObjectAwareStep(simclr_views(SIZE), check_inputs=False)
-    for call in range(3):
-        torch.manual_seed(call)
-        views = late(x, boxes=boxes, masks=masks)
-        mixed = late.last_params[0]["mixed"]
-        torch.manual_seed(call)
-        reference = plain(x, boxes=boxes, masks=masks)
-        if call < 2:
-            assert not bool(mixed.any())
-            torch.testing.assert_close(views[0], reference[0])
-        else:
-            assert bool(mixed.all())
-            assert not torch.allclose(views[0], reference[0])
-    assert late.calls == 3
+    late.stats.check_every = 2  # the "nothing mixed" warning must not count the calls before the start
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for call in range(3):
+            torch.manual_seed(call)
+            views = late(x, boxes=boxes, masks=masks)
+            torch.manual_seed(call)
+            reference = plain(x, boxes=boxes, masks=masks)
+            if call < 2:
+                assert "mixed" not in late.last_params[0]
+                assert torch.isnan(late.stats.shares()["mixed"])
+                torch.testing.assert_close(views[0], reference[0])
+            else:
+                assert bool(late.last_params[0]["mixed"].all())
+                assert not torch.allclose(views[0], reference[0])
+    assert late.calls == 3 and float(late.stats.shares(last=True)["mixed"]) == 1.0
 
 
 def test_mixup_start_step_needs_a_mixup_view():

@@ -206,6 +206,15 @@ def test_summary_of_a_store_run_with_mixup_and_full_frame_pipelines(tmp_path, ca
     assert summary[5:] == ["  solo-learn's data pipeline: unchanged (it already delivers full, unflipped frames)"]
 
 
+def test_summary_states_the_mixup_start_step(tmp_path, capsys):
+    full = ["augmentations.0.rrc.crop_min_scale=1.0", "augmentations.0.horizontal_flip.prob=0.0"]
+    cfg = _compose(tmp_path, ["+objaug.enabled=true", "+objaug.store.path=memory:4", f"+objaug.store.cls={STORE_CLS}",
+                              "+objaug.mixup.enabled=true", "+objaug.mixup.start_step=500", *full])
+    fit(ContractMethod(cfg), SoloDataset(solo_transform(cfg)), steps=1)
+    summary = _summary(capsys.readouterr().err)
+    assert summary[4] == "  mixup: on from batch 500, views [0] p=0.4 threshold=otsu queue=50 (tiled-strip)"
+
+
 def test_summary_states_the_online_refresh_schedule(tmp_path, capsys):
     cfg = _compose(tmp_path, ["+objaug.enabled=true", "+objaug.online.every_n_steps=4", "+objaug.online.start_step=8",
                               "+objaug.online.iters=2"])
