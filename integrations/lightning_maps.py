@@ -26,9 +26,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from objaug.config import BoxConfig, CamConfig, ensure_config
+from objaug.config import BoxConfig, CamConfig
 from objaug.constants import IMAGENET_NORMALIZE
-from objaug.validation import check_int, check_normalize
+from objaug.provider import ObjectProvider
+from objaug.validation import check_int
 
 try:
     from lightning.pytorch.callbacks import Callback as _Callback
@@ -161,8 +162,9 @@ class CAMMapLogger:
         png_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.every_n_steps = check_int(every_n_steps, "every_n_steps", low=1)
-        self.cam_config = ensure_config(cam_config, CamConfig, "cam_config")
-        self.box_config = ensure_config(box_config, BoxConfig, "box_config")
+        # the CAM and box settings and the model's normalisation: checked and applied by the provider of objects
+        self.provider = ObjectProvider(cam_config, box_config, normalize=normalize)
+        self.cam_config, self.box_config = self.provider.cam_config, self.provider.box_config
         source = self.cam_config.map_source
         self.num_images = check_int(num_images, "num_images", low=2 if source == "gradcam" else 1,
                                     why=" (ContraCAM contrasts the images with each other)")
@@ -171,7 +173,6 @@ class CAMMapLogger:
         if model is not None and not callable(model):
             raise TypeError(f"model must be an nn.Module or a callable module -> backbone / (backbone, head), got "
                             f"{type(model).__name__}.")
-        checked_normalize = check_normalize(normalize)
         if images is not None:
             from objaug.validation import check_image_batch
 
@@ -183,7 +184,6 @@ class CAMMapLogger:
         self.model = model
         self.which = which
         self.source = source
-        self.normalize = checked_normalize
         self.tag = tag
         self.png_dir = None if png_dir is None else os.fspath(png_dir)
         self.logged_steps: list[int] = []
@@ -225,13 +225,12 @@ class CAMMapLogger:
         """(what the model takes, the picture's images in [0, 1]), on ``device``."""
         assert self.images is not None
         x = self.images.to(device)
-        if self.normalize is None:
+        provider = self.provider
+        if not provider.normalizes:
             return x, x.clamp(0.0, 1.0)
-        mean = torch.tensor(self.normalize["mean"], device=device).view(1, -1, 1, 1)
-        std = torch.tensor(self.normalize["std"], device=device).view(1, -1, 1, 1)
         if bool(((x >= 0) & (x <= 1)).all()):
-            return (x - mean) / std, x
-        return x, (x * std + mean).clamp(0.0, 1.0)
+            return provider.cam_input(x), x
+        return x, (x * provider.cam_std.to(x) + provider.cam_mean.to(x)).clamp(0.0, 1.0)
 
     def compute(self, pl_module: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """The fixed batch's ``(images in [0, 1], maps (B, 1, H, W), boxes (B, K, 4), valid (B, K))`` with the
@@ -244,8 +243,8 @@ class CAMMapLogger:
         backbone, head = self._cam_model(pl_module)
         device = module_device(backbone) or torch.device("cpu")
         x, shown = self._model_input(device)
-        cam = self.cam_config.build(backbone, projector=head, check_finite=False)
-        with torch.autocast(device_type=device.type, enabled=False):
+        cam = self.provider.build_cam(backbone, projector=head)
+        with torch.autocast(device_type=device.type, enabled=False):  # not provider.compute: no bank for a picture
             objects = find_objects(cam, x.to(next(backbone.parameters()).dtype), self.box_config,
                                    mask_iters=self.cam_config.mask_iters)
         assert objects.masks is not None

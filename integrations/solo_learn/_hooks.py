@@ -63,7 +63,8 @@ def _as_config_error(err: Exception, where: str) -> ObjaugConfigError:
     return ObjaugConfigError(f"{where}: {library_message(err)}")
 
 
-def _build_online_cam(provider: Any, backbone: torch.nn.Module, projector: torch.nn.Module | None) -> Any:
+def _build_online_cam(provider: Any, backbone: torch.nn.Module, projector: torch.nn.Module | None, *,
+                      when: str) -> Any:
     """The online ContraCAM of the method's modules (``provider``: the engine's
     :class:`objaug.provider.ObjectProvider`); construction mistakes as errors naming the block's keys.
 
@@ -74,7 +75,7 @@ def _build_online_cam(provider: Any, backbone: torch.nn.Module, projector: torch
     try:
         return provider.build_cam(backbone, projector=projector)
     except (TypeError, ValueError) as err:
-        raise _as_config_error(err, "objaug.online (checked at set-up)") from err
+        raise _as_config_error(err, f"objaug.online (checked {when})") from err
 
 
 def _dry_run(cam: Any, provider: Any, images: Tensor, cam_view: int) -> None:
@@ -206,7 +207,7 @@ class ObjectAwareHooks:
         engine = SoloObjectAware(config, store=store)
         if config.source != "store":
             backbone, projector, which = pick_cam_model(pl_module, config.online.model)  # fails early without it
-            _build_online_cam(engine.provider, backbone, projector)
+            _build_online_cam(engine.provider, backbone, projector, when="at set-up")
             self._dry_run_due = True
             prefix = "momentum_" if which == "momentum" else ""
             model = f"{prefix}backbone + {prefix}projector"
@@ -302,10 +303,11 @@ class ObjectAwareHooks:
         cam: Any = None
         negatives: Callable[[], Tensor | None] | None = None
         backbone = None
+        due = engine.cam_due()
         dry_run = self._dry_run_due and views[cam_view].shape[0] >= 2
-        if dry_run or engine.cam_due():  # one CAM of the modules as they are now (DDP may have wrapped them)
+        if dry_run or due:  # one CAM of the modules as they are now (DDP may have wrapped them)
             backbone, projector, _ = pick_cam_model(pl_module, config.online.model)
-            cam = _build_online_cam(engine.provider, backbone, projector)
+            cam = _build_online_cam(engine.provider, backbone, projector, when=f"at batch {batch_idx}")
         if dry_run:
             assert backbone is not None
             self._dry_run_due = False
@@ -314,7 +316,7 @@ class ObjectAwareHooks:
                 first = first.contiguous(memory_format=torch.channels_last)
             with context():
                 _dry_run(cam, engine.provider, first, cam_view)
-        if not engine.cam_due():
+        if not due:  # the dry run's CAM only
             cam, backbone = None, None
         if cam is not None:
             if config.online.all_gather_negatives and world > 1:
