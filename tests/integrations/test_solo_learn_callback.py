@@ -160,12 +160,18 @@ def test_mixup_start_step_leaves_the_first_batches_unmixed():
     block = store_block(crop={"box_p": 0.0, "scale": [0.9, 1.0]},
                         mixup={"enabled": True, "views": [0], "p": 1.0, "start_step": 2})
     module = ContractMethod(make_cfg(block))
-    fit(module, CoordDataset(8), steps=3)
+    trainer = fit(module, CoordDataset(8), steps=3)
+    (cb,) = objaug_callbacks(trainer)
     changed = []
     for seen in module.seen:
         idx = seen["indexes"].float() / 1000  # channel 2 is the image's id unless a background was borrowed
-        changed.append(bool(((seen["X"][0][:, 2] - idx.view(-1, 1, 1)).abs() > 1e-4).any()))
-    assert changed == [False, False, True]
+        changed.append((seen["X"][0][:, 2] - idx.view(-1, 1, 1)).abs().amax((1, 2)) > 1e-4)
+    assert not changed[0].any() and not changed[1].any()
+    # batch 2 mixes every image (p = 1); those whose partner is another image show its id (as in the test above)
+    mixed = cb.engine.last_info["mixed"]
+    perm = cb.engine.mixers["0"]._params["perm"]
+    assert set(mixed) == {0} and bool(mixed[0].all())
+    assert torch.equal(changed[2], perm != torch.arange(4))
 
 
 def test_mixup_start_step_needs_mixup():

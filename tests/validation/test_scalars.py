@@ -26,7 +26,9 @@ from objaug.validation import (
     check_choice,
     check_float,
     check_int,
+    check_normalize,
     check_optional_int,
+    check_optional_size,
     check_pair,
     check_size,
 )
@@ -45,7 +47,21 @@ HELPERS: list[tuple[Callable[[object], object], list[object], list[object], list
     (lambda v: check_pair(v, "pair", 0.0, 1.0, fix="."), [(0.1, 0.5), [0.5, 0.5]], ["ab", (0.1,), (True, 0.5)],
      [(0.6, 0.5), (0.0, 0.5), (math.nan, 0.5)]),
     (lambda v: check_size(v), [8, (4, 8)], ["8", 8.0, (4,), (4, 8.0), True], [0, (4, -1)]),
+    (lambda v: check_optional_size(v, "cam_size", none="as given"), [None, 8, (4, 8)], ["8", (4, 8.0), True],
+     [0, (4, -1)]),
+    (lambda v: check_normalize(v), [None, {"mean": (0.5, 0.5, 0.5), "std": [0.2, 0.2, 0.2]}],
+     ["imagenet", {"mean": "abc", "std": (1, 1, 1)}, {"mean": (0, 0, True), "std": (1, 1, 1)}],
+     [{"mean": (0, 0, 0)}, {"mean": (0, 0), "std": (1, 1, 1)}, {"mean": (0, 0, 0), "std": (1, 0, 1)},
+      {"mean": (0, 0, 0), "std": (1, 1, 1), "max": 255}]),
 ]
+
+
+def test_normalize_is_returned_as_float_tuples():
+    got = check_normalize({"mean": [0, 0.5, 1], "std": (1, 2, 3)})
+    assert got == {"mean": (0.0, 0.5, 1.0), "std": (1.0, 2.0, 3.0)}
+    assert all(isinstance(x, float) for x in got["mean"] + got["std"])
+    with pytest.raises(TypeError, match=r"cam_size must be None \(as given\)"):
+        check_optional_size("big", "cam_size", none="as given")
 
 
 @pytest.mark.parametrize(("check", "accepted", "wrong_type", "impossible"), HELPERS)
